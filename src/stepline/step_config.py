@@ -1,0 +1,142 @@
+"""Step configuration: the one parser for retry and timeout settings.
+
+Workflow code passes Cloudflare's shape, ``{"retries": {"limit": 3, "delay": "5 seconds",
+"backoff": "linear"}, "timeout": "30 seconds"}``; the engine, the API and the CLI all read it
+through :func:`parse_step_config`, which fills the spec's defaults and rejects unknown keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from stepline.durations import parse_duration_ms
+from stepline.errors import InvalidDuration, InvalidStepConfig
+
+__all__ = ["DEFAULT_STEP_CONFIG", "Backoff", "RetryConfig", "StepConfig", "parse_step_config"]
+
+Backoff = Literal["constant", "linear", "exponential"]
+_BACKOFFS = ("constant", "linear", "exponential")
+MAX_RETRY_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """How a failed step attempt is retried."""
+
+    limit: int = 5
+    """Retries after the first attempt: ``limit + 1`` attempts in all (0 to 10,000)."""
+    delay_ms: int = 10_000
+    """The base delay before a retry, in milliseconds."""
+    backoff: Backoff = "exponential"
+    """constant: delay; linear: delay × n; exponential: delay × 2^(n−1), n the failed attempt."""
+
+    def _validate(self) -> None:
+        if not 0 <= self.limit <= MAX_RETRY_LIMIT:
+            raise InvalidStepConfig(f"retries.limit must be 0 to {MAX_RETRY_LIMIT}")
+        if self.backoff not in _BACKOFFS:
+            raise InvalidStepConfig(f"retries.backoff must be one of {', '.join(_BACKOFFS)}")
+
+    def delay_after(self, attempt: int) -> int:
+        """Milliseconds to wait after failed attempt number ``attempt`` (1-based)."""
+        if self.backoff == "constant":
+            return self.delay_ms
+        if self.backoff == "linear":
+            return self.delay_ms * attempt
+        return self.delay_ms * 2 ** (attempt - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class StepConfig:
+    """The resolved configuration of one ``step.do``."""
+
+    retries: RetryConfig = field(default_factory=RetryConfig)
+    """Retry policy; the default is 5 retries, 10 s, exponential."""
+    timeout_ms: int = 600_000
+    """The limit of one attempt, in milliseconds (default 10 minutes)."""
+    sensitive_output: bool = False
+    """When true, the step's output is shown as ``"[REDACTED]"`` in the API."""
+
+    def _validate(self) -> None:
+        self.retries._validate()
+        if self.timeout_ms <= 0:
+            raise InvalidStepConfig("timeout must be greater than zero")
+
+    def to_json(self) -> dict[str, Any]:
+        """The step log's ``config`` shape (spec §1.3)."""
+        out: dict[str, Any] = {
+            "retries": {
+                "limit": self.retries.limit,
+                "delay": self.retries.delay_ms,
+                "backoff": self.retries.backoff,
+            },
+            "timeout": self.timeout_ms,
+        }
+        if self.sensitive_output:
+            out["sensitive"] = "output"
+        return out
+
+
+DEFAULT_STEP_CONFIG = StepConfig()
+
+
+def parse_step_config(raw: Mapping[str, Any] | StepConfig | None, *, step: str = "") -> StepConfig:
+    """Validate a Cloudflare-shaped config mapping and fill in the defaults.
+
+    >>> parse_step_config({"retries": {"limit": 1, "delay": "1 second"}}).retries.delay_ms
+    1000
+    """
+    if raw is None:
+        return DEFAULT_STEP_CONFIG
+    if isinstance(raw, StepConfig):
+        raw._validate()
+        return raw
+    where = f' for "{step}"' if step else ""
+    if not isinstance(raw, Mapping):
+        raise InvalidStepConfig(f"Step config{where} is in a invalid format: expected a mapping")
+    unknown = set(raw) - {"retries", "timeout", "sensitive"}
+    if unknown:
+        raise InvalidStepConfig(
+            f"Step config{where} is in a invalid format: unknown key(s) {', '.join(sorted(unknown))}"
+        )
+    try:
+        retries = _parse_retries(raw.get("retries"), where)
+        timeout_ms = (
+            DEFAULT_STEP_CONFIG.timeout_ms
+            if raw.get("timeout") is None
+            else parse_duration_ms(raw["timeout"], what="timeout")
+        )
+    except InvalidDuration as exc:
+        raise InvalidStepConfig(f"Step config{where} is in a invalid format: {exc.detail}") from exc
+    sensitive = raw.get("sensitive")
+    if sensitive not in (None, "output"):
+        raise InvalidStepConfig(f'Step config{where}: sensitive must be "output"')
+    config = StepConfig(retries=retries, timeout_ms=timeout_ms, sensitive_output=sensitive == "output")
+    config._validate()
+    return config
+
+
+def _parse_retries(raw: object, where: str) -> RetryConfig:
+    if raw is None:
+        return DEFAULT_STEP_CONFIG.retries
+    if not isinstance(raw, Mapping):
+        raise InvalidStepConfig(f"Step config{where}: retries must be a mapping")
+    unknown = set(raw) - {"limit", "delay", "backoff"}
+    if unknown:
+        raise InvalidStepConfig(
+            f"Step config{where}: unknown retries key(s) {', '.join(sorted(unknown))}"
+        )
+    limit = raw.get("limit", DEFAULT_STEP_CONFIG.retries.limit)
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or int(limit) != limit:
+        raise InvalidStepConfig(f"Step config{where}: retries.limit must be a whole number")
+    delay = raw.get("delay")
+    delay_ms = (
+        DEFAULT_STEP_CONFIG.retries.delay_ms
+        if delay is None
+        else parse_duration_ms(delay, what="retries.delay")
+    )
+    backoff = raw.get("backoff", DEFAULT_STEP_CONFIG.retries.backoff)
+    if backoff not in _BACKOFFS:
+        raise InvalidStepConfig(f"Step config{where}: retries.backoff must be one of {_BACKOFFS}")
+    return RetryConfig(limit=int(limit), delay_ms=delay_ms, backoff=backoff)

@@ -1,0 +1,87 @@
+"""Names, ids, event types and sizes, checked the way Cloudflare checks them (spec §1.1, §4)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from stepline.errors import (
+    InvalidEventType,
+    InvalidName,
+    InvalidRequest,
+    PayloadTooLarge,
+)
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "check_event_type",
+    "check_instance_id",
+    "check_json_size",
+    "check_step_name",
+    "check_workflow_name",
+    "dump_json",
+]
+
+MAX_PAYLOAD_BYTES = 1 << 20
+_NAME = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9\-_]*$")
+_RESERVED_ID = re.compile(r"^cf_[0-9a-f]{64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_workflow_name(name: object) -> str:
+    if not isinstance(name, str) or not 1 <= len(name) <= 64 or not _NAME.match(name):
+        raise InvalidName(
+            f"workflow name {name!r} must be 1-64 characters of letters, digits, '-' and '_', "
+            "not starting with '-'"
+        )
+    return name
+
+
+def check_instance_id(instance_id: object) -> str:
+    if (
+        not isinstance(instance_id, str)
+        or not 1 <= len(instance_id) <= 100
+        or not _NAME.match(instance_id)
+    ):
+        raise InvalidName(
+            f"instance id {instance_id!r} must be 1-100 characters of letters, digits, '-' and "
+            "'_', not starting with '-'"
+        )
+    if _RESERVED_ID.match(instance_id):
+        raise InvalidName(f"instance id {instance_id!r} is reserved (cf_ followed by 64 hex)")
+    return instance_id
+
+
+def check_event_type(event_type: object) -> str:
+    if not isinstance(event_type, str) or not 1 <= len(event_type) <= 100:
+        raise InvalidEventType(f"event type {event_type!r} must be 1-100 characters")
+    if not _NAME.match(event_type):
+        raise InvalidEventType(
+            f"event type {event_type!r} may hold only letters, digits, '-' and '_'"
+        )
+    return event_type
+
+
+def check_step_name(name: object) -> str:
+    if not isinstance(name, str) or not 1 <= len(name) <= 256 or _CONTROL.search(name):
+        raise InvalidRequest(
+            f"step name {name!r} must be 1-256 characters without control characters"
+        )
+    return name
+
+
+def dump_json(value: Any) -> str:
+    """Serialise a value that crosses a durable boundary; raise ``TypeError`` when it cannot."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def check_json_size(value: Any, *, what: str) -> str:
+    """Serialise ``value`` and refuse it when it is not JSON or is over 1 MiB."""
+    try:
+        text = dump_json(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(f"{what} must be JSON: {exc}") from exc
+    if len(text.encode()) > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLarge(f"{what} is larger than 1 MiB")
+    return text
