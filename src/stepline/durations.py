@@ -74,4 +74,4 @@ def parse_duration_ms(value: object, *, what: str = "duration") -> int:
 def _checked(ms: float, what: str, original: object) -> int:
     if not math.isfinite(ms) or ms < 0:
         raise InvalidDuration(f"{what} {original!r} must be a finite, non-negative duration")
-    return int(round(ms))
+    return round(ms)

@@ -20,7 +20,7 @@ The hierarchy::
     │   ├── InvalidTransition         10404  409  workflows.api.error.instance.invalid_transition
     │   ├── InstanceAlreadyExists     10405  409  workflows.api.error.instance.already_exists
     │   ├── RouteNotFound              7003  404  workflows.api.error.not_found
-    │   ├── MissingCredentials         9106  400  Missing X-Auth-Key, X-Auth-Email or Authorization headers
+    │   ├── MissingCredentials         9106  400  Missing X-Auth-Key, X-Auth-Email or …
     │   ├── AuthenticationFailed      10000  401  Authentication error
     │   ├── PermissionDenied          10000  403  Authentication error
     │   ├── StoreUnavailable          10001  503  workflows.api.error.internal_server
@@ -60,6 +60,7 @@ __all__ = [
     "PermissionDenied",
     "RouteNotFound",
     "StaleRunError",
+    "StepFailedError",
     "SteplineError",
     "StoreUnavailable",
     "VersionNotFound",
@@ -219,4 +220,15 @@ class WorkflowFatalError(Exception):
 
 
 class WorkflowInternalError(Exception):
-    """An attempt that failed for Stepline's own reasons (a crash mid-attempt, an oversize result)."""
+    """An attempt that failed for Stepline's own reasons (a crash mid-attempt, a big result)."""
+
+
+class StepFailedError(Exception):
+    """A cached step failure whose original exception class could not be rebuilt on replay.
+
+    ``name`` holds the original class name, ``str(error)`` the original message.
+    """
+
+    def __init__(self, message: str = "", name: str = "Error") -> None:
+        super().__init__(message)
+        self.name = name

@@ -44,7 +44,7 @@ class RetryConfig:
             return self.delay_ms
         if self.backoff == "linear":
             return self.delay_ms * attempt
-        return self.delay_ms * 2 ** (attempt - 1)
+        return int(self.delay_ms * 2 ** (attempt - 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,8 @@ def parse_step_config(raw: Mapping[str, Any] | StepConfig | None, *, step: str =
     unknown = set(raw) - {"retries", "timeout", "sensitive"}
     if unknown:
         raise InvalidStepConfig(
-            f"Step config{where} is in a invalid format: unknown key(s) {', '.join(sorted(unknown))}"
+            f"Step config{where} is in a invalid format: "
+            f"unknown key(s) {', '.join(sorted(unknown))}"
         )
     try:
         retries = _parse_retries(raw.get("retries"), where)
@@ -112,7 +113,9 @@ def parse_step_config(raw: Mapping[str, Any] | StepConfig | None, *, step: str =
     sensitive = raw.get("sensitive")
     if sensitive not in (None, "output"):
         raise InvalidStepConfig(f'Step config{where}: sensitive must be "output"')
-    config = StepConfig(retries=retries, timeout_ms=timeout_ms, sensitive_output=sensitive == "output")
+    config = StepConfig(
+        retries=retries, timeout_ms=timeout_ms, sensitive_output=sensitive == "output"
+    )
     config._validate()
     return config
 

@@ -1,0 +1,116 @@
+"""Stepline embedded in your process: a store, an engine and a client.
+
+>>> async with Stepline("sqlite:///./.stepline/app.sqlite3") as stepline:
+...     await stepline.register("checkout", Checkout)
+...     order = await stepline.workflow("checkout").create(params={"sku": "A1"})
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from stepline.authoring.entrypoint import WorkflowEntrypoint
+from stepline.client.handles import WorkflowHandle
+from stepline.client.local import LocalClient
+from stepline.durations import Duration, parse_duration_ms
+from stepline.engine.clock import Clock
+from stepline.engine.control import Control
+from stepline.engine.hooks import NO_HOOKS, StepHooks
+from stepline.engine.registry import WorkflowClasses
+from stepline.engine.scheduler import Engine
+from stepline.store.open import DEFAULT_DATABASE, open_store
+from stepline.store.port import Store, WorkflowSettings
+from stepline.validation import check_workflow_name
+
+__all__ = ["DEFAULT_ACCOUNT", "Stepline"]
+
+DEFAULT_ACCOUNT = "local"
+
+
+class Stepline:
+    """The engine and its client in one object; ``async with`` starts and stops it."""
+
+    def __init__(
+        self,
+        database: str | Store = DEFAULT_DATABASE,
+        *,
+        account_id: str = DEFAULT_ACCOUNT,
+        synchronous: str = "FULL",
+        concurrency: int = 10_000,
+        suspend_after: Duration = "1 second",
+        clock: Clock | None = None,
+        hooks: StepHooks = NO_HOOKS,
+        run_engine: bool = True,
+        env: Any = None,
+    ) -> None:
+        self.store = (
+            open_store(database, synchronous=synchronous) if isinstance(database, str) else database
+        )
+        self.account_id = account_id
+        self.classes = WorkflowClasses()
+        self.engine = Engine(
+            self.store,
+            self.classes,
+            clock=clock,
+            concurrency=concurrency,
+            suspend_after_ms=parse_duration_ms(suspend_after, what="suspend_after"),
+            hooks=hooks,
+            env=env,
+        )
+        self.control = Control(self.engine)
+        self.client = LocalClient(self.control)
+        self._run_engine = run_engine
+        self._started = False
+
+    async def start(self) -> None:
+        await self.store.open()
+        if self._run_engine:
+            await self.engine.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            if self._run_engine:
+                await self.engine.stop()
+            await self.store.close()
+            self._started = False
+
+    async def __aenter__(self) -> Stepline:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def register(
+        self,
+        name: str,
+        cls: type[WorkflowEntrypoint],
+        *,
+        step_limit: int = 10_000,
+        success_retention: Duration | None = None,
+        error_retention: Duration | None = None,
+        script_name: str | None = None,
+    ) -> WorkflowHandle:
+        """Declare workflow ``name`` run by ``cls`` (a new version when its code changed)."""
+        check_workflow_name(name)
+        settings = WorkflowSettings(
+            step_limit=step_limit,
+            success_retention_ms=None
+            if success_retention is None
+            else parse_duration_ms(success_retention, what="success_retention"),
+            error_retention_ms=None
+            if error_retention is None
+            else parse_duration_ms(error_retention, what="error_retention"),
+        )
+        await self.control.register(self.account_id, name, cls, settings, script_name=script_name)
+        return self.workflow(name)
+
+    def workflow(self, name: str) -> WorkflowHandle:
+        return WorkflowHandle(self.client, self.account_id, name)

@@ -1,0 +1,55 @@
+"""What a workflow class is, and what its ``run`` receives."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from stepline.authoring.step import WorkflowStep
+
+__all__ = ["WorkflowEntrypoint", "WorkflowEvent"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowEvent:
+    """The event an instance was created with. Item access uses Cloudflare's keys too:
+    ``event["payload"]``, ``event["instanceId"]``, ``event["workflowName"]``."""
+
+    payload: Any
+    timestamp: datetime
+    instance_id: str
+    workflow_name: str
+
+    def __getitem__(self, key: str) -> Any:
+        return {
+            "payload": self.payload,
+            "timestamp": self.timestamp,
+            "instanceId": self.instance_id,
+            "workflowName": self.workflow_name,
+        }[key]
+
+
+class WorkflowEntrypoint(ABC):
+    """Subclass this and write ``run``; every durable piece of work goes in a step.
+
+    >>> class Greet(WorkflowEntrypoint):
+    ...     async def run(self, event, step):
+    ...         @step.do("say hello")
+    ...         async def hello():
+    ...             return f"hello {event.payload['name']}"
+    ...         return await hello()
+    """
+
+    preserve_non_retryable_error_message: ClassVar[bool] = False
+    """Cloudflare's compatibility flag of the same name: when an uncaught NonRetryableError
+    fails the instance, keep its name and message instead of the generic WorkflowFatalError."""
+
+    def __init__(self, env: Any = None) -> None:
+        self.env = env
+
+    @abstractmethod
+    async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        """The workflow's body. Its return value (JSON) becomes the instance's output."""

@@ -1,0 +1,217 @@
+"""The ``step`` object workflow code receives: ``do``, ``sleep``, ``sleep_until``,
+``wait_for_event``. It holds no state of its own beyond the steps declared in this run;
+durability is the engine's, reached through the :class:`StepRuntime` protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, overload
+
+from stepline.durations import Duration, parse_duration_ms
+from stepline.step_config import StepConfig
+
+__all__ = ["StepContext", "StepFunction", "StepRuntime", "WorkflowStep"]
+
+StepConfigInput = Mapping[str, Any] | StepConfig | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """What a step function learns about its attempt: ``ctx.attempt`` (1-based),
+    ``ctx.step_name``, ``ctx.step_count`` and the resolved ``ctx.config``. Item access
+    follows Cloudflare's shape: ``ctx["step"]["name"]``, ``ctx["attempt"]``."""
+
+    step_name: str
+    step_count: int
+    attempt: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return {
+            "step": {"name": self.step_name, "count": self.step_count},
+            "attempt": self.attempt,
+            "config": self.config,
+        }[key]
+
+
+class StepRuntime(Protocol):
+    """What the engine offers the step object; one per running instance."""
+
+    async def run_do(
+        self,
+        name: str,
+        call: Callable[[StepContext], Any],
+        config: StepConfigInput,
+        *,
+        is_async: bool,
+    ) -> Any: ...
+
+    async def sleep_for(self, name: str, duration_ms: int) -> None: ...
+
+    async def sleep_until(self, name: str, when_ms: int) -> None: ...
+
+    async def wait_for_event(
+        self, name: str, event_type: str, timeout_ms: int
+    ) -> dict[str, Any]: ...
+
+
+class StepFunction:
+    """A function declared with ``@step.do``. Awaiting it runs the step once per run;
+    awaiting it again (or naming it as a dependency) returns the same result."""
+
+    def __init__(
+        self,
+        step: WorkflowStep,
+        fn: Callable[..., Any],
+        name: str,
+        config: StepConfigInput,
+        concurrent: bool,
+    ) -> None:
+        self._step = step
+        self._fn = fn
+        self.name = name
+        self._config = config
+        self._concurrent = concurrent
+        self._result: asyncio.Future[Any] | None = None
+        self._params = list(inspect.signature(fn).parameters)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self) -> Awaitable[Any]:
+        if self._result is None:
+            self._result = asyncio.ensure_future(self._execute())
+        return _shield_result(self._result)
+
+    async def _execute(self) -> Any:
+        dependencies = [p for p in self._params if p != "ctx"]
+        steps = []
+        for param in dependencies:
+            declared = self._step._declared.get(param)
+            if declared is None:
+                raise TypeError(
+                    f"step {self.name!r}: parameter {param!r} is neither 'ctx' nor the name of "
+                    f"a step declared earlier in this run"
+                )
+            steps.append(declared)
+        if self._concurrent:
+            values = list(await asyncio.gather(*(s() for s in steps)))
+        else:
+            values = [await s() for s in steps]
+        kwargs = dict(zip(dependencies, values, strict=True))
+        wants_ctx = "ctx" in self._params
+        fn = self._fn
+
+        def call(ctx: StepContext) -> Any:
+            return fn(ctx=ctx, **kwargs) if wants_ctx else fn(**kwargs)
+
+        return await self._step._runtime.run_do(
+            self.name, call, self._config, is_async=inspect.iscoroutinefunction(fn)
+        )
+
+
+async def _shield_result(future: asyncio.Future[Any]) -> Any:
+    return await future
+
+
+class WorkflowStep:
+    """The durable operations of one run. Created by the engine, passed to ``run``."""
+
+    def __init__(self, runtime: StepRuntime) -> None:
+        self._runtime = runtime
+        self._declared: dict[str, StepFunction] = {}
+
+    @overload
+    def do(self, name: Callable[..., Any], /) -> StepFunction: ...
+
+    @overload
+    def do(
+        self,
+        name: str | None = None,
+        /,
+        *,
+        config: StepConfigInput = None,
+        concurrent: bool = False,
+    ) -> Callable[[Callable[..., Any]], StepFunction]: ...
+
+    @overload
+    def do(
+        self, name: str, fn: Callable[..., Any], /, *, config: StepConfigInput = None
+    ) -> Awaitable[Any]: ...
+
+    def do(
+        self,
+        name: str | Callable[..., Any] | None = None,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        config: StepConfigInput = None,
+        concurrent: bool = False,
+    ) -> Any:
+        """Run a durable step, as a decorator or as a direct call.
+
+        >>> @step.do("charge card", config={"retries": {"limit": 3}})
+        ... async def charge(ctx):
+        ...     return {"id": "ch_1"}
+        >>> receipt = await charge()
+        >>> receipt = await step.do("charge card", charge_card, config={"timeout": "30 seconds"})
+        """
+        if callable(name):
+            return self._declare(name, None, config, concurrent)
+        if fn is not None:
+            if name is None:
+                raise TypeError("step.do(name, fn) needs a name")
+            return self._call_direct(name, fn, config)
+
+        def decorator(func: Callable[..., Any]) -> StepFunction:
+            return self._declare(func, name, config, concurrent)
+
+        return decorator
+
+    def _declare(
+        self,
+        func: Callable[..., Any],
+        name: str | None,
+        config: StepConfigInput,
+        concurrent: bool,
+    ) -> StepFunction:
+        declared = StepFunction(self, func, name or func.__name__, config, concurrent)
+        self._declared[func.__name__] = declared
+        return declared
+
+    async def _call_direct(self, name: str, fn: Callable[..., Any], config: StepConfigInput) -> Any:
+        takes_ctx = bool(inspect.signature(fn).parameters)
+
+        def call(ctx: StepContext) -> Any:
+            return fn(ctx) if takes_ctx else fn()
+
+        return await self._runtime.run_do(
+            name, call, config, is_async=inspect.iscoroutinefunction(fn)
+        )
+
+    async def sleep(self, name: str, duration: Duration) -> None:
+        """Pause the run for ``duration`` (ms, or a string like ``"1 day"``)."""
+        await self._runtime.sleep_for(name, parse_duration_ms(duration, what="sleep duration"))
+
+    async def sleep_until(self, name: str, when: datetime | int | float) -> None:
+        """Pause the run until ``when`` (a datetime, or epoch milliseconds)."""
+        if isinstance(when, datetime):
+            if when.tzinfo is None:
+                raise ValueError("sleep_until needs a timezone-aware datetime")
+            when_ms = int(when.timestamp() * 1000)
+        elif isinstance(when, int | float) and not isinstance(when, bool):
+            when_ms = int(when)
+        else:
+            raise TypeError("sleep_until takes a datetime or epoch milliseconds")
+        await self._runtime.sleep_until(name, when_ms)
+
+    async def wait_for_event(
+        self, name: str, event_type: str, /, timeout: Duration = "24 hours"
+    ) -> dict[str, Any]:
+        """Wait for an event of ``event_type`` sent to this instance; returns
+        ``{"payload", "timestamp", "type"}``. Raises ``WorkflowTimeoutError`` on timeout."""
+        timeout_ms = parse_duration_ms(timeout, what="wait_for_event timeout")
+        return await self._runtime.wait_for_event(name, event_type, timeout_ms)

@@ -1,0 +1,39 @@
+"""Time, as the engine sees it. Tests swap in ``stepline.testing.TestClock``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+__all__ = ["Clock", "SystemClock"]
+
+
+class Clock(Protocol):
+    auto_skip: bool
+    """When true, the engine jumps the clock to the next sleep or retry when it is idle."""
+
+    def now_ms(self) -> int: ...
+
+    async def sleep_ms(self, ms: int) -> None:
+        """Wait ``ms`` of this clock's time (a step's short sleep or retry backoff)."""
+        ...
+
+    def advance_to(self, when_ms: int) -> None:
+        """Move the clock forward (only clocks that can skip do anything)."""
+        ...
+
+
+class SystemClock:
+    """Wall-clock time."""
+
+    auto_skip = False
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    async def sleep_ms(self, ms: int) -> None:
+        await asyncio.sleep(ms / 1000)
+
+    def advance_to(self, when_ms: int) -> None:
+        """Wall-clock time cannot be moved; nothing happens."""

@@ -1,0 +1,309 @@
+"""What callers can do to workflows and instances: create, pause, resume, terminate,
+restart, delete, send events. Each operation follows the transition table of spec §3.2:
+the database changes first (fencing any runner), then the engine is told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from stepline.authoring.entrypoint import WorkflowEntrypoint
+from stepline.engine.registry import code_hash
+from stepline.engine.scheduler import Engine
+from stepline.errors import (
+    CannotRestart,
+    CannotTerminate,
+    InstanceNotFound,
+    InvalidRequest,
+    WorkflowNotFound,
+)
+from stepline.store.port import WorkflowSettings
+from stepline.store.records import (
+    DEFAULT_RETENTION_MS,
+    InstanceRecord,
+    StepRecord,
+    VersionRecord,
+    WorkflowRecord,
+)
+from stepline.validation import check_event_type, check_instance_id, check_json_size
+
+__all__ = ["Control", "NewInstance", "step_base_name"]
+
+log = logging.getLogger("stepline.engine")
+
+MAX_STEP_LIMIT = 25_000
+_STEP_TYPES = {"do": "do", "sleep": "sleep", "waitForEvent": "wait"}
+
+
+@dataclass(frozen=True, slots=True)
+class NewInstance:
+    """An instance to create. ``params`` is any JSON value."""
+
+    id: str | None = None
+    params: object = None
+    success_retention_ms: int | None = None
+    error_retention_ms: int | None = None
+    trigger_source: str = "api"
+
+
+class Control:
+    """Workflow and instance operations over one engine and its store."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.clock = engine.clock
+        self._terminators: dict[str, asyncio.Task[None]] = {}
+
+    # -- workflows -----------------------------------------------------------------------------
+    async def register(
+        self,
+        account_id: str,
+        name: str,
+        cls: type[WorkflowEntrypoint],
+        settings: WorkflowSettings | None = None,
+        *,
+        script_name: str | None = None,
+    ) -> tuple[WorkflowRecord, VersionRecord]:
+        """Declare a workflow backed by ``cls``; a changed class source makes a new version."""
+        script, class_name = self.engine.classes.add(cls, script_name=script_name)
+        return await self.store.save_workflow(
+            account_id,
+            name,
+            class_name=class_name,
+            script_name=script,
+            code_hash=code_hash(cls),
+            settings=_checked_settings(settings or WorkflowSettings()),
+            now=self.clock.now_ms(),
+        )
+
+    async def put(
+        self,
+        account_id: str,
+        name: str,
+        *,
+        class_name: str,
+        script_name: str,
+        settings: WorkflowSettings,
+    ) -> tuple[WorkflowRecord, VersionRecord]:
+        """The REST PUT: the class must be importable; every PUT makes a version."""
+        cls = self.engine.classes.load(script_name, class_name)
+        return await self.store.save_workflow(
+            account_id,
+            name,
+            class_name=class_name,
+            script_name=script_name,
+            code_hash=code_hash(cls),
+            settings=_checked_settings(settings),
+            now=self.clock.now_ms(),
+            force_new_version=True,
+        )
+
+    async def workflow(self, account_id: str, name: str) -> WorkflowRecord:
+        found = await self.store.get_workflow(account_id, name)
+        if found is None:
+            raise WorkflowNotFound(f"workflow {name!r} does not exist")
+        return found
+
+    async def delete_workflow(self, workflow: WorkflowRecord) -> None:
+        doomed = [r for r in self.engine.runners.values() if r.instance.workflow_id == workflow.id]
+        await self.store.delete_workflow(workflow.id)
+        for runner in doomed:
+            await self.engine.stop_runner(runner)
+
+    # -- instances -----------------------------------------------------------------------------
+    async def create(
+        self, workflow: WorkflowRecord, items: Sequence[NewInstance], *, skip_existing: bool
+    ) -> list[InstanceRecord]:
+        now = self.clock.now_ms()
+        records = []
+        for item in items:
+            instance_id = check_instance_id(item.id) if item.id is not None else str(uuid.uuid4())
+            params = check_json_size(item.params, what="params")
+            records.append(
+                InstanceRecord(
+                    pk=0,
+                    workflow_id=workflow.id,
+                    id=instance_id,
+                    version_id=workflow.version_id,
+                    status="queued",
+                    params=params,
+                    created_on=now,
+                    modified_on=now,
+                    trigger_source=item.trigger_source,
+                    success_retention_ms=_first(
+                        item.success_retention_ms, workflow.success_retention_ms
+                    ),
+                    error_retention_ms=_first(item.error_retention_ms, workflow.error_retention_ms),
+                )
+            )
+        created = await self.store.insert_instances(records, skip_existing=skip_existing, now=now)
+        if created:
+            self.engine.wake()
+        return created
+
+    async def instance(self, workflow: WorkflowRecord, instance_id: str) -> InstanceRecord:
+        found = await self.store.get_instance(workflow.id, instance_id)
+        if found is None or (
+            found.expires_on is not None and found.expires_on <= self.clock.now_ms()
+        ):
+            raise InstanceNotFound(f"instance {instance_id!r} does not exist")
+        return found
+
+    async def pause(self, instance: InstanceRecord) -> str:
+        now = self.clock.now_ms()
+        parked = await self.store.update_instance(
+            instance.pk, expect=("waiting",), changes={"status": "paused", "paused_on": now}
+        )
+        if parked is not None:
+            return "paused"
+        pausing = await self.store.update_instance(
+            instance.pk, expect=("running",), changes={"status": "waitingForPause"}
+        )
+        if pausing is not None:
+            self.engine.request_pause(instance.pk)
+            return "waitingForPause"
+        return await self._current_status(instance)
+
+    async def resume(self, instance: InstanceRecord) -> str:
+        now = self.clock.now_ms()
+        resumed = await self.store.resume(instance.pk, now=now)
+        if resumed is not None:
+            self.engine.wake()
+            return resumed.status
+        unpaused = await self.store.update_instance(
+            instance.pk, expect=("waitingForPause",), changes={"status": "running"}
+        )
+        if unpaused is not None:
+            self.engine.cancel_pause(instance.pk)
+            return "running"
+        return await self._current_status(instance)
+
+    async def terminate(self, instance: InstanceRecord) -> str:
+        runner = self.engine.runner_of(instance.pk)
+        done = await self.store.terminate([instance.pk], now=self.clock.now_ms())
+        if not done:
+            status = await self._current_status(instance)
+            raise CannotTerminate(f"instance is {status}; it cannot be terminated")
+        if runner is not None:
+            await self.engine.stop_runner(runner)
+        return "terminated"
+
+    async def terminate_many(
+        self, pks: Sequence[int], *, expect: Collection[str] | None = None
+    ) -> int:
+        runners = [r for pk in pks if (r := self.engine.runner_of(pk)) is not None]
+        done = await self.store.terminate(pks, now=self.clock.now_ms(), expect=expect)
+        stopped = {i.pk for i in done}
+        for runner in runners:
+            if runner.pk in stopped:
+                await self.engine.stop_runner(runner)
+        return len(done)
+
+    def start_terminate_all(self, workflow: WorkflowRecord, statuses: Collection[str]) -> bool:
+        """Terminate every instance with one of ``statuses`` in the background.
+        False when such a job is already running for this workflow."""
+        job = self._terminators.get(workflow.id)
+        if job is not None and not job.done():
+            return False
+        self._terminators[workflow.id] = asyncio.create_task(
+            self._terminate_all(workflow, tuple(statuses))
+        )
+        return True
+
+    def terminate_all_running(self, workflow: WorkflowRecord) -> bool:
+        job = self._terminators.get(workflow.id)
+        return job is not None and not job.done()
+
+    async def _terminate_all(self, workflow: WorkflowRecord, statuses: tuple[str, ...]) -> None:
+        await self.store.set_terminator_running(workflow.id, True)
+        try:
+            while pks := await self.store.select_instance_pks(
+                workflow.id, statuses=statuses, limit=500
+            ):
+                await self.terminate_many(pks, expect=statuses)
+        except Exception:
+            log.exception("terminating the instances of %s failed", workflow.name)
+        finally:
+            await self.store.set_terminator_running(workflow.id, False)
+
+    async def restart(
+        self,
+        instance: InstanceRecord,
+        *,
+        from_name: str | None = None,
+        count: int = 1,
+        step_type: str = "do",
+    ) -> str:
+        from_seq = None
+        if from_name is not None:
+            if step_type not in _STEP_TYPES or count < 1:
+                raise InvalidRequest("restart from: type must be do, sleep or waitForEvent")
+            steps = await self.store.load_steps(instance.pk)
+            from_seq = _find_step_seq(steps, from_name, count, _STEP_TYPES[step_type])
+            if from_seq is None:
+                raise CannotRestart(f'Step "{from_name}" not found in execution history')
+        runner = self.engine.runner_of(instance.pk)
+        restarted = await self.store.restart(
+            instance.pk, from_seq=from_seq, now=self.clock.now_ms()
+        )
+        if restarted is None:
+            raise InstanceNotFound(f"instance {instance.id!r} does not exist")
+        if runner is not None:
+            await self.engine.stop_runner(runner)
+        self.engine.wake()
+        return "queued"
+
+    async def delete(self, instances: Sequence[InstanceRecord]) -> int:
+        runners = [r for i in instances if (r := self.engine.runner_of(i.pk)) is not None]
+        deleted = await self.store.delete_instances([i.pk for i in instances])
+        for runner in runners:
+            await self.engine.stop_runner(runner)
+        return deleted
+
+    async def send_event(self, instance: InstanceRecord, event_type: str, payload: object) -> None:
+        check_event_type(event_type)
+        text = check_json_size(payload, what="event payload")
+        await self.store.buffer_event(instance.pk, event_type, text, now=self.clock.now_ms())
+        self.engine.notify_event(instance.pk)
+
+    async def _current_status(self, instance: InstanceRecord) -> str:
+        current = await self.store.get_instance_by_pk(instance.pk)
+        if current is None:
+            raise InstanceNotFound(f"instance {instance.id!r} does not exist")
+        return current.status
+
+
+def _find_step_seq(steps: list[StepRecord], name: str, count: int, kind: str) -> int | None:
+    seen = 0
+    for step in sorted(steps, key=lambda s: s.seq):
+        if step.kind == kind and step_base_name(step) == name:
+            seen += 1
+            if seen == count:
+                return step.seq
+    return None
+
+
+def step_base_name(step: StepRecord) -> str:
+    """The name workflow code gave a step (its key minus kind, occurrence and duration)."""
+    parts = step.key.split(":", 3 if step.kind == "sleep" else 2)
+    return parts[-1]
+
+
+def _first(*values: int | None) -> int:
+    for value in values:
+        if value is not None:
+            return value
+    return DEFAULT_RETENTION_MS
+
+
+def _checked_settings(settings: WorkflowSettings) -> WorkflowSettings:
+    if not 1 <= settings.step_limit <= MAX_STEP_LIMIT:
+        raise InvalidRequest(f"limits.steps must be 1 to {MAX_STEP_LIMIT}")
+    if settings.concurrency_limit is not None and settings.concurrency_limit < 1:
+        raise InvalidRequest("concurrency.limit must be at least 1")
+    return settings

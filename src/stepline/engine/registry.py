@@ -1,0 +1,74 @@
+"""Which Python class runs a workflow, and the hash that tells one version from the next."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import sys
+from dataclasses import dataclass
+
+from stepline.authoring.entrypoint import WorkflowEntrypoint
+from stepline.errors import WorkflowClassNotFound
+
+__all__ = ["WorkflowClasses", "code_hash"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    script_name: str
+    class_name: str
+
+
+class WorkflowClasses:
+    """Finds workflow classes by (script_name, class_name): ``script_name`` is an importable
+    module, ``class_name`` a ``WorkflowEntrypoint`` subclass in it. Classes registered
+    directly (tests, embedded use) are found without importing."""
+
+    def __init__(self) -> None:
+        self._classes: dict[_Key, type[WorkflowEntrypoint]] = {}
+
+    def add(
+        self, cls: type[WorkflowEntrypoint], *, script_name: str | None = None
+    ) -> tuple[str, str]:
+        """Register ``cls``; returns its (script_name, class_name)."""
+        _check_class(cls, cls.__qualname__)
+        key = _Key(script_name or cls.__module__, cls.__qualname__)
+        self._classes[key] = cls
+        return key.script_name, key.class_name
+
+    def load(self, script_name: str, class_name: str) -> type[WorkflowEntrypoint]:
+        key = _Key(script_name, class_name)
+        found = self._classes.get(key)
+        if found is not None:
+            return found
+        try:
+            module = importlib.import_module(script_name)
+        except ImportError as exc:
+            raise WorkflowClassNotFound(f"cannot import module {script_name!r}: {exc}") from exc
+        cls = getattr(module, class_name, None)
+        _check_class(cls, class_name, script_name)
+        assert isinstance(cls, type)
+        self._classes[key] = cls
+        return cls
+
+
+def _check_class(cls: object, class_name: str, script_name: str = "") -> None:
+    if not (isinstance(cls, type) and issubclass(cls, WorkflowEntrypoint)):
+        where = f" in {script_name!r}" if script_name else ""
+        raise WorkflowClassNotFound(f"{class_name!r}{where} is not a WorkflowEntrypoint subclass")
+
+
+def code_hash(cls: type[WorkflowEntrypoint]) -> str:
+    """A digest of the source of the module that defines ``cls``: a code change, a new version."""
+    module = sys.modules.get(cls.__module__)
+    try:
+        source = inspect.getsource(module) if module is not None else ""
+    except (OSError, TypeError):
+        source = ""
+    if not source:
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):
+            source = cls.__module__ + ":" + cls.__qualname__
+    return hashlib.sha256(source.encode()).hexdigest()

@@ -1,0 +1,542 @@
+"""One run of one instance: ``run()`` replayed against the step cache, new steps executed.
+
+A runner lives while its instance is running. Steps already recorded return their cached
+result (or re-raise their cached error) without running; a new step's attempt is announced
+("attempt started", queued), run, and its outcome written in one transaction before ``run``
+goes on. A wait longer than the engine's threshold *suspends* the instance: the runner
+writes the pending timers, unwinds ``run`` and ends; the scheduler replays it when due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from stepline.authoring.entrypoint import WorkflowEntrypoint, WorkflowEvent
+from stepline.authoring.step import StepConfigInput, StepContext, WorkflowStep
+from stepline.errors import (
+    InvalidStepConfig,
+    NonRetryableError,
+    StaleRunError,
+    StepFailedError,
+    WorkflowInternalError,
+    WorkflowTimeoutError,
+)
+from stepline.step_config import parse_step_config
+from stepline.store.records import Attempt, InstanceRecord, StepRecord
+from stepline.validation import MAX_PAYLOAD_BYTES, check_event_type, check_step_name, dump_json
+
+if TYPE_CHECKING:
+    from stepline.engine.scheduler import Engine
+
+__all__ = ["Runner"]
+
+log = logging.getLogger("stepline.engine")
+
+MAX_SLEEP_MS = 365 * 86_400_000
+_PRIMITIVES = (str, int, float, bool, type(None))
+_NON_RETRYABLE_MESSAGE = (
+    "The execution of the Workflow instance was terminated, as a step threw an "
+    "NonRetryableError and it was not handled"
+)
+
+
+class Suspended(BaseException):
+    """Unwinds ``run`` once the instance is parked; user code must not catch it."""
+
+
+class FatalInstanceError(BaseException):
+    """Fails the instance at once, past any ``try`` in user code (limits, bad results)."""
+
+    def __init__(self, message: str, name: str = "WorkflowFatalError") -> None:
+        super().__init__(message)
+        self.name = name
+        self.message = message
+
+
+class Runner:
+    """Drives one instance's ``run`` for as long as it stays in memory."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        instance: InstanceRecord,
+        steps: list[StepRecord],
+        workflow_cls: type[WorkflowEntrypoint],
+        workflow_name: str,
+        step_limit: int,
+    ) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.clock = engine.clock
+        self.instance = instance
+        self.pk = instance.pk
+        self.generation = instance.generation
+        self.workflow_cls = workflow_cls
+        self.workflow_name = workflow_name
+        self.step_limit = step_limit
+        self.steps = {s.key: s for s in steps if s.kind != "termination"}
+        self._next_seq = max((s.seq for s in steps), default=0) + 1
+        self._counters: dict[tuple[str, str], int] = {}
+        self._do_calls = 0
+        self._executing = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+        self._interrupt = asyncio.Event()
+        self._event_arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pause_requested = False
+        self._suspending = False
+        self._parking_paused = False
+        self.resume_after_park = False
+        self.task: asyncio.Task[None] | None = None
+
+    # -- the engine's handles ------------------------------------------------------------------
+    def request_pause(self) -> None:
+        self.pause_requested = True
+        self._interrupt.set()
+
+    def cancel_pause(self) -> None:
+        self.pause_requested = False
+        if self._parking_paused:
+            self.resume_after_park = True
+        elif not self._suspending:
+            self._interrupt.clear()
+
+    def notify_event(self) -> None:
+        if not self._event_arrived.done():
+            self._event_arrived.set_result(None)
+
+    # -- the run -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        instance = self.instance
+        event = WorkflowEvent(
+            payload=json.loads(instance.params),
+            timestamp=datetime.fromtimestamp(instance.created_on / 1000, UTC),
+            instance_id=instance.id,
+            workflow_name=self.workflow_name,
+        )
+        try:
+            entry = self.workflow_cls(env=self.engine.env)
+            output = await entry.run(event, WorkflowStep(self))
+            await self._quiet.wait()
+            try:
+                text = dump_json(output)
+            except (TypeError, ValueError) as exc:
+                raise FatalInstanceError(
+                    f"The workflow returned a value which is not JSON: {exc}"
+                ) from None
+            await self._finish("complete", output=text)
+        except Suspended:
+            pass
+        except (StaleRunError, asyncio.CancelledError):
+            pass
+        except FatalInstanceError as fatal:
+            await self._finish("errored", error=(fatal.name, fatal.message))
+        except Exception as exc:
+            await self._finish("errored", error=self._instance_error(exc))
+
+    def _instance_error(self, exc: BaseException) -> tuple[str, str]:
+        if _is_non_retryable(exc) and not self.workflow_cls.preserve_non_retryable_error_message:
+            return "WorkflowFatalError", _NON_RETRYABLE_MESSAGE
+        return _error_name(exc), str(exc)
+
+    async def _finish(
+        self, status: str, *, output: str | None = None, error: tuple[str, str] | None = None
+    ) -> None:
+        try:
+            await self.store.finish(
+                self.pk,
+                self.generation,
+                status=status,
+                output=output,
+                error_name=None if error is None else error[0],
+                error_message=None if error is None else error[1],
+                steps=[],
+                now=self.clock.now_ms(),
+            )
+        except StaleRunError:
+            return
+
+    # -- step.do -------------------------------------------------------------------------------
+    async def run_do(
+        self,
+        name: str,
+        call: Callable[[StepContext], Any],
+        config: StepConfigInput,
+        *,
+        is_async: bool,
+    ) -> Any:
+        self._guard()
+        check_step_name(name)
+        count = self._occurrence("do", name)
+        key = f"do:{count}:{name}"
+        label = f"{name}-{count}"
+        self._do_calls += 1
+        if self._do_calls > self.step_limit:
+            raise FatalInstanceError(
+                f"The limit of {self.step_limit} steps has been reached. This limit can be "
+                "changed in your worker configuration."
+            )
+        record = self.steps.get(key)
+        if record is not None and record.status == "complete":
+            return None if record.output is None else json.loads(record.output)
+        if record is not None and record.status == "errored":
+            raise _rebuild_error(record)
+        await self._at_boundary()
+        try:
+            resolved = parse_step_config(config, step=label)
+        except InvalidStepConfig as exc:
+            raise FatalInstanceError(
+                f'Step config for "{label}" is in a invalid format: {exc.detail}'
+            ) from None
+        if record is None:
+            record = StepRecord(
+                instance_pk=self.pk,
+                key=key,
+                seq=self._take_seq(),
+                kind="do",
+                name=label,
+                status="running",
+                start=self.clock.now_ms(),
+                config=dump_json(resolved.to_json()),
+            )
+            self.steps[key] = record
+        context = StepContext(name, count, 0, resolved.to_json())
+        mocked, mock_value = self.engine.hooks.mocked_result(name)
+        if mocked:
+
+            async def call(_ctx: StepContext) -> Any:
+                return mock_value
+
+            is_async = True
+        while True:
+            failure = self._settle_dangling_attempt(record)
+            if failure is None:
+                if record.status == "waiting" and record.wake_at is not None:
+                    await self._wait_until(record.wake_at)
+                    record.status, record.wake_at = "running", None
+                number = len(record.attempts) + 1
+                attempt = Attempt(start=self.clock.now_ms())
+                record.attempts.append(attempt)
+                self.store.queue_step(self.pk, self.generation, record, now=attempt.start)
+                ctx = StepContext(name, count, number, context.config)
+                try:
+                    value = await self._attempt(call, ctx, is_async, resolved.timeout_ms)
+                    text = self._checked_result(value, label, record, attempt)
+                except (Suspended, FatalInstanceError, StaleRunError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:
+                    failure = exc
+                    attempt.end = self.clock.now_ms()
+                    attempt.success = False
+                    attempt.error_name, attempt.error_message = _error_name(exc), str(exc)
+                else:
+                    now = self.clock.now_ms()
+                    attempt.end, attempt.success = now, True
+                    record.status, record.end, record.output = "complete", now, text
+                    await self.store.save_step(self.pk, self.generation, record, now=now)
+                    if isinstance(value, _PRIMITIVES):
+                        return value
+                    return json.loads(text)
+            number = len(record.attempts)
+            if _is_non_retryable(failure) or number > resolved.retries.limit:
+                now = self.clock.now_ms()
+                record.status, record.end = "errored", now
+                record.error_name, record.error_message = _error_name(failure), str(failure)
+                record.error_class = _class_path(failure)
+                await self.store.save_step(self.pk, self.generation, record, now=now)
+                raise failure
+            record.status = "waiting"
+            record.wake_at = self.clock.now_ms() + resolved.retries.delay_after(number)
+            self.store.queue_step(self.pk, self.generation, record, now=self.clock.now_ms())
+
+    def _settle_dangling_attempt(self, record: StepRecord) -> Exception | None:
+        """An attempt with no end was cut off by a crash: it counts as a failed attempt."""
+        if not record.attempts or record.attempts[-1].end is not None:
+            return None
+        failure = WorkflowInternalError("Attempt failed due to internal workflows error")
+        attempt = record.attempts[-1]
+        attempt.end, attempt.success = self.clock.now_ms(), False
+        attempt.error_name, attempt.error_message = "WorkflowInternalError", str(failure)
+        return failure
+
+    async def _attempt(
+        self, call: Callable[[StepContext], Any], ctx: StepContext, is_async: bool, timeout_ms: int
+    ) -> Any:
+        mocked_error = self.engine.hooks.mocked_error(ctx.step_name)
+        if mocked_error is not None:
+            raise mocked_error
+        self._executing += 1
+        self._quiet.clear()
+        try:
+            if is_async:
+                work: Any = call(ctx)
+            else:
+                loop = asyncio.get_running_loop()
+                work = loop.run_in_executor(self.engine.step_executor, call, ctx)
+            try:
+                async with asyncio.timeout(timeout_ms / 1000):
+                    value = await work
+            except TimeoutError:
+                raise WorkflowTimeoutError(f"Execution timed out after {timeout_ms}ms") from None
+            if asyncio.iscoroutine(value):
+                value = await value
+            return value
+        finally:
+            self._executing -= 1
+            if self._executing == 0:
+                self._quiet.set()
+
+    def _checked_result(self, value: Any, label: str, record: StepRecord, attempt: Attempt) -> str:
+        try:
+            text = dump_json(value)
+        except (TypeError, ValueError):
+            now = self.clock.now_ms()
+            attempt.end, attempt.success = now, False
+            message = (
+                "The execution of the Workflow instance was terminated, as the step "
+                f'"{label}" returned a value which is not serialisable'
+            )
+            attempt.error_name, attempt.error_message = "WorkflowFatalError", message
+            record.status, record.end = "errored", now
+            record.error_name, record.error_message = "WorkflowFatalError", message
+            self.store.queue_step(self.pk, self.generation, record, now=now)
+            raise FatalInstanceError(message) from None
+        if len(text) > MAX_PAYLOAD_BYTES // 4 and len(text.encode()) > MAX_PAYLOAD_BYTES:
+            raise WorkflowInternalError(
+                f"Step {label} output is too large. Maximum allowed size is 1MiB."
+            )
+        return text
+
+    # -- sleeps --------------------------------------------------------------------------------
+    async def sleep_for(self, name: str, duration_ms: int) -> None:
+        if duration_ms > MAX_SLEEP_MS:
+            raise InvalidStepConfig(f"sleep {name!r} is longer than 365 days")
+        await self._sleep(name, f"{duration_ms}", lambda now: now + duration_ms)
+
+    async def sleep_until(self, name: str, when_ms: int) -> None:
+        def wake_at(now: int) -> int:
+            if when_ms < now:
+                raise ValueError("You can't sleep until a time in the past, time-traveler")
+            if when_ms - now > MAX_SLEEP_MS:
+                raise InvalidStepConfig(f"sleep_until {name!r} is more than 365 days away")
+            return when_ms
+
+        await self._sleep(name, f"@{when_ms}", wake_at)
+
+    async def _sleep(self, name: str, identity: str, wake_at: Callable[[int], int]) -> None:
+        self._guard()
+        check_step_name(name)
+        count = self._occurrence("sleep", f"{name}\x00{identity}")
+        key = f"sleep:{identity}:{count}:{name}"
+        record = self.steps.get(key)
+        if record is not None and record.status == "complete":
+            return
+        await self._at_boundary()
+        if record is None:
+            now = self.clock.now_ms()
+            record = StepRecord(
+                instance_pk=self.pk,
+                key=key,
+                seq=self._take_seq(),
+                kind="sleep",
+                name=f"{name}-{count}",
+                status="waiting",
+                start=now,
+                wake_at=wake_at(now),
+            )
+            self.steps[key] = record
+            self.store.queue_step(self.pk, self.generation, record, now=now)
+        assert record.wake_at is not None
+        await self._wait_until(record.wake_at)
+        record.status, record.end = "complete", record.wake_at
+        self.store.queue_step(self.pk, self.generation, record, now=self.clock.now_ms())
+
+    # -- events --------------------------------------------------------------------------------
+    async def wait_for_event(self, name: str, event_type: str, timeout_ms: int) -> dict[str, Any]:
+        self._guard()
+        check_step_name(name)
+        check_event_type(event_type)
+        if not 1_000 <= timeout_ms <= MAX_SLEEP_MS:
+            raise InvalidStepConfig("wait_for_event timeout must be 1 second to 365 days")
+        count = self._occurrence("wait", name)
+        key = f"wait:{count}:{name}"
+        record = self.steps.get(key)
+        if record is not None and record.status == "complete":
+            return _event_value(record)
+        if record is not None and record.status == "errored":
+            raise WorkflowTimeoutError(record.error_message or "")
+        await self._at_boundary()
+        if record is None:
+            now = self.clock.now_ms()
+            record = StepRecord(
+                instance_pk=self.pk,
+                key=key,
+                seq=self._take_seq(),
+                kind="wait",
+                name=f"{name}-{count}",
+                status="waiting",
+                start=now,
+                wake_at=now + timeout_ms,
+                event_type=event_type,
+                config=dump_json({"timeout": timeout_ms}),
+            )
+            self.steps[key] = record
+        deadline = record.wake_at
+        assert deadline is not None
+        if self.engine.hooks.forced_timeout(name):
+            deadline = self.clock.now_ms()
+        mocked, payload = self.engine.hooks.mocked_event(event_type)
+        if mocked:
+            now = self.clock.now_ms()
+            record.status, record.end, record.output = "complete", now, dump_json(payload)
+            await self.store.save_step(self.pk, self.generation, record, now=now)
+            return _event_value(record)
+        while True:
+            self._guard()
+            arrived = self._event_arrived
+            now = self.clock.now_ms()
+            event = await self.store.consume_event(self.pk, self.generation, record, now=now)
+            if event is not None:
+                record.status, record.end, record.output = "complete", now, event.payload
+                return _event_value(record)
+            now = self.clock.now_ms()
+            if now >= deadline:
+                message = f"Execution timed out after {timeout_ms}ms"
+                record.status, record.end = "errored", now
+                record.error_name, record.error_message = "WorkflowTimeoutError", message
+                await self.store.save_step(self.pk, self.generation, record, now=now)
+                raise WorkflowTimeoutError(message)
+            hot_ms = min(deadline - now, self.engine.suspend_after_ms)
+            outcome = await self._wait_for_signal(arrived, hot_ms)
+            if outcome == "interrupted" or (outcome == "timeout" and deadline - now > hot_ms):
+                await self._suspend()
+            if arrived.done() and arrived is self._event_arrived:
+                self._event_arrived = asyncio.get_running_loop().create_future()
+
+    async def _wait_for_signal(self, arrived: asyncio.Future[None], ms: int) -> str:
+        interrupt: asyncio.Future[Any] = asyncio.ensure_future(self._interrupt.wait())
+        try:
+            waiting: set[asyncio.Future[Any]] = {arrived, interrupt}
+            done, _ = await asyncio.wait(waiting, timeout=ms / 1000)
+        finally:
+            interrupt.cancel()
+        if self._interrupt.is_set():
+            return "interrupted"
+        return "signal" if arrived in done else "timeout"
+
+    # -- waiting and suspending ----------------------------------------------------------------
+    async def _wait_until(self, wake_at: int) -> None:
+        remaining = wake_at - self.clock.now_ms()
+        if remaining <= 0:
+            return
+        if remaining <= self.engine.suspend_after_ms and not self._interrupt.is_set():
+            sleeper = asyncio.ensure_future(self.clock.sleep_ms(remaining))
+            interrupt = asyncio.ensure_future(self._interrupt.wait())
+            try:
+                await asyncio.wait({sleeper, interrupt}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+                interrupt.cancel()
+            if not self._interrupt.is_set():
+                return
+        await self._suspend()
+
+    async def _at_boundary(self) -> None:
+        if self.pause_requested:
+            await self._suspend()
+
+    async def _suspend(self) -> None:
+        """Park the instance and unwind ``run``. Concurrent branches share one suspension:
+        the first waits for every executing attempt to finish, then writes all pending steps
+        and the earliest wake time; the others just unwind."""
+        if self._suspending:
+            raise Suspended()
+        self._suspending = True
+        self._interrupt.set()
+        await self._quiet.wait()
+        pending = [s for s in self.steps.values() if s.status in ("waiting", "running")]
+        timers = [(s.wake_at, s.kind) for s in pending if s.wake_at is not None]
+        wake_at, wake_kind = None, None
+        if timers:
+            wake_at, kind = min(timers)
+            wake_kind = "event" if kind == "wait" else "timer"
+        status = "paused" if self.pause_requested else "waiting"
+        self._parking_paused = status == "paused"
+        woken = await self.store.suspend(
+            self.pk,
+            self.generation,
+            status=status,
+            wake_at=wake_at,
+            wake_kind=wake_kind,
+            steps=pending,
+            now=self.clock.now_ms(),
+        )
+        if woken or (wake_at is not None and wake_at <= self.clock.now_ms()):
+            self.engine.wake()
+        raise Suspended()
+
+    def _guard(self) -> None:
+        if self._suspending:
+            raise Suspended()
+
+    def _occurrence(self, kind: str, name: str) -> int:
+        count = self._counters.get((kind, name), 0) + 1
+        self._counters[(kind, name)] = count
+        return count
+
+    def _take_seq(self) -> int:
+        seq = self._next_seq
+        self._next_seq += 1
+        return seq
+
+
+def _event_value(record: StepRecord) -> dict[str, Any]:
+    return {
+        "payload": None if record.output is None else json.loads(record.output),
+        "timestamp": datetime.fromtimestamp((record.end or record.start) / 1000, UTC),
+        "type": record.event_type,
+    }
+
+
+def _is_non_retryable(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, NonRetryableError)
+        or type(exc).__name__ == "NonRetryableError"
+        or str(exc).startswith("NonRetryableError")
+    )
+
+
+def _error_name(exc: BaseException) -> str:
+    name = getattr(exc, "name", None)
+    return name if isinstance(name, str) and name else type(exc).__name__
+
+
+def _class_path(exc: BaseException) -> str:
+    cls = type(exc)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _rebuild_error(record: StepRecord) -> Exception:
+    """The cached failure of a step, as the same class with the same message when possible."""
+    message = record.error_message or ""
+    name = record.error_name or "Error"
+    if record.error_class:
+        module_name, _, qualname = record.error_class.partition(":")
+        try:
+            target: Any = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                target = getattr(target, part)
+            if isinstance(target, type) and issubclass(target, Exception):
+                error = target(message)
+                if _error_name(error) != name:
+                    error.name = name  # type: ignore[attr-defined]
+                return error
+        except Exception:  # any class that cannot be rebuilt falls back below
+            log.debug("could not rebuild %s", record.error_class, exc_info=True)
+    return StepFailedError(message, name=name)

@@ -1,0 +1,227 @@
+"""The storage port: every operation the engine and the client need, by name.
+
+Each backend (``sqlite.py``, ``postgres.py``) implements :class:`Store`. Writes that a runner
+makes are *fenced* by the instance's ``generation``: terminate, restart and delete bump it,
+and a runner's write with an older generation raises ``StaleRunError`` and changes nothing.
+Every method is one transaction; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from stepline.store.records import (
+    EventRecord,
+    InstanceRecord,
+    StepRecord,
+    TokenRecord,
+    VersionRecord,
+    WorkflowRecord,
+)
+
+__all__ = ["InstanceFilter", "Store", "WorkflowSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowSettings:
+    """What a PUT of a workflow sets besides its class; a change makes a new version."""
+
+    step_limit: int = 10_000
+    success_retention_ms: int | None = None
+    error_retention_ms: int | None = None
+    concurrency_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceFilter:
+    status: str | None = None
+    created_from: int | None = None
+    created_to: int | None = None
+
+
+class Store(Protocol):
+    """What Stepline asks of a database."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # -- workflows and versions ----------------------------------------------------------------
+    async def save_workflow(
+        self,
+        account_id: str,
+        name: str,
+        *,
+        class_name: str,
+        script_name: str,
+        code_hash: str,
+        settings: WorkflowSettings,
+        now: int,
+        force_new_version: bool = False,
+    ) -> tuple[WorkflowRecord, VersionRecord]:
+        """Create or update a workflow; a new version when class, code or settings changed
+        (or always, with ``force_new_version``, as a REST PUT does)."""
+        ...
+
+    async def get_workflow(self, account_id: str, name: str) -> WorkflowRecord | None: ...
+
+    async def get_workflow_by_id(self, workflow_id: str) -> WorkflowRecord | None: ...
+
+    async def list_workflows(
+        self, account_id: str, *, offset: int, limit: int, search: str | None
+    ) -> tuple[list[WorkflowRecord], int]: ...
+
+    async def count_instances_by_status(
+        self, workflow_ids: Sequence[str]
+    ) -> dict[str, dict[str, int]]: ...
+
+    async def delete_workflow(self, workflow_id: str) -> None: ...
+
+    async def set_terminator_running(self, workflow_id: str, running: bool) -> None: ...
+
+    async def list_versions(
+        self, workflow_id: str, *, offset: int, limit: int
+    ) -> tuple[list[VersionRecord], int]: ...
+
+    async def get_version(self, version_id: str) -> VersionRecord | None: ...
+
+    # -- instances: creation and reading -------------------------------------------------------
+    async def insert_instances(
+        self, records: Sequence[InstanceRecord], *, skip_existing: bool, now: int
+    ) -> list[InstanceRecord]:
+        """Insert new instances (``pk`` is assigned). An id that exists and has not expired
+        raises ``InstanceAlreadyExists``, or with ``skip_existing`` is left out of the result.
+        Also sets the workflow's ``triggered_on``."""
+        ...
+
+    async def get_instance(self, workflow_id: str, instance_id: str) -> InstanceRecord | None: ...
+
+    async def get_instance_by_pk(self, pk: int) -> InstanceRecord | None: ...
+
+    async def list_instances(
+        self,
+        workflow_id: str,
+        where: InstanceFilter,
+        *,
+        descending: bool,
+        limit: int,
+        offset: int = 0,
+        after: tuple[int, int] | None = None,
+    ) -> list[InstanceRecord]:
+        """Instances ordered by (created_on, pk); ``after`` is a keyset position."""
+        ...
+
+    async def count_instances(self, workflow_id: str, where: InstanceFilter) -> int: ...
+
+    async def load_steps(self, pk: int) -> list[StepRecord]: ...
+
+    # -- the engine's operations ---------------------------------------------------------------
+    async def recover_interrupted(self, now: int) -> int:
+        """After a crash: running instances become runnable again, waitingForPause ones paused."""
+        ...
+
+    async def claim_runnable(
+        self, now: int, limit: int
+    ) -> list[tuple[InstanceRecord, list[StepRecord]]]:
+        """Mark up to ``limit`` runnable instances running and return them with their steps.
+        Runnable: queued, or waiting with ``wake_at <= now``."""
+        ...
+
+    async def next_wake_at(self, kinds: Collection[str] | None = None) -> int | None:
+        """The earliest ``wake_at`` of a waiting instance (of the given wake kinds)."""
+        ...
+
+    async def save_step(
+        self, pk: int, generation: int, step: StepRecord, *, now: int, step_count: int | None = None
+    ) -> None:
+        """Write one step row (and touch the instance) in one transaction."""
+        ...
+
+    def queue_step(self, pk: int, generation: int, step: StepRecord, *, now: int) -> None:
+        """Like ``save_step`` but without waiting for the commit (used for "attempt started")."""
+        ...
+
+    async def suspend(
+        self,
+        pk: int,
+        generation: int,
+        *,
+        status: str,
+        wake_at: int | None,
+        wake_kind: str | None,
+        steps: Sequence[StepRecord],
+        now: int,
+    ) -> bool:
+        """Park an instance (waiting or paused) with its pending steps. When a buffered event
+        is already there for one of its waits, it is parked due at once and True returned."""
+        ...
+
+    async def finish(
+        self,
+        pk: int,
+        generation: int,
+        *,
+        status: str,
+        output: str | None,
+        error_name: str | None,
+        error_message: str | None,
+        steps: Sequence[StepRecord],
+        now: int,
+    ) -> None:
+        """Record the end of a run: complete or errored, with its expiry from retention."""
+        ...
+
+    async def consume_event(
+        self, pk: int, generation: int, step: StepRecord, *, now: int
+    ) -> EventRecord | None:
+        """Take the oldest unconsumed event of ``step.event_type`` for this wait and complete
+        the step with it, in one transaction; None when there is none."""
+        ...
+
+    # -- control -------------------------------------------------------------------------------
+    async def buffer_event(
+        self, pk: int, event_type: str, payload: str, *, now: int
+    ) -> InstanceRecord:
+        """Keep an event for the instance and wake it if a wait needs it.
+        Raises ``CannotSendEvent`` for a finished instance, ``InstanceNotFound`` if gone."""
+        ...
+
+    async def update_instance(
+        self,
+        pk: int,
+        *,
+        expect: Collection[str],
+        changes: dict[str, Any],
+        bump_generation: bool = False,
+    ) -> InstanceRecord | None:
+        """Apply ``changes`` if the status is one of ``expect``; the updated row, or None."""
+        ...
+
+    async def terminate(
+        self, pks: Sequence[int], *, now: int, expect: Collection[str] | None = None
+    ) -> list[InstanceRecord]:
+        """Terminate the instances that are not finished (and match ``expect``)."""
+        ...
+
+    async def resume(self, pk: int, *, now: int) -> InstanceRecord | None:
+        """paused → queued, shifting its pending timers by the time it spent paused."""
+        ...
+
+    async def restart(self, pk: int, *, from_seq: int | None, now: int) -> InstanceRecord | None:
+        """Wipe all steps (or those from ``from_seq`` on) and queue the instance again."""
+        ...
+
+    async def delete_instances(self, pks: Sequence[int]) -> int: ...
+
+    async def select_instance_pks(
+        self, workflow_id: str, *, statuses: Collection[str], limit: int
+    ) -> list[int]: ...
+
+    async def delete_expired(self, now: int, *, limit: int) -> int: ...
+
+    # -- tokens --------------------------------------------------------------------------------
+    async def save_token(self, token: TokenRecord) -> None: ...
+
+    async def find_token(self, token_hash: str) -> TokenRecord | None: ...

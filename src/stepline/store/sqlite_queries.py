@@ -1,0 +1,178 @@
+"""Every SQL statement of the SQLite store, by name."""
+
+from __future__ import annotations
+
+from stepline.store.records import DEFAULT_RETENTION_MS
+from stepline.store.sqlite_rows import (
+    EVENT_COLUMNS,
+    INSTANCE_COLUMNS,
+    STEP_COLUMNS,
+    TOKEN_COLUMNS,
+    VERSION_COLUMNS,
+    WORKFLOW_COLUMNS,
+)
+
+INSTANCE_COLS = INSTANCE_COLUMNS
+_FINISHED = "('complete', 'errored', 'terminated')"
+_RETAIN = DEFAULT_RETENTION_MS
+
+CREATE_MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations "
+    "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_on INTEGER NOT NULL)"
+)
+
+# -- workflows and versions ----------------------------------------------------------------
+WORKFLOW_BY_NAME = f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE account_id = ? AND name = ?"
+WORKFLOW_BY_ID = f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = ?"
+INSERT_WORKFLOW = (
+    "INSERT INTO workflows (id, account_id, name, class_name, script_name, version_id, "
+    "created_on, modified_on, step_limit, success_retention_ms, error_retention_ms, "
+    "concurrency_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+UPDATE_WORKFLOW = (
+    "UPDATE workflows SET class_name = ?, script_name = ?, version_id = ?, modified_on = ?, "
+    "step_limit = ?, success_retention_ms = ?, error_retention_ms = ?, concurrency_limit = ? "
+    "WHERE id = ?"
+)
+INSERT_VERSION = f"INSERT INTO versions ({VERSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+VERSION_BY_ID = f"SELECT {VERSION_COLUMNS} FROM versions WHERE id = ?"
+LIST_WORKFLOWS = (
+    f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE account_id = ? AND name LIKE ? ESCAPE '\\' "
+    "ORDER BY name LIMIT ? OFFSET ?"
+)
+COUNT_WORKFLOWS = "SELECT COUNT(*) FROM workflows WHERE account_id = ? AND name LIKE ? ESCAPE '\\'"
+COUNT_BY_STATUS = (
+    "SELECT workflow_id, status, COUNT(*) FROM instances WHERE workflow_id IN ({marks}) "
+    "GROUP BY workflow_id, status"
+)
+DELETE_WORKFLOW = "DELETE FROM workflows WHERE id = ?"
+SET_TERMINATOR = "UPDATE workflows SET terminator_running = ? WHERE id = ?"
+LIST_VERSIONS = (
+    f"SELECT {VERSION_COLUMNS} FROM versions WHERE workflow_id = ? "
+    "ORDER BY created_on DESC, rowid DESC LIMIT ? OFFSET ?"
+)
+COUNT_VERSIONS = "SELECT COUNT(*) FROM versions WHERE workflow_id = ?"
+
+# -- instances -----------------------------------------------------------------------------
+DELETE_EXPIRED_ID = "DELETE FROM instances WHERE workflow_id = ? AND id = ? AND expires_on <= ?"
+INSERT_INSTANCE = (
+    "INSERT INTO instances (workflow_id, id, version_id, status, params, created_on, "
+    "modified_on, trigger_source, success_retention_ms, error_retention_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workflow_id, id) DO NOTHING RETURNING pk"
+)
+TOUCH_TRIGGERED = "UPDATE workflows SET triggered_on = ? WHERE id = ?"
+INSTANCE_BY_ID = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow_id = ? AND id = ?"
+INSTANCE_BY_PK = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE pk = ?"
+LIST_INSTANCES = (
+    f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE {{where}} "
+    "ORDER BY created_on {order}, pk {order} LIMIT ? OFFSET ?"
+)
+COUNT_INSTANCES = "SELECT COUNT(*) FROM instances WHERE {where}"
+STEPS_OF = f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk = ? ORDER BY seq"
+STEPS_OF_MANY = (
+    f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk IN ({{marks}}) ORDER BY instance_pk, seq"
+)
+
+# -- the engine ----------------------------------------------------------------------------
+RECOVER_PAUSING = (
+    "UPDATE instances SET status = 'paused', paused_on = ?, modified_on = ? "
+    "WHERE status = 'waitingForPause'"
+)
+RECOVER_RUNNING = "UPDATE instances SET status = 'queued', modified_on = ? WHERE status = 'running'"
+_CLAIM = (
+    "UPDATE instances SET status = 'running', started_on = COALESCE(started_on, ?), "
+    "modified_on = ?, wake_at = NULL, wake_kind = NULL WHERE pk IN ({select}) "
+    f"RETURNING {INSTANCE_COLUMNS}"
+)
+CLAIM_DUE = _CLAIM.format(
+    select="SELECT pk FROM instances WHERE status = 'waiting' AND wake_at <= ? "
+    "ORDER BY wake_at LIMIT ?"
+)
+CLAIM_QUEUED = _CLAIM.format(
+    select="SELECT pk FROM instances WHERE status = 'queued' ORDER BY status, wake_at, pk LIMIT ?"
+)
+NEXT_WAKE = "SELECT MIN(wake_at) FROM instances WHERE status = 'waiting'"
+NEXT_WAKE_OF_KINDS = (
+    "SELECT MIN(wake_at) FROM instances WHERE status = 'waiting' AND wake_kind IN ({marks})"
+)
+GENERATION_OF = "SELECT generation FROM instances WHERE pk = ?"
+UPSERT_STEP = (
+    f"INSERT OR REPLACE INTO steps ({STEP_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+EVENT_READY_FOR_WAIT = (
+    "SELECT 1 FROM steps s JOIN events e ON e.instance_pk = s.instance_pk "
+    "AND e.type = s.event_type AND e.consumed_by IS NULL "
+    "WHERE s.instance_pk = ? AND s.kind = 'wait' AND s.status = 'waiting' LIMIT 1"
+)
+SUSPEND = (
+    "UPDATE instances SET status = ?, wake_at = ?, wake_kind = ?, paused_on = ?, "
+    "modified_on = ? WHERE pk = ? AND generation = ?"
+)
+FINISH = (
+    "UPDATE instances SET status = ?, output = ?, error_name = ?, error_message = ?, "
+    "ended_on = ?, modified_on = ?, wake_at = NULL, wake_kind = NULL, "
+    f"expires_on = ? + CASE WHEN ? = 'complete' THEN COALESCE(success_retention_ms, {_RETAIN}) "
+    f"ELSE COALESCE(error_retention_ms, {_RETAIN}) END "
+    "WHERE pk = ? AND generation = ?"
+)
+OLDEST_EVENT = (
+    f"SELECT {EVENT_COLUMNS} FROM events WHERE instance_pk = ? AND type = ? "
+    "AND consumed_by IS NULL ORDER BY id LIMIT 1"
+)
+CONSUME_EVENT = "UPDATE events SET consumed_by = ? WHERE id = ?"
+
+# -- control -------------------------------------------------------------------------------
+INSERT_EVENT = "INSERT INTO events (instance_pk, type, payload, created_on) VALUES (?, ?, ?, ?)"
+WAKE_FOR_EVENT = (
+    "UPDATE instances SET wake_at = ?, modified_on = ? WHERE pk = ? AND status = 'waiting' "
+    "AND EXISTS (SELECT 1 FROM steps WHERE instance_pk = ? AND kind = 'wait' "
+    "AND status = 'waiting' AND event_type = ?)"
+)
+UPDATE_INSTANCE_IF = (
+    "UPDATE instances SET {sets} WHERE pk = ? AND status IN ({marks}) "
+    f"RETURNING {INSTANCE_COLUMNS}"
+)
+TERMINATE = (
+    "UPDATE instances SET status = 'terminated', ended_on = ?, modified_on = ?, wake_at = NULL, "
+    "wake_kind = NULL, paused_on = NULL, generation = generation + 1, "
+    f"expires_on = ? + COALESCE(error_retention_ms, {_RETAIN}) "
+    f"WHERE status NOT IN {_FINISHED} AND pk IN ({{marks}})"
+)
+ADD_TERMINATION_STEP = (
+    "INSERT OR REPLACE INTO steps (instance_pk, key, seq, kind, name, status, start_at, "
+    "attempts) VALUES (?, 'termination', (SELECT COALESCE(MAX(seq), 0) + 1 FROM steps "
+    "WHERE instance_pk = ?), 'termination', 'termination', 'complete', ?, '[]')"
+)
+SHIFT_STEP_TIMERS = (
+    "UPDATE steps SET wake_at = wake_at + ? WHERE instance_pk = ? "
+    "AND status IN ('waiting', 'running') AND wake_at IS NOT NULL"
+)
+RESUME = (
+    "UPDATE instances SET status = 'queued', paused_on = NULL, wake_at = NULL, "
+    f"wake_kind = NULL, modified_on = ? WHERE pk = ? RETURNING {INSTANCE_COLUMNS}"
+)
+DELETE_ALL_EVENTS = "DELETE FROM events WHERE instance_pk = ?"
+DELETE_ALL_STEPS = "DELETE FROM steps WHERE instance_pk = ?"
+DELETE_EVENTS_OF_WIPED = (
+    "DELETE FROM events WHERE instance_pk = ? AND consumed_by IN "
+    "(SELECT key FROM steps WHERE instance_pk = ? AND seq >= ?)"
+)
+DELETE_STEPS_FROM = "DELETE FROM steps WHERE instance_pk = ? AND (seq >= ? OR kind = 'termination')"
+RESTART = (
+    "UPDATE instances SET status = 'queued', started_on = NULL, ended_on = NULL, output = NULL, "
+    "error_name = NULL, error_message = NULL, expires_on = NULL, wake_at = NULL, "
+    "wake_kind = NULL, paused_on = NULL, generation = generation + 1, modified_on = ? "
+    f"WHERE pk = ? RETURNING {INSTANCE_COLUMNS}"
+)
+DELETE_INSTANCES = "DELETE FROM instances WHERE pk IN ({marks})"
+SELECT_PKS_BY_STATUS = (
+    "SELECT pk FROM instances WHERE workflow_id = ? AND status IN ({marks}) ORDER BY pk LIMIT ?"
+)
+DELETE_EXPIRED = (
+    "DELETE FROM instances WHERE pk IN (SELECT pk FROM instances WHERE expires_on <= ? LIMIT ?)"
+)
+
+# -- tokens --------------------------------------------------------------------------------
+INSERT_TOKEN = f"INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+TOKEN_BY_HASH = f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?"

@@ -1,0 +1,105 @@
+"""Column lists and row mappers shared by the SQL backends."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from stepline.store.records import (
+    Attempt,
+    EventRecord,
+    InstanceRecord,
+    StepRecord,
+    TokenRecord,
+    VersionRecord,
+    WorkflowRecord,
+)
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "INSTANCE_COLUMNS",
+    "STEP_COLUMNS",
+    "TOKEN_COLUMNS",
+    "VERSION_COLUMNS",
+    "WORKFLOW_COLUMNS",
+    "event_from_row",
+    "instance_from_row",
+    "step_from_row",
+    "step_to_row",
+    "token_from_row",
+    "version_from_row",
+    "workflow_from_row",
+]
+
+WORKFLOW_COLUMNS = (
+    "id, account_id, name, class_name, script_name, version_id, created_on, modified_on, "
+    "triggered_on, step_limit, success_retention_ms, error_retention_ms, concurrency_limit, "
+    "terminator_running"
+)
+VERSION_COLUMNS = (
+    "id, workflow_id, class_name, script_name, code_hash, created_on, step_limit, "
+    "success_retention_ms, error_retention_ms, concurrency_limit"
+)
+INSTANCE_COLUMNS = (
+    "pk, workflow_id, id, version_id, status, params, created_on, modified_on, started_on, "
+    "ended_on, trigger_source, output, error_name, error_message, success_retention_ms, "
+    "error_retention_ms, expires_on, wake_at, wake_kind, paused_on, generation"
+)
+STEP_COLUMNS = (
+    "instance_pk, key, seq, kind, name, status, start_at, end_at, config, attempts, output, "
+    "error_name, error_message, error_class, wake_at, event_type"
+)
+EVENT_COLUMNS = "id, instance_pk, type, payload, created_on, consumed_by"
+TOKEN_COLUMNS = "token_hash, account_id, can_write, name, created_on"
+
+
+def workflow_from_row(row: Sequence[Any]) -> WorkflowRecord:
+    record = WorkflowRecord(*row)
+    record.terminator_running = bool(record.terminator_running)
+    return record
+
+
+def version_from_row(row: Sequence[Any]) -> VersionRecord:
+    return VersionRecord(*row)
+
+
+def instance_from_row(row: Sequence[Any]) -> InstanceRecord:
+    return InstanceRecord(*row)
+
+
+def step_from_row(row: Sequence[Any]) -> StepRecord:
+    values = list(row)
+    values[9] = [Attempt.from_json(a) for a in json.loads(values[9])]
+    return StepRecord(*values)
+
+
+def step_to_row(step: StepRecord) -> tuple[Any, ...]:
+    return (
+        step.instance_pk,
+        step.key,
+        step.seq,
+        step.kind,
+        step.name,
+        step.status,
+        step.start,
+        step.end,
+        step.config,
+        json.dumps([a.to_json() for a in step.attempts], separators=(",", ":")),
+        step.output,
+        step.error_name,
+        step.error_message,
+        step.error_class,
+        step.wake_at,
+        step.event_type,
+    )
+
+
+def event_from_row(row: Sequence[Any]) -> EventRecord:
+    return EventRecord(*row)
+
+
+def token_from_row(row: Sequence[Any]) -> TokenRecord:
+    record = TokenRecord(*row)
+    record.can_write = bool(record.can_write)
+    return record

@@ -1,0 +1,43 @@
+"""A clock that tests can move: sleeps and retry backoffs finish at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from stepline.durations import Duration, parse_duration_ms
+
+__all__ = ["TestClock"]
+
+
+class TestClock:
+    """Wall-clock time plus an offset that only grows.
+
+    With ``auto_skip`` (the default) a step's sleep or retry backoff returns at once, and
+    when nothing is running the engine jumps the clock to the next sleep or retry that is
+    due. ``wait_for_event`` deadlines are *not* skipped (a test usually sends the event);
+    move past them with :meth:`advance`.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, *, auto_skip: bool = True) -> None:
+        self.auto_skip = auto_skip
+        self._offset_ms = 0
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000) + self._offset_ms
+
+    async def sleep_ms(self, ms: int) -> None:
+        if self.auto_skip:
+            self._offset_ms += max(0, ms)
+            await asyncio.sleep(0)
+        else:
+            await asyncio.sleep(ms / 1000)
+
+    def advance(self, duration: Duration) -> None:
+        """Move time forward by ``duration`` (ms or ``"1 day"``)."""
+        self._offset_ms += parse_duration_ms(duration)
+
+    def advance_to(self, when_ms: int) -> None:
+        self._offset_ms += max(0, when_ms - self.now_ms())
