@@ -78,7 +78,9 @@ class StepFunction:
         self._config = config
         self._concurrent = concurrent
         self._result: asyncio.Future[Any] | None = None
-        self._params = list(inspect.signature(fn).parameters)
+        parameters = inspect.signature(fn).parameters
+        self._params = list(parameters)
+        self._defaults = {n for n, p in parameters.items() if p.default is not p.empty}
         functools.update_wrapper(self, fn)
 
     def __call__(self) -> Awaitable[Any]:
@@ -87,15 +89,20 @@ class StepFunction:
         return _shield_result(self._result)
 
     async def _execute(self) -> Any:
-        dependencies = [p for p in self._params if p != "ctx"]
+        dependencies = []
         steps = []
-        for param in dependencies:
+        for param in self._params:
+            if param == "ctx":
+                continue
             declared = self._step._declared.get(param)
             if declared is None:
+                if param in self._defaults:  # e.g. the ``k=k`` idiom in a loop
+                    continue
                 raise TypeError(
                     f"step {self.name!r}: parameter {param!r} is neither 'ctx' nor the name of "
                     f"a step declared earlier in this run"
                 )
+            dependencies.append(param)
             steps.append(declared)
         if self._concurrent:
             values = list(await asyncio.gather(*(s() for s in steps)))

@@ -19,7 +19,7 @@ from stepline.engine.registry import WorkflowClasses
 from stepline.engine.runner import Runner
 from stepline.errors import SteplineError
 from stepline.store.port import Store
-from stepline.store.records import InstanceRecord, StepRecord
+from stepline.store.records import InstanceRecord, StepRecord, VersionRecord
 
 __all__ = ["Engine"]
 
@@ -58,6 +58,7 @@ class Engine:
         self._poke = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._workflow_names: dict[str, str] = {}
+        self._versions: dict[str, VersionRecord] = {}
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -190,9 +191,12 @@ class Engine:
         runner.task = asyncio.create_task(self._drive(runner), name=f"stepline-run-{instance.id}")
 
     async def _make_runner(self, instance: InstanceRecord, steps: list[StepRecord]) -> Runner:
-        version = await self.store.get_version(instance.version_id)
+        version = self._versions.get(instance.version_id)
         if version is None:
-            raise SteplineError(f"version {instance.version_id} of {instance.id} is gone")
+            version = await self.store.get_version(instance.version_id)
+            if version is None:
+                raise SteplineError(f"version {instance.version_id} of {instance.id} is gone")
+            self._versions[version.id] = version  # versions never change once written
         cls = self.classes.load(version.script_name, version.class_name)
         name = self._workflow_names.get(version.workflow_id)
         if name is None:

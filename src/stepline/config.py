@@ -1,0 +1,103 @@
+"""``stepline.toml``: the workflows a server runs, the counterpart of wrangler's
+``[[workflows]]``::
+
+    [[workflows]]
+    name = "checkout"            # the API name
+    class_name = "Checkout"
+    script_name = "shop.flows"   # an importable module (the file's folder is on sys.path)
+
+Optional per workflow: ``step_limit``, ``success_retention``, ``error_retention``.
+"""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stepline.durations import parse_duration_ms
+from stepline.errors import ConfigError, InvalidRequest
+from stepline.validation import check_workflow_name
+
+__all__ = ["DeclaredWorkflow", "ProjectConfig", "load_config"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredWorkflow:
+    name: str
+    class_name: str
+    script_name: str
+    step_limit: int = 10_000
+    success_retention_ms: int | None = None
+    error_retention_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectConfig:
+    path: Path
+    workflows: tuple[DeclaredWorkflow, ...]
+
+
+def load_config(path: str | Path) -> ProjectConfig:
+    """Read ``path`` and put its folder on ``sys.path`` so ``script_name`` modules import."""
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such file (pass --config path/to/stepline.toml)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    entries = raw.get("workflows", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"{file}: [[workflows]] must be an array of tables")
+    workflows = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries, 1):
+        declared = _declared(entry, f"{file}: workflow #{index}")
+        if declared.name in seen:
+            raise ConfigError(f"{file}: workflow {declared.name!r} is declared twice")
+        seen.add(declared.name)
+        workflows.append(declared)
+    folder = str(file.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return ProjectConfig(file, tuple(workflows))
+
+
+def _declared(entry: Any, where: str) -> DeclaredWorkflow:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = set(entry) - {
+        "name",
+        "class_name",
+        "script_name",
+        "step_limit",
+        "success_retention",
+        "error_retention",
+    }
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    try:
+        for key in ("name", "class_name", "script_name"):
+            if not isinstance(entry.get(key), str) or not entry[key]:
+                raise ConfigError(f"{where}: {key} must be a non-empty string")
+        check_workflow_name(entry["name"])
+        step_limit = entry.get("step_limit", 10_000)
+        if isinstance(step_limit, bool) or not isinstance(step_limit, int):
+            raise ConfigError(f"{where}: step_limit must be a whole number")
+        return DeclaredWorkflow(
+            name=entry["name"],
+            class_name=entry["class_name"],
+            script_name=entry["script_name"],
+            step_limit=step_limit,
+            success_retention_ms=_optional_ms(entry.get("success_retention")),
+            error_retention_ms=_optional_ms(entry.get("error_retention")),
+        )
+    except InvalidRequest as exc:
+        raise ConfigError(f"{where}: {exc.detail}") from None
+
+
+def _optional_ms(value: object) -> int | None:
+    return None if value is None else parse_duration_ms(value, what="retention")
