@@ -150,7 +150,7 @@ def api(fake_server: FakeServer) -> FakeServer:
 
 
 @pytest.fixture
-def connection_env(api: FakeServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def connection_env(api: FakeServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """Environment that points the CLI at the fake API, with wrangler's variables cleared."""
     for name in (
         "STEPLINE_API_URL",
@@ -164,13 +164,15 @@ def connection_env(api: FakeServer, monkeypatch: pytest.MonkeyPatch) -> dict[str
     # Times print in local time; pin the zone so expected strings hold on every machine.
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
-    return {
+    yield {
         "STEPLINE_API_URL": api.api_url,
         "STEPLINE_API_TOKEN": TOKEN,
         "STEPLINE_ACCOUNT_ID": ACCOUNT_ID,
         "COLUMNS": "200",
         "TZ": "UTC",
     }
+    monkeypatch.undo()
+    time.tzset()
 
 
 @pytest.fixture

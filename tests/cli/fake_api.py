@@ -123,6 +123,11 @@ def failure(status: int, code: int, message: str, detail: str | None = None) -> 
     return JSONResponse(body, status_code=status)
 
 
+def failure_text(code: int, message: str) -> str:
+    """A failure envelope as raw text, for ``FakeState.canned_failures``."""
+    return json.dumps({"success": False, "errors": [{"code": code, "message": message}]})
+
+
 def summary(workflow: dict[str, Any], instance: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": instance["id"],
