@@ -11,8 +11,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from rich import box
 from rich.console import Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -131,35 +131,38 @@ def _details(step: dict[str, Any], *, show_output: bool, output_limit: int) -> T
     return Text("\n").join(lines)
 
 
-def _steps_table(
-    steps: list[dict[str, Any]], *, show_output: bool, output_limit: int, now: datetime
-) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("Type", no_wrap=True)
-    table.add_column("Name", overflow="fold")
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Attempts", justify="right")
-    table.add_column("Start", no_wrap=True)
-    table.add_column("Duration", justify="right", no_wrap=True)
-    table.add_column("Details", overflow="fold", ratio=1)
-    for number, step in enumerate(steps, start=1):
-        kind = str(step.get("type"))
-        status = step_status(step)
+def _step_block(
+    number: int, step: dict[str, Any], *, show_output: bool, output_limit: int, now: datetime
+) -> RenderableType:
+    """One step: a summary line, then its output and errors indented beneath.
+
+    Blocks rather than a table, so long names, outputs and errors wrap across the whole width
+    of the terminal instead of inside a narrow column.
+    """
+    kind = str(step.get("type"))
+    status = step_status(step)
+    line = Text.assemble(
+        (f"{number:>3}. ", "dim"),
+        _STEP_TYPE_LABELS.get(kind, kind),
+        "  ",
+        (str(step.get("name", "")), "bold"),
+        "  ",
+        (status, _STATUS_STYLES.get(status, "")),
+    )
+    facts = []
+    attempts = _attempts(step)
+    if attempts:
+        facts.append(f"attempts {attempts}")
+    if step.get("start"):
         finished = status not in ("running", "retrying", "sleeping", "waiting")
-        table.add_row(
-            str(number),
-            _STEP_TYPE_LABELS.get(kind, kind),
-            Text(str(step.get("name", ""))),
-            Text(status, style=_STATUS_STYLES.get(status, "")),
-            _attempts(step),
-            format_time(step.get("start")) if step.get("start") else "",
-            _elapsed(step.get("start"), step.get("end"), finished=finished, now=now)
-            if step.get("start")
-            else "",
-            _details(step, show_output=show_output, output_limit=output_limit),
-        )
-    return table
+        facts.append(f"started {format_time(step['start'])}")
+        facts.append(_elapsed(step["start"], step.get("end"), finished=finished, now=now))
+    if facts:
+        line.append("  \u00b7  " + "  \u00b7  ".join(facts), style="dim")
+    details = _details(step, show_output=show_output, output_limit=output_limit)
+    if not details.plain:
+        return line
+    return Group(line, Padding(details, (0, 0, 0, 9)))
 
 
 def _header(
@@ -214,5 +217,8 @@ def render_instance(
     steps = [s for s in raw_steps if isinstance(s, dict)] if isinstance(raw_steps, list) else []
     if not steps:
         return Group(header, Text("\nNo steps yet.", style="dim"))
-    table = _steps_table(steps, show_output=show_output, output_limit=output_limit, now=moment)
-    return Group(header, Text(f"\nSteps ({len(steps)}):", style="bold"), table)
+    blocks = [
+        _step_block(number, step, show_output=show_output, output_limit=output_limit, now=moment)
+        for number, step in enumerate(steps, start=1)
+    ]
+    return Group(header, Text(f"\nSteps ({len(steps)}):", style="bold"), *blocks)
