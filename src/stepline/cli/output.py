@@ -1,0 +1,207 @@
+"""How the CLI speaks: JSON, Rich tables, status labels, times, and one-line errors.
+
+Results go to stdout, everything else (errors, warnings, progress) to stderr, so
+``stepline ... --json | jq`` always sees clean JSON. Text that came from the server is printed
+as plain :class:`rich.text.Text`, never parsed as Rich markup.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from stepline.client.http import MalformedResponse, ServerUnreachable
+from stepline.errors import ApiError
+
+__all__ = [
+    "FINISHED_STATUSES",
+    "UserError",
+    "err_console",
+    "format_duration",
+    "format_time",
+    "instances_table",
+    "out_console",
+    "parse_time",
+    "print_json",
+    "report_errors",
+    "status_label",
+    "trigger_label",
+    "warn",
+    "workflows_table",
+]
+
+FINISHED_STATUSES = frozenset({"complete", "errored", "terminated"})
+
+# The same words and symbols wrangler prints, so output reads the same in both tools.
+_STATUS_LABELS: dict[str, tuple[str, str]] = {
+    "queued": ("⌛ Queued", "cyan"),
+    "running": ("▶ Running", "blue"),
+    "paused": ("⏸️ Paused", "yellow"),
+    "errored": ("❌ Errored", "red"),
+    "terminated": ("🚫 Terminated", "magenta"),
+    "complete": ("✅ Completed", "green"),
+    "waiting": ("⏰ Waiting", "cyan"),
+    "waitingForPause": ("⏱️ Waiting for pause", "yellow"),
+    "rollingBack": ("↩️ Rolling back", "yellow"),
+}
+_TRIGGER_LABELS = {
+    "api": "🌎 API",
+    "binding": "🔗 Binding",
+    "cron": "⏰ Cron",
+    "event": "📨 Event",
+    "unknown": "❓ Unknown",
+}
+
+
+class UserError(Exception):
+    """A mistake in what the user typed or supplied; printed as one line, exit status 1."""
+
+
+def out_console() -> Console:
+    # Built per call: the stream is looked up when printing, which keeps test runners that
+    # swap sys.stdout working.
+    return Console(highlight=False, emoji=False)
+
+
+def err_console() -> Console:
+    return Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
+
+
+def print_json(value: Any) -> None:
+    """Print a result as indented JSON (wrangler indents by four), unwrapped by Rich."""
+    typer.echo(json.dumps(value, indent=4, ensure_ascii=False))
+
+
+def warn(message: str) -> None:
+    err_console().print(Text.assemble(("▲ warning: ", "yellow bold"), message))
+
+
+def _error_line(exc: BaseException) -> Text:
+    line = Text("error: ", style="red bold")
+    if isinstance(exc, ApiError):
+        line.append(f"{exc.message} [code: {exc.code}]")
+        if exc.detail:
+            line.append(f" \u2013 {exc.detail}")
+    elif isinstance(exc, MalformedResponse):
+        line.append(f"received a malformed response from the API: {exc}")
+    else:
+        line.append(str(exc))
+    return line
+
+
+@contextmanager
+def report_errors() -> Iterator[None]:
+    """Turn the errors a user can cause or fix into one line on stderr and exit status 1.
+
+    Anything else is a bug in Stepline and keeps its traceback.
+    """
+    try:
+        yield
+    except (ApiError, ServerUnreachable, MalformedResponse, UserError) as exc:
+        err_console().print(_error_line(exc))
+        raise typer.Exit(1) from None
+
+
+# --- values ------------------------------------------------------------------------------
+
+
+def parse_time(value: object) -> datetime | None:
+    """An ISO-8601 timestamp from the API as an aware datetime; ``None`` when absent or odd."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def format_time(value: object) -> str:
+    """A timestamp in the reader's local time zone, to the second."""
+    parsed = parse_time(value)
+    if parsed is None:
+        return "-"
+    return parsed.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_duration(milliseconds: float) -> str:
+    """A short human duration: ``850ms``, ``4.2s``, ``3m 05s``, ``2h 03m``, ``3d 04h``."""
+    ms = max(0.0, milliseconds)
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h {minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d {hours:02d}h"
+
+
+def status_label(status: object) -> Text:
+    label, style = _STATUS_LABELS.get(str(status), (f"❓ {status}", "white"))
+    return Text(label, style=style)
+
+
+def trigger_label(source: object) -> str:
+    return _TRIGGER_LABELS.get(str(source), str(source))
+
+
+def _cell(value: object) -> Text:
+    return Text("-" if value is None else str(value))
+
+
+# --- tables ------------------------------------------------------------------------------
+
+
+def _instance_counts(counts: object) -> Text:
+    if not isinstance(counts, Mapping):
+        return Text("-")
+    parts = [f"{n} {status}" for status, n in counts.items() if isinstance(n, int) and n]
+    return Text(", ".join(parts) if parts else "none")
+
+
+def workflows_table(workflows: list[dict[str, Any]]) -> Table:
+    table = Table(box=box.ROUNDED, header_style="bold")
+    for column in ("Name", "Script name", "Class name", "Created", "Modified", "Instances"):
+        table.add_column(column)
+    for workflow in workflows:
+        table.add_row(
+            _cell(workflow.get("name")),
+            _cell(workflow.get("script_name")),
+            _cell(workflow.get("class_name")),
+            format_time(workflow.get("created_on")),
+            format_time(workflow.get("modified_on")),
+            _instance_counts(workflow.get("instances")),
+        )
+    return table
+
+
+def instances_table(instances: list[dict[str, Any]]) -> Table:
+    table = Table(box=box.ROUNDED, header_style="bold")
+    for column in ("Instance ID", "Version", "Created", "Modified", "Status"):
+        # Ids are what people copy from this table: fold them rather than cut them short.
+        folded = column in ("Instance ID", "Version")
+        table.add_column(column, overflow="fold" if folded else "ellipsis")
+    for instance in instances:
+        table.add_row(
+            _cell(instance.get("id")),
+            _cell(instance.get("version_id")),
+            format_time(instance.get("created_on")),
+            format_time(instance.get("modified_on")),
+            status_label(instance.get("status")),
+        )
+    return table

@@ -1,0 +1,179 @@
+"""User errors: one line on stderr, exit status 1, no traceback. And help that shows examples."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+from typer.main import get_command
+
+from stepline.cli.main import app
+
+from .conftest import CliInvoker, FakeServer
+from .fake_api import failure_text
+
+
+def assert_one_line_error(stderr: str, *fragments: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_api_error_prints_key_code_and_detail(cli: CliInvoker) -> None:
+    result = cli("instances", "describe", "checkout", "nope")
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert_one_line_error(
+        result.stderr,
+        "error: workflows.api.error.instance.not_found [code: 10400] \u2013 "
+        'instance "nope" does not exist',
+    )
+
+
+def test_bad_json_in_payload(cli: CliInvoker, api: FakeServer) -> None:
+    requests_before = len(api.state.requests)
+
+    result = cli("instances", "send-event", "checkout", "order-3", "--type", "t", "--payload", "{x")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "--payload is not valid JSON")
+    assert len(api.state.requests) == requests_before
+
+
+def test_bad_json_in_trigger_params(cli: CliInvoker) -> None:
+    result = cli("workflows", "trigger", "checkout", "not json")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "PARAMS is not valid JSON")
+
+
+def test_unreachable_server(cli: CliInvoker) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    result = cli("workflows", "list", "--api-url", f"http://127.0.0.1:{port}/client/v4")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, f"cannot reach http://127.0.0.1:{port}/client/v4")
+
+
+def test_missing_account_id(cli: CliInvoker) -> None:
+    result = cli("workflows", "list", STEPLINE_ACCOUNT_ID="")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "no account id")
+
+
+def test_wrong_token(cli: CliInvoker) -> None:
+    result = cli("workflows", "list", "--token", "wrong")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "Authentication error [code: 10000]")
+
+
+def test_malformed_answer(cli: CliInvoker, api: FakeServer) -> None:
+    api.state.canned_failures.append((502, "<html>bad gateway</html>"))
+
+    result = cli("workflows", "list")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "malformed response", "502", "bad gateway")
+
+
+def test_server_error_with_success_false(cli: CliInvoker, api: FakeServer) -> None:
+    body = failure_text(10001, "workflows.api.error.internal_server")
+    api.state.canned_failures.append((500, body))
+
+    result = cli("workflows", "describe", "checkout")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "workflows.api.error.internal_server [code: 10001]")
+
+
+def test_bad_date(cli: CliInvoker) -> None:
+    result = cli("instances", "list", "checkout", "--date-start", "yesterday")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "--date-start 'yesterday' is not a date")
+
+
+def test_latest_of_a_workflow_without_instances(cli: CliInvoker) -> None:
+    result = cli("instances", "pause", "nightly-report", "latest")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, 'workflow "nightly-report" has no instances')
+
+
+def test_restart_step_flags_need_a_step_name(cli: CliInvoker) -> None:
+    result = cli("instances", "restart", "checkout", "order-2", "--from-step-count", "2")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "need --from-step-name")
+
+
+def test_delete_without_ids(cli: CliInvoker) -> None:
+    result = cli("instances", "delete", "checkout")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "at least one instance id")
+
+
+def _leaf_commands(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    # Typer ships its own copy of Click, so groups are recognised by having subcommands.
+    subcommands = getattr(command, "commands", None)
+    if subcommands is None:
+        return [path]
+    return [
+        leaf for name, sub in subcommands.items() for leaf in _leaf_commands(sub, (*path, name))
+    ]
+
+
+LEAVES = _leaf_commands(get_command(app))
+
+
+def test_every_wrangler_command_is_there() -> None:
+    paths = {" ".join(path) for path in LEAVES}
+
+    assert {
+        "workflows list",
+        "workflows describe",
+        "workflows delete",
+        "workflows trigger",
+        "instances list",
+        "instances describe",
+        "instances send-event",
+        "instances pause",
+        "instances resume",
+        "instances terminate",
+        "instances restart",
+        "instances delete",
+        "instances terminate-all",
+        "instances create-batch",
+    } <= paths
+
+
+@pytest.mark.parametrize("path", LEAVES, ids=" ".join)
+def test_help_shows_an_example_and_the_connection_options(
+    cli: CliInvoker, path: tuple[str, ...]
+) -> None:
+    result = cli(*path, "--help")
+
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.stdout
+    examples = [line.strip() for line in result.stdout.splitlines()]
+    assert any(line.startswith(f"stepline {path[-2]} {path[-1]} ") for line in examples)
+    for option in ("--api-url", "--token", "--account-id", "--json"):
+        assert option in result.stdout
+
+
+def test_completion_is_offered(cli: CliInvoker) -> None:
+    result = cli("--help")
+
+    assert "--install-completion" in result.stdout
+    assert "--show-completion" in result.stdout
