@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from stepline.api.envelope import error_response
 from stepline.errors import (
@@ -28,6 +29,8 @@ from stepline.errors import (
 __all__ = ["install_error_handlers"]
 
 logger = logging.getLogger("stepline.api")
+
+_METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE")
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -48,12 +51,26 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         error = RouteNotFound(f"no route for {request.method} {request.url.path}")
     elif exc.status_code == 405:
         error = MethodNotAllowed(f"{request.method} is not served on {request.url.path}")
-        return error_response(error, headers=dict(exc.headers or {}))
+        return error_response(error, headers={"Allow": ", ".join(_allowed_methods(request))})
     elif exc.status_code < 500:
         error = InvalidRequest(str(exc.detail))
     else:
         error = InternalServerError(str(exc.detail))
     return error_response(error)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method served on this path; Starlette's own ``Allow`` names only the first route's.
+
+    Each method is tried against the routes through the public ``BaseRoute.matches``, which
+    also sees into included routers.
+    """
+    allowed = []
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -13,8 +13,6 @@ from stepline.api.routers import bulk, events, instances, versions, workflows
 
 __all__ = ["workflows_router"]
 
-workflows_router = APIRouter(
-    prefix="/accounts/{account_id}/workflows", dependencies=[Depends(authorized_account)]
-)
+workflows_router = APIRouter(dependencies=[Depends(authorized_account)])
 for _module in (workflows, versions, bulk, instances, events):
-    workflows_router.include_router(_module.router)
+    workflows_router.include_router(_module.router, prefix="/accounts/{account_id}/workflows")
