@@ -46,6 +46,8 @@ BAD_BODIES: list[tuple[str, str, Any]] = [
     ("PATCH", f"{BASE}/{WF}/instances/inst-1/status", {"status": ["pause"]}),
     ("PATCH", f"{BASE}/{WF}/instances/inst-1/status", {"status": "terminate", "rollback": "yes"}),
     ("PATCH", f"{BASE}/{WF}/instances/inst-1/status", {"status": "pause", "rollback": True}),
+    ("PATCH", f"{BASE}/{WF}/instances/inst-1/status", {"status": "pause", "rollback": False}),
+    ("PATCH", f"{BASE}/{WF}/instances/inst-1/status", {"status": "restart", "form": {"name": "a"}}),
     ("PATCH", f"{BASE}/{WF}/instances/inst-1/status", {"status": "pause", "from": {"name": "a"}}),
     ("PATCH", f"{BASE}/{WF}/instances/inst-1/status", {"status": "restart", "from": "a"}),
     ("PATCH", f"{BASE}/{WF}/instances/inst-1/status", {"status": "restart", "from": {}}),

@@ -9,7 +9,7 @@ would infer from handlers that parse their own input. The narrowing:
 - the server URL is ``/client/v4``, relative to wherever the document was fetched from;
 - parameters say what the handlers check: integer pages, Stepline's instance id rule,
   non-empty step names without control characters, account ids up to 64 characters;
-- ``schedules`` must be empty (there is no cron trigger) and unknown body fields are allowed;
+- ``schedules`` must be empty (there is no cron trigger); batch ids follow the instance id rule;
 - every operation declares every failure the server can send (bad input 400, auth 401/403,
   unknown resource 404, conflicts 409, oversize bodies 413, rate limits 429, 500/503),
   each in Cloudflare's failure envelope.
@@ -24,6 +24,7 @@ from importlib import resources
 from typing import Any
 
 from stepline.api.query import MAX_PAGE
+from stepline.api.routers.instances import MAX_ATTEMPT
 
 __all__ = ["openapi_document"]
 
@@ -88,6 +89,8 @@ def _tighten_parameters(document: dict[str, Any]) -> None:
                 }
             elif name == "name" and parameter.get("in") == "query":
                 parameter["schema"] = dict(_STEP_NAME)
+            elif name == "attempt":
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPT}
             elif name == "cursor":
                 parameter["schema"] = {"type": "string", "maxLength": 1024}
                 parameter["description"] = (
@@ -97,13 +100,25 @@ def _tighten_parameters(document: dict[str, Any]) -> None:
 
 def _loosen_bodies(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
+    # "Any JSON value" is the empty schema; "nullable" without a "type" means nothing in 3.0.
+    schemas["InstanceCreateRequest"]["properties"]["params"].pop("nullable", None)
+    events = document["paths"][
+        "/accounts/{account_id}/workflows/{workflow_name}/instances/{instance_id}/events/{event_type}"
+    ]["post"]
+    events["requestBody"]["content"]["application/json"]["schema"].pop("nullable", None)
     schemas["WorkflowUpdateRequest"]["properties"]["schedules"] = {
         "type": "array",
         "maxItems": 0,
         "description": "Stepline has no cron trigger: only an empty list is accepted.",
     }
+    schemas["BatchDeleteRequest"]["properties"]["instances"]["items"] = dict(_INSTANCE_ID)
+    batch_terminate = document["paths"][
+        "/accounts/{account_id}/workflows/{workflow_name}/instances/batch/terminate"
+    ]["post"]
+    batch_terminate["requestBody"]["content"]["application/json"]["schema"]["items"] = dict(
+        _INSTANCE_ID
+    )
     for variant in schemas["StatusChangeRequest"]["oneOf"]:
-        variant.pop("additionalProperties", None)
         restart_from = variant["properties"].get("from")
         if restart_from is not None:
             restart_from["properties"]["name"] = dict(_STEP_NAME)

@@ -3,8 +3,8 @@
 Each parser takes the decoded JSON (or :data:`~stepline.api.body.EMPTY`) and either returns a
 frozen value or raises an ``InvalidRequest`` (400 10002) whose detail names the field. Fields
 that Cloudflare documents but Stepline does not use (``location_hint``) are still checked, so a
-request that Cloudflare would refuse is refused here too; unknown fields are ignored, as newer
-clients may send more than this server knows.
+request that Cloudflare would refuse is refused here too. Unknown fields are ignored, as newer
+clients may send more than this server knows, except in the status body (see there).
 """
 
 from __future__ import annotations
@@ -186,18 +186,23 @@ def _restart_from(value: object) -> RestartFrom:
 def parse_status_change(body: JSON) -> StatusChange:
     """``{"status": pause|resume|terminate|restart, "rollback"?: bool, "from"?: {...}}``."""
     fields = _require_object(None if body is EMPTY else body, "body")
+    # Strict, unlike the other bodies: a misspelt "rollback" or "from" would silently turn a
+    # rollback-terminate or a partial restart into a plain one.
+    unknown = sorted(set(fields) - {"status", "rollback", "from"})
+    if unknown:
+        raise InvalidRequest(f"body has unknown fields: {', '.join(unknown)}")
     status = fields.get("status")
     action = _STATUS_ACTIONS.get(status) if isinstance(status, str) else None
     if action is None:
         raise InvalidRequest(f"body.status must be one of {', '.join(_STATUS_ACTIONS)}")
     rollback = fields.get("rollback")
-    if rollback is not None:
+    if "rollback" in fields:
         if not isinstance(rollback, bool):
             raise InvalidRequest("body.rollback must be a boolean")
-        if rollback and action != "terminate":
+        if action != "terminate":
             raise InvalidRequest("body.rollback applies only to status 'terminate'")
     restart_from = fields.get("from")
-    if restart_from is not None and action != "restart":
+    if "from" in fields and action != "restart":
         raise InvalidRequest("body.from applies only to status 'restart'")
     return StatusChange(
         action=action,
