@@ -20,6 +20,7 @@ The hierarchy::
     │   ├── InvalidTransition         10404  409  workflows.api.error.instance.invalid_transition
     │   ├── InstanceAlreadyExists     10405  409  workflows.api.error.instance.already_exists
     │   ├── RouteNotFound              7003  404  workflows.api.error.not_found
+    │   ├── MethodNotAllowed           7001  405  workflows.api.error.method_not_allowed
     │   ├── MissingCredentials         9106  400  Missing X-Auth-Key, X-Auth-Email or …
     │   ├── AuthenticationFailed      10000  401  Authentication error
     │   ├── PermissionDenied          10000  403  Authentication error
@@ -54,6 +55,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidStepConfig",
     "InvalidTransition",
+    "MethodNotAllowed",
     "MissingCredentials",
     "NonRetryableError",
     "PayloadTooLarge",
@@ -164,6 +166,13 @@ class InstanceAlreadyExists(_Conflict):
 
 class RouteNotFound(ApiError):
     code, key, http_status = 7003, "workflows.api.error.not_found", 404
+
+
+class MethodNotAllowed(ApiError):
+    """A known path asked with a method it does not serve; resending cannot help."""
+
+    code, key, http_status = 7001, "workflows.api.error.method_not_allowed", 405
+    should_retry = False
 
 
 class MissingCredentials(ApiError):

@@ -12,10 +12,17 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from stepline.api.auth import Principal
 from stepline.store.port import Store
 from stepline.store.records import TokenRecord
 
-__all__ = ["TokenGrant", "hash_token", "issue_token", "verify_token"]
+__all__ = [
+    "StoreTokenAuthenticator",
+    "TokenGrant",
+    "hash_token",
+    "issue_token",
+    "verify_token",
+]
 
 TOKEN_PREFIX = "stpl_"
 
@@ -53,3 +60,21 @@ async def verify_token(store: Store, token: str) -> TokenGrant | None:
     if found is None or not hmac.compare_digest(found.token_hash, digest):
         return None
     return TokenGrant(found.account_id, found.can_write)
+
+
+class StoreTokenAuthenticator:
+    """Tokens made with ``stepline tokens create``, looked up by digest in the store."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def authenticate(
+        self, token: str | None, email: str | None, key: str | None
+    ) -> Principal | None:
+        secret = token if token else (key if email else None)
+        if not secret:
+            return None
+        grant = await verify_token(self._store, secret)
+        if grant is None:
+            return None
+        return Principal(account_id=grant.account_id, can_write=grant.can_write)

@@ -15,6 +15,7 @@ from stepline.errors import (
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
+    "check_account_id",
     "check_event_type",
     "check_instance_id",
     "check_json_size",
@@ -27,6 +28,16 @@ MAX_PAYLOAD_BYTES = 1 << 20
 _NAME = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9\-_]*$")
 _RESERVED_ID = re.compile(r"^cf_[0-9a-f]{64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+_ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_account_id(account_id: object) -> str:
+    """wrangler 4.164 refuses account ids outside ``[A-Za-z0-9_-]``; so do we."""
+    if not isinstance(account_id, str) or not _ACCOUNT_ID.match(account_id):
+        raise InvalidName(f"account id {account_id!r} must be 1-64 letters, digits, '-' or '_'")
+    return account_id
 
 
 def check_workflow_name(name: object) -> str:

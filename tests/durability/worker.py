@@ -106,8 +106,7 @@ async def main(db: str, mode: str, args: list[str]) -> None:
             for item in items:
                 await (await crashy.get(item["id"])).send_event("go", {"seq": 2})
         elif mode == "run":
-            while True:
-                await asyncio.sleep(3600)
+            await asyncio.Event().wait()  # until killed
         elif mode == "sleepers":
             await sleeper_scenario(stepline, sleeper, int(args[0]), float(args[1]))
 

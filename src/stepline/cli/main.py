@@ -22,7 +22,8 @@ from typing import Annotated
 
 import typer
 
-from stepline.cli import instances, workflows
+from stepline.cli import instances, tokens, workflows
+from stepline.cli.serve import SERVE_EPILOG, serve_command
 
 __all__ = ["app", "main"]
 
@@ -44,6 +45,8 @@ app = typer.Typer(
     # one is easier to paste into an issue than a boxed one.
     pretty_exceptions_enable=False,
 )
+app.command("serve", epilog=SERVE_EPILOG)(serve_command)
+app.add_typer(tokens.app, name="tokens")
 app.add_typer(workflows.app, name="workflows")
 app.add_typer(instances.app, name="instances")
 # wrangler spells it `wrangler workflows instances ...`; accept that muscle memory too.

@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stepline.client.http import MalformedResponse, ServerUnreachable
-from stepline.errors import ApiError
+from stepline.errors import ApiError, ConfigError
 
 __all__ = [
     "FINISHED_STATUSES",
@@ -106,7 +106,7 @@ def report_errors() -> Iterator[None]:
     """
     try:
         yield
-    except (ApiError, ServerUnreachable, MalformedResponse, UserError) as exc:
+    except (ApiError, ConfigError, ServerUnreachable, MalformedResponse, UserError) as exc:
         err_console().print(_error_line(exc))
         raise typer.Exit(1) from None
 

@@ -1,0 +1,35 @@
+"""Versions of a workflow: list (newest first, as wrangler needs) and describe (rows 11-12)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from stepline.api.deps import ClientDep, check_version_id
+from stepline.api.envelope import list_response, success_response
+from stepline.api.pagination import parse_page_query
+from stepline.validation import check_workflow_name
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.get("/{workflow_name}/versions")
+async def list_versions(
+    request: Request, account_id: str, workflow_name: str, client: ClientDep
+) -> Response:
+    name = check_workflow_name(workflow_name)
+    paging = parse_page_query(request.query_params, default_per_page=50)
+    page = await client.list_versions(account_id, name, page=paging.page, per_page=paging.per_page)
+    return list_response(page)
+
+
+@router.get("/{workflow_name}/versions/{version_id}")
+async def get_version(
+    account_id: str, workflow_name: str, version_id: str, client: ClientDep
+) -> Response:
+    name = check_workflow_name(workflow_name)
+    return success_response(
+        await client.get_version(account_id, name, check_version_id(version_id))
+    )

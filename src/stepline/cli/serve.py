@@ -1,0 +1,87 @@
+"""``stepline serve``: the HTTP API and the engine in one process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stepline.cli.output import report_errors
+from stepline.server import ServerOptions, run_server
+from stepline.store.open import DEFAULT_DATABASE
+
+__all__ = ["SERVE_EPILOG", "serve_command"]
+
+SERVE_EPILOG = (
+    "Examples:\n\n"
+    "  STEPLINE_ACCOUNT_ID=local STEPLINE_API_TOKEN=dev-token stepline serve\n\n"
+    "  stepline serve --config examples/stepline.toml --database sqlite:///./data/app.sqlite3\n\n"
+    "Point wrangler at it with CLOUDFLARE_API_BASE_URL=http://127.0.0.1:8787/client/v4."
+)
+
+DatabaseOption = Annotated[
+    str,
+    typer.Option(
+        "--database",
+        envvar="STEPLINE_DATABASE",
+        help="sqlite:///path/to/file.sqlite3 (a folder is created as needed).",
+    ),
+]
+
+
+def serve_command(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="STEPLINE_CONFIG",
+            help="stepline.toml declaring [[workflows]] (default: ./stepline.toml if present).",
+        ),
+    ] = None,
+    database: DatabaseOption = DEFAULT_DATABASE,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8787,
+    account_id: Annotated[
+        str | None,
+        typer.Option(
+            "--account-id",
+            help="Account that owns the declared workflows (default: STEPLINE_ACCOUNT_ID, "
+            "else 'local').",
+            show_default=False,
+        ),
+    ] = None,
+    synchronous: Annotated[
+        str,
+        typer.Option(
+            "--synchronous",
+            help="SQLite durability: FULL survives power loss; NORMAL is faster and survives "
+            "a process crash.",
+        ),
+    ] = "FULL",
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="Instances running at once (sleepers excluded).")
+    ] = 10_000,
+    no_engine: Annotated[
+        bool, typer.Option("--no-engine", help="Serve the API only; run no instances.")
+    ] = False,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
+) -> None:
+    """Serve the Cloudflare-compatible REST API and run workflow instances."""
+    with report_errors():
+        if config is None and Path("stepline.toml").is_file():
+            config = Path("stepline.toml")
+        run_server(
+            ServerOptions(
+                config=config,
+                database=database,
+                host=host,
+                port=port,
+                account_id=account_id,
+                synchronous=synchronous,
+                concurrency=concurrency,
+                run_engine=not no_engine,
+                log_level=log_level,
+            )
+        )

@@ -1,0 +1,119 @@
+"""``stepline serve``: the REST API and the engine in one process (or the API alone).
+
+Workflows declared in ``stepline.toml`` are registered on start, in the server's account;
+a change in a workflow's code makes a new version, as a redeploy does on Cloudflare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from stepline.api import ChainAuthenticator, StaticTokenAuthenticator, create_app
+from stepline.api.auth import Authenticator
+from stepline.app import DEFAULT_ACCOUNT, Stepline
+from stepline.config import ProjectConfig, load_config
+from stepline.engine.registry import code_hash
+from stepline.store.open import DEFAULT_DATABASE
+from stepline.store.port import WorkflowSettings
+from stepline.tokens import StoreTokenAuthenticator
+
+__all__ = ["ServerOptions", "run_server", "serve"]
+
+log = logging.getLogger("stepline.server")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    config: Path | None = None
+    database: str = DEFAULT_DATABASE
+    host: str = "127.0.0.1"
+    port: int = 8787
+    account_id: str | None = None
+    synchronous: str = "FULL"
+    concurrency: int = 10_000
+    run_engine: bool = True
+    log_level: str = "info"
+
+
+def resolve_account(options: ServerOptions) -> str:
+    return options.account_id or os.environ.get("STEPLINE_ACCOUNT_ID") or DEFAULT_ACCOUNT
+
+
+async def register_declared(stepline: Stepline, project: ProjectConfig, account_id: str) -> None:
+    for declared in project.workflows:
+        cls = stepline.classes.load(declared.script_name, declared.class_name)
+        workflow, version = await stepline.store.save_workflow(
+            account_id,
+            declared.name,
+            class_name=declared.class_name,
+            script_name=declared.script_name,
+            code_hash=code_hash(cls),
+            settings=WorkflowSettings(
+                step_limit=declared.step_limit,
+                success_retention_ms=declared.success_retention_ms,
+                error_retention_ms=declared.error_retention_ms,
+            ),
+            now=stepline.engine.clock.now_ms(),
+        )
+        log.info(
+            "workflow %s -> %s.%s (version %s)",
+            workflow.name,
+            declared.script_name,
+            declared.class_name,
+            version.id,
+        )
+
+
+def build_authenticator(stepline: Stepline) -> Authenticator:
+    env_auth = StaticTokenAuthenticator.from_env()
+    database_tokens = StoreTokenAuthenticator(stepline.store)
+    if env_auth is None:
+        return database_tokens
+    return ChainAuthenticator(env_auth, database_tokens)
+
+
+async def serve(options: ServerOptions) -> None:
+    """Run until interrupted."""
+    project = load_config(options.config) if options.config is not None else None
+    account_id = resolve_account(options)
+    stepline = Stepline(
+        options.database,
+        account_id=account_id,
+        synchronous=options.synchronous,
+        concurrency=options.concurrency,
+        run_engine=options.run_engine,
+    )
+    await stepline.start()
+    try:
+        if project is not None:
+            await register_declared(stepline, project, account_id)
+        app = create_app(stepline.client, build_authenticator(stepline))
+        config = uvicorn.Config(
+            app,
+            host=options.host,
+            port=options.port,
+            log_level=options.log_level,
+            access_log=False,
+            http="httptools",
+            lifespan="off",
+        )
+        server = uvicorn.Server(config)
+        await server.serve()
+    finally:
+        await stepline.stop()
+
+
+def run_server(options: ServerOptions) -> None:
+    """Serve on uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        asyncio.run(serve(options))
+    else:
+        uvloop.run(serve(options))

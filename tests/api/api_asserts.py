@@ -1,0 +1,36 @@
+"""Assertions on Cloudflare envelopes shared by the API tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+def assert_envelope(response: httpx.Response) -> dict[str, Any]:
+    """Any answer: JSON, the four envelope keys, and ``success`` agreeing with the status."""
+    assert response.headers["content-type"] == "application/json", response.text
+    body: dict[str, Any] = response.json()
+    assert isinstance(body, dict)
+    assert {"success", "errors", "messages", "result"} <= body.keys(), body
+    assert body["success"] is (response.status_code < 400), (response.status_code, body)
+    if body["success"]:
+        assert body["errors"] == []
+    else:
+        assert body["result"] is None
+        assert body["errors"] and all(
+            isinstance(error["code"], int) and isinstance(error["message"], str)
+            for error in body["errors"]
+        )
+    return body
+
+
+def assert_failure(response: httpx.Response, status: int, code: int, message: str) -> None:
+    assert response.status_code == status, response.text
+    assert_envelope(response)
+    assert response.json() == {
+        "success": False,
+        "errors": [{"code": code, "message": message}],
+        "messages": [],
+        "result": None,
+    }
