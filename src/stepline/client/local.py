@@ -184,8 +184,8 @@ class LocalClient:
         if order not in ("asc", "desc"):
             raise InvalidRequest("order must be asc or desc")
         instance = await self._instance(account_id, name, instance_id)
-        steps = None if simple else await self.store.load_steps(instance.pk)
-        return views.instance_detail(instance, steps, descending=order == "desc")
+        steps = await self.store.load_steps(instance.pk)
+        return views.instance_detail(instance, steps, descending=order == "desc", simple=simple)
 
     async def change_status(
         self,

@@ -134,9 +134,13 @@ def instance_summary(instance: InstanceRecord) -> dict[str, Any]:
 
 
 def instance_detail(
-    instance: InstanceRecord, steps: list[StepRecord] | None, *, descending: bool = False
+    instance: InstanceRecord,
+    steps: list[StepRecord],
+    *,
+    descending: bool = False,
+    simple: bool = False,
 ) -> dict[str, Any]:
-    """The describe view; ``steps=None`` is ``simple=true`` (no step log)."""
+    """The describe view; ``simple`` (``simple=true``) leaves out the step log."""
     status = instance.status
     success = (
         True if status == "complete" else False if status in ("errored", "terminated") else None
@@ -159,9 +163,9 @@ def instance_detail(
         "versionId": instance.version_id,
         "rollback": None,
     }
-    ordered = sorted(steps or [], key=lambda s: s.seq, reverse=descending)
+    ordered = sorted(steps, key=lambda s: s.seq, reverse=descending)
     detail["step_count"] = sum(1 for s in ordered if s.kind != "termination")
-    detail["steps"] = [] if steps is None else [step_log(s, instance) for s in ordered]
+    detail["steps"] = [] if simple else [step_log(s, instance) for s in ordered]
     return detail
 
 
