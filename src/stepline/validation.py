@@ -27,6 +27,7 @@ __all__ = [
 MAX_PAYLOAD_BYTES = 1 << 20
 _NAME = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9\-_]*$")
 _RESERVED_ID = re.compile(r"^cf_[0-9a-f]{64}$")
+_ROUTE_WORDS = frozenset({"batch", "terminate"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -58,6 +59,11 @@ def check_instance_id(instance_id: object) -> str:
         raise InvalidName(
             f"instance id {instance_id!r} must be 1-100 characters of letters, digits, '-' and "
             "'_', not starting with '-'"
+        )
+    if instance_id in _ROUTE_WORDS:
+        raise InvalidName(
+            f"instance id {instance_id!r} is reserved: it clashes with the API route "
+            f".../instances/{instance_id}"
         )
     if _RESERVED_ID.match(instance_id):
         raise InvalidName(f"instance id {instance_id!r} is reserved (cf_ followed by 64 hex)")

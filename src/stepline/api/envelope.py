@@ -51,7 +51,9 @@ def error_response(error: ApiError, headers: dict[str, str] | None = None) -> Co
     body = {
         "success": False,
         "errors": [{"code": error.code, "message": error.message}],
-        "messages": [],
+        # The key in errors[] is Cloudflare's; the sentence for people goes in messages[],
+        # which wrangler prints after the error.
+        "messages": [{"code": error.code, "message": error.detail}] if error.detail else [],
         "result": None,
     }
     response_headers = dict(headers or {})
