@@ -21,8 +21,9 @@ from stepline.errors import (
     InvalidRequest,
     WorkflowNotFound,
 )
-from stepline.store.port import WorkflowSettings
+from stepline.store.port import Notice, WorkflowSettings
 from stepline.store.records import (
+    ACTIVE_STATUSES,
     DEFAULT_RETENTION_MS,
     InstanceRecord,
     StepRecord,
@@ -110,6 +111,7 @@ class Control:
         return found
 
     async def delete_workflow(self, workflow: WorkflowRecord) -> None:
+        # Runners elsewhere find their rows gone at their next write and stop there.
         doomed = [r for r in self.engine.runners.values() if r.instance.workflow_id == workflow.id]
         await self.store.delete_workflow(workflow.id)
         for runner in doomed:
@@ -143,7 +145,7 @@ class Control:
             )
         created = await self.store.insert_instances(records, skip_existing=skip_existing, now=now)
         if created:
-            self.engine.wake()
+            await self.store.publish(Notice("wake"))
         return created
 
     async def instance(self, workflow: WorkflowRecord, instance_id: str) -> InstanceRecord:
@@ -165,7 +167,7 @@ class Control:
             instance.pk, expect=("running",), changes={"status": "waitingForPause"}
         )
         if pausing is not None:
-            self.engine.request_pause(instance.pk)
+            await self.store.publish(Notice("pause", instance.pk, pausing.lease_owner))
             return "waitingForPause"
         return await self._current_status(instance)
 
@@ -173,36 +175,37 @@ class Control:
         now = self.clock.now_ms()
         resumed = await self.store.resume(instance.pk, now=now)
         if resumed is not None:
-            self.engine.wake()
+            await self.store.publish(Notice("wake"))
             return resumed.status
         unpaused = await self.store.update_instance(
             instance.pk, expect=("waitingForPause",), changes={"status": "running"}
         )
         if unpaused is not None:
-            self.engine.cancel_pause(instance.pk)
+            await self.store.publish(Notice("unpause", instance.pk, unpaused.lease_owner))
             return "running"
         return await self._current_status(instance)
 
     async def terminate(self, instance: InstanceRecord) -> str:
-        runner = self.engine.runner_of(instance.pk)
         done = await self.store.terminate([instance.pk], now=self.clock.now_ms())
         if not done:
             status = await self._current_status(instance)
             raise CannotTerminate(f"instance is {status}; it cannot be terminated")
-        if runner is not None:
-            await self.engine.stop_runner(runner)
+        await self._stop_runners(done)
         return "terminated"
 
     async def terminate_many(
         self, pks: Sequence[int], *, expect: Collection[str] | None = None
     ) -> int:
-        runners = [r for pk in pks if (r := self.engine.runner_of(pk)) is not None]
         done = await self.store.terminate(pks, now=self.clock.now_ms(), expect=expect)
-        stopped = {i.pk for i in done}
-        for runner in runners:
-            if runner.pk in stopped:
-                await self.engine.stop_runner(runner)
+        await self._stop_runners(done)
         return len(done)
+
+    async def _stop_runners(self, changed: Sequence[InstanceRecord]) -> None:
+        """Tell the engines running these instances to drop them; wait for our own."""
+        for row in changed:
+            await self.store.publish(Notice("stop", row.pk, row.lease_owner, row.generation))
+        for row in changed:
+            await self.engine.stop_local(row.pk, row.generation)
 
     def start_terminate_all(self, workflow: WorkflowRecord, statuses: Collection[str]) -> bool:
         """Terminate every instance with one of ``statuses`` in the background.
@@ -247,35 +250,40 @@ class Control:
             from_seq = _find_step_seq(steps, from_name, count, _STEP_TYPES[step_type])
             if from_seq is None:
                 raise CannotRestart(f'Step "{from_name}" not found in execution history')
-        runner = self.engine.runner_of(instance.pk)
-        restarted = await self.store.restart(
-            instance.pk, from_seq=from_seq, now=self.clock.now_ms()
-        )
+        now = self.clock.now_ms()
+        restarted = await self.store.restart(instance.pk, from_seq=from_seq, now=now)
         if restarted is None:
             raise InstanceNotFound(f"instance {instance.id!r} does not exist")
-        if runner is not None:
-            await self.engine.stop_runner(runner)
-        self.engine.wake()
+        await self._stop_runners([restarted])
+        await self.store.publish(Notice("wake"))
         return "queued"
 
     async def delete(self, instances: Sequence[InstanceRecord]) -> int:
-        runners = [r for i in instances if (r := self.engine.runner_of(i.pk)) is not None]
         deleted = await self.store.delete_instances([i.pk for i in instances])
-        for runner in runners:
-            await self.engine.stop_runner(runner)
+        # A deleted row is never claimed again, so every runner of it may go, wherever it is.
+        for instance in instances:
+            await self.store.publish(Notice("stop", instance.pk, None, _EVER))
+        for instance in instances:
+            await self.engine.stop_local(instance.pk, _EVER)
         return deleted
 
     async def send_event(self, instance: InstanceRecord, event_type: str, payload: object) -> None:
         check_event_type(event_type)
         text = check_json_size(payload, what="event payload")
-        await self.store.buffer_event(instance.pk, event_type, text, now=self.clock.now_ms())
-        self.engine.notify_event(instance.pk)
+        before = await self.store.buffer_event(
+            instance.pk, event_type, text, now=self.clock.now_ms()
+        )
+        owner = before.lease_owner if before.status in ACTIVE_STATUSES else None
+        await self.store.publish(Notice("event", instance.pk, owner))
 
     async def _current_status(self, instance: InstanceRecord) -> str:
         current = await self.store.get_instance_by_pk(instance.pk)
         if current is None:
             raise InstanceNotFound(f"instance {instance.id!r} does not exist")
         return current.status
+
+
+_EVER = 2**62
 
 
 def _find_step_seq(steps: list[StepRecord], name: str, count: int, kind: str) -> int | None:

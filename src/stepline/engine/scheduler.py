@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,7 +21,7 @@ from stepline.engine.hooks import NO_HOOKS, StepHooks
 from stepline.engine.registry import WorkflowClasses
 from stepline.engine.runner import Runner
 from stepline.errors import SteplineError
-from stepline.store.port import Store
+from stepline.store.port import Notice, Store
 from stepline.store.records import InstanceRecord, StepRecord, VersionRecord
 
 __all__ = ["Engine"]
@@ -40,6 +43,7 @@ class Engine:
         concurrency: int = 10_000,
         suspend_after_ms: int = 1_000,
         retention_sweep_ms: int = 60_000,
+        lease_ms: int = 30_000,
         step_threads: int = 32,
         env: Any = None,
         hooks: StepHooks = NO_HOOKS,
@@ -50,11 +54,15 @@ class Engine:
         self.concurrency = concurrency
         self.suspend_after_ms = suspend_after_ms
         self.retention_sweep_ms = retention_sweep_ms
+        self.lease_ms = lease_ms
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        """This engine's name on the leases it holds."""
         self.env = env
         self.hooks = hooks
         self.step_executor = ThreadPoolExecutor(step_threads, thread_name_prefix="stepline-step")
         self.runners: dict[int, Runner] = {}
         self._pending_pause: set[int] = set()
+        self._stopping: set[asyncio.Task[None]] = set()
         self._poke = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._workflow_names: dict[str, str] = {}
@@ -64,12 +72,18 @@ class Engine:
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
-        recovered = await self.store.recover_interrupted(self.clock.now_ms())
+        now = self.clock.now_ms()
+        # Alone on the database (SQLite), every running instance was ours and is orphaned;
+        # sharing it, only instances whose lease has lapsed are.
+        lapsed_before = now + 10 * self.lease_ms if self.store.exclusive else now
+        recovered = await self.store.recover_interrupted(now, lapsed_before=lapsed_before)
         if recovered:
             log.info("recovered %d interrupted instances", recovered)
+        self.store.subscribe(self.handle_notice)
         self._tasks = [
             asyncio.create_task(self._schedule_loop(), name="stepline-scheduler"),
             asyncio.create_task(self._retention_loop(), name="stepline-retention"),
+            asyncio.create_task(self._lease_loop(), name="stepline-leases"),
         ]
 
     async def stop(self) -> None:
@@ -94,29 +108,41 @@ class Engine:
         """Until no runner is in memory (tests and graceful shutdown)."""
         await self._idle.wait()
 
-    # -- what control operations need ----------------------------------------------------------
+    # -- notices from control operations (this process or another) -------------------------
+    def handle_notice(self, notice: Notice) -> None:
+        if notice.kind == "wake":
+            self.wake()
+            return
+        runner = self.runners.get(notice.pk)
+        if notice.owner is not None and notice.owner != self.owner:
+            return
+        if notice.kind == "event":
+            if runner is not None:
+                runner.notify_event()
+            self.wake()
+        elif notice.kind == "pause":
+            if runner is not None:
+                runner.request_pause()
+            else:  # claimed here a moment ago; the runner is about to start
+                self._pending_pause.add(notice.pk)
+        elif notice.kind == "unpause":
+            self._pending_pause.discard(notice.pk)
+            if runner is not None:
+                runner.cancel_pause()
+        elif notice.kind == "stop":
+            self._pending_pause.discard(notice.pk)
+            if runner is not None and runner.generation < notice.generation:
+                self._stopping.add(asyncio.create_task(self.stop_runner(runner)))
+                self._stopping = {t for t in self._stopping if not t.done()}
+
     def runner_of(self, pk: int) -> Runner | None:
         return self.runners.get(pk)
 
-    def request_pause(self, pk: int) -> None:
+    async def stop_local(self, pk: int, generation: int) -> None:
+        """Wait until this process runs no older generation of ``pk`` (after a stop notice)."""
         runner = self.runners.get(pk)
-        if runner is not None:
-            runner.request_pause()
-        else:
-            self._pending_pause.add(pk)
-
-    def cancel_pause(self, pk: int) -> None:
-        self._pending_pause.discard(pk)
-        runner = self.runners.get(pk)
-        if runner is not None:
-            runner.cancel_pause()
-
-    def notify_event(self, pk: int) -> None:
-        runner = self.runners.get(pk)
-        if runner is not None:
-            runner.notify_event()
-        else:
-            self.wake()
+        if runner is not None and runner.generation < generation:
+            await self.stop_runner(runner)
 
     async def stop_runner(self, runner: Runner) -> None:
         """Cancel a runner (after terminate, restart or delete) and wait until it is gone."""
@@ -150,7 +176,10 @@ class Engine:
         if free <= 0:
             return False
         want = min(free, _CLAIM_BATCH)
-        batch = await self.store.claim_runnable(self.clock.now_ms(), want)
+        now = self.clock.now_ms()
+        batch = await self.store.claim_runnable(
+            now, want, owner=self.owner, lease_until=now + self.lease_ms
+        )
         for instance, steps in batch:
             await self._start_runner(instance, steps)
         return len(batch) == want
@@ -231,6 +260,19 @@ class Engine:
             if deleted < 1_000:
                 return total
             await asyncio.sleep(0)
+
+    async def _lease_loop(self) -> None:
+        """Renew this engine's leases in one statement, and take over lapsed ones."""
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            try:
+                now = self.clock.now_ms()
+                if self.runners:
+                    await self.store.renew_leases(self.owner, now + self.lease_ms)
+                if await self.store.recover_interrupted(now, lapsed_before=now):
+                    self.wake()
+            except (SteplineError, OSError) as exc:
+                log.error("renewing leases failed: %s", exc)
 
     async def _retention_loop(self) -> None:
         while True:

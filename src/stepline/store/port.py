@@ -8,7 +8,7 @@ Every method is one transaction; nothing is half-written.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,7 +21,7 @@ from stepline.store.records import (
     WorkflowRecord,
 )
 
-__all__ = ["InstanceFilter", "Store", "WorkflowSettings"]
+__all__ = ["InstanceFilter", "Notice", "Store", "WorkflowSettings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +41,28 @@ class InstanceFilter:
     created_to: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something an engine may need to act on now, sent to every engine sharing the store.
+
+    ``kind``: ``wake`` (look for runnable instances), ``event`` (an event arrived for
+    ``pk``), ``pause`` / ``unpause`` / ``stop`` (for the runner of ``pk``). ``owner`` names the
+    engine whose runner is meant (None: any); ``generation`` is the instance's generation
+    after the change, so a ``stop`` spares a runner that claimed the instance afterwards.
+    """
+
+    kind: str
+    pk: int = 0
+    owner: str | None = None
+    generation: int = 0
+
+
 class Store(Protocol):
     """What Stepline asks of a database."""
+
+    exclusive: bool
+    """True when one engine owns the database (SQLite): it recovers every running instance
+    on start. False when engines share it (PostgreSQL): only lapsed leases are taken over."""
 
     async def open(self) -> None: ...
 
@@ -118,15 +138,21 @@ class Store(Protocol):
     async def load_steps(self, pk: int) -> list[StepRecord]: ...
 
     # -- the engine's operations ---------------------------------------------------------------
-    async def recover_interrupted(self, now: int) -> int:
-        """After a crash: running instances become runnable again, waitingForPause ones paused."""
+    async def recover_interrupted(self, now: int, *, lapsed_before: int) -> int:
+        """Instances whose engine is gone (lease expired before ``lapsed_before``): running
+        ones become queued again, waitingForPause ones paused."""
+        ...
+
+    async def renew_leases(self, owner: str, until: int) -> int:
+        """Extend every lease ``owner`` holds, in one statement."""
         ...
 
     async def claim_runnable(
-        self, now: int, limit: int
+        self, now: int, limit: int, *, owner: str, lease_until: int
     ) -> list[tuple[InstanceRecord, list[StepRecord]]]:
-        """Mark up to ``limit`` runnable instances running and return them with their steps.
-        Runnable: queued, or waiting with ``wake_at <= now``."""
+        """Mark up to ``limit`` runnable instances running for ``owner`` (bumping their
+        generation) and return them with their steps. Runnable: queued, or waiting with
+        ``wake_at <= now``. Engines sharing the store never claim the same instance."""
         ...
 
     async def next_wake_at(self, kinds: Collection[str] | None = None) -> int | None:
@@ -220,6 +246,15 @@ class Store(Protocol):
     ) -> list[int]: ...
 
     async def delete_expired(self, now: int, *, limit: int) -> int: ...
+
+    # -- notices ------------------------------------------------------------------------------
+    async def publish(self, notice: Notice) -> None:
+        """Send ``notice`` to every engine subscribed to this database (this process too)."""
+        ...
+
+    def subscribe(self, handler: Callable[[Notice], None]) -> None:
+        """Call ``handler`` on the event loop for every notice published."""
+        ...
 
     # -- tokens --------------------------------------------------------------------------------
     async def save_token(self, token: TokenRecord) -> None: ...

@@ -87,8 +87,9 @@ class VersionRecord:
 
 @dataclass(slots=True)
 class InstanceRecord:
-    """One workflow instance. ``generation`` fences runners: terminate, restart and delete
-    bump it, and a runner's write with an older generation is refused."""
+    """One workflow instance. ``generation`` fences runners: every claim, terminate, restart
+    and delete bumps it, and a runner's write with an older generation is refused.
+    ``lease_owner`` is the engine running it, until ``lease_expires`` unless renewed."""
 
     pk: int
     workflow_id: str
@@ -111,6 +112,8 @@ class InstanceRecord:
     wake_kind: str | None = None
     paused_on: int | None = None
     generation: int = 0
+    lease_owner: str | None = None
+    lease_expires: int | None = None
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from stepline.errors import CannotSendEvent, InstanceAlreadyExists, InstanceNotFound, StaleRunError
 from stepline.store import sqlite_queries as q
 from stepline.store.migrations import load_migrations
-from stepline.store.port import InstanceFilter, WorkflowSettings
+from stepline.store.port import InstanceFilter, Notice, WorkflowSettings
 from stepline.store.records import (
     FINISHED_STATUSES,
     EventRecord,
@@ -51,6 +51,8 @@ class SqliteStore:
     """The default store: one file, many readers, one batching writer."""
 
     backend = "sqlite"
+    exclusive = True
+    """One engine per file: on start it may take back every instance left running."""
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         synchronous = synchronous.upper()
@@ -63,6 +65,7 @@ class SqliteStore:
         self._local = threading.local()
         self._read_connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._subscribers: list[Callable[[Notice], None]] = []
 
     # -- connections -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -326,20 +329,24 @@ class SqliteStore:
         return [step_from_row(r) for r in rows]
 
     # -- the engine's operations -------------------------------------------------------------
-    async def recover_interrupted(self, now: int) -> int:
+    async def recover_interrupted(self, now: int, *, lapsed_before: int) -> int:
         def op(conn: sqlite3.Connection) -> int:
-            paused = conn.execute(q.RECOVER_PAUSING, (now, now)).rowcount
-            return int(paused + conn.execute(q.RECOVER_RUNNING, (now,)).rowcount)
+            paused = conn.execute(q.RECOVER_PAUSING, (now, now, lapsed_before)).rowcount
+            return int(paused + conn.execute(q.RECOVER_RUNNING, (now, lapsed_before)).rowcount)
 
         return await self._write(op)
 
+    async def renew_leases(self, owner: str, until: int) -> int:
+        return await self._write(lambda c: int(c.execute(q.RENEW_LEASES, (until, owner)).rowcount))
+
     async def claim_runnable(
-        self, now: int, limit: int
+        self, now: int, limit: int, *, owner: str, lease_until: int
     ) -> list[tuple[InstanceRecord, list[StepRecord]]]:
         def op(conn: sqlite3.Connection) -> list[tuple[InstanceRecord, list[StepRecord]]]:
-            rows = conn.execute(q.CLAIM_DUE, (now, now, now, limit)).fetchall()
+            lease = (now, now, owner, lease_until)
+            rows = conn.execute(q.CLAIM_DUE, (*lease, now, limit)).fetchall()
             if len(rows) < limit:
-                rows += conn.execute(q.CLAIM_QUEUED, (now, now, limit - len(rows))).fetchall()
+                rows += conn.execute(q.CLAIM_QUEUED, (*lease, limit - len(rows))).fetchall()
             claimed = [instance_from_row(r) for r in rows]
             steps: dict[int, list[StepRecord]] = {i.pk: [] for i in claimed}
             for chunk in _chunks([i.pk for i in claimed], 500):
@@ -536,6 +543,15 @@ class SqliteStore:
 
     async def delete_expired(self, now: int, *, limit: int) -> int:
         return await self._write(lambda c: int(c.execute(q.DELETE_EXPIRED, (now, limit)).rowcount))
+
+    # -- notices -----------------------------------------------------------------------------
+    async def publish(self, notice: Notice) -> None:
+        # One process owns a SQLite file's engine, so notices never leave this process.
+        for handler in list(self._subscribers):
+            handler(notice)
+
+    def subscribe(self, handler: Callable[[Notice], None]) -> None:
+        self._subscribers.append(handler)
 
     # -- tokens ------------------------------------------------------------------------------
     async def save_token(self, token: TokenRecord) -> None:

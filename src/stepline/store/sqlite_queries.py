@@ -74,14 +74,23 @@ STEPS_OF_MANY = (
 )
 
 # -- the engine ----------------------------------------------------------------------------
+_LEASE_LAPSED = "(lease_expires IS NULL OR lease_expires < ?)"
 RECOVER_PAUSING = (
-    "UPDATE instances SET status = 'paused', paused_on = ?, modified_on = ? "
-    "WHERE status = 'waitingForPause'"
+    "UPDATE instances SET status = 'paused', paused_on = ?, modified_on = ?, "
+    f"lease_owner = NULL, lease_expires = NULL WHERE status = 'waitingForPause' AND {_LEASE_LAPSED}"
 )
-RECOVER_RUNNING = "UPDATE instances SET status = 'queued', modified_on = ? WHERE status = 'running'"
+RECOVER_RUNNING = (
+    "UPDATE instances SET status = 'queued', modified_on = ?, lease_owner = NULL, "
+    f"lease_expires = NULL WHERE status = 'running' AND {_LEASE_LAPSED}"
+)
+RENEW_LEASES = (
+    "UPDATE instances SET lease_expires = ? WHERE lease_owner = ? "
+    "AND status IN ('running', 'waitingForPause')"
+)
 _CLAIM = (
     "UPDATE instances SET status = 'running', started_on = COALESCE(started_on, ?), "
-    "modified_on = ?, wake_at = NULL, wake_kind = NULL WHERE pk IN ({select}) "
+    "modified_on = ?, wake_at = NULL, wake_kind = NULL, generation = generation + 1, "
+    "lease_owner = ?, lease_expires = ? WHERE pk IN ({select}) "
     f"RETURNING {INSTANCE_COLUMNS}"
 )
 CLAIM_DUE = _CLAIM.format(
@@ -107,12 +116,13 @@ EVENT_READY_FOR_WAIT = (
 )
 SUSPEND = (
     "UPDATE instances SET status = ?, wake_at = ?, wake_kind = ?, paused_on = ?, "
-    "modified_on = ? WHERE pk = ? AND generation = ?"
+    "modified_on = ?, lease_owner = NULL, lease_expires = NULL WHERE pk = ? AND generation = ?"
 )
 FINISH = (
     "UPDATE instances SET status = ?, output = ?, error_name = ?, error_message = ?, "
-    "ended_on = ?, modified_on = ?, wake_at = NULL, wake_kind = NULL, "
-    f"expires_on = ? + CASE WHEN ? = 'complete' THEN COALESCE(success_retention_ms, {_RETAIN}) "
+    "ended_on = ?, modified_on = ?, wake_at = NULL, wake_kind = NULL, lease_owner = NULL, "
+    "lease_expires = NULL, expires_on = ? + CASE WHEN ? = 'complete' "
+    f"THEN COALESCE(success_retention_ms, {_RETAIN}) "
     f"ELSE COALESCE(error_retention_ms, {_RETAIN}) END "
     "WHERE pk = ? AND generation = ?"
 )

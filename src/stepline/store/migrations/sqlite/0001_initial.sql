@@ -53,11 +53,14 @@ CREATE TABLE instances (
     wake_kind TEXT,
     paused_on INTEGER,
     generation INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_expires INTEGER,
     UNIQUE (workflow_id, id)
 );
 CREATE INDEX instances_by_created ON instances (workflow_id, created_on, pk);
 CREATE INDEX instances_by_status ON instances (workflow_id, status);
 CREATE INDEX instances_runnable ON instances (status, wake_at);
+CREATE INDEX instances_by_lease ON instances (lease_owner) WHERE lease_owner IS NOT NULL;
 CREATE INDEX instances_by_expiry ON instances (expires_on) WHERE expires_on IS NOT NULL;
 
 CREATE TABLE steps (
