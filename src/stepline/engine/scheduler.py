@@ -69,6 +69,7 @@ class Engine:
         self._versions: dict[str, VersionRecord] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+        self.clock.on_advance(self.wake)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
