@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from stepline import InstanceHandle, Stepline
@@ -35,7 +36,7 @@ def step_names(view: dict[str, Any]) -> list[str]:
 
 
 def gaps(times: list[int]) -> list[int]:
-    return [b - a for a, b in zip(times, times[1:], strict=False)]
+    return [b - a for a, b in pairwise(times)]
 
 
 def poke(stepline: Stepline) -> None:

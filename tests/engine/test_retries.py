@@ -95,9 +95,7 @@ async def test_every_failed_attempt_is_logged_with_its_error(stepline: Stepline)
     view = await finished(await workflow.create(params=config))
 
     errors = [a["error"] for a in step(view, "flaky-1")["attempts"]]
-    assert errors == [
-        {"name": "RuntimeError", "message": f"attempt {n} failed"} for n in (1, 2, 3)
-    ]
+    assert errors == [{"name": "RuntimeError", "message": f"attempt {n} failed"} for n in (1, 2, 3)]
     assert step(view, "flaky-1")["success"] is False
 
 
@@ -132,9 +130,7 @@ class MockedFlaky(WorkflowEntrypoint):
         return await call_api()
 
 
-async def test_mocked_step_errors_are_retried_like_real_ones(
-    stepline: Stepline, mocks: StepMocks
-):
+async def test_mocked_step_errors_are_retried_like_real_ones(stepline: Stepline, mocks: StepMocks):
     mocks.mock_step_error("call api", ConnectionError("down"), times=2)
     workflow = await stepline.register("mocked", MockedFlaky)
     view = await finished(await workflow.create())
@@ -234,9 +230,7 @@ async def test_preserve_flag_keeps_the_non_retryable_name_and_message(stepline: 
     assert view["error"] == {"name": "NonRetryableError", "message": "card declined"}
 
 
-async def test_non_retryable_error_caught_in_run_lets_the_run_continue(
-    stepline: Stepline, probe
-):
+async def test_non_retryable_error_caught_in_run_lets_the_run_continue(stepline: Stepline, probe):
     workflow = await stepline.register("non-retryable", NonRetryable)
     view = await finished(await workflow.create(params={"catch": True}))
 
