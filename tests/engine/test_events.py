@@ -13,7 +13,8 @@ from stepline.testing import StepMocks, TestClock, wait_for_status
 from tests.conftest import SUSPEND, MakeStepline
 from tests.engine.helpers import finished, poke, step
 
-# An event reaches a wait that is in memory at once; 3 s is generous.
+DELIVERY_TIMEOUT = 3.0
+"""An event reaches a wait held in memory at once; 3 s is generous (and keeps a failure quick)."""
 
 
 class WaitsFor(WorkflowEntrypoint):
@@ -74,7 +75,7 @@ async def test_an_event_sent_while_waiting_is_delivered(any_stepline: Stepline, 
 
     await instance.send_event("approved", {"ok": True})
 
-    view = await finished(instance, timeout=3)
+    view = await finished(instance, timeout=DELIVERY_TIMEOUT)
     assert view["output"] == [{"ok": True}]
     wait = step(view, "wait 0-1")
     assert wait["type"] == "waitForEvent"
@@ -159,7 +160,7 @@ async def test_each_event_goes_to_exactly_one_waiter(any_stepline: Stepline, pro
     await instance.send_event("ping", 1)
     await instance.send_event("ping", 2)
 
-    view = await finished(instance, timeout=3)
+    view = await finished(instance, timeout=DELIVERY_TIMEOUT)
     assert sorted(view["output"]) == [1, 2]
 
 
@@ -185,7 +186,7 @@ async def test_a_timed_out_wait_is_catchable_and_does_not_eat_a_later_event(
 
     await instance.send_event("ping", "late")
 
-    view = await finished(instance, timeout=3)
+    view = await finished(instance, timeout=DELIVERY_TIMEOUT)
     assert view["output"] == {
         "caught": "Execution timed out after 3600000ms",
         "second": "late",
