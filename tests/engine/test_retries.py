@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -280,3 +281,23 @@ async def test_an_error_raised_outside_steps_errors_the_instance(stepline: Stepl
     assert view["status"] == "errored"
     assert view["error"] == {"name": "LookupError", "message": "no such order"}
     assert step(view, "fine-1")["success"] is True
+
+
+class SlowSyncStep(WorkflowEntrypoint):
+    async def run(self, event, step):
+        @step.do("blocking", config={"timeout": 100, "retries": {"limit": 0}})
+        def blocking():
+            time.sleep(0.5)
+            return "too late"
+
+        return await blocking()
+
+
+async def test_the_attempt_timeout_applies_to_sync_steps(stepline: Stepline):
+    workflow = await stepline.register("slow-sync", SlowSyncStep)
+    view = await finished(await workflow.create())
+
+    assert view["error"] == {
+        "name": "WorkflowTimeoutError",
+        "message": "Execution timed out after 100ms",
+    }
