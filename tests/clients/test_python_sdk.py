@@ -419,6 +419,29 @@ def test_events_reach_the_waiting_instance(
     assert done.output == {"approved_by": [1, 2, 3]}
 
 
+def test_an_event_wakes_an_instance_that_is_waiting_for_it_at_once(
+    sdk: Cloudflare, lenient: Cloudflare, account: str
+) -> None:
+    instances = sdk.workflows.instances
+    instances.create("sdk-approval", account_id=account, instance_id="sdk-prompt")
+    wait_sdk(lenient, account, "sdk-approval", "sdk-prompt", ("waiting", "running"))
+    time.sleep(0.1)  # inside wait_for_event now, within its first second
+    started = time.monotonic()
+    instances.events.create(
+        "approved",
+        account_id=account,
+        workflow_name="sdk-approval",
+        instance_id="sdk-prompt",
+        body={"by": "quick"},
+    )
+    done = wait_sdk(lenient, account, "sdk-approval", "sdk-prompt", TERMINAL)
+    elapsed = time.monotonic() - started
+    assert done.output == {"approved_by": {"by": "quick"}}
+    # An event is a signal, not something to poll for: it must not wait for the engine's
+    # one-second hot wait to run out.
+    assert elapsed < 0.5, f"the event took {elapsed:.2f} s to reach the waiting instance"
+
+
 def test_a_failing_workflow_reports_its_error(
     sdk: Cloudflare, lenient: Cloudflare, account: str
 ) -> None:
