@@ -361,7 +361,7 @@ def test_pause_resume_restart_terminate(sdk: Cloudflare, lenient: Cloudflare, ac
     assert [s.name for s in again.steps] == ["prepare-1", "nap-1"]
     assert again.steps[0].start == prepared_at
 
-    terminated = status.edit("sdk-nap", **target, status="terminate")
+    terminated = status.edit("sdk-nap", **target, status="terminate", rollback=True)
     assert terminated.status == "terminated"
     ended = lenient.workflows.instances.get("sdk-nap", **target)
     assert ended.status == "terminated" and ended.success is False
@@ -523,6 +523,15 @@ def test_conflicts_are_not_retried(sdk: Cloudflare, recorder: Recorder, account:
             )
             time.sleep(0.05)
     assert finished.value.errors[0].code == 10401
+    with pytest.raises(cloudflare.ConflictError) as closed:
+        instances.events.create(
+            "approved",
+            account_id=account,
+            workflow_name="sdk-quick",
+            instance_id="sdk-dup",
+            body={},
+        )
+    assert closed.value.errors[0].code == 10403
 
 
 def test_bad_requests(sdk: Cloudflare, account: str) -> None:

@@ -62,6 +62,19 @@ def test_create_and_describe(ts_results: dict[str, Any], server: RunningServer) 
     ]
 
 
+def test_step_output_and_list_iteration(ts_results: dict[str, Any]) -> None:
+    assert ts_results["step"] == {
+        "status": "complete",
+        "error": None,
+        "output": {"numbers": [10, 20]},
+    }
+    listed = ts_results["listed"]
+    assert {"ts-one", "ts-bulk-1", "ts-bulk-2", ts_results["bulk"][1]["id"]} == set(listed)
+    assert len(listed) == len(set(listed)) == 4
+    # Two full pages of 2, then the empty page that stops the iteration.
+    assert ts_results["list_requests"] == 3
+
+
 def test_batch(ts_results: dict[str, Any]) -> None:
     batch = ts_results["bulk"]
     assert [b["id"] for b in batch][:1] == ["ts-bulk-1"]

@@ -67,6 +67,23 @@ for await (const created of instances.bulk('ts-quick', {
 // describe (get): wait for the quick instance to finish, then read it as the SDK returns it.
 out.get = await waitFor('ts-quick', 'ts-one', ['complete', 'errored']);
 
+// step output: the TS SDK encodes the space in the step name as %20 (Q4).
+out.step = await instances.step('ts-one', {
+  account_id,
+  workflow_name: 'ts-quick',
+  name: 'fetch data-1',
+  type: 'step',
+});
+
+// list: for await walks page after page until one comes back empty (§5).
+out.listed = [];
+for await (const row of instances.list('ts-quick', { account_id, per_page: 2 })) {
+  out.listed.push(row.id);
+}
+out.list_requests = requests.filter(
+  (r) => r.startsWith('GET ') && r.endsWith('/ts-quick/instances'),
+).length;
+
 // status edit: pause and resume a sleeping instance, then terminate it.
 await instances.create('ts-sleepy', { account_id, instance_id: 'ts-sleeper' });
 out.sleeper_before = (await waitFor('ts-sleepy', 'ts-sleeper', ['waiting'])).status;
