@@ -7,6 +7,8 @@ through :func:`parse_step_config`, which fills the spec's defaults and rejects u
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -14,7 +16,14 @@ from typing import Any, Literal
 from stepline.durations import parse_duration_ms
 from stepline.errors import InvalidDuration, InvalidStepConfig
 
-__all__ = ["DEFAULT_STEP_CONFIG", "Backoff", "RetryConfig", "StepConfig", "parse_step_config"]
+__all__ = [
+    "DEFAULT_STEP_CONFIG",
+    "Backoff",
+    "RetryConfig",
+    "StepConfig",
+    "config_text",
+    "parse_step_config",
+]
 
 Backoff = Literal["constant", "linear", "exponential"]
 _BACKOFFS = ("constant", "linear", "exponential")
@@ -64,7 +73,7 @@ class StepConfig:
             raise InvalidStepConfig("timeout must be greater than zero")
 
     def to_json(self) -> dict[str, Any]:
-        """The step log's ``config`` shape (spec §1.3)."""
+        """The step log's ``config`` shape (spec §1.3); a fresh dict each call."""
         out: dict[str, Any] = {
             "retries": {
                 "limit": self.retries.limit,
@@ -79,6 +88,12 @@ class StepConfig:
 
 
 DEFAULT_STEP_CONFIG = StepConfig()
+
+
+@functools.lru_cache(maxsize=1024)
+def config_text(config: StepConfig) -> str:
+    """``config.to_json()`` serialised, computed once per distinct config (the hot path)."""
+    return json.dumps(config.to_json(), separators=(",", ":"))
 
 
 def parse_step_config(raw: Mapping[str, Any] | StepConfig | None, *, step: str = "") -> StepConfig:

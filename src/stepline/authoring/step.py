@@ -123,6 +123,20 @@ class StepFunction:
 def _wants_context(fn: Callable[..., Any]) -> bool:
     """A direct-call step function gets the context when it names ``ctx`` or has a required
     positional parameter (Cloudflare's ``(ctx) => ...``); ``lambda n=n: n`` gets nothing."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return _inspect_wants_context(fn)
+    known = _WANTS_CONTEXT.get(code)
+    if known is None:
+        # A function defined inside run() is a new object on every call, but its code is not.
+        known = _WANTS_CONTEXT[code] = _inspect_wants_context(fn)
+    return known
+
+
+_WANTS_CONTEXT: dict[Any, bool] = {}
+
+
+def _inspect_wants_context(fn: Callable[..., Any]) -> bool:
     for param in inspect.signature(fn).parameters.values():
         if param.name == "ctx":
             return True

@@ -27,7 +27,7 @@ from stepline.errors import (
     WorkflowInternalError,
     WorkflowTimeoutError,
 )
-from stepline.step_config import parse_step_config
+from stepline.step_config import config_text, parse_step_config
 from stepline.store.records import Attempt, InstanceRecord, StepRecord
 from stepline.validation import MAX_PAYLOAD_BYTES, check_event_type, check_step_name, dump_json
 
@@ -203,10 +203,10 @@ class Runner:
                 name=label,
                 status="running",
                 start=self.clock.now_ms(),
-                config=dump_json(resolved.to_json()),
+                config=config_text(resolved),
             )
             self.steps[key] = record
-        context = StepContext(name, count, 0, resolved.to_json())
+        context_config = resolved.to_json()
         mocked, mock_value = self.engine.hooks.mocked_result(name)
         if mocked:
 
@@ -224,7 +224,7 @@ class Runner:
                 attempt = Attempt(start=self.clock.now_ms())
                 record.attempts.append(attempt)
                 self.store.queue_step(self.pk, self.generation, record, now=attempt.start)
-                ctx = StepContext(name, count, number, context.config)
+                ctx = StepContext(name, count, number, context_config)
                 try:
                     value = await self._attempt(call, ctx, is_async, resolved.timeout_ms)
                     text = self._checked_result(value, label, record, attempt)

@@ -39,7 +39,7 @@ from stepline.store.sqlite_rows import (
     version_from_row,
     workflow_from_row,
 )
-from stepline.store.sqlite_writer import SqliteWriter
+from stepline.store.sqlite_writer import FencedWrite, SqliteWriter
 
 __all__ = ["SqliteStore"]
 
@@ -368,12 +368,15 @@ class SqliteStore:
     async def save_step(
         self, pk: int, generation: int, step: StepRecord, *, now: int, step_count: int | None = None
     ) -> None:
-        values = step_to_row(step)
-        await self._write(lambda c: _save_steps(c, pk, generation, [values]))
+        write = FencedWrite(
+            q.UPSERT_STEP_FENCED, (*step_to_row(step), pk, generation), pk, generation
+        )
+        await self._writer.run(write, key=(pk, step.key))
 
     def queue_step(self, pk: int, generation: int, step: StepRecord, *, now: int) -> None:
-        values = step_to_row(step)
-        self._writer.queue(lambda c: _save_steps(c, pk, generation, [values], quiet=True))
+        params = (*step_to_row(step), pk, generation)
+        write = FencedWrite(q.UPSERT_STEP_FENCED, params, pk, generation, quiet=True)
+        self._writer.queue(write, key=(pk, step.key))
 
     async def suspend(
         self,

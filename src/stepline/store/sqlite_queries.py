@@ -105,10 +105,25 @@ NEXT_WAKE_OF_KINDS = (
     "SELECT MIN(wake_at) FROM instances WHERE status = 'waiting' AND wake_kind IN ({marks})"
 )
 GENERATION_OF = "SELECT generation FROM instances WHERE pk = ?"
-UPSERT_STEP = (
-    f"INSERT OR REPLACE INTO steps ({STEP_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_STEP_UPDATE = (
+    "ON CONFLICT (instance_pk, key) DO UPDATE SET seq = excluded.seq, kind = excluded.kind, "
+    "name = excluded.name, status = excluded.status, start_at = excluded.start_at, "
+    "end_at = excluded.end_at, config = excluded.config, attempts = excluded.attempts, "
+    "output = excluded.output, error_name = excluded.error_name, "
+    "error_message = excluded.error_message, error_class = excluded.error_class, "
+    "wake_at = excluded.wake_at, event_type = excluded.event_type"
 )
+UPSERT_STEP = (
+    f"INSERT INTO steps ({STEP_COLUMNS}) "
+    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) {_STEP_UPDATE}"
+)
+UPSERT_STEP_FENCED = (
+    f"INSERT INTO steps ({STEP_COLUMNS}) "
+    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
+    "(SELECT 1 FROM instances WHERE pk = ? AND generation = ?) "
+    f"{_STEP_UPDATE}"
+)
+"""One statement that writes a step only while its run is current (see FencedWrite)."""
 EVENT_READY_FOR_WAIT = (
     "SELECT 1 FROM steps s JOIN events e ON e.instance_pk = s.instance_pk "
     "AND e.type = s.event_type AND e.consumed_by IS NULL "
