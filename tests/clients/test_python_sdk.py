@@ -127,6 +127,10 @@ def test_update_get_versions_and_delete(sdk: Cloudflare, lenient: Cloudflare, ac
     assert old.default_retention.error_retention == 7 * 24 * 3600 * 1000
     assert old.default_retention.success_retention == 3_600_000
 
+    graph = workflows.versions.graph(first.version_id, account_id=account, workflow_name="sdk-put")
+    assert graph.id == first.version_id and graph.workflow_id == first.id
+    assert graph.graph is None  # Stepline derives no static graph from Python code
+
     fetched = workflows.get("sdk-put", account_id=account)
     assert fetched.id == first.id and fetched.name == "sdk-put"
     assert fetched.instances["complete"] == 0
