@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import httpx
-from conftest import ACCOUNT
 
+from conftest import ACCOUNT
 from stepline.api.openapi import openapi_document
 
 FAILURE_REF = "#/components/schemas/ApiResponseFailure"

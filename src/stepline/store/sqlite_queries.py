@@ -93,12 +93,24 @@ _CLAIM = (
     "lease_owner = ?, lease_expires = ? WHERE pk IN ({select}) "
     f"RETURNING {INSTANCE_COLUMNS}"
 )
-CLAIM_DUE = _CLAIM.format(
-    select="SELECT pk FROM instances WHERE status = 'waiting' AND wake_at <= ? "
+_DUE = (
+    "SELECT pk FROM instances WHERE status = 'waiting' AND wake_at <= ? {only} "
     "ORDER BY wake_at LIMIT ?"
 )
-CLAIM_QUEUED = _CLAIM.format(
-    select="SELECT pk FROM instances WHERE status = 'queued' ORDER BY status, wake_at, pk LIMIT ?"
+_QUEUED = (
+    "SELECT pk FROM instances WHERE status = 'queued' {only} ORDER BY status, wake_at, pk LIMIT ?"
+)
+CLAIM_DUE = _CLAIM.format(select=_DUE.format(only=""))
+CLAIM_QUEUED = _CLAIM.format(select=_QUEUED.format(only=""))
+# Workflows with a concurrency limit are claimed on their own, up to their free slots.
+CLAIM_DUE_OF = _CLAIM.format(select=_DUE.format(only="AND workflow_id = ?"))
+CLAIM_QUEUED_OF = _CLAIM.format(select=_QUEUED.format(only="AND workflow_id = ?"))
+CLAIM_DUE_EXCEPT = _CLAIM.format(select=_DUE.format(only="AND workflow_id NOT IN ({marks})"))
+CLAIM_QUEUED_EXCEPT = _CLAIM.format(select=_QUEUED.format(only="AND workflow_id NOT IN ({marks})"))
+LIMITED_WORKFLOWS = (
+    "SELECT w.id, w.concurrency_limit, (SELECT COUNT(*) FROM instances i "
+    "WHERE i.workflow_id = w.id AND i.status IN ('running', 'waitingForPause')) "
+    "FROM workflows w WHERE w.concurrency_limit IS NOT NULL"
 )
 NEXT_WAKE = "SELECT MIN(wake_at) FROM instances WHERE status = 'waiting'"
 NEXT_WAKE_OF_KINDS = (
