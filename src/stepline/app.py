@@ -96,9 +96,13 @@ class Stepline:
         step_limit: int = 10_000,
         success_retention: Duration | None = None,
         error_retention: Duration | None = None,
+        concurrency: int | None = None,
+        schedules: list[str] | None = None,
         script_name: str | None = None,
     ) -> WorkflowHandle:
-        """Declare workflow ``name`` run by ``cls`` (a new version when its code changed)."""
+        """Declare workflow ``name`` run by ``cls`` (a new version when its code changed).
+        ``concurrency`` caps its running instances; ``schedules`` (cron, UTC) create
+        instances on their own."""
         check_workflow_name(name)
         settings = WorkflowSettings(
             step_limit=step_limit,
@@ -108,8 +112,11 @@ class Stepline:
             error_retention_ms=None
             if error_retention is None
             else parse_duration_ms(error_retention, what="error_retention"),
+            concurrency_limit=concurrency,
         )
-        await self.control.register(self.account_id, name, cls, settings, script_name=script_name)
+        await self.control.register(
+            self.account_id, name, cls, settings, script_name=script_name, schedules=schedules
+        )
         return self.workflow(name)
 
     def workflow(self, name: str) -> WorkflowHandle:

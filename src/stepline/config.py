@@ -6,7 +6,9 @@
     class_name = "Checkout"
     script_name = "shop.flows"   # an importable module (the file's folder is on sys.path)
 
-Optional per workflow: ``step_limit``, ``success_retention``, ``error_retention``.
+Optional per workflow: ``step_limit``, ``success_retention``, ``error_retention``,
+``concurrency`` (instances of this workflow running at once) and ``schedules``
+(cron expressions, e.g. ``["0 * * * *"]``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stepline.cron import check_cron
 from stepline.durations import parse_duration_ms
 from stepline.errors import ConfigError, InvalidRequest
 from stepline.validation import check_workflow_name
@@ -32,6 +35,8 @@ class DeclaredWorkflow:
     step_limit: int = 10_000
     success_retention_ms: int | None = None
     error_retention_ms: int | None = None
+    concurrency_limit: int | None = None
+    schedules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,8 @@ def _declared(entry: Any, where: str) -> DeclaredWorkflow:
         "step_limit",
         "success_retention",
         "error_retention",
+        "concurrency",
+        "schedules",
     }
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -87,6 +94,14 @@ def _declared(entry: Any, where: str) -> DeclaredWorkflow:
         step_limit = entry.get("step_limit", 10_000)
         if isinstance(step_limit, bool) or not isinstance(step_limit, int):
             raise ConfigError(f"{where}: step_limit must be a whole number")
+        concurrency = entry.get("concurrency")
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
+            raise ConfigError(f"{where}: concurrency must be a whole number of at least 1")
+        schedules = entry.get("schedules", [])
+        if not isinstance(schedules, list):
+            raise ConfigError(f"{where}: schedules must be a list of cron expressions")
         return DeclaredWorkflow(
             name=entry["name"],
             class_name=entry["class_name"],
@@ -94,6 +109,8 @@ def _declared(entry: Any, where: str) -> DeclaredWorkflow:
             step_limit=step_limit,
             success_retention_ms=_optional_ms(entry.get("success_retention")),
             error_retention_ms=_optional_ms(entry.get("error_retention")),
+            concurrency_limit=concurrency,
+            schedules=tuple(check_cron(s) for s in schedules),
         )
     except InvalidRequest as exc:
         raise ConfigError(f"{where}: {exc.detail}") from None

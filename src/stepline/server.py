@@ -18,7 +18,6 @@ from stepline.api import ChainAuthenticator, StaticTokenAuthenticator, create_ap
 from stepline.api.auth import Authenticator
 from stepline.app import DEFAULT_ACCOUNT, Stepline
 from stepline.config import ProjectConfig, load_config
-from stepline.engine.registry import code_hash
 from stepline.store.open import DEFAULT_DATABASE
 from stepline.store.port import WorkflowSettings
 from stepline.tokens import StoreTokenAuthenticator
@@ -46,20 +45,21 @@ def resolve_account(options: ServerOptions) -> str:
 
 
 async def register_declared(stepline: Stepline, project: ProjectConfig, account_id: str) -> None:
+    """Register every workflow of ``stepline.toml``; unchanged code keeps its version."""
     for declared in project.workflows:
         cls = stepline.classes.load(declared.script_name, declared.class_name)
-        workflow, version = await stepline.store.save_workflow(
+        workflow, version = await stepline.control.register(
             account_id,
             declared.name,
-            class_name=declared.class_name,
-            script_name=declared.script_name,
-            code_hash=code_hash(cls),
-            settings=WorkflowSettings(
+            cls,
+            WorkflowSettings(
                 step_limit=declared.step_limit,
                 success_retention_ms=declared.success_retention_ms,
                 error_retention_ms=declared.error_retention_ms,
+                concurrency_limit=declared.concurrency_limit,
             ),
-            now=stepline.engine.clock.now_ms(),
+            script_name=declared.script_name,
+            schedules=declared.schedules,
         )
         log.info(
             "workflow %s -> %s.%s (version %s)",

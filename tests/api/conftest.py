@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from http_fakes import FakeClient
 
 from stepline.api import ChainAuthenticator, Principal, StaticTokenAuthenticator, create_app
+
+from http_fakes import FakeClient
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 OTHER_ACCOUNT = "fedcba9876543210fedcba9876543210"

@@ -157,6 +157,7 @@ class FakeClient:
         limits: dict[str, JSON] | None = None,
         default_retention: dict[str, JSON] | None = None,
         concurrency: dict[str, JSON] | None = None,
+        schedules: list[str] | None = None,
     ) -> dict[str, JSON]:
         self._record(
             "put_workflow",
@@ -167,6 +168,7 @@ class FakeClient:
             limits=limits,
             default_retention=default_retention,
             concurrency=concurrency,
+            schedules=schedules,
         )
         workflow = self.workflows.get((account_id, name)) or self.seed_workflow(account_id, name)
         workflow.update(class_name=class_name, script_name=script_name)

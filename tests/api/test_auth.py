@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from api_asserts import assert_failure
-from conftest import ACCOUNT, BASE, OTHER_ACCOUNT, OTHER_TOKEN, READ_ONLY_TOKEN, TOKEN
-from http_fakes import FakeClient
 
 from stepline.api import ChainAuthenticator, Principal, StaticTokenAuthenticator
 from stepline.errors import ConfigError
+
+from api_asserts import assert_failure
+from conftest import ACCOUNT, BASE, OTHER_ACCOUNT, OTHER_TOKEN, READ_ONLY_TOKEN, TOKEN
+from http_fakes import FakeClient
 
 
 async def test_missing_credentials_is_400_9106(anonymous: httpx.AsyncClient) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from conftest import ACCOUNT, TOKEN
 from http_fakes import FakeClient
 

@@ -6,11 +6,12 @@ from typing import Any
 
 import httpx
 import pytest
+
+from stepline.client.base import RestartFrom
+
 from api_asserts import assert_envelope
 from conftest import ACCOUNT, BASE
 from http_fakes import FakeClient
-
-from stepline.client.base import RestartFrom
 
 WF = "my-workflow"
 
@@ -32,7 +33,7 @@ CASES: list[tuple[str, str, Any, str, tuple[Any, ...], dict[str, Any]]] = [
             "limits": {"steps": 500},
             "default_retention": {"success_retention": "1 day", "error_retention": 60000},
             "concurrency": {"limit": 5},
-            "schedules": [],
+            "schedules": [{"cron": "*/5  * * * *"}],
         },
         "put_workflow",
         (ACCOUNT, WF),
@@ -42,6 +43,7 @@ CASES: list[tuple[str, str, Any, str, tuple[Any, ...], dict[str, Any]]] = [
             "limits": {"steps": 500},
             "default_retention": {"success_retention": 86_400_000, "error_retention": 60000},
             "concurrency": {"limit": 5},
+            "schedules": ["*/5 * * * *"],
         },
     ),
     ("DELETE", f"{BASE}/{WF}", None, "delete_workflow", (ACCOUNT, WF), {}),

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import httpx
+
+from stepline.errors import InternalServerError, StoreUnavailable
+
 from api_asserts import assert_failure
 from conftest import ACCOUNT, BASE
 from http_fakes import FakeClient
-
-from stepline.errors import InternalServerError, StoreUnavailable
 
 
 async def test_success_envelope_is_compact_json(http: httpx.AsyncClient) -> None:

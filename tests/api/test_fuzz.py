@@ -7,13 +7,14 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from api_asserts import assert_envelope
-from conftest import ACCOUNT, OTHER_TOKEN, READ_ONLY_TOKEN, TOKEN, ReadOnlyTokens
-from http_fakes import FakeClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stepline.api import ChainAuthenticator, StaticTokenAuthenticator, create_app
+
+from api_asserts import assert_envelope
+from conftest import ACCOUNT, OTHER_TOKEN, READ_ONLY_TOKEN, TOKEN, ReadOnlyTokens
+from http_fakes import FakeClient
 
 ROUTES = [
     ("GET", ""),

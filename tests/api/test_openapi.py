@@ -6,8 +6,9 @@ import re
 
 import httpx
 
-from conftest import ACCOUNT
 from stepline.api.openapi import openapi_document
+
+from conftest import ACCOUNT
 
 FAILURE_REF = "#/components/schemas/ApiResponseFailure"
 

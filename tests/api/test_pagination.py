@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+
 from api_asserts import assert_failure
 from conftest import ACCOUNT, BASE
 from http_fakes import FakeClient

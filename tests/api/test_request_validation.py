@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from api_asserts import assert_failure
 from conftest import ACCOUNT, BASE
 from http_fakes import FakeClient
@@ -82,8 +83,10 @@ BAD_BODIES: list[tuple[str, str, Any]] = [
     (
         "PUT",
         f"{BASE}/{WF}",
-        {"class_name": "C", "script_name": "s", "schedules": [{"cron": "* * * * *"}]},
+        {"class_name": "C", "script_name": "s", "schedules": [{"cron": "* * * *"}]},
     ),
+    ("PUT", f"{BASE}/{WF}", {"class_name": "C", "script_name": "s", "schedules": [{}]}),
+    ("PUT", f"{BASE}/{WF}", {"class_name": "C", "script_name": "s", "schedules": {"cron": "*"}}),
     # batch delete / terminate
     ("POST", f"{BASE}/{WF}/instances/batch/delete", None),
     ("POST", f"{BASE}/{WF}/instances/batch/delete", {"instances": []}),

@@ -15,6 +15,7 @@ from typing import Any, get_args
 
 from stepline.api.body import EMPTY
 from stepline.client.base import JSON, RestartFrom, StatusAction
+from stepline.cron import check_cron
 from stepline.durations import parse_duration_ms
 from stepline.errors import InvalidRequest
 from stepline.validation import check_instance_id, check_json_size, check_step_name
@@ -230,6 +231,7 @@ class WorkflowPut:
     limits: dict[str, JSON] | None
     default_retention: dict[str, JSON] | None
     concurrency: dict[str, JSON] | None
+    schedules: list[str]
 
 
 def _limits(value: object) -> dict[str, JSON] | None:
@@ -251,24 +253,27 @@ def _concurrency(value: object) -> dict[str, JSON] | None:
     return {"limit": _require_int(fields["limit"], "body.concurrency.limit", minimum=1)}
 
 
-def _check_no_schedules(value: object) -> None:
-    """Stepline has no cron trigger: an empty list is fine, a schedule is refused, not dropped."""
+def _schedules(value: object) -> list[str]:
+    """``[{"cron": "*/5 * * * *"}, ...]`` as the list of valid cron expressions."""
     if value is None:
-        return
+        return []
     if not isinstance(value, list):
         raise InvalidRequest("body.schedules must be a JSON array")
-    if value:
-        raise InvalidRequest("body.schedules: cron schedules are not supported by this server")
+    crons = []
+    for index, item in enumerate(value):
+        entry = _require_object(item, f"body.schedules[{index}]")
+        crons.append(check_cron(entry.get("cron")))
+    return crons
 
 
 def parse_workflow_put(body: JSON) -> WorkflowPut:
     """``{class_name, script_name, limits?, default_retention?, concurrency?, schedules?}``."""
     fields = _require_object(None if body is EMPTY else body, "body")
-    _check_no_schedules(fields.get("schedules"))
     return WorkflowPut(
         class_name=_require_text(fields.get("class_name"), "body.class_name", max_length=255),
         script_name=_require_text(fields.get("script_name"), "body.script_name", max_length=255),
         limits=_limits(fields.get("limits")),
         default_retention=_retention(fields.get("default_retention"), "body.default_retention"),
         concurrency=_concurrency(fields.get("concurrency")),
+        schedules=_schedules(fields.get("schedules")),
     )

@@ -16,12 +16,14 @@ __all__ = ["WorkflowEntrypoint", "WorkflowEvent"]
 @dataclass(frozen=True, slots=True)
 class WorkflowEvent:
     """The event an instance was created with. Item access uses Cloudflare's keys too:
-    ``event["payload"]``, ``event["instanceId"]``, ``event["workflowName"]``."""
+    ``event["payload"]``, ``event["instanceId"]``, ``event["workflowName"]``.
+    ``schedule`` is ``{"cron", "scheduledTime"}`` for an instance a cron schedule created."""
 
     payload: Any
     timestamp: datetime
     instance_id: str
     workflow_name: str
+    schedule: dict[str, Any] | None = None
 
     def __getitem__(self, key: str) -> Any:
         return {
@@ -29,6 +31,7 @@ class WorkflowEvent:
             "timestamp": self.timestamp,
             "instanceId": self.instance_id,
             "workflowName": self.workflow_name,
+            "schedule": self.schedule,
         }[key]
 
 

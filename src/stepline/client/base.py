@@ -71,7 +71,10 @@ class Client(Protocol):
         limits: dict[str, JSON] | None = None,
         default_retention: dict[str, JSON] | None = None,
         concurrency: dict[str, JSON] | None = None,
-    ) -> dict[str, JSON]: ...
+        schedules: list[str] | None = None,
+    ) -> dict[str, JSON]:
+        """Create or update; ``schedules`` are cron expressions (None or [] clears them)."""
+        ...
 
     async def delete_workflow(self, account_id: str, name: str) -> dict[str, JSON]: ...
 

@@ -232,6 +232,7 @@ class HttpClient:
         limits: dict[str, JSON] | None = None,
         default_retention: dict[str, JSON] | None = None,
         concurrency: dict[str, JSON] | None = None,
+        schedules: list[str] | None = None,
     ) -> dict[str, JSON]:
         body = _drop_none(
             {
@@ -240,6 +241,7 @@ class HttpClient:
                 "limits": limits,
                 "default_retention": default_retention,
                 "concurrency": concurrency,
+                "schedules": None if schedules is None else [{"cron": c} for c in schedules],
             }
         )
         return await self._object("PUT", self._workflow_path(account_id, name), body=body)

@@ -37,13 +37,20 @@ class LocalClient:
             account_id, offset=(page - 1) * per_page, limit=per_page, search=search
         )
         counts = await self.store.count_instances_by_status([w.id for w in rows])
-        items = [views.workflow_summary(w, counts.get(w.id, {})) for w in rows]
+        schedules = await self.store.list_schedules([w.id for w in rows])
+        items = [
+            views.workflow_summary(
+                w, counts.get(w.id, {}), [s for s in schedules if s.workflow_id == w.id]
+            )
+            for w in rows
+        ]
         return Page(items, page, per_page, total)
 
     async def get_workflow(self, account_id: str, name: str) -> dict[str, JSON]:
         workflow = await self._workflow(account_id, name)
         counts = await self.store.count_instances_by_status([workflow.id])
-        return views.workflow_summary(workflow, counts.get(workflow.id, {}))
+        schedules = await self.store.list_schedules([workflow.id])
+        return views.workflow_summary(workflow, counts.get(workflow.id, {}), schedules)
 
     async def put_workflow(
         self,
@@ -55,6 +62,7 @@ class LocalClient:
         limits: dict[str, JSON] | None = None,
         default_retention: dict[str, JSON] | None = None,
         concurrency: dict[str, JSON] | None = None,
+        schedules: list[str] | None = None,
     ) -> dict[str, JSON]:
         check_workflow_name(name)
         for field, value in (("class_name", class_name), ("script_name", script_name)):
@@ -68,7 +76,12 @@ class LocalClient:
             concurrency_limit=_int_field(concurrency, "limit", "concurrency.limit", default=None),
         )
         workflow, _ = await self.control.put(
-            account_id, name, class_name=class_name, script_name=script_name, settings=settings
+            account_id,
+            name,
+            class_name=class_name,
+            script_name=script_name,
+            settings=settings,
+            schedules=schedules or (),
         )
         return views.workflow_update(workflow)
 

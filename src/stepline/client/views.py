@@ -8,6 +8,7 @@ from typing import Any
 
 from stepline.store.records import (
     InstanceRecord,
+    ScheduleRecord,
     StepRecord,
     VersionRecord,
     WorkflowRecord,
@@ -58,8 +59,10 @@ def parse_iso(text: str) -> int:
     return int(value.timestamp() * 1000)
 
 
-def workflow_summary(workflow: WorkflowRecord, counts: dict[str, int]) -> dict[str, Any]:
-    return {
+def workflow_summary(
+    workflow: WorkflowRecord, counts: dict[str, int], schedules: list[ScheduleRecord]
+) -> dict[str, Any]:
+    summary: dict[str, Any] = {
         "id": workflow.id,
         "name": workflow.name,
         "class_name": workflow.class_name,
@@ -69,6 +72,11 @@ def workflow_summary(workflow: WorkflowRecord, counts: dict[str, int]) -> dict[s
         "triggered_on": iso(workflow.triggered_on),
         "instances": {status: counts.get(status, 0) for status in _STATUS_KEYS},
     }
+    if schedules:
+        summary["schedules"] = [
+            {"cron": s.cron, "next_instance": iso(s.next_fire_at)} for s in schedules
+        ]
+    return summary
 
 
 def workflow_update(workflow: WorkflowRecord) -> dict[str, Any]:
@@ -163,6 +171,11 @@ def instance_detail(
         "versionId": instance.version_id,
         "rollback": None,
     }
+    if instance.schedule_cron is not None:
+        detail["schedule"] = {
+            "cron": instance.schedule_cron,
+            "scheduledTime": instance.scheduled_time,
+        }
     ordered = sorted(steps, key=lambda s: s.seq, reverse=descending)
     detail["step_count"] = sum(1 for s in ordered if s.kind != "termination")
     detail["steps"] = [] if simple else [step_log(s, instance) for s in ordered]

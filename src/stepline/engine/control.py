@@ -12,6 +12,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from stepline.authoring.entrypoint import WorkflowEntrypoint
+from stepline.cron import MAX_SCHEDULES_PER_ACCOUNT, check_cron, next_fire
+from stepline.engine.instances import new_instance_record
 from stepline.engine.registry import code_hash
 from stepline.engine.scheduler import Engine
 from stepline.errors import (
@@ -24,8 +26,8 @@ from stepline.errors import (
 from stepline.store.port import Notice, WorkflowSettings
 from stepline.store.records import (
     ACTIVE_STATUSES,
-    DEFAULT_RETENTION_MS,
     InstanceRecord,
+    ScheduleRecord,
     StepRecord,
     VersionRecord,
     WorkflowRecord,
@@ -69,10 +71,13 @@ class Control:
         settings: WorkflowSettings | None = None,
         *,
         script_name: str | None = None,
+        schedules: Sequence[str] | None = None,
     ) -> tuple[WorkflowRecord, VersionRecord]:
-        """Declare a workflow backed by ``cls``; a changed class source makes a new version."""
+        """Declare a workflow backed by ``cls``; a changed class source makes a new version.
+        ``schedules`` (cron expressions) replace the workflow's schedules when given."""
         script, class_name = self.engine.classes.add(cls, script_name=script_name)
-        return await self.store.save_workflow(
+        crons = None if schedules is None else [check_cron(c) for c in schedules]
+        saved = await self.store.save_workflow(
             account_id,
             name,
             class_name=class_name,
@@ -81,6 +86,9 @@ class Control:
             settings=_checked_settings(settings or WorkflowSettings()),
             now=self.clock.now_ms(),
         )
+        if crons is not None:
+            await self._set_schedules(saved[0], crons)
+        return saved
 
     async def put(
         self,
@@ -90,10 +98,13 @@ class Control:
         class_name: str,
         script_name: str,
         settings: WorkflowSettings,
+        schedules: Sequence[str] = (),
     ) -> tuple[WorkflowRecord, VersionRecord]:
-        """The REST PUT: the class must be importable; every PUT makes a version."""
+        """The REST PUT: the class must be importable; every PUT makes a version and sets the
+        workflow's schedules (none when the body has none, as a redeploy without them)."""
+        crons = [check_cron(c) for c in schedules]
         cls = self.engine.classes.load(script_name, class_name)
-        return await self.store.save_workflow(
+        saved = await self.store.save_workflow(
             account_id,
             name,
             class_name=class_name,
@@ -103,6 +114,19 @@ class Control:
             now=self.clock.now_ms(),
             force_new_version=True,
         )
+        await self._set_schedules(saved[0], crons)
+        return saved
+
+    async def _set_schedules(self, workflow: WorkflowRecord, crons: Sequence[str]) -> None:
+        current = await self.store.list_schedules([workflow.id])
+        if sorted(s.cron for s in current) == sorted(set(crons)):
+            return  # unchanged: keep the next firing times
+        now = self.clock.now_ms()
+        schedules = [ScheduleRecord(workflow.id, c, next_fire(c, now)) for c in sorted(set(crons))]
+        await self.store.replace_schedules(
+            workflow.id, workflow.account_id, schedules, limit=MAX_SCHEDULES_PER_ACCOUNT
+        )
+        await self.store.publish(Notice("wake"))
 
     async def workflow(self, account_id: str, name: str) -> WorkflowRecord:
         found = await self.store.get_workflow(account_id, name)
@@ -122,27 +146,18 @@ class Control:
         self, workflow: WorkflowRecord, items: Sequence[NewInstance], *, skip_existing: bool
     ) -> list[InstanceRecord]:
         now = self.clock.now_ms()
-        records = []
-        for item in items:
-            instance_id = check_instance_id(item.id) if item.id is not None else str(uuid.uuid4())
-            params = check_json_size(item.params, what="params")
-            records.append(
-                InstanceRecord(
-                    pk=0,
-                    workflow_id=workflow.id,
-                    id=instance_id,
-                    version_id=workflow.version_id,
-                    status="queued",
-                    params=params,
-                    created_on=now,
-                    modified_on=now,
-                    trigger_source=item.trigger_source,
-                    success_retention_ms=_first(
-                        item.success_retention_ms, workflow.success_retention_ms
-                    ),
-                    error_retention_ms=_first(item.error_retention_ms, workflow.error_retention_ms),
-                )
+        records = [
+            new_instance_record(
+                workflow,
+                check_instance_id(item.id) if item.id is not None else str(uuid.uuid4()),
+                check_json_size(item.params, what="params"),
+                now=now,
+                trigger_source=item.trigger_source,
+                success_retention_ms=item.success_retention_ms,
+                error_retention_ms=item.error_retention_ms,
             )
+            for item in items
+        ]
         created = await self.store.insert_instances(records, skip_existing=skip_existing, now=now)
         if created:
             await self.store.publish(Notice("wake"))
@@ -300,13 +315,6 @@ def step_base_name(step: StepRecord) -> str:
     """The name workflow code gave a step (its key minus kind, occurrence and duration)."""
     parts = step.key.split(":", 3 if step.kind == "sleep" else 2)
     return parts[-1]
-
-
-def _first(*values: int | None) -> int:
-    for value in values:
-        if value is not None:
-            return value
-    return DEFAULT_RETENTION_MS
 
 
 def _checked_settings(settings: WorkflowSettings) -> WorkflowSettings:

@@ -120,6 +120,9 @@ class Runner:
             timestamp=datetime.fromtimestamp(instance.created_on / 1000, UTC),
             instance_id=instance.id,
             workflow_name=self.workflow_name,
+            schedule=None
+            if instance.schedule_cron is None
+            else {"cron": instance.schedule_cron, "scheduledTime": instance.scheduled_time},
         )
         try:
             entry = self.workflow_cls(env=self.engine.env)

@@ -16,8 +16,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from stepline.cron import cron_instance_id, next_fire
 from stepline.engine.clock import Clock, SystemClock
 from stepline.engine.hooks import NO_HOOKS, StepHooks
+from stepline.engine.instances import new_instance_record
 from stepline.engine.registry import WorkflowClasses
 from stepline.engine.runner import Runner
 from stepline.errors import SteplineError
@@ -159,6 +161,7 @@ class Engine:
         while True:
             self._poke.clear()
             try:
+                await self._fire_schedules()
                 claimed = await self._claim_some()
             except (SteplineError, OSError) as exc:
                 log.error("claiming runnable instances failed: %s; retrying", exc)
@@ -185,6 +188,30 @@ class Engine:
             await self._start_runner(instance, steps)
         return len(batch) == want
 
+    async def _fire_schedules(self) -> None:
+        """Create the instances of every cron firing that has come due (once, whichever engine
+        gets there first). A firing missed while no engine ran is made up once, not n times."""
+        now = self.clock.now_ms()
+        for schedule in await self.store.due_schedules(now, limit=100):
+            workflow = await self.store.get_workflow_by_id(schedule.workflow_id)
+            if workflow is None:
+                continue
+            fire_at = schedule.next_fire_at
+            instance = new_instance_record(
+                workflow,
+                cron_instance_id(schedule.cron, fire_at),
+                "null",
+                now=now,
+                trigger_source="cron",
+                schedule=(schedule.cron, fire_at),
+            )
+            await self.store.fire_schedule(
+                schedule,
+                next_fire_at=next_fire(schedule.cron, max(fire_at, now)),
+                instance=instance,
+                now=now,
+            )
+
     async def _until_next_wake(self) -> float | None:
         """Seconds until the next timer; with a skipping clock and nothing running, none."""
         if self.clock.auto_skip and not self.runners:
@@ -192,7 +219,8 @@ class Engine:
             if next_timer is not None:
                 self.clock.advance_to(next_timer)
                 return 0
-        next_wake = await self.store.next_wake_at()
+        wakes = [await self.store.next_wake_at(), await self.store.next_schedule_fire()]
+        next_wake = min((w for w in wakes if w is not None), default=None)
         if next_wake is None:
             return None
         remaining = next_wake - self.clock.now_ms()

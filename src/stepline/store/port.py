@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from stepline.store.records import (
     EventRecord,
     InstanceRecord,
+    ScheduleRecord,
     StepRecord,
     TokenRecord,
     VersionRecord,
@@ -246,6 +247,27 @@ class Store(Protocol):
     ) -> list[int]: ...
 
     async def delete_expired(self, now: int, *, limit: int) -> int: ...
+
+    # -- schedules -----------------------------------------------------------------------------
+    async def list_schedules(self, workflow_ids: Sequence[str]) -> list[ScheduleRecord]: ...
+
+    async def replace_schedules(
+        self, workflow_id: str, account_id: str, schedules: Sequence[ScheduleRecord], *, limit: int
+    ) -> None:
+        """Set a workflow's schedules; ``InvalidRequest`` when the account would hold more
+        than ``limit`` schedules."""
+        ...
+
+    async def due_schedules(self, now: int, *, limit: int) -> list[ScheduleRecord]: ...
+
+    async def fire_schedule(
+        self, schedule: ScheduleRecord, *, next_fire_at: int, instance: InstanceRecord, now: int
+    ) -> InstanceRecord | None:
+        """Move ``schedule`` on to ``next_fire_at`` and create ``instance``, in one
+        transaction; None when another engine fired this slot already (nothing is created)."""
+        ...
+
+    async def next_schedule_fire(self) -> int | None: ...
 
     # -- notices ------------------------------------------------------------------------------
     async def publish(self, notice: Notice) -> None:

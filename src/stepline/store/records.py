@@ -18,6 +18,7 @@ __all__ = [
     "EventRecord",
     "InstanceRecord",
     "InstanceStatus",
+    "ScheduleRecord",
     "StepKind",
     "StepRecord",
     "TokenRecord",
@@ -114,6 +115,8 @@ class InstanceRecord:
     generation: int = 0
     lease_owner: str | None = None
     lease_expires: int | None = None
+    schedule_cron: str | None = None
+    scheduled_time: int | None = None
 
 
 @dataclass(slots=True)
@@ -182,6 +185,15 @@ class EventRecord:
     payload: str
     created_on: int
     consumed_by: str | None = None
+
+
+@dataclass(slots=True)
+class ScheduleRecord:
+    """A cron schedule of a workflow and when it fires next."""
+
+    workflow_id: str
+    cron: str
+    next_fire_at: int
 
 
 @dataclass(slots=True)

@@ -17,7 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from stepline.errors import CannotSendEvent, InstanceAlreadyExists, InstanceNotFound, StaleRunError
+from stepline.errors import (
+    CannotSendEvent,
+    InstanceAlreadyExists,
+    InstanceNotFound,
+    InvalidRequest,
+    StaleRunError,
+)
 from stepline.store import sqlite_queries as q
 from stepline.store.migrations import load_migrations
 from stepline.store.port import InstanceFilter, Notice, WorkflowSettings
@@ -25,6 +31,7 @@ from stepline.store.records import (
     FINISHED_STATUSES,
     EventRecord,
     InstanceRecord,
+    ScheduleRecord,
     StepRecord,
     TokenRecord,
     VersionRecord,
@@ -560,6 +567,55 @@ class SqliteStore:
     async def delete_expired(self, now: int, *, limit: int) -> int:
         return await self._write(lambda c: int(c.execute(q.DELETE_EXPIRED, (now, limit)).rowcount))
 
+    # -- schedules ---------------------------------------------------------------------------
+    async def list_schedules(self, workflow_ids: Sequence[str]) -> list[ScheduleRecord]:
+        if not workflow_ids:
+            return []
+        sql = q.SCHEDULES_OF.format(marks=_marks(len(workflow_ids)))
+        rows = await self._read(lambda c: c.execute(sql, tuple(workflow_ids)).fetchall())
+        return [ScheduleRecord(*r) for r in rows]
+
+    async def replace_schedules(
+        self, workflow_id: str, account_id: str, schedules: Sequence[ScheduleRecord], *, limit: int
+    ) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            others = conn.execute(q.COUNT_ACCOUNT_SCHEDULES, (account_id, workflow_id)).fetchone()
+            if others[0] + len(schedules) > limit:
+                raise InvalidRequest(f"an account may have at most {limit} schedules")
+            conn.execute(q.DELETE_SCHEDULES, (workflow_id,))
+            conn.executemany(
+                q.INSERT_SCHEDULE, [(workflow_id, s.cron, s.next_fire_at) for s in schedules]
+            )
+
+        await self._write(op)
+
+    async def due_schedules(self, now: int, *, limit: int) -> list[ScheduleRecord]:
+        rows = await self._read(lambda c: c.execute(q.DUE_SCHEDULES, (now, limit)).fetchall())
+        return [ScheduleRecord(*r) for r in rows]
+
+    async def fire_schedule(
+        self, schedule: ScheduleRecord, *, next_fire_at: int, instance: InstanceRecord, now: int
+    ) -> InstanceRecord | None:
+        def op(conn: sqlite3.Connection) -> InstanceRecord | None:
+            advanced = conn.execute(
+                q.ADVANCE_SCHEDULE,
+                (next_fire_at, schedule.workflow_id, schedule.cron, schedule.next_fire_at),
+            ).rowcount
+            if not advanced:  # another engine fired this slot, or the schedule changed
+                return None
+            row = conn.execute(q.INSERT_INSTANCE, _instance_values(instance)).fetchone()
+            if row is None:
+                return None
+            conn.execute(q.TOUCH_TRIGGERED, (now, instance.workflow_id))
+            instance.pk = row[0]
+            return instance
+
+        return await self._write(op)
+
+    async def next_schedule_fire(self) -> int | None:
+        row = await self._read(lambda c: c.execute(q.NEXT_SCHEDULE_FIRE).fetchone())
+        return None if row is None or row[0] is None else int(row[0])
+
     # -- notices -----------------------------------------------------------------------------
     async def publish(self, notice: Notice) -> None:
         # One process owns a SQLite file's engine, so notices never leave this process.
@@ -660,6 +716,8 @@ def _instance_values(r: InstanceRecord) -> tuple[Any, ...]:
         r.trigger_source,
         r.success_retention_ms,
         r.error_retention_ms,
+        r.schedule_cron,
+        r.scheduled_time,
     )
 
 

@@ -57,8 +57,9 @@ COUNT_VERSIONS = "SELECT COUNT(*) FROM versions WHERE workflow_id = ?"
 DELETE_EXPIRED_ID = "DELETE FROM instances WHERE workflow_id = ? AND id = ? AND expires_on <= ?"
 INSERT_INSTANCE = (
     "INSERT INTO instances (workflow_id, id, version_id, status, params, created_on, "
-    "modified_on, trigger_source, success_retention_ms, error_retention_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (workflow_id, id) DO NOTHING RETURNING pk"
+    "modified_on, trigger_source, success_retention_ms, error_retention_ms, schedule_cron, "
+    "scheduled_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (workflow_id, id) DO NOTHING RETURNING pk"
 )
 TOUCH_TRIGGERED = "UPDATE workflows SET triggered_on = ? WHERE id = ?"
 INSTANCE_BY_ID = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow_id = ? AND id = ?"
@@ -209,6 +210,26 @@ SELECT_PKS_BY_STATUS = (
 DELETE_EXPIRED = (
     "DELETE FROM instances WHERE pk IN (SELECT pk FROM instances WHERE expires_on <= ? LIMIT ?)"
 )
+
+# -- schedules -----------------------------------------------------------------------------
+SCHEDULES_OF = (
+    "SELECT workflow_id, cron, next_fire_at FROM schedules WHERE workflow_id IN ({marks}) "
+    "ORDER BY workflow_id, cron"
+)
+DELETE_SCHEDULES = "DELETE FROM schedules WHERE workflow_id = ?"
+INSERT_SCHEDULE = "INSERT INTO schedules (workflow_id, cron, next_fire_at) VALUES (?, ?, ?)"
+COUNT_ACCOUNT_SCHEDULES = (
+    "SELECT COUNT(*) FROM schedules s JOIN workflows w ON w.id = s.workflow_id "
+    "WHERE w.account_id = ? AND w.id != ?"
+)
+DUE_SCHEDULES = (
+    "SELECT workflow_id, cron, next_fire_at FROM schedules WHERE next_fire_at <= ? "
+    "ORDER BY next_fire_at LIMIT ?"
+)
+ADVANCE_SCHEDULE = (
+    "UPDATE schedules SET next_fire_at = ? WHERE workflow_id = ? AND cron = ? AND next_fire_at = ?"
+)
+NEXT_SCHEDULE_FIRE = "SELECT MIN(next_fire_at) FROM schedules"
 
 # -- tokens --------------------------------------------------------------------------------
 INSERT_TOKEN = f"INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?)"

@@ -46,7 +46,7 @@ INSTANCE_COLUMNS = (
     "pk, workflow_id, id, version_id, status, params, created_on, modified_on, started_on, "
     "ended_on, trigger_source, output, error_name, error_message, success_retention_ms, "
     "error_retention_ms, expires_on, wake_at, wake_kind, paused_on, generation, lease_owner, "
-    "lease_expires"
+    "lease_expires, schedule_cron, scheduled_time"
 )
 STEP_COLUMNS = (
     "instance_pk, key, seq, kind, name, status, start_at, end_at, config, attempts, output, "

@@ -49,6 +49,7 @@ async def put_workflow(
         limits=body.limits,
         default_retention=body.default_retention,
         concurrency=body.concurrency,
+        schedules=body.schedules,
     )
     return success_response(result)
 

@@ -1,0 +1,54 @@
+"""Cron schedules: the one place that reads cron expressions (five fields, UTC).
+
+A workflow may carry schedules (``PUT`` ``{"schedules": [{"cron": "*/5 * * * *"}]}`` or
+``schedules = [...]`` in ``stepline.toml``); the engine creates an instance at each firing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from croniter import croniter
+
+from stepline.errors import InvalidRequest
+
+__all__ = [
+    "MAX_CRON_LENGTH",
+    "MAX_SCHEDULES_PER_ACCOUNT",
+    "check_cron",
+    "cron_instance_id",
+    "next_fire",
+]
+
+MAX_CRON_LENGTH = 256
+MAX_SCHEDULES_PER_ACCOUNT = 100
+
+
+def check_cron(expression: object) -> str:
+    """A valid five-field cron expression, or ``InvalidRequest`` saying why not."""
+    if not isinstance(expression, str) or not 1 <= len(expression) <= MAX_CRON_LENGTH:
+        raise InvalidRequest(f"cron must be a string of 1-{MAX_CRON_LENGTH} characters")
+    text = " ".join(expression.split())
+    if len(text.split(" ")) != 5 or not croniter.is_valid(text):
+        raise InvalidRequest(
+            f"cron {expression!r} is not a valid five-field expression (minute hour "
+            "day-of-month month day-of-week)"
+        )
+    return text
+
+
+def next_fire(expression: str, after_ms: int) -> int:
+    """The first firing strictly after ``after_ms``, in epoch milliseconds (UTC)."""
+    start = datetime.fromtimestamp(after_ms / 1000, UTC)
+    following = croniter(expression, start).get_next(datetime)
+    return int(following.timestamp() * 1000)
+
+
+def cron_instance_id(expression: str, fire_ms: int) -> str:
+    """The id of the instance a firing creates: the same firing always gets the same id, so
+    engines sharing a database create it once. Cloudflare's own ids embed the expression
+    (with spaces and '/'); these stay within the instance id pattern, so every client and
+    every path can address them."""
+    digest = hashlib.sha1(expression.encode()).hexdigest()[:8]
+    return f"cron-{fire_ms}-{digest}"
