@@ -19,9 +19,9 @@ from starlette.datastructures import QueryParams
 
 from stepline.api.query import MAX_PAGE, QueryReader
 from stepline.errors import InvalidRequest
+from stepline.store.records import LISTABLE_STATUSES
 
 __all__ = [
-    "INSTANCE_STATUSES",
     "MAX_PER_PAGE",
     "InstanceListQuery",
     "PageQuery",
@@ -30,17 +30,6 @@ __all__ = [
 ]
 
 MAX_PER_PAGE = 100
-INSTANCE_STATUSES = (
-    "queued",
-    "running",
-    "paused",
-    "errored",
-    "terminated",
-    "complete",
-    "waitingForPause",
-    "waiting",
-    "rollingBack",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +73,7 @@ def parse_instance_list_query(params: QueryParams) -> InstanceListQuery:
         per_page=query.integer("per_page", minimum=1, maximum=MAX_PER_PAGE) or 50,
         cursor=cursor,
         direction=direction,
-        status=query.choice("status", INSTANCE_STATUSES),
+        status=query.choice("status", LISTABLE_STATUSES),
         # An inverted range is not an error: it matches nothing.
         date_start=query.timestamp("date_start"),
         date_end=query.timestamp("date_end"),

@@ -12,7 +12,7 @@ from stepline.durations import parse_duration_ms
 from stepline.engine.control import Control, NewInstance
 from stepline.errors import InstanceNotFound, InvalidRequest, VersionNotFound
 from stepline.store.port import InstanceFilter, WorkflowSettings
-from stepline.store.records import INSTANCE_STATUSES, InstanceRecord, WorkflowRecord
+from stepline.store.records import LISTABLE_STATUSES, InstanceRecord, WorkflowRecord
 from stepline.validation import check_instance_id, check_workflow_name
 
 __all__ = ["LocalClient"]
@@ -126,8 +126,8 @@ class LocalClient:
             raise InvalidRequest("page and cursor cannot be used together")
         if direction not in ("asc", "desc"):
             raise InvalidRequest("direction must be asc or desc")
-        if status is not None and status not in INSTANCE_STATUSES:
-            raise InvalidRequest(f"status must be one of {', '.join(INSTANCE_STATUSES)}")
+        if status is not None and status not in LISTABLE_STATUSES:
+            raise InvalidRequest(f"status must be one of {', '.join(LISTABLE_STATUSES)}")
         workflow = await self._workflow(account_id, name)
         where = InstanceFilter(
             status=status,

@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_RETENTION_MS",
     "FINISHED_STATUSES",
     "INSTANCE_STATUSES",
+    "LISTABLE_STATUSES",
     "Attempt",
     "EventRecord",
     "InstanceRecord",
@@ -46,6 +47,9 @@ INSTANCE_STATUSES: tuple[str, ...] = (
     "waitingForPause",
     "waiting",
 )
+LISTABLE_STATUSES: tuple[str, ...] = (*INSTANCE_STATUSES, "rollingBack")
+"""What a list may filter on: Cloudflare's statuses, rollingBack included (Stepline runs no
+rollbacks, so that filter matches nothing)."""
 FINISHED_STATUSES = frozenset({"complete", "errored", "terminated"})
 ACTIVE_STATUSES = frozenset({"running", "waitingForPause"})
 DEFAULT_RETENTION_MS = 30 * 86_400_000
