@@ -210,15 +210,22 @@ async def test_restart_from_a_count_past_the_last_occurrence_raises(stepline: St
 
 class WaitsTwice(WorkflowEntrypoint):
     async def run(self, event, step):
+        @step.do("hold")
+        async def hold():
+            # The first run waits here until the test has buffered both of its events.
+            await self.env.gate("events sent").wait()
+
+        await hold()
         first = await step.wait_for_event("first", "go", timeout="1 hour")
         return first["payload"]
 
 
-async def test_restart_erases_buffered_events(stepline: Stepline):
+async def test_restart_erases_buffered_events(stepline: Stepline, probe):
     workflow = await stepline.register("waits-twice", WaitsTwice)
     instance = await workflow.create()
     await instance.send_event("go", 1)
     await instance.send_event("go", 2)  # buffered, never consumed
+    probe.gate("events sent").set()
     assert (await finished(instance))["output"] == 1
 
     await instance.restart()
