@@ -283,7 +283,7 @@ class Runner:
                 loop = asyncio.get_running_loop()
                 work = loop.run_in_executor(self.engine.step_executor, call, ctx)
             try:
-                async with asyncio.timeout(timeout_ms / 1000):
+                async with self.engine.deadlines.limit(timeout_ms / 1000):
                     value = await work
             except TimeoutError:
                 raise WorkflowTimeoutError(f"Execution timed out after {timeout_ms}ms") from None

@@ -18,6 +18,7 @@ from typing import Any
 
 from stepline.cron import cron_instance_id, next_fire
 from stepline.engine.clock import Clock, SystemClock
+from stepline.engine.deadlines import Deadlines
 from stepline.engine.hooks import NO_HOOKS, StepHooks
 from stepline.engine.instances import new_instance_record
 from stepline.engine.registry import WorkflowClasses
@@ -61,6 +62,7 @@ class Engine:
         """This engine's name on the leases it holds."""
         self.env = env
         self.hooks = hooks
+        self.deadlines = Deadlines()
         self.step_executor = ThreadPoolExecutor(step_threads, thread_name_prefix="stepline-step")
         self.runners: dict[int, Runner] = {}
         self._pending_pause: set[int] = set()
@@ -101,6 +103,7 @@ class Engine:
         ]
         await asyncio.gather(*pending, return_exceptions=True)
         self._tasks = []
+        self.deadlines.close()
         self.step_executor.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:

@@ -1,0 +1,54 @@
+"""Coarse attempt deadlines fire late by at most their granularity, never early."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stepline.engine.deadlines import Deadlines
+
+
+async def test_a_long_deadline_fires_within_its_granularity() -> None:
+    deadlines = Deadlines(granularity=0.01)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(TimeoutError):
+        async with deadlines.limit(0.3):
+            await asyncio.sleep(5)
+    took = loop.time() - start
+    assert 0.3 <= took < 0.3 + 0.1
+    deadlines.close()
+
+
+async def test_work_that_ends_in_time_is_not_cancelled_later() -> None:
+    deadlines = Deadlines(granularity=0.01)
+    async with deadlines.limit(0.2):
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.35)  # past the deadline: nothing may be cancelled now
+    deadlines.close()
+
+
+async def test_a_cancellation_from_elsewhere_is_not_a_timeout() -> None:
+    deadlines = Deadlines(granularity=0.01)
+
+    async def guarded() -> None:
+        async with deadlines.limit(10):
+            await asyncio.sleep(5)
+
+    task = asyncio.create_task(guarded())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    deadlines.close()
+
+
+async def test_short_deadlines_are_exact() -> None:
+    deadlines = Deadlines(granularity=1.0)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(TimeoutError):
+        async with deadlines.limit(0.05):
+            await asyncio.sleep(1)
+    assert loop.time() - start < 0.5
