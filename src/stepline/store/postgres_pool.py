@@ -200,7 +200,7 @@ class Database:
                 continue
             break
         if self._pool is not None:
-            self._pool.expire_connections()  # every pooled connection predates the outage
+            await self._pool.expire_connections()  # every pooled one predates the outage
         self._up.set()
         log.warning("PostgreSQL reachable again after %.1f s", time.monotonic() - self._down_since)
         if self.on_reconnect is not None:
