@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -150,3 +151,91 @@ def ledger_runs(ledger: Path) -> dict[tuple[str, str], list[str]]:
         instance_id, step, token = line.split()
         runs[(instance_id, step)].append(token)
     return runs
+
+
+async def send_events(fleet: Fleet, http: httpx.AsyncClient, numbers: range) -> int:
+    """Send each instance its "approve" event over REST; returns how many were resent after
+    a 503 (a resend may duplicate an event whose first send did commit)."""
+    resent = 0
+
+    async def send(n: int) -> None:
+        nonlocal resent
+        url = f"{fleet.api}/{WORKFLOW}/instances/i{n}/events/approve"
+        for attempt in range(50):  # the API answers 503 while the database is away: retry
+            response = await http.post(url, json={"n": n})
+            if response.status_code != 503:
+                resent += attempt > 0
+                break
+            await asyncio.sleep(0.2)
+        assert response.status_code == 200, response.text
+
+    for start in range(numbers.start, numbers.stop, 50):
+        await asyncio.gather(*(send(n) for n in range(start, min(start + 50, numbers.stop))))
+    return resent
+
+
+async def create_instances(
+    fleet: Fleet, http: httpx.AsyncClient, count: int, *, start: int = 0
+) -> None:
+    """Create instances ``i<start>`` .. ``i<count - 1>`` through the REST API, 100 a call."""
+    for first in range(start, count, 100):
+        batch = [
+            {"instance_id": f"i{n}", "params": {"n": n}}
+            for n in range(first, min(first + 100, count))
+        ]
+        retried = False
+        for _ in range(50):  # the API answers 503 while the database is away: retry
+            response = await http.post(f"{fleet.api}/{WORKFLOW}/instances/batch", json=batch)
+            if response.status_code != 503:
+                break
+            retried = True
+            await asyncio.sleep(0.2)
+        if retried and response.status_code == 409:
+            continue  # the send that got a 503 had committed after all
+        assert response.status_code == 200, response.text
+
+
+async def wait_until_complete(fleet: Fleet, count: int, timeout: float, poll: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await statuses(fleet.database)
+        if found.get("complete", 0) >= count:
+            return
+        assert time.monotonic() < deadline, (
+            found,
+            {name: fleet.log(name)[-2000:] for name in fleet.processes},
+        )
+        await asyncio.sleep(poll)
+
+
+async def check_outcome(fleet: Fleet, count: int, resent_events: int = 0) -> None:
+    runs = ledger_runs(fleet.ledger)
+    conn = await asyncpg.connect(fleet.database)
+    try:
+        assert await conn.fetchval("SELECT COUNT(*) FROM workflows") == 1
+        assert await conn.fetchval("SELECT COUNT(*) FROM versions") == 1
+        rows = await conn.fetch("SELECT id, status, output FROM instances")
+        events = await conn.fetchrow(
+            "SELECT COUNT(*), COUNT(consumed_by), COUNT(DISTINCT instance_pk) FROM events"
+        )
+        steps = await conn.fetch(
+            "SELECT i.id, s.name, s.output FROM steps s JOIN instances i ON i.pk = s.instance_pk "
+            "WHERE s.kind = 'do'"
+        )
+    finally:
+        await conn.close()
+    assert len(rows) == count and {r["status"] for r in rows} == {"complete"}
+    # One event each, consumed; a resend after a 503 may have left a duplicate unconsumed.
+    assert events[1] == events[2] == count
+    assert count <= events[0] <= count + resent_events
+    for row in rows:
+        output = json.loads(row["output"])
+        assert output["approval"] == {"n": int(row["id"][1:])}
+    assert len(steps) == 3 * count
+    for instance_id, name, output in steps:
+        key = (instance_id, "work-" + name.split(" ")[1].split("-")[0])
+        recorded = json.loads(output)["token"]
+        # The recorded execution is the last one: nothing ran after its success was recorded.
+        assert runs[key][-1] == recorded, (key, runs[key], recorded)
+    repeated = sum(len(tokens) - 1 for tokens in runs.values())
+    print(f"{count} instances; {repeated} step bodies ran again after a crash (at-least-once)")

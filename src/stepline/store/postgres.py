@@ -19,7 +19,13 @@ from typing import Any
 
 import asyncpg
 
-from stepline.errors import CannotSendEvent, InstanceAlreadyExists, InstanceNotFound, StaleRunError
+from stepline.errors import (
+    CannotSendEvent,
+    InstanceAlreadyExists,
+    InstanceNotFound,
+    StaleRunError,
+    StoreUnavailable,
+)
 from stepline.store import postgres_queries as q
 from stepline.store.migrations import load_migrations
 from stepline.store.port import InstanceFilter, Notice, WorkflowSettings
@@ -375,14 +381,15 @@ class PostgresStore:
         return await self._db.run(op)
 
     async def next_wake_at(self, kinds: Collection[str] | None = None) -> int | None:
-        if not self._db.available:
+        try:
+            if kinds is None:
+                value = await self._fetchval(q.NEXT_WAKE)
+            else:
+                value = await self._fetchval(q.NEXT_WAKE_OF_KINDS, list(kinds))
+        except StoreUnavailable:
             # The scheduler asks this outside its retry; during an outage there is no timer
             # to trust, and every subscriber gets a "wake" notice once the database is back.
             return None
-        if kinds is None:
-            value = await self._fetchval(q.NEXT_WAKE)
-        else:
-            value = await self._fetchval(q.NEXT_WAKE_OF_KINDS, list(kinds))
         return None if value is None else int(value)
 
     async def save_step(

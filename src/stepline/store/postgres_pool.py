@@ -33,6 +33,7 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CrashShutdownError,  # 57P02
     asyncpg.TooManyConnectionsError,
     asyncpg.InterfaceError,  # "connection is closed", "pool is closing"
+    asyncpg.InternalClientError,  # a connection left mid-operation by a drop
 )
 _DEADLOCK_RETRIES = 5
 _MAX_BACKOFF_S = 2.0
@@ -132,8 +133,11 @@ class Database:
             if pool is None:
                 raise StoreUnavailable("the PostgreSQL store is closed")
             try:
-                async with pool.acquire() as conn:
+                conn = await pool.acquire()
+                try:
                     return await operation(conn)
+                finally:
+                    await self._release(pool, conn)
             except asyncpg.TransactionRollbackError:
                 # A deadlock or serialisation failure rolled everything back: safe to redo.
                 deadlocks += 1
@@ -146,6 +150,16 @@ class Database:
                 self.lost(exc)
                 if time.monotonic() >= deadline:
                     raise StoreUnavailable(f"PostgreSQL is unreachable: {exc}") from exc
+
+    async def _release(self, pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+        """Give ``conn`` back. A connection that breaks now is the pool's to replace: the
+        operation's outcome (committed or not) is already known and must not be lost."""
+        try:
+            await pool.release(conn)
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            log.debug("dropped a broken connection on release: %s", exc)
 
     async def wait_available(self) -> None:
         """Until the database is reachable (at once when it is)."""
