@@ -29,7 +29,7 @@ _UNIT_MS = {
     "month": 30 * 86_400_000,
     "year": int(365.25 * 86_400_000),
 }
-_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s+([A-Za-z]+?)s?\s*$")
+_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s+([A-Za-z]+)\s*$")
 
 
 def parse_duration_ms(value: object, *, what: str = "duration") -> int:

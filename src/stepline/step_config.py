@@ -7,6 +7,8 @@ through :func:`parse_step_config`, which fills the spec's defaults and rejects u
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -14,7 +16,14 @@ from typing import Any, Literal
 from stepline.durations import parse_duration_ms
 from stepline.errors import InvalidDuration, InvalidStepConfig
 
-__all__ = ["DEFAULT_STEP_CONFIG", "Backoff", "RetryConfig", "StepConfig", "parse_step_config"]
+__all__ = [
+    "DEFAULT_STEP_CONFIG",
+    "Backoff",
+    "RetryConfig",
+    "StepConfig",
+    "config_text",
+    "parse_step_config",
+]
 
 Backoff = Literal["constant", "linear", "exponential"]
 _BACKOFFS = ("constant", "linear", "exponential")
@@ -64,7 +73,7 @@ class StepConfig:
             raise InvalidStepConfig("timeout must be greater than zero")
 
     def to_json(self) -> dict[str, Any]:
-        """The step log's ``config`` shape (spec §1.3)."""
+        """The step log's ``config`` shape (spec §1.3); a fresh dict each call."""
         out: dict[str, Any] = {
             "retries": {
                 "limit": self.retries.limit,
@@ -81,38 +90,49 @@ class StepConfig:
 DEFAULT_STEP_CONFIG = StepConfig()
 
 
+@functools.lru_cache(maxsize=1024)
+def config_text(config: StepConfig) -> str:
+    """``config.to_json()`` serialised, computed once per distinct config (the hot path)."""
+    return json.dumps(config.to_json(), separators=(",", ":"))
+
+
 def parse_step_config(raw: Mapping[str, Any] | StepConfig | None, *, step: str = "") -> StepConfig:
     """Validate a Cloudflare-shaped config mapping and fill in the defaults.
+
+    Every error reads ``Step config for "<step>" is in a invalid format: <why>``.
 
     >>> parse_step_config({"retries": {"limit": 1, "delay": "1 second"}}).retries.delay_ms
     1000
     """
+    try:
+        return _parse(raw)
+    except (InvalidStepConfig, InvalidDuration) as exc:
+        where = f' for "{step}"' if step else ""
+        raise InvalidStepConfig(
+            f"Step config{where} is in a invalid format: {exc.detail}"
+        ) from None
+
+
+def _parse(raw: Mapping[str, Any] | StepConfig | None) -> StepConfig:
     if raw is None:
         return DEFAULT_STEP_CONFIG
     if isinstance(raw, StepConfig):
         raw._validate()
         return raw
-    where = f' for "{step}"' if step else ""
     if not isinstance(raw, Mapping):
-        raise InvalidStepConfig(f"Step config{where} is in a invalid format: expected a mapping")
+        raise InvalidStepConfig("expected a mapping")
     unknown = set(raw) - {"retries", "timeout", "sensitive"}
     if unknown:
-        raise InvalidStepConfig(
-            f"Step config{where} is in a invalid format: "
-            f"unknown key(s) {', '.join(sorted(unknown))}"
-        )
-    try:
-        retries = _parse_retries(raw.get("retries"), where)
-        timeout_ms = (
-            DEFAULT_STEP_CONFIG.timeout_ms
-            if raw.get("timeout") is None
-            else parse_duration_ms(raw["timeout"], what="timeout")
-        )
-    except InvalidDuration as exc:
-        raise InvalidStepConfig(f"Step config{where} is in a invalid format: {exc.detail}") from exc
+        raise InvalidStepConfig(f"unknown key(s) {', '.join(sorted(unknown))}")
+    retries = _parse_retries(raw.get("retries"))
+    timeout_ms = (
+        DEFAULT_STEP_CONFIG.timeout_ms
+        if raw.get("timeout") is None
+        else parse_duration_ms(raw["timeout"], what="timeout")
+    )
     sensitive = raw.get("sensitive")
     if sensitive not in (None, "output"):
-        raise InvalidStepConfig(f'Step config{where}: sensitive must be "output"')
+        raise InvalidStepConfig('sensitive must be "output"')
     config = StepConfig(
         retries=retries, timeout_ms=timeout_ms, sensitive_output=sensitive == "output"
     )
@@ -120,19 +140,17 @@ def parse_step_config(raw: Mapping[str, Any] | StepConfig | None, *, step: str =
     return config
 
 
-def _parse_retries(raw: object, where: str) -> RetryConfig:
+def _parse_retries(raw: object) -> RetryConfig:
     if raw is None:
         return DEFAULT_STEP_CONFIG.retries
     if not isinstance(raw, Mapping):
-        raise InvalidStepConfig(f"Step config{where}: retries must be a mapping")
+        raise InvalidStepConfig("retries must be a mapping")
     unknown = set(raw) - {"limit", "delay", "backoff"}
     if unknown:
-        raise InvalidStepConfig(
-            f"Step config{where}: unknown retries key(s) {', '.join(sorted(unknown))}"
-        )
+        raise InvalidStepConfig(f"unknown retries key(s) {', '.join(sorted(unknown))}")
     limit = raw.get("limit", DEFAULT_STEP_CONFIG.retries.limit)
     if isinstance(limit, bool) or not isinstance(limit, int | float) or int(limit) != limit:
-        raise InvalidStepConfig(f"Step config{where}: retries.limit must be a whole number")
+        raise InvalidStepConfig("retries.limit must be a whole number")
     delay = raw.get("delay")
     delay_ms = (
         DEFAULT_STEP_CONFIG.retries.delay_ms
@@ -141,5 +159,5 @@ def _parse_retries(raw: object, where: str) -> RetryConfig:
     )
     backoff = raw.get("backoff", DEFAULT_STEP_CONFIG.retries.backoff)
     if backoff not in _BACKOFFS:
-        raise InvalidStepConfig(f"Step config{where}: retries.backoff must be one of {_BACKOFFS}")
+        raise InvalidStepConfig(f"retries.backoff must be one of {', '.join(_BACKOFFS)}")
     return RetryConfig(limit=int(limit), delay_ms=delay_ms, backoff=backoff)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import httpx
-from conftest import ACCOUNT
 
+from conftest import ACCOUNT
 from stepline.api.openapi import openapi_document
 
 FAILURE_REF = "#/components/schemas/ApiResponseFailure"
@@ -25,7 +25,7 @@ def test_document_is_openapi_3_with_a_relative_server() -> None:
     document = openapi_document()
     assert document["openapi"] == "3.0.3"
     assert document["servers"] == [{"url": "/client/v4"}]
-    assert len(operations()) == 18
+    assert len(operations()) == 19
 
 
 def test_every_operation_declares_every_failure_in_the_envelope() -> None:

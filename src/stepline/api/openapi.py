@@ -5,7 +5,8 @@ a copy of ``shared/spec/openapi-workflows.json``), narrowed to what this server 
 the envelope, field names and response models are Cloudflare's rather than whatever FastAPI
 would infer from handlers that parse their own input. The narrowing:
 
-- optional endpoints that Stepline does not serve (``/settings``, ``/graph``, ``/dag``) are gone;
+- optional endpoints that Stepline does not serve (``/settings``, the older ``/dag``) are gone;
+  ``/graph`` is served with ``graph: null`` (Stepline derives no static graph);
 - the server URL is ``/client/v4``, relative to wherever the document was fetched from;
 - parameters say what the handlers check: integer pages, Stepline's instance id rule,
   non-empty step names without control characters, account ids up to 64 characters;
@@ -28,7 +29,7 @@ from stepline.api.routers.instances import MAX_ATTEMPT
 
 __all__ = ["openapi_document"]
 
-_UNSERVED_PATH_SUFFIXES = ("/settings", "/graph", "/dag")
+_UNSERVED_PATH_SUFFIXES = ("/settings", "/dag")
 _FAILURE_STATUSES = {
     "400": "Bad request: code 10002 workflows.api.error.body, or 9106 missing credentials",
     "401": "Unknown credentials: code 10000 Authentication error",

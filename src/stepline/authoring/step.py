@@ -120,6 +120,31 @@ class StepFunction:
         )
 
 
+def _wants_context(fn: Callable[..., Any]) -> bool:
+    """A direct-call step function gets the context when it names ``ctx`` or has a required
+    positional parameter (Cloudflare's ``(ctx) => ...``); ``lambda n=n: n`` gets nothing."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return _inspect_wants_context(fn)
+    known = _WANTS_CONTEXT.get(code)
+    if known is None:
+        # A function defined inside run() is a new object on every call, but its code is not.
+        known = _WANTS_CONTEXT[code] = _inspect_wants_context(fn)
+    return known
+
+
+_WANTS_CONTEXT: dict[Any, bool] = {}
+
+
+def _inspect_wants_context(fn: Callable[..., Any]) -> bool:
+    for param in inspect.signature(fn).parameters.values():
+        if param.name == "ctx":
+            return True
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            return param.default is param.empty
+    return False
+
+
 async def _shield_result(future: asyncio.Future[Any]) -> Any:
     return await future
 
@@ -190,7 +215,7 @@ class WorkflowStep:
         return declared
 
     async def _call_direct(self, name: str, fn: Callable[..., Any], config: StepConfigInput) -> Any:
-        takes_ctx = bool(inspect.signature(fn).parameters)
+        takes_ctx = _wants_context(fn)
 
         def call(ctx: StepContext) -> Any:
             return fn(ctx) if takes_ctx else fn()

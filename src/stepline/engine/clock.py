@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["Clock", "SystemClock"]
@@ -23,6 +24,10 @@ class Clock(Protocol):
         """Move the clock forward (only clocks that can skip do anything)."""
         ...
 
+    def on_advance(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever the clock is moved by hand (the engine looks again)."""
+        ...
+
 
 class SystemClock:
     """Wall-clock time."""
@@ -37,3 +42,6 @@ class SystemClock:
 
     def advance_to(self, when_ms: int) -> None:
         """Wall-clock time cannot be moved; nothing happens."""
+
+    def on_advance(self, callback: Callable[[], None]) -> None:
+        """Wall-clock time is never moved by hand; nothing to call."""

@@ -27,7 +27,7 @@ from stepline.errors import (
     WorkflowInternalError,
     WorkflowTimeoutError,
 )
-from stepline.step_config import parse_step_config
+from stepline.step_config import config_text, parse_step_config
 from stepline.store.records import Attempt, InstanceRecord, StepRecord
 from stepline.validation import MAX_PAYLOAD_BYTES, check_event_type, check_step_name, dump_json
 
@@ -83,6 +83,7 @@ class Runner:
         self.steps = {s.key: s for s in steps if s.kind != "termination"}
         self._next_seq = max((s.seq for s in steps), default=0) + 1
         self._counters: dict[tuple[str, str], int] = {}
+        self._reached: set[str] = set()
         self._do_calls = 0
         self._executing = 0
         self._quiet = asyncio.Event()
@@ -175,6 +176,7 @@ class Runner:
         check_step_name(name)
         count = self._occurrence("do", name)
         key = f"do:{count}:{name}"
+        self._reached.add(key)
         label = f"{name}-{count}"
         self._do_calls += 1
         if self._do_calls > self.step_limit:
@@ -191,9 +193,7 @@ class Runner:
         try:
             resolved = parse_step_config(config, step=label)
         except InvalidStepConfig as exc:
-            raise FatalInstanceError(
-                f'Step config for "{label}" is in a invalid format: {exc.detail}'
-            ) from None
+            raise FatalInstanceError(exc.detail or str(exc)) from None
         if record is None:
             record = StepRecord(
                 instance_pk=self.pk,
@@ -203,10 +203,10 @@ class Runner:
                 name=label,
                 status="running",
                 start=self.clock.now_ms(),
-                config=dump_json(resolved.to_json()),
+                config=config_text(resolved),
             )
             self.steps[key] = record
-        context = StepContext(name, count, 0, resolved.to_json())
+        context_config = resolved.to_json()
         mocked, mock_value = self.engine.hooks.mocked_result(name)
         if mocked:
 
@@ -224,7 +224,7 @@ class Runner:
                 attempt = Attempt(start=self.clock.now_ms())
                 record.attempts.append(attempt)
                 self.store.queue_step(self.pk, self.generation, record, now=attempt.start)
-                ctx = StepContext(name, count, number, context.config)
+                ctx = StepContext(name, count, number, context_config)
                 try:
                     value = await self._attempt(call, ctx, is_async, resolved.timeout_ms)
                     text = self._checked_result(value, label, record, attempt)
@@ -334,6 +334,7 @@ class Runner:
         check_step_name(name)
         count = self._occurrence("sleep", f"{name}\x00{identity}")
         key = f"sleep:{identity}:{count}:{name}"
+        self._reached.add(key)
         record = self.steps.get(key)
         if record is not None and record.status == "complete":
             return
@@ -366,6 +367,7 @@ class Runner:
             raise InvalidStepConfig("wait_for_event timeout must be 1 second to 365 days")
         count = self._occurrence("wait", name)
         key = f"wait:{count}:{name}"
+        self._reached.add(key)
         record = self.steps.get(key)
         if record is not None and record.status == "complete":
             return _event_value(record)
@@ -387,6 +389,7 @@ class Runner:
                 config=dump_json({"timeout": timeout_ms}),
             )
             self.steps[key] = record
+            self.store.queue_step(self.pk, self.generation, record, now=now)
         deadline = record.wake_at
         assert deadline is not None
         if self.engine.hooks.forced_timeout(name):
@@ -423,7 +426,9 @@ class Runner:
         interrupt: asyncio.Future[Any] = asyncio.ensure_future(self._interrupt.wait())
         try:
             waiting: set[asyncio.Future[Any]] = {arrived, interrupt}
-            done, _ = await asyncio.wait(waiting, timeout=ms / 1000)
+            done, _ = await asyncio.wait(
+                waiting, timeout=ms / 1000, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             interrupt.cancel()
         if self._interrupt.is_set():
@@ -460,7 +465,13 @@ class Runner:
         self._suspending = True
         self._interrupt.set()
         await self._quiet.wait()
-        pending = [s for s in self.steps.values() if s.status in ("waiting", "running")]
+        # Steps stored by an earlier run but not reached in this one (the code changed, say)
+        # must not set the wake time: only what this run is waiting on counts.
+        pending = [
+            s
+            for key, s in self.steps.items()
+            if key in self._reached and s.status in ("waiting", "running")
+        ]
         timers = [(s.wake_at, s.kind) for s in pending if s.wake_at is not None]
         wake_at, wake_kind = None, None
         if timers:

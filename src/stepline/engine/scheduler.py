@@ -69,6 +69,7 @@ class Engine:
         self._versions: dict[str, VersionRecord] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+        self.clock.on_advance(self.wake)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -194,7 +195,12 @@ class Engine:
         next_wake = await self.store.next_wake_at()
         if next_wake is None:
             return None
-        return max(0.001, (next_wake - self.clock.now_ms()) / 1000)
+        remaining = next_wake - self.clock.now_ms()
+        if remaining <= 0:
+            # Due but not claimed just now: its workflow is at its concurrency limit. A
+            # runner that ends pokes us; look again within a second regardless.
+            return 1.0
+        return remaining / 1000
 
     async def _start_runner(self, instance: InstanceRecord, steps: list[StepRecord]) -> None:
         try:

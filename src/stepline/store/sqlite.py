@@ -39,7 +39,7 @@ from stepline.store.sqlite_rows import (
     version_from_row,
     workflow_from_row,
 )
-from stepline.store.sqlite_writer import SqliteWriter
+from stepline.store.sqlite_writer import FencedWrite, SqliteWriter
 
 __all__ = ["SqliteStore"]
 
@@ -355,9 +355,22 @@ class SqliteStore:
     ) -> list[tuple[InstanceRecord, list[StepRecord]]]:
         def op(conn: sqlite3.Connection) -> list[tuple[InstanceRecord, list[StepRecord]]]:
             lease = (now, now, owner, lease_until)
-            rows = conn.execute(q.CLAIM_DUE, (*lease, now, limit)).fetchall()
-            if len(rows) < limit:
-                rows += conn.execute(q.CLAIM_QUEUED, (*lease, limit - len(rows))).fetchall()
+            limited = conn.execute(q.LIMITED_WORKFLOWS).fetchall()
+            rows: list[Any] = []
+            for workflow_id, cap, running in limited:
+                want = min(cap - running, limit - len(rows))
+                if want > 0:
+                    rows += _claim_pair(
+                        conn, q.CLAIM_DUE_OF, q.CLAIM_QUEUED_OF, lease, now, want, (workflow_id,)
+                    )
+            want = limit - len(rows)
+            if want > 0 and limited:
+                ids = tuple(w[0] for w in limited)
+                due = q.CLAIM_DUE_EXCEPT.format(marks=_marks(len(ids)))
+                queued = q.CLAIM_QUEUED_EXCEPT.format(marks=_marks(len(ids)))
+                rows += _claim_pair(conn, due, queued, lease, now, want, ids)
+            elif want > 0:
+                rows += _claim_pair(conn, q.CLAIM_DUE, q.CLAIM_QUEUED, lease, now, want, ())
             claimed = [instance_from_row(r) for r in rows]
             steps: dict[int, list[StepRecord]] = {i.pk: [] for i in claimed}
             for chunk in _chunks([i.pk for i in claimed], 500):
@@ -379,12 +392,15 @@ class SqliteStore:
     async def save_step(
         self, pk: int, generation: int, step: StepRecord, *, now: int, step_count: int | None = None
     ) -> None:
-        values = step_to_row(step)
-        await self._write(lambda c: _save_steps(c, pk, generation, [values]))
+        write = FencedWrite(
+            q.UPSERT_STEP_FENCED, (*step_to_row(step), pk, generation), pk, generation
+        )
+        await self._writer.run(write, key=(pk, step.key))
 
     def queue_step(self, pk: int, generation: int, step: StepRecord, *, now: int) -> None:
-        values = step_to_row(step)
-        self._writer.queue(lambda c: _save_steps(c, pk, generation, [values], quiet=True))
+        params = (*step_to_row(step), pk, generation)
+        write = FencedWrite(q.UPSERT_STEP_FENCED, params, pk, generation, quiet=True)
+        self._writer.queue(write, key=(pk, step.key))
 
     async def suspend(
         self,
@@ -593,6 +609,22 @@ def _migrate(conn: sqlite3.Connection) -> None:
             "INSERT INTO schema_migrations (version, name, applied_on) VALUES (?, ?, ?)",
             (migration.number, migration.name, int(time.time() * 1000)),
         )
+
+
+def _claim_pair(
+    conn: sqlite3.Connection,
+    due_sql: str,
+    queued_sql: str,
+    lease: tuple[Any, ...],
+    now: int,
+    want: int,
+    only: tuple[Any, ...],
+) -> list[Any]:
+    """Claim up to ``want``: instances whose wake time came first, then queued ones."""
+    rows = conn.execute(due_sql, (*lease, now, *only, want)).fetchall()
+    if len(rows) < want:
+        rows += conn.execute(queued_sql, (*lease, *only, want - len(rows))).fetchall()
+    return rows
 
 
 def _split_sql(script: str) -> list[str]:

@@ -93,22 +93,49 @@ _CLAIM = (
     "lease_owner = ?, lease_expires = ? WHERE pk IN ({select}) "
     f"RETURNING {INSTANCE_COLUMNS}"
 )
-CLAIM_DUE = _CLAIM.format(
-    select="SELECT pk FROM instances WHERE status = 'waiting' AND wake_at <= ? "
+_DUE = (
+    "SELECT pk FROM instances WHERE status = 'waiting' AND wake_at <= ? {only} "
     "ORDER BY wake_at LIMIT ?"
 )
-CLAIM_QUEUED = _CLAIM.format(
-    select="SELECT pk FROM instances WHERE status = 'queued' ORDER BY status, wake_at, pk LIMIT ?"
+_QUEUED = (
+    "SELECT pk FROM instances WHERE status = 'queued' {only} ORDER BY status, wake_at, pk LIMIT ?"
+)
+CLAIM_DUE = _CLAIM.format(select=_DUE.format(only=""))
+CLAIM_QUEUED = _CLAIM.format(select=_QUEUED.format(only=""))
+# Workflows with a concurrency limit are claimed on their own, up to their free slots.
+CLAIM_DUE_OF = _CLAIM.format(select=_DUE.format(only="AND workflow_id = ?"))
+CLAIM_QUEUED_OF = _CLAIM.format(select=_QUEUED.format(only="AND workflow_id = ?"))
+CLAIM_DUE_EXCEPT = _CLAIM.format(select=_DUE.format(only="AND workflow_id NOT IN ({marks})"))
+CLAIM_QUEUED_EXCEPT = _CLAIM.format(select=_QUEUED.format(only="AND workflow_id NOT IN ({marks})"))
+LIMITED_WORKFLOWS = (
+    "SELECT w.id, w.concurrency_limit, (SELECT COUNT(*) FROM instances i "
+    "WHERE i.workflow_id = w.id AND i.status IN ('running', 'waitingForPause')) "
+    "FROM workflows w WHERE w.concurrency_limit IS NOT NULL"
 )
 NEXT_WAKE = "SELECT MIN(wake_at) FROM instances WHERE status = 'waiting'"
 NEXT_WAKE_OF_KINDS = (
     "SELECT MIN(wake_at) FROM instances WHERE status = 'waiting' AND wake_kind IN ({marks})"
 )
 GENERATION_OF = "SELECT generation FROM instances WHERE pk = ?"
-UPSERT_STEP = (
-    f"INSERT OR REPLACE INTO steps ({STEP_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_STEP_UPDATE = (
+    "ON CONFLICT (instance_pk, key) DO UPDATE SET seq = excluded.seq, kind = excluded.kind, "
+    "name = excluded.name, status = excluded.status, start_at = excluded.start_at, "
+    "end_at = excluded.end_at, config = excluded.config, attempts = excluded.attempts, "
+    "output = excluded.output, error_name = excluded.error_name, "
+    "error_message = excluded.error_message, error_class = excluded.error_class, "
+    "wake_at = excluded.wake_at, event_type = excluded.event_type"
 )
+UPSERT_STEP = (
+    f"INSERT INTO steps ({STEP_COLUMNS}) "
+    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) {_STEP_UPDATE}"
+)
+UPSERT_STEP_FENCED = (
+    f"INSERT INTO steps ({STEP_COLUMNS}) "
+    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
+    "(SELECT 1 FROM instances WHERE pk = ? AND generation = ?) "
+    f"{_STEP_UPDATE}"
+)
+"""One statement that writes a step only while its run is current (see FencedWrite)."""
 EVENT_READY_FOR_WAIT = (
     "SELECT 1 FROM steps s JOIN events e ON e.instance_pk = s.instance_pk "
     "AND e.type = s.event_type AND e.consumed_by IS NULL "

@@ -23,6 +23,7 @@ __all__ = [
     "TOKEN_COLUMNS",
     "VERSION_COLUMNS",
     "WORKFLOW_COLUMNS",
+    "attempts_text",
     "event_from_row",
     "instance_from_row",
     "step_from_row",
@@ -86,7 +87,7 @@ def step_to_row(step: StepRecord) -> tuple[Any, ...]:
         step.start,
         step.end,
         step.config,
-        json.dumps([a.to_json() for a in step.attempts], separators=(",", ":")),
+        attempts_text(step.attempts),
         step.output,
         step.error_name,
         step.error_message,
@@ -94,6 +95,20 @@ def step_to_row(step: StepRecord) -> tuple[Any, ...]:
         step.wake_at,
         step.event_type,
     )
+
+
+def attempts_text(attempts: list[Attempt]) -> str:
+    """The attempts as JSON; written by hand because it runs twice for every step."""
+    parts = []
+    for a in attempts:
+        end = "null" if a.end is None else str(a.end)
+        success = "null" if a.success is None else ("true" if a.success else "false")
+        if a.error_name is None:
+            error = "null"
+        else:
+            error = json.dumps({"name": a.error_name, "message": a.error_message or ""})
+        parts.append(f'{{"start":{a.start},"end":{end},"success":{success},"error":{error}}}')
+    return "[" + ",".join(parts) + "]"
 
 
 def event_from_row(row: Sequence[Any]) -> EventRecord:

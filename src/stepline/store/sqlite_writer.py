@@ -4,6 +4,16 @@ Every write is a function of the connection. The writer thread takes all the fun
 queued since its last commit, runs each inside its own savepoint (so one failing operation
 does not undo the others), commits once, and hands each caller its result. Under load many
 instances' step writes share one commit and one fsync.
+
+A queued write may carry a key (a step's identity): when a later write with the same key is
+in the same batch, the earlier, superseded one is skipped. That is how "attempt started"
+and the attempt's outcome become one row write when the engine is busy.
+
+Step writes are :class:`FencedWrite` values rather than functions: one statement that only
+writes while the instance is still at the runner's generation. Consecutive ones run as a
+single ``executemany``; only when fewer rows changed than were sent does the writer look up
+which were fenced out. This keeps the writer thread's calls into SQLite, and so its hand-offs
+of the GIL, to a few per batch instead of four per step.
 """
 
 from __future__ import annotations
@@ -14,14 +24,31 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
 
-__all__ = ["SqliteWriter"]
+from stepline.errors import StaleRunError
+
+__all__ = ["FencedWrite", "SqliteWriter"]
 
 T = TypeVar("T")
 log = logging.getLogger("stepline.store.sqlite")
 
 _STOP = object()
+
+
+@dataclass(frozen=True, slots=True)
+class FencedWrite:
+    """``sql`` with ``params`` changes one row if instance ``pk`` is at ``generation``."""
+
+    sql: str
+    params: tuple[Any, ...]
+    pk: int
+    generation: int
+    quiet: bool = False
+    """A queued write whose run has moved on is dropped without complaint."""
+
+
 _MAX_BATCH = 2_000
 
 
@@ -48,16 +75,30 @@ class SqliteWriter:
             self._thread.join()
             self._thread = None
 
-    async def run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+    @overload
+    async def run(self, operation: FencedWrite, *, key: object = None) -> None: ...
+
+    @overload
+    async def run(
+        self, operation: Callable[[sqlite3.Connection], T], *, key: object = None
+    ) -> T: ...
+
+    async def run(self, operation: Any, *, key: object = None) -> Any:
         """Run ``operation`` in the next group commit and return its result once durable."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((operation, future, loop))
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put((operation, future, loop, key))
         return await future
 
-    def queue(self, operation: Callable[[sqlite3.Connection], object]) -> None:
-        """Queue ``operation`` without waiting; it commits with a later batch, in order."""
-        self._queue.put((operation, None, None))
+    def queue(
+        self,
+        operation: Callable[[sqlite3.Connection], object] | FencedWrite,
+        *,
+        key: object = None,
+    ) -> None:
+        """Queue ``operation`` without waiting; it commits with a later batch, in order, unless
+        a later write with the same ``key`` supersedes it first."""
+        self._queue.put((operation, None, None, key))
 
     def _run(self) -> None:
         try:
@@ -83,7 +124,7 @@ class SqliteWriter:
                         stop_after = True
                         break
                     batch.append(item)
-                self._commit_batch(conn, batch)
+                self._commit_batch(conn, _without_superseded(batch))
                 if stop_after:
                     return
         finally:
@@ -93,25 +134,28 @@ class SqliteWriter:
         outcomes: list[tuple[Any, Any, BaseException | None, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for operation, future, loop in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    result = operation(conn)
-                except BaseException as exc:  # handed back to the caller, not lost
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    outcomes.append((future, None, exc, loop))
-                    if future is None:
-                        log.error("queued write failed: %r", exc)
-                else:
-                    conn.execute("RELEASE op")
-                    outcomes.append((future, result, None, loop))
+            index = 0
+            while index < len(batch):
+                operation = batch[index][0]
+                if isinstance(operation, FencedWrite):
+                    end = index + 1
+                    while (
+                        end < len(batch)
+                        and isinstance(batch[end][0], FencedWrite)
+                        and batch[end][0].sql == operation.sql
+                    ):
+                        end += 1
+                    outcomes.extend(_run_fenced(conn, batch[index:end]))
+                    index = end
+                    continue
+                outcomes.append(_run_operation(conn, batch[index]))
+                index += 1
             conn.execute("COMMIT")
         except sqlite3.Error as commit_error:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             log.error("group commit of %d writes failed: %s", len(batch), commit_error)
-            outcomes = [(future, None, commit_error, loop) for _, future, loop in batch]
+            outcomes = [(future, None, commit_error, loop) for _, future, loop, _ in batch]
         by_loop: dict[Any, list[tuple[Any, Any, BaseException | None]]] = {}
         for future, result, error, loop in outcomes:
             if future is not None:
@@ -121,6 +165,64 @@ class SqliteWriter:
                 loop.call_soon_threadsafe(_deliver, items)
             except RuntimeError:  # the caller's loop closed while we committed
                 pass
+
+
+def _run_operation(
+    conn: sqlite3.Connection, item: tuple[Any, Any, Any, Any]
+) -> tuple[Any, Any, BaseException | None, Any]:
+    operation, future, loop, _ = item
+    conn.execute("SAVEPOINT op")
+    try:
+        result = operation(conn)
+    except BaseException as exc:  # handed back to the caller, not lost
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+        if future is None:
+            log.error("queued write failed: %r", exc)
+        return future, None, exc, loop
+    conn.execute("RELEASE op")
+    return future, result, None, loop
+
+
+def _run_fenced(
+    conn: sqlite3.Connection, items: list[Any]
+) -> list[tuple[Any, Any, BaseException | None, Any]]:
+    writes: list[FencedWrite] = [item[0] for item in items]
+    changed = conn.executemany(writes[0].sql, [w.params for w in writes]).rowcount
+    stale: set[int] = set()
+    if changed != len(writes):
+        # Some instance moved on (terminated, restarted, claimed again): find which.
+        pks = sorted({w.pk for w in writes})
+        marks = ", ".join("?" * len(pks))
+        current = dict(
+            conn.execute(f"SELECT pk, generation FROM instances WHERE pk IN ({marks})", pks)
+        )
+        stale = {i for i, w in enumerate(writes) if current.get(w.pk) != w.generation}
+    outcomes: list[tuple[Any, Any, BaseException | None, Any]] = []
+    for i, (write, future, loop, _) in enumerate(items):
+        if i in stale and not write.quiet:
+            error = StaleRunError(
+                f"instance {write.pk} moved on from generation {write.generation}"
+            )
+            outcomes.append((future, None, error, loop))
+        else:
+            outcomes.append((future, None, None, loop))
+    return outcomes
+
+
+def _without_superseded(batch: list[Any]) -> list[Any]:
+    """Drop queued (unawaited) writes that a later write of the same key replaces."""
+    last: dict[object, int] = {}
+    for index, item in enumerate(batch):
+        if item[3] is not None:
+            last[item[3]] = index
+    if len(last) == len(batch):
+        return batch
+    return [
+        item
+        for index, item in enumerate(batch)
+        if item[3] is None or item[1] is not None or last[item[3]] == index
+    ]
 
 
 def _deliver(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:

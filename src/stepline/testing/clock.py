@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from stepline.durations import Duration, parse_duration_ms
 
@@ -24,6 +25,7 @@ class TestClock:
     def __init__(self, *, auto_skip: bool = True) -> None:
         self.auto_skip = auto_skip
         self._offset_ms = 0
+        self._listeners: list[Callable[[], None]] = []
 
     def now_ms(self) -> int:
         return int(time.time() * 1000) + self._offset_ms
@@ -36,8 +38,13 @@ class TestClock:
             await asyncio.sleep(ms / 1000)
 
     def advance(self, duration: Duration) -> None:
-        """Move time forward by ``duration`` (ms or ``"1 day"``)."""
+        """Move time forward by ``duration`` (ms or ``"1 day"``); due timers fire."""
         self._offset_ms += parse_duration_ms(duration)
+        for listener in self._listeners:
+            listener()
 
     def advance_to(self, when_ms: int) -> None:
         self._offset_ms += max(0, when_ms - self.now_ms())
+
+    def on_advance(self, callback: Callable[[], None]) -> None:
+        self._listeners.append(callback)

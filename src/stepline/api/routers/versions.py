@@ -1,4 +1,5 @@
-"""Versions of a workflow: list (newest first, as wrangler needs) and describe (rows 11-12)."""
+"""Versions of a workflow: list (newest first, as wrangler needs), describe (rows 11-12) and
+the static step graph (row 19)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,15 @@ async def get_version(
     return success_response(
         await client.get_version(account_id, name, check_version_id(version_id))
     )
+
+
+@router.get("/{workflow_name}/versions/{version_id}/graph")
+async def get_version_graph(
+    account_id: str, workflow_name: str, version_id: str, client: ClientDep
+) -> Response:
+    """Cloudflare derives a static graph from a script's JavaScript; Stepline runs Python and
+    derives none, so ``graph`` is null (which the SDKs' model allows) and ``has_dag`` false."""
+    name = check_workflow_name(workflow_name)
+    version = await client.get_version(account_id, name, check_version_id(version_id))
+    keys = ("id", "workflow_id", "class_name", "created_on", "modified_on")
+    return success_response({**{key: version[key] for key in keys}, "graph": None})

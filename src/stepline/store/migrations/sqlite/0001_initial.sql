@@ -80,8 +80,11 @@ CREATE TABLE steps (
     error_class TEXT,
     wake_at INTEGER,
     event_type TEXT,
-    PRIMARY KEY (instance_pk, key)
-) WITHOUT ROWID;
+    -- A rowid table: new steps append to the end of the file instead of landing on the
+    -- leaf pages of as many instances as are running, which made each commit rewrite
+    -- hundreds of pages.
+    UNIQUE (instance_pk, key)
+);
 
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,

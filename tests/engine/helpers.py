@@ -1,0 +1,44 @@
+"""Small helpers shared by the engine tests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from itertools import pairwise
+from typing import Any
+
+from stepline import InstanceHandle, Stepline
+from stepline.testing import wait_for_status
+
+FINISHED = ("complete", "errored", "terminated")
+
+
+async def finished(instance: InstanceHandle, timeout: float = 10.0) -> dict[str, Any]:
+    """The describe view once the instance is complete, errored or terminated."""
+    return await wait_for_status(instance, FINISHED, timeout=timeout)
+
+
+def ms(iso: str) -> int:
+    """An ISO timestamp of the describe view as epoch milliseconds."""
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def step(view: dict[str, Any], name: str) -> dict[str, Any]:
+    """The step named ``name`` (e.g. ``"charge-1"``) in a describe view."""
+    for entry in view["steps"]:
+        if entry.get("name") == name:
+            return entry
+    names = [entry.get("name") for entry in view["steps"]]
+    raise AssertionError(f"no step {name!r} in {names}")
+
+
+def step_names(view: dict[str, Any]) -> list[str]:
+    return [entry["name"] for entry in view["steps"] if "name" in entry]
+
+
+def gaps(times: list[int]) -> list[int]:
+    return [b - a for a, b in pairwise(times)]
+
+
+def poke(stepline: Stepline) -> None:
+    """After moving a TestClock by hand: make the scheduler look at the timers again."""
+    stepline.engine.wake()

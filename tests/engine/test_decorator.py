@@ -1,0 +1,197 @@
+"""The Python authoring API of ``step.do``: decorator, dependencies, direct calls (§2.2)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from stepline import Stepline, WorkflowEntrypoint
+from tests.engine.helpers import finished, step, step_names
+
+
+class DefaultNames(WorkflowEntrypoint):
+    async def run(self, event, step):
+        @step.do()
+        async def fetch_user():
+            return {"id": 7}
+
+        @step.do
+        async def load_cart():
+            return ["sku-1"]
+
+        return [await fetch_user(), await load_cart()]
+
+
+async def test_the_step_name_defaults_to_the_function_name(stepline: Stepline):
+    workflow = await stepline.register("default-names", DefaultNames)
+    view = await finished(await workflow.create())
+
+    assert view["output"] == [{"id": 7}, ["sku-1"]]
+    assert step_names(view) == ["fetch_user-1", "load_cart-1"]
+
+
+class Dependencies(WorkflowEntrypoint):
+    async def run(self, event, step):
+        @step.do()
+        async def fetch_user():
+            self.env.hit("fetch_user")
+            return {"id": 1}
+
+        @step.do()
+        async def fetch_prices():
+            self.env.hit("fetch_prices")
+            return {"sku": 10}
+
+        @step.do("enrich")
+        async def enrich(fetch_user, fetch_prices, ctx):
+            return {"user": fetch_user["id"] + 1, "price": fetch_prices["sku"], "ctx": ctx.attempt}
+
+        return await enrich()
+
+
+async def test_parameters_named_after_declared_steps_receive_their_results(
+    stepline: Stepline, probe
+):
+    workflow = await stepline.register("dependencies", Dependencies)
+    view = await finished(await workflow.create())
+
+    assert view["output"] == {"user": 2, "price": 10, "ctx": 1}
+    assert probe.calls["fetch_user"] == probe.calls["fetch_prices"] == 1
+    assert step_names(view) == ["fetch_user-1", "fetch_prices-1", "enrich-1"]
+
+
+class Parallel(WorkflowEntrypoint):
+    """``enrich`` depends on two slow steps; ``params`` is its ``concurrent`` flag."""
+
+    async def run(self, event, step):
+        @step.do()
+        async def left():
+            self.env.timeline.append("left start")
+            await asyncio.sleep(0.05)
+            self.env.timeline.append("left end")
+            return "L"
+
+        @step.do()
+        async def right():
+            self.env.timeline.append("right start")
+            await asyncio.sleep(0.05)
+            self.env.timeline.append("right end")
+            return "R"
+
+        @step.do(concurrent=event.payload)
+        async def enrich(left, right):
+            return left + right
+
+        return await enrich()
+
+
+async def test_concurrent_dependencies_run_in_parallel(stepline: Stepline, probe):
+    workflow = await stepline.register("parallel", Parallel)
+    view = await finished(await workflow.create(params=True))
+
+    assert view["output"] == "LR"
+    starts = {probe.timeline.index("left start"), probe.timeline.index("right start")}
+    ends = {probe.timeline.index("left end"), probe.timeline.index("right end")}
+    assert max(starts) < min(ends), probe.timeline
+
+
+async def test_dependencies_run_one_after_the_other_by_default(stepline: Stepline, probe):
+    workflow = await stepline.register("parallel", Parallel)
+    view = await finished(await workflow.create(params=False))
+
+    assert view["output"] == "LR"
+    assert probe.timeline == ["left start", "left end", "right start", "right end"]
+
+
+class AwaitedTwice(WorkflowEntrypoint):
+    async def run(self, event, step):
+        @step.do()
+        async def once():
+            return self.env.hit("once")
+
+        first = await once()
+        second = await once()
+        third, fourth = await asyncio.gather(once(), once())
+        return [first, second, third, fourth]
+
+
+async def test_a_step_declared_once_and_awaited_many_times_runs_once(stepline: Stepline, probe):
+    workflow = await stepline.register("awaited-twice", AwaitedTwice)
+    view = await finished(await workflow.create())
+
+    assert view["output"] == [1, 1, 1, 1]
+    assert probe.calls["once"] == 1
+    assert step_names(view) == ["once-1"]
+
+
+class UnknownDependency(WorkflowEntrypoint):
+    async def run(self, event, step):
+        @step.do()
+        async def lonely(nobody_declared_me):
+            return 1
+
+        try:
+            await lonely()
+        except TypeError as exc:
+            return {"caught": "TypeError", "names_param": "nobody_declared_me" in str(exc)}
+        return {"caught": None}
+
+
+async def test_a_parameter_that_names_no_declared_step_is_a_type_error(stepline: Stepline):
+    workflow = await stepline.register("unknown-dependency", UnknownDependency)
+    view = await finished(await workflow.create())
+
+    assert view["output"] == {"caught": "TypeError", "names_param": True}
+
+
+class DirectCall(WorkflowEntrypoint):
+    async def run(self, event, step):
+        async def charge(ctx):
+            return {"step": ctx.step_name, "attempt": ctx.attempt}
+
+        async def refund():
+            self.env.hit("refund")
+            raise RuntimeError("refund failed")
+
+        charged = await step.do("charge card", charge, config={"timeout": "30 seconds"})
+        try:
+            await step.do("refund", refund, config={"retries": {"limit": 0}})
+        except RuntimeError as exc:
+            return {"charged": charged, "refund": str(exc)}
+        return {"charged": charged, "refund": None}
+
+
+async def test_step_do_called_directly_with_a_function_and_config(stepline: Stepline, probe):
+    workflow = await stepline.register("direct-call", DirectCall)
+    view = await finished(await workflow.create())
+
+    assert view["output"] == {
+        "charged": {"step": "charge card", "attempt": 1},
+        "refund": "refund failed",
+    }
+    assert probe.calls["refund"] == 1
+    assert step(view, "charge card-1")["config"]["timeout"] == 30_000
+
+
+class SyncStep(WorkflowEntrypoint):
+    async def run(self, event, step):
+        loop_thread = threading.current_thread().name
+
+        @step.do()
+        def blocking(ctx):
+            return {"thread": threading.current_thread().name, "attempt": ctx.attempt}
+
+        result = await blocking()
+        direct = await step.do("direct sync", lambda: threading.current_thread().name)
+        return {"loop": loop_thread, "decorated": result, "direct": direct}
+
+
+async def test_sync_step_functions_run_in_a_worker_thread(stepline: Stepline):
+    workflow = await stepline.register("sync-step", SyncStep)
+    view = await finished(await workflow.create())
+
+    output = view["output"]
+    assert view["status"] == "complete", view["error"]
+    assert output["decorated"]["attempt"] == 1
+    assert output["decorated"]["thread"] != output["loop"]
+    assert output["direct"] != output["loop"]

@@ -1,0 +1,152 @@
+"""The duration grammar (§2.1) and step config parsing with the spec's defaults (§2.4)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stepline import Stepline, WorkflowEntrypoint
+from stepline.durations import parse_duration_ms
+from stepline.errors import InvalidDuration, InvalidStepConfig
+from stepline.step_config import parse_step_config
+from tests.engine.helpers import finished
+
+DAY = 86_400_000
+UNITS = {
+    "second": 1_000,
+    "minute": 60_000,
+    "hour": 3_600_000,
+    "day": DAY,
+    "week": 7 * DAY,
+    "month": 30 * DAY,
+    "year": int(365.25 * DAY),
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (0, 0),
+        (1500, 1500),
+        ("1500", 1500),
+        ("10 seconds", 10_000),
+        ("1 second", 1_000),
+        ("5 minutes", 300_000),
+        ("1 hour", 3_600_000),
+        ("1 day", DAY),
+        ("2 weeks", 14 * DAY),
+        ("1 month", 30 * DAY),
+        ("1 year", 365 * DAY + DAY // 4),
+        ("1.5 hours", 5_400_000),
+    ],
+)
+def test_durations_parse_to_milliseconds(text, expected):
+    assert parse_duration_ms(text) == expected
+
+
+@given(
+    n=st.integers(min_value=0, max_value=10_000),
+    unit=st.sampled_from(sorted(UNITS)),
+    plural=st.booleans(),
+)
+def test_number_and_unit_round_trip(n, unit, plural):
+    text = f"{n} {unit}{'s' if plural else ''}"
+    assert parse_duration_ms(text) == n * UNITS[unit]
+
+
+def test_milliseconds_may_be_written_with_the_ms_unit():
+    assert parse_duration_ms("50 ms") == 50
+
+
+@pytest.mark.parametrize("text", ["10 fortnights", "3 parsecs", "5 secs"])
+def test_an_unknown_unit_is_an_invalid_duration_naming_the_unit(text):
+    with pytest.raises(InvalidDuration) as raised:
+        parse_duration_ms(text)
+    message = str(raised.value)
+    assert "unit" in message
+    assert "second, minute, hour, day, week, month" in message
+
+
+@pytest.mark.parametrize("value", ["soon", "", "-5 seconds", -1, float("nan"), True, None, []])
+def test_values_that_are_not_durations_are_rejected(value):
+    with pytest.raises(InvalidDuration):
+        parse_duration_ms(value)
+
+
+def test_the_default_config_is_the_spec_default():
+    config = parse_step_config(None).to_json()
+
+    assert config == {
+        "retries": {"limit": 5, "delay": 10_000, "backoff": "exponential"},
+        "timeout": 600_000,
+    }
+
+
+def test_a_partial_config_is_filled_with_defaults():
+    config = parse_step_config({"retries": {"limit": 1}}).to_json()
+
+    assert config == {
+        "retries": {"limit": 1, "delay": 10_000, "backoff": "exponential"},
+        "timeout": 600_000,
+    }
+
+
+def test_config_durations_use_the_duration_grammar():
+    config = parse_step_config({"retries": {"delay": "5 seconds"}, "timeout": "2 minutes"})
+
+    assert config.retries.delay_ms == 5_000
+    assert config.timeout_ms == 120_000
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"retry": {"limit": 1}},
+        {"retries": {"limit": 1, "max": 3}},
+        {"retries": {"backoff": "fibonacci"}},
+        {"retries": {"limit": -1}},
+        {"retries": {"limit": 10_001}},
+        {"retries": {"limit": 1.5}},
+        {"retries": {"delay": "1 eon"}},
+        {"timeout": 0},
+        {"timeout": "soon"},
+        {"sensitive": "input"},
+        "not a mapping",
+    ],
+)
+def test_invalid_configs_are_rejected(raw):
+    with pytest.raises(InvalidStepConfig):
+        parse_step_config(raw)
+
+
+def test_a_retry_limit_of_10000_is_allowed():
+    assert parse_step_config({"retries": {"limit": 10_000}}).retries.limit == 10_000
+
+
+class BadConfig(WorkflowEntrypoint):
+    async def run(self, event, step):
+        @step.do("x", config=event.payload)
+        async def x():
+            self.env.hit("x")
+            return 1
+
+        try:
+            return await x()
+        except Exception as exc:  # an invalid config is fatal, not catchable
+            return f"caught {type(exc).__name__}"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"bogus": 1}, {"retries": {"delay": "1 eon"}}, {"retries": {"limit": -1}}],
+)
+async def test_a_step_with_an_invalid_config_fails_the_instance(stepline: Stepline, probe, config):
+    workflow = await stepline.register("bad-config", BadConfig)
+    view = await finished(await workflow.create(params=config))
+
+    assert view["status"] == "errored"
+    prefix = 'Step config for "x-1" is in a invalid format'
+    assert view["error"]["message"].startswith(prefix)
+    assert view["error"]["message"].count(prefix) == 1, view["error"]["message"]
+    assert probe.calls["x"] == 0

@@ -1,0 +1,326 @@
+"""Events: buffering, FIFO per type, one waiter per event, timeouts (§2.1, §3.5)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import pytest
+
+from stepline import Stepline, WorkflowEntrypoint, WorkflowTimeoutError
+from stepline.errors import CannotSendEvent, InvalidEventType
+from stepline.testing import StepMocks, TestClock, wait_for_status
+from tests.conftest import SUSPEND, MakeStepline
+from tests.engine.helpers import finished, poke, step
+
+DELIVERY_TIMEOUT = 3.0
+"""An event reaches a wait held in memory at once; 3 s is generous (and keeps a failure quick)."""
+
+
+class WaitsFor(WorkflowEntrypoint):
+    """``params``: {"hold": bool, "types": [...], "nap": bool}. With ``hold``, step "hold"
+    blocks until the test opens gate "go"; then one wait per type, in order; with ``nap``
+    a long sleep follows (to force a replay of the finished waits)."""
+
+    async def run(self, event, step):
+        if event.payload.get("hold"):
+
+            @step.do("hold")
+            async def hold():
+                self.env.hit("holding")
+                await self.env.gate("go").wait()
+
+            await hold()
+        payloads = []
+        for n, event_type in enumerate(event.payload["types"]):
+            self.env.hit("waiting", event_type)
+            got = await step.wait_for_event(f"wait {n}", event_type, timeout="1 hour")
+            payloads.append(got["payload"])
+        if event.payload.get("nap"):
+            await step.sleep("nap", "1 hour")
+        return payloads
+
+
+async def test_an_event_sent_before_the_wait_is_buffered(any_stepline: Stepline, probe):
+    workflow = await any_stepline.register("waits-for", WaitsFor)
+    instance = await workflow.create(params={"hold": True, "types": ["approved"]})
+    await probe.wait_for("holding")
+
+    await instance.send_event("approved", {"user": "ada"})
+    probe.gate("go").set()
+
+    view = await finished(instance)
+    assert view["output"] == [{"user": "ada"}]
+
+
+async def test_an_event_sent_while_queued_is_kept(make_stepline: MakeStepline, probe):
+    stepline = await make_stepline(concurrency=1)
+    workflow = await stepline.register("waits-for", WaitsFor)
+    blocker = await workflow.create(params={"hold": True, "types": []})
+    await probe.wait_for("holding")
+    waiter = await workflow.create(params={"types": ["approved"]})
+    assert (await waiter.status())["status"] == "queued"
+
+    await waiter.send_event("approved", "early")
+    probe.gate("go").set()
+
+    assert (await finished(blocker))["status"] == "complete"
+    assert (await finished(waiter))["output"] == ["early"]
+
+
+async def test_an_event_sent_while_waiting_is_delivered(any_stepline: Stepline, probe):
+    workflow = await any_stepline.register("waits-for", WaitsFor)
+    instance = await workflow.create(params={"types": ["approved"], "nap": True})
+    await probe.wait_for("waiting")
+
+    await instance.send_event("approved", {"ok": True})
+
+    view = await finished(instance, timeout=DELIVERY_TIMEOUT)
+    assert view["output"] == [{"ok": True}]
+    wait = step(view, "wait 0-1")
+    assert wait["type"] == "waitForEvent"
+    assert wait["finished"] is True
+    assert wait["output"] == {"ok": True}
+
+
+async def test_a_pending_wait_shows_in_the_step_log(any_stepline: Stepline, probe):
+    workflow = await any_stepline.register("waits-for", WaitsFor)
+    instance = await workflow.create(params={"types": ["approved"]})
+    await probe.wait_for("waiting")
+
+    async def pending_wait() -> dict:
+        while True:
+            view = await instance.status()
+            found = [s for s in view["steps"] if s.get("name") == "wait 0-1"]
+            if found:
+                return found[0]
+            await asyncio.sleep(0.01)
+
+    wait = await asyncio.wait_for(pending_wait(), 2)
+    assert wait["type"] == "waitForEvent"
+    assert wait["finished"] is False
+    assert wait["event_type"] == "approved"
+    await instance.send_event("approved", 1)
+    assert (await finished(instance))["status"] == "complete"
+
+
+class EventShape(WorkflowEntrypoint):
+    async def run(self, event, step):
+        got = await step.wait_for_event("approval", "approved", timeout="1 hour")
+        return {
+            "keys": sorted(got),
+            "type": got["type"],
+            "payload": got["payload"],
+            "timestamp_is_datetime": isinstance(got["timestamp"], datetime),
+        }
+
+
+async def test_a_wait_returns_payload_timestamp_and_type(stepline: Stepline):
+    workflow = await stepline.register("event-shape", EventShape)
+    instance = await workflow.create()
+    await instance.send_event("approved", [1, "two"])
+
+    view = await finished(instance)
+    assert view["output"] == {
+        "keys": ["payload", "timestamp", "type"],
+        "type": "approved",
+        "payload": [1, "two"],
+        "timestamp_is_datetime": True,
+    }
+
+
+async def test_events_of_a_type_are_delivered_in_fifo_order(any_stepline: Stepline, probe):
+    workflow = await any_stepline.register("waits-for", WaitsFor)
+    instance = await workflow.create(params={"hold": True, "types": ["a", "a", "b", "a"]})
+    await probe.wait_for("holding")
+
+    for event_type, payload in [("a", 1), ("b", "x"), ("a", 2), ("a", 3)]:
+        await instance.send_event(event_type, payload)
+    probe.gate("go").set()
+
+    view = await finished(instance)
+    assert view["output"] == [1, 2, "x", 3]
+
+
+class TwoWaiters(WorkflowEntrypoint):
+    async def run(self, event, step):
+        self.env.hit("waiting")
+        first, second = await asyncio.gather(
+            step.wait_for_event("left", "ping", timeout="1 hour"),
+            step.wait_for_event("right", "ping", timeout="1 hour"),
+        )
+        return [first["payload"], second["payload"]]
+
+
+async def test_each_event_goes_to_exactly_one_waiter(any_stepline: Stepline, probe):
+    workflow = await any_stepline.register("two-waiters", TwoWaiters)
+    instance = await workflow.create()
+    await probe.wait_for("waiting")
+
+    await instance.send_event("ping", 1)
+    await instance.send_event("ping", 2)
+
+    view = await finished(instance, timeout=DELIVERY_TIMEOUT)
+    assert sorted(view["output"]) == [1, 2]
+
+
+class TimesOutThenWaits(WorkflowEntrypoint):
+    async def run(self, event, step):
+        try:
+            await step.wait_for_event("first", "ping", timeout="1 hour")
+            caught = None
+        except WorkflowTimeoutError as exc:
+            caught = str(exc)
+        self.env.hit("caught", caught)
+        second = await step.wait_for_event("second", "ping", timeout="1 hour")
+        return {"caught": caught, "second": second["payload"]}
+
+
+async def test_a_timed_out_wait_is_catchable_and_does_not_eat_a_later_event(
+    any_stepline: Stepline, mocks: StepMocks, probe
+):
+    mocks.force_event_timeout("first")
+    workflow = await any_stepline.register("times-out", TimesOutThenWaits)
+    instance = await workflow.create()
+    await probe.wait_for("caught")
+
+    await instance.send_event("ping", "late")
+
+    view = await finished(instance, timeout=DELIVERY_TIMEOUT)
+    assert view["output"] == {
+        "caught": "Execution timed out after 3600000ms",
+        "second": "late",
+    }
+    first = step(view, "first-1")
+    assert first["finished"] is True
+    assert first["error"] == {
+        "name": "WorkflowTimeoutError",
+        "message": "Execution timed out after 3600000ms",
+    }
+
+
+async def test_a_suspended_wait_times_out_when_the_clock_passes_its_deadline(
+    make_stepline: MakeStepline, clock: TestClock, probe
+):
+    stepline = await make_stepline(suspend_after=SUSPEND)
+    workflow = await stepline.register("times-out", TimesOutThenWaits)
+    instance = await workflow.create()
+    await wait_for_status(instance, "waiting")
+    assert probe.calls["caught"] == 0
+
+    clock.advance("61 minutes")
+    poke(stepline)
+    await probe.wait_for("caught")
+    await instance.send_event("ping", "after the timeout")
+
+    view = await finished(instance)
+    assert view["output"] == {
+        "caught": "Execution timed out after 3600000ms",
+        "second": "after the timeout",
+    }
+
+
+class UncaughtTimeout(WorkflowEntrypoint):
+    async def run(self, event, step):
+        return await step.wait_for_event("approval", "approved", timeout="1 hour")
+
+
+async def test_an_uncaught_wait_timeout_errors_the_instance(stepline: Stepline, mocks: StepMocks):
+    mocks.force_event_timeout("approval")
+    workflow = await stepline.register("uncaught-timeout", UncaughtTimeout)
+    view = await finished(await workflow.create())
+
+    assert view["status"] == "errored"
+    assert view["error"] == {
+        "name": "WorkflowTimeoutError",
+        "message": "Execution timed out after 3600000ms",
+    }
+
+
+async def test_a_mocked_event_is_handed_to_the_wait(stepline: Stepline, mocks: StepMocks):
+    mocks.mock_event("approved", {"user": "mock"})
+    workflow = await stepline.register("event-shape", EventShape)
+    view = await finished(await workflow.create())
+
+    assert view["status"] == "complete"
+    assert view["output"]["payload"] == {"user": "mock"}
+    assert view["output"]["type"] == "approved"
+
+
+class Finishes(WorkflowEntrypoint):
+    async def run(self, event, step):
+        if event.payload == "errored":
+            raise RuntimeError("broken")
+        if event.payload == "terminated":
+            await self.env.gate("never").wait()
+        return "done"
+
+
+@pytest.mark.parametrize("final", ["complete", "errored", "terminated"])
+async def test_sending_to_a_finished_instance_raises_cannot_send_event(stepline: Stepline, final):
+    workflow = await stepline.register("finishes", Finishes)
+    instance = await workflow.create(params=final)
+    if final == "terminated":
+        await wait_for_status(instance, "running")
+        await instance.terminate()
+    await wait_for_status(instance, final)
+
+    with pytest.raises(CannotSendEvent) as raised:
+        await instance.send_event("late", 1)
+    assert raised.value.code == 10403
+
+
+async def test_an_event_sent_to_a_paused_instance_is_delivered_after_resume(
+    stepline: Stepline, probe
+):
+    workflow = await stepline.register("waits-for", WaitsFor)
+    instance = await workflow.create(params={"hold": True, "types": ["approved"]})
+    await probe.wait_for("holding")
+    await instance.pause()
+    probe.gate("go").set()
+    await wait_for_status(instance, "paused")
+
+    await instance.send_event("approved", "while paused")
+    await instance.resume()
+
+    view = await finished(instance)
+    assert view["output"] == ["while paused"]
+
+
+@pytest.mark.parametrize("event_type", ["has.dot", "has space", "x" * 101, ""])
+async def test_sending_an_invalid_event_type_is_rejected(stepline: Stepline, event_type):
+    workflow = await stepline.register("waits-for", WaitsFor)
+    instance = await workflow.create(params={"types": ["ok"]})
+
+    with pytest.raises(InvalidEventType):
+        await instance.send_event(event_type, None)
+
+
+async def test_an_event_type_of_100_characters_is_accepted(stepline: Stepline):
+    workflow = await stepline.register("waits-for", WaitsFor)
+    instance = await workflow.create(params={"types": ["e" * 100]})
+    await instance.send_event("e" * 100, "long type")
+
+    assert (await finished(instance))["output"] == ["long type"]
+
+
+async def test_waiting_for_an_invalid_event_type_errors_the_instance(stepline: Stepline):
+    workflow = await stepline.register("waits-for", WaitsFor)
+    view = await finished(await workflow.create(params={"types": ["has.dot"]}))
+
+    assert view["status"] == "errored"
+
+
+class ShortTimeout(WorkflowEntrypoint):
+    async def run(self, event, step):
+        return await step.wait_for_event("quick", "ping", timeout=event.payload)
+
+
+@pytest.mark.parametrize("timeout", [999, "366 days"])
+async def test_a_wait_timeout_outside_1_second_to_365_days_errors_the_instance(
+    stepline: Stepline, timeout
+):
+    workflow = await stepline.register("short-timeout", ShortTimeout)
+    view = await finished(await workflow.create(params=timeout))
+
+    assert view["status"] == "errored"

@@ -1,0 +1,347 @@
+"""The transition table of §3.2: pause, resume, terminate and delete from every status."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stepline import InstanceHandle, InstanceNotFound, Stepline, WorkflowEntrypoint
+from stepline.errors import CannotTerminate
+from stepline.testing import TestClock, wait_for_status
+from tests.conftest import HOT, SUSPEND, MakeStepline
+from tests.engine.helpers import finished, ms, poke, step
+from tests.workflows.probe import Probe
+
+EVERY_STATUS = (
+    "queued",
+    "running",
+    "waiting",
+    "waitingForPause",
+    "paused",
+    "complete",
+    "errored",
+    "terminated",
+)
+
+
+class Blocking(WorkflowEntrypoint):
+    """Step "hold" blocks until gate "release" opens; then step "after"; ``params["fail"]``
+    raises after "hold" instead."""
+
+    async def run(self, event, step):
+        @step.do("hold")
+        async def hold():
+            self.env.hit("hold")
+            await self.env.gate("release").wait()
+            return "held"
+
+        await hold()
+        if (event.payload or {}).get("fail"):
+            raise RuntimeError("failed after hold")
+
+        @step.do("after")
+        async def after():
+            self.env.hit("after")
+            return "after"
+
+        return await after()
+
+
+class Sleeper(WorkflowEntrypoint):
+    async def run(self, event, step):
+        self.env.hit("sleeping")
+        await step.sleep("nap", "1 hour")
+
+        @step.do("after")
+        async def after():
+            self.env.hit("after")
+            return "after"
+
+        return await after()
+
+
+class TwoInFlight(WorkflowEntrypoint):
+    async def run(self, event, step):
+        async def blocked(name: str) -> str:
+            self.env.hit(f"{name} started")
+            await self.env.gate(name).wait()
+            self.env.hit(f"{name} done")
+            return name
+
+        results = await asyncio.gather(
+            step.do("left", lambda: blocked("left")),
+            step.do("right", lambda: blocked("right")),
+        )
+
+        @step.do("after")
+        async def after():
+            self.env.hit("after")
+
+        await after()
+        return list(results)
+
+
+async def in_status(
+    make_stepline: MakeStepline, probe: Probe, clock: TestClock, status: str
+) -> tuple[Stepline, InstanceHandle]:
+    """A Stepline and an instance that is in ``status``."""
+    if status == "queued":
+        stepline = await make_stepline(run_engine=False)
+        instance = await (await stepline.register("blocking", Blocking)).create()
+        return stepline, instance
+    if status == "waiting":
+        clock.auto_skip = False
+        stepline = await make_stepline(suspend_after=SUSPEND)
+        instance = await (await stepline.register("sleeper", Sleeper)).create()
+        await wait_for_status(instance, "waiting")
+        return stepline, instance
+    stepline = await make_stepline()
+    workflow = await stepline.register("blocking", Blocking)
+    if status in ("complete", "errored"):
+        probe.gate("release").set()
+        instance = await workflow.create(params={"fail": status == "errored"})
+        await wait_for_status(instance, status)
+        return stepline, instance
+    instance = await workflow.create()
+    await probe.wait_for("hold")
+    await wait_for_status(instance, "running")
+    if status in ("waitingForPause", "paused"):
+        await instance.pause()
+    if status == "paused":
+        probe.gate("release").set()
+    if status == "terminated":
+        await instance.terminate()
+    await wait_for_status(instance, status)
+    return stepline, instance
+
+
+async def test_a_run_goes_from_queued_to_complete(stepline: Stepline, probe):
+    probe.gate("release").set()
+    workflow = await stepline.register("blocking", Blocking)
+    instance = await workflow.create()
+    view = await finished(instance)
+
+    assert view["status"] == "complete"
+    assert view["success"] is True
+    assert view["output"] == "after"
+    assert view["error"] is None
+    assert ms(view["queued"]) <= ms(view["start"]) <= ms(view["end"])
+
+
+# -- pause -------------------------------------------------------------------------------------
+async def test_pause_of_a_running_instance_waits_for_the_in_flight_step(
+    make_stepline: MakeStepline, probe, clock
+):
+    _, instance = await in_status(make_stepline, probe, clock, "running")
+
+    assert await instance.pause() == "waitingForPause"
+    assert (await instance.status())["status"] == "waitingForPause"
+    probe.gate("release").set()
+
+    view = await wait_for_status(instance, "paused")
+    assert step(view, "hold-1")["success"] is True
+    assert probe.calls["after"] == 0
+
+
+async def test_pause_waits_for_every_in_flight_step(stepline: Stepline, probe):
+    workflow = await stepline.register("two-in-flight", TwoInFlight)
+    instance = await workflow.create()
+    await probe.wait_for("left started")
+    await probe.wait_for("right started")
+
+    assert await instance.pause() == "waitingForPause"
+    probe.gate("left").set()
+    await probe.wait_for("left done")
+    await asyncio.sleep(0.05)
+    assert (await instance.status())["status"] == "waitingForPause"
+    probe.gate("right").set()
+
+    view = await wait_for_status(instance, "paused")
+    assert step(view, "left-1")["success"] is True
+    assert step(view, "right-1")["success"] is True
+    assert probe.calls["after"] == 0
+
+
+async def test_pause_of_a_sleeping_instance_pauses_at_once(
+    make_stepline: MakeStepline, probe, clock
+):
+    _, instance = await in_status(make_stepline, probe, clock, "waiting")
+
+    assert await instance.pause() == "paused"
+    assert (await instance.status())["status"] == "paused"
+
+
+async def test_pause_interrupts_a_sleep_held_in_memory(make_stepline: MakeStepline, probe, clock):
+    clock.auto_skip = False
+    stepline = await make_stepline(suspend_after=HOT)
+    instance = await (await stepline.register("sleeper", Sleeper)).create()
+    await probe.wait_for("sleeping")
+
+    assert await instance.pause() in ("waitingForPause", "paused")
+
+    await wait_for_status(instance, "paused", timeout=2)
+    assert probe.calls["after"] == 0
+
+
+class EventWaiter(WorkflowEntrypoint):
+    async def run(self, event, step):
+        self.env.hit("waiting")
+        got = await step.wait_for_event("approval", "approved", timeout="1 hour")
+        return got["payload"]
+
+
+async def test_pause_interrupts_an_event_wait_held_in_memory(
+    make_stepline: MakeStepline, probe, clock
+):
+    stepline = await make_stepline(suspend_after=HOT)
+    instance = await (await stepline.register("event-waiter", EventWaiter)).create()
+    await probe.wait_for("waiting")
+
+    assert await instance.pause() in ("waitingForPause", "paused")
+
+    await wait_for_status(instance, "paused", timeout=2)
+    await instance.send_event("approved", "after the pause")
+    await instance.resume()
+    assert (await finished(instance, timeout=3))["output"] == "after the pause"
+
+
+@pytest.mark.parametrize("status", ["queued", "waitingForPause", "paused"])
+async def test_pause_is_a_no_op(make_stepline: MakeStepline, probe, clock, status):
+    _, instance = await in_status(make_stepline, probe, clock, status)
+
+    assert await instance.pause() == status
+    assert (await instance.status())["status"] == status
+
+
+# -- resume ------------------------------------------------------------------------------------
+async def test_resume_of_a_paused_instance_runs_it_to_the_end(
+    make_stepline: MakeStepline, probe, clock
+):
+    _, instance = await in_status(make_stepline, probe, clock, "paused")
+
+    assert await instance.resume() in ("queued", "running")
+
+    view = await finished(instance)
+    assert view["status"] == "complete"
+    assert probe.calls["hold"] == 1
+    assert probe.calls["after"] == 1
+
+
+async def test_resume_of_waiting_for_pause_cancels_the_pause(
+    make_stepline: MakeStepline, probe, clock
+):
+    _, instance = await in_status(make_stepline, probe, clock, "waitingForPause")
+
+    assert await instance.resume() == "running"
+    assert (await instance.status())["status"] == "running"
+    probe.gate("release").set()
+
+    view = await finished(instance)
+    assert view["status"] == "complete"
+    assert probe.calls["after"] == 1
+
+
+@pytest.mark.parametrize("status", ["queued", "running"])
+async def test_resume_is_a_no_op(make_stepline: MakeStepline, probe, clock, status):
+    _, instance = await in_status(make_stepline, probe, clock, status)
+
+    assert await instance.resume() == status
+    assert (await instance.status())["status"] == status
+
+
+async def test_resume_shifts_a_sleep_by_the_paused_time(make_stepline: MakeStepline, probe, clock):
+    stepline, instance = await in_status(make_stepline, probe, clock, "waiting")
+    wake_at = ms(step(await instance.status(), "nap-1")["end"])
+    await instance.pause()
+    clock.advance("30 minutes")
+
+    await instance.resume()
+    view = await wait_for_status(instance, "waiting")
+    assert ms(step(view, "nap-1")["end"]) - wake_at in range(30 * 60_000, 30 * 60_000 + 1_000)
+
+    clock.advance("40 minutes")  # past the original wake time, not the shifted one
+    poke(stepline)
+    await asyncio.sleep(0.1)
+    assert (await instance.status())["status"] == "waiting"
+    assert probe.calls["after"] == 0
+
+    clock.advance("21 minutes")
+    poke(stepline)
+    assert (await finished(instance))["status"] == "complete"
+
+
+# -- terminate ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("status", ["queued", "running", "waiting", "waitingForPause", "paused"])
+async def test_terminate_of_an_unfinished_instance(
+    make_stepline: MakeStepline, probe, clock, status
+):
+    stepline, instance = await in_status(make_stepline, probe, clock, status)
+
+    assert await instance.terminate() == "terminated"
+    view = await instance.status()
+    assert view["status"] == "terminated"
+    assert view["success"] is False
+
+    probe.gate("release").set()
+    clock.advance("2 hours")
+    poke(stepline)
+    await asyncio.sleep(0.1)
+    await stepline.engine.wait_idle()
+    assert probe.calls["after"] == 0
+    assert (await instance.status())["status"] == "terminated"
+
+
+async def test_a_terminated_instance_cannot_be_resumed(make_stepline: MakeStepline, probe, clock):
+    _, instance = await in_status(make_stepline, probe, clock, "paused")
+    await instance.terminate()
+
+    assert await instance.resume() == "terminated"
+    await asyncio.sleep(0.1)
+    assert (await instance.status())["status"] == "terminated"
+    assert probe.calls["after"] == 0
+
+
+@pytest.mark.parametrize("status", ["complete", "errored", "terminated"])
+async def test_terminate_of_a_finished_instance_raises_cannot_terminate(
+    make_stepline: MakeStepline, probe, clock, status
+):
+    _, instance = await in_status(make_stepline, probe, clock, status)
+
+    with pytest.raises(CannotTerminate) as raised:
+        await instance.terminate()
+    assert raised.value.code == 10401
+    assert (await instance.status())["status"] == status
+
+
+@pytest.mark.parametrize("action", ["pause", "resume"])
+@pytest.mark.parametrize("status", ["complete", "errored", "terminated"])
+async def test_pause_and_resume_of_a_finished_instance_are_no_ops(
+    make_stepline: MakeStepline, probe, clock, status, action
+):
+    _, instance = await in_status(make_stepline, probe, clock, status)
+
+    assert await getattr(instance, action)() == status
+    assert (await instance.status())["status"] == status
+
+
+# -- delete ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("status", EVERY_STATUS)
+async def test_delete_removes_the_instance_from_any_status(
+    make_stepline: MakeStepline, probe, clock, status
+):
+    stepline, instance = await in_status(make_stepline, probe, clock, status)
+    after_before = probe.calls["after"]
+
+    await instance.delete()
+
+    with pytest.raises(InstanceNotFound):
+        await instance.status()
+    with pytest.raises(InstanceNotFound):
+        await instance.workflow.get(instance.id)
+    probe.gate("release").set()
+    clock.advance("2 hours")
+    poke(stepline)
+    await asyncio.sleep(0.1)
+    await stepline.engine.wait_idle()
+    assert probe.calls["after"] == after_before

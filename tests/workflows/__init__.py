@@ -1,0 +1,1 @@
+"""Importable helpers for workflow classes used by the tests."""
