@@ -705,3 +705,27 @@ async def test_ping_and_available(open_store: OpenStore) -> None:
     store = await open_store()
     assert store.available is True
     assert await store.ping() is True
+
+
+async def test_claims_respect_a_workflows_concurrency_limit(open_store: OpenStore) -> None:
+    one, two = await open_store(), await open_store()
+    capped = await make_workflow(one, "capped", concurrency_limit=3)
+    free = await make_workflow(one, "free")
+    await add(one, capped, *(f"c{n}" for n in range(10)))
+    await add(one, free, "f0", "f1")
+
+    async def claim(store: Store, owner: str) -> list[InstanceRecord]:
+        got = await store.claim_runnable(NOW, 10, owner=owner, lease_until=NOW + LEASE)
+        return [i for i, _ in got]
+
+    batches = await asyncio.gather(*(claim(s, f"e{n}") for n, s in enumerate([one, two] * 3)))
+    claimed = [i for batch in batches for i in batch]
+    assert sorted(i.id for i in claimed if i.workflow_id == free.id) == ["f0", "f1"]
+    running = [i for i in claimed if i.workflow_id == capped.id]
+    assert len(running) == 3
+    await one.finish(
+        running[0].pk, running[0].generation, status="complete", output=None,
+        error_name=None, error_message=None, steps=[], now=NOW,
+    )  # fmt: skip
+    assert [i.workflow_id for i in await claim(two, "e9")] == [capped.id]
+    assert await claim(one, "e9") == []

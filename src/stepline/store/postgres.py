@@ -364,18 +364,21 @@ class PostgresStore:
             return []
 
         async def op(conn: asyncpg.Connection) -> list[tuple[InstanceRecord, list[StepRecord]]]:
-            # Steps are read after the claim took its row locks, so a step a lapsed runner
-            # committed just before is seen; one it tries after is fenced off.
             async with conn.transaction():
-                rows = await conn.fetch(q.CLAIM_RUNNABLE, now, limit, owner, lease_until)
+                rows = await _claim_limited(conn, now, limit, owner, lease_until)
+                if len(rows) < limit:
+                    rows += await conn.fetch(
+                        q.CLAIM_RUNNABLE, now, limit - len(rows), owner, lease_until
+                    )
                 if not rows:
                     return []
-                claimed = [instance_from_row(r) for r in rows]
+                rows.sort(key=lambda r: (r["claim_rank"], r["claim_order"]))
+                claimed = [instance_from_row(tuple(r)[:-2]) for r in rows]
+                # Steps are read after the claim took its row locks, so a step that a lapsed
+                # runner committed just before is seen; one it tries after is fenced off.
                 steps: dict[int, list[StepRecord]] = {i.pk: [] for i in claimed}
                 for row in await conn.fetch(q.STEPS_OF_MANY, list(steps)):
                     steps[row[0]].append(step_from_row(row))
-            # Due sleepers first, as SQLite returns them.
-            claimed.sort(key=lambda i: (i.status != "waiting", i.pk))
             return [(i, steps[i.pk]) for i in claimed]
 
         return await self._db.run(op)
@@ -681,6 +684,25 @@ class PostgresStore:
     async def _execute(self, sql: str, *args: Any) -> str:
         result: str = await self._db.run(lambda c: c.execute(sql, *args))
         return result
+
+
+async def _claim_limited(
+    conn: asyncpg.Connection, now: int, limit: int, owner: str, lease_until: int
+) -> list[asyncpg.Record]:
+    """Claim for the workflows with a concurrency limit, up to each one's free slots (the
+    ones another engine is claiming for right now are left to it)."""
+    limited = await conn.fetch(q.LOCK_LIMITED_WORKFLOWS)
+    if not limited:
+        return []
+    active = dict(await conn.fetch(q.COUNT_ACTIVE, [w["id"] for w in limited]))
+    rows: list[asyncpg.Record] = []
+    for workflow_id, cap in limited:
+        want = min(cap - active.get(workflow_id, 0), limit - len(rows))
+        if want > 0:
+            rows += await conn.fetch(
+                q.CLAIM_RUNNABLE_OF, now, want, owner, lease_until, workflow_id
+            )
+    return rows
 
 
 async def _migrate(conn: asyncpg.Connection) -> None:

@@ -154,16 +154,37 @@ RENEW_LEASES = (
     "UPDATE instances SET lease_expires = $1 WHERE lease_owner = $2 "
     "AND status IN ('running', 'waitingForPause')"
 )
-CLAIM_RUNNABLE = (
-    "WITH due AS (SELECT pk FROM instances WHERE status = 'waiting' AND wake_at <= $1 "
-    "ORDER BY wake_at LIMIT $2 FOR UPDATE SKIP LOCKED), "
-    "queued AS (SELECT pk FROM instances WHERE status = 'queued' ORDER BY pk "
+_CLAIM = (
+    "WITH due AS (SELECT pk, wake_at FROM instances WHERE status = 'waiting' "
+    "AND wake_at <= $1 {only} ORDER BY wake_at LIMIT $2 FOR UPDATE SKIP LOCKED), "
+    "queued AS (SELECT pk FROM instances WHERE status = 'queued' {only} ORDER BY pk "
     "LIMIT GREATEST($2 - (SELECT COUNT(*) FROM due), 0) FOR UPDATE SKIP LOCKED) "
     "UPDATE instances SET status = 'running', started_on = COALESCE(started_on, $1), "
     "modified_on = $1, wake_at = NULL, wake_kind = NULL, generation = generation + 1, "
     "lease_owner = $3, lease_expires = $4 "
-    "WHERE pk IN (SELECT pk FROM due UNION ALL SELECT pk FROM queued) "
-    f"RETURNING {INSTANCE_COLUMNS}"
+    "FROM (SELECT pk, 0, wake_at FROM due UNION ALL SELECT pk, 1, pk FROM queued) "
+    "AS picked (picked_pk, claim_rank, claim_order) WHERE pk = picked_pk "
+    "RETURNING "
+    + ", ".join(f"instances.{c.strip()}" for c in INSTANCE_COLUMNS.split(","))
+    + ", claim_rank, claim_order"
+)
+"""Due sleepers first, then the queue; rows end with (claim_rank, claim_order) to sort by."""
+CLAIM_RUNNABLE = _CLAIM.format(
+    only="AND workflow_id NOT IN (SELECT id FROM workflows WHERE concurrency_limit IS NOT NULL)"
+)
+"""Claim instances of workflows without a concurrency limit."""
+CLAIM_RUNNABLE_OF = _CLAIM.format(only="AND workflow_id = $5")
+"""Claim instances of one workflow with a limit (whose row this transaction has locked)."""
+# A workflow with a concurrency limit is claimed for by one engine at a time: its row lock
+# is taken first, and its running instances are counted in a later statement that sees
+# every claim committed before.
+LOCK_LIMITED_WORKFLOWS = (
+    "SELECT id, concurrency_limit FROM workflows WHERE concurrency_limit IS NOT NULL "
+    "ORDER BY id FOR UPDATE SKIP LOCKED"
+)
+COUNT_ACTIVE = (
+    "SELECT workflow_id, COUNT(*) FROM instances WHERE workflow_id = ANY($1::text[]) "
+    "AND status IN ('running', 'waitingForPause') GROUP BY workflow_id"
 )
 NEXT_WAKE = "SELECT MIN(wake_at) FROM instances WHERE status = 'waiting'"
 NEXT_WAKE_OF_KINDS = (
