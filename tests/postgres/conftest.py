@@ -6,7 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from store.databases import blocking, create_database, drop_database, postgres_url, unique_name
+from tests.store.databases import (
+    blocking,
+    create_database,
+    drop_database,
+    postgres_url,
+    unique_name,
+)
 
 
 @pytest.fixture
