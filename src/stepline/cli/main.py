@@ -24,6 +24,7 @@ import typer
 
 from stepline.cli import instances, tokens, workflows
 from stepline.cli.serve import SERVE_EPILOG, serve_command
+from stepline.cli.worker import WORKER_EPILOG, worker_command
 
 __all__ = ["app", "main"]
 
@@ -46,6 +47,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve", epilog=SERVE_EPILOG)(serve_command)
+app.command("worker", epilog=WORKER_EPILOG)(worker_command)
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(workflows.app, name="workflows")
 app.add_typer(instances.app, name="instances")

@@ -25,7 +25,8 @@ DatabaseOption = Annotated[
     typer.Option(
         "--database",
         envvar="STEPLINE_DATABASE",
-        help="sqlite:///path/to/file.sqlite3 (a folder is created as needed).",
+        help="sqlite:///path/to/file.sqlite3 (a folder is created as needed), or "
+        "postgresql://user@host/database to share it with other processes.",
     ),
 ]
 

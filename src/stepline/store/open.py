@@ -1,9 +1,10 @@
-"""Open a store from a database URL: ``sqlite:///path`` (or a bare path)."""
+"""Open a store from a database URL: ``sqlite:///path`` (or a bare path), or
+``postgresql://user@host:port/database`` (``postgres://`` too)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 from stepline.errors import ConfigError
 from stepline.store.port import Store
@@ -12,12 +13,15 @@ from stepline.store.sqlite import SqliteStore
 __all__ = ["DEFAULT_DATABASE", "open_store"]
 
 DEFAULT_DATABASE = "sqlite:///.stepline/stepline.sqlite3"
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 def open_store(url: str = DEFAULT_DATABASE, *, synchronous: str = "FULL") -> Store:
     """A store for ``url``, not yet opened (``await store.open()``).
 
-    ``sqlite:///relative/path``, ``sqlite:////absolute/path`` or a plain file path.
+    ``sqlite:///relative/path``, ``sqlite:////absolute/path`` or a plain file path; or
+    ``postgresql://user:password@host:5432/database`` with an optional ``pool_size=N``
+    query parameter (connections per process, default 10). ``synchronous`` is SQLite's.
     """
     if "://" not in url:
         return SqliteStore(Path(url), synchronous=synchronous)
@@ -27,4 +31,15 @@ def open_store(url: str = DEFAULT_DATABASE, *, synchronous: str = "FULL") -> Sto
         if not path:
             raise ConfigError(f"{url!r} names no file: use sqlite:///path/to/file.sqlite3")
         return SqliteStore(Path(path), synchronous=synchronous)
-    raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///path")
+    if parsed.scheme in _POSTGRES_SCHEMES:
+        from stepline.store.postgres import PostgresStore  # asyncpg only when asked for
+
+        query = dict(parse_qsl(parsed.query, keep_blank_values=True))
+        pool_size = query.pop("pool_size", "10")
+        if not pool_size.isdigit() or int(pool_size) < 1:
+            raise ConfigError(f"pool_size must be a whole number above 0, not {pool_size!r}")
+        dsn = urlunparse(parsed._replace(query=urlencode(query)))
+        return PostgresStore(dsn, max_size=int(pool_size))
+    raise ConfigError(
+        f"unsupported database URL {url!r}: use sqlite:///path or postgresql://host/database"
+    )

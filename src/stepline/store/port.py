@@ -69,6 +69,15 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    @property
+    def available(self) -> bool:
+        """False while the database is known to be unreachable (a health check reads this)."""
+        ...
+
+    async def ping(self) -> bool:
+        """Whether the database answers a trivial query now; never raises."""
+        ...
+
     # -- workflows and versions ----------------------------------------------------------------
     async def save_workflow(
         self,

@@ -111,6 +111,17 @@ class SqliteStore:
         await asyncio.to_thread(self._writer.start)
         await self._write(_migrate)
 
+    @property
+    def available(self) -> bool:
+        """A local file is always reachable; ``ping`` tells whether it answers."""
+        return True
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._read(lambda c: c.execute("SELECT 1").fetchone()[0]))
+        except (sqlite3.Error, RuntimeError):  # RuntimeError: the store is closed
+            return False
+
     async def close(self) -> None:
         await asyncio.to_thread(self._writer.stop)
         self._readers.shutdown(wait=True)

@@ -1,0 +1,146 @@
+"""``stepline worker``: an engine process without HTTP, one of many on a PostgreSQL database.
+
+Run the API with ``stepline serve --no-engine`` and as many workers as the load needs; they
+claim instances with ``FOR UPDATE SKIP LOCKED``, and a worker that dies hands its instances
+over when its leases lapse. Workflow classes come from the same ``stepline.toml``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from stepline.app import DEFAULT_ACCOUNT, Stepline
+from stepline.cli.output import report_errors
+from stepline.cli.serve import DatabaseOption
+from stepline.config import load_config
+from stepline.durations import parse_duration_ms
+from stepline.errors import SteplineError
+from stepline.server import register_declared
+from stepline.store.open import DEFAULT_DATABASE
+from stepline.store.port import Notice
+
+__all__ = ["WORKER_EPILOG", "WorkerOptions", "run_worker", "worker_command"]
+
+log = logging.getLogger("stepline.worker")
+
+WORKER_EPILOG = (
+    "Examples:\n\n"
+    "  stepline serve --no-engine --database postgresql://app@db/stepline\n\n"
+    "  stepline worker --database postgresql://app@db/stepline --concurrency 500\n\n"
+    "Start as many workers as you like; each one runs instances until stopped (SIGTERM)."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    config: Path | None = None
+    database: str = DEFAULT_DATABASE
+    account_id: str | None = None
+    concurrency: int = 10_000
+    lease_ms: int = 30_000
+    """How long a claim lasts unless renewed: a dead worker's instances wait this long."""
+    log_level: str = "info"
+
+
+async def run_worker(options: WorkerOptions, stop: asyncio.Event | None = None) -> None:
+    """Run an engine until ``stop`` is set (or SIGTERM / SIGINT arrives)."""
+    project = load_config(options.config) if options.config is not None else None
+    account_id = options.account_id or os.environ.get("STEPLINE_ACCOUNT_ID") or DEFAULT_ACCOUNT
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    stepline = Stepline(options.database, account_id=account_id, concurrency=options.concurrency)
+    stepline.engine.lease_ms = options.lease_ms
+    await stepline.store.open()
+    try:
+        if project is not None:
+            # Every process registers: the store serialises it, and unchanged code makes
+            # no new version, so workers starting together agree on one.
+            await register_declared(stepline, project, account_id)
+        await stepline.engine.start()
+        log.info("worker %s running up to %d instances", stepline.engine.owner, options.concurrency)
+        await stop.wait()
+        log.info("worker %s stopping", stepline.engine.owner)
+        await stepline.engine.stop()
+        await hand_over(stepline)
+    finally:
+        await stepline.store.close()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def hand_over(stepline: Stepline) -> None:
+    """Give this engine's instances back now rather than when their leases lapse."""
+    store, engine = stepline.store, stepline.engine
+    try:
+        await store.renew_leases(engine.owner, 0)
+        now = engine.clock.now_ms()
+        if await store.recover_interrupted(now, lapsed_before=1):
+            await store.publish(Notice("wake"))
+    except SteplineError as exc:  # they will be taken over when the leases lapse
+        log.warning("could not hand instances over: %s", exc)
+
+
+def worker_command(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="STEPLINE_CONFIG",
+            help="stepline.toml declaring the workflows (default: ./stepline.toml if present).",
+        ),
+    ] = None,
+    database: DatabaseOption = DEFAULT_DATABASE,
+    account_id: Annotated[
+        str | None,
+        typer.Option(
+            "--account-id",
+            help="Account that owns the declared workflows (default: STEPLINE_ACCOUNT_ID, "
+            "else 'local').",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="Instances running at once (sleepers excluded).")
+    ] = 10_000,
+    lease: Annotated[
+        str,
+        typer.Option(
+            "--lease",
+            help="How long a claim lasts unless renewed; a dead worker's instances are taken "
+            "over after this.",
+        ),
+    ] = "30 seconds",
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
+) -> None:
+    """Run workflow instances without serving HTTP (one of many workers on PostgreSQL)."""
+    with report_errors():
+        if config is None and Path("stepline.toml").is_file():
+            config = Path("stepline.toml")
+        logging.basicConfig(
+            level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        options = WorkerOptions(
+            config=config,
+            database=database,
+            account_id=account_id,
+            concurrency=concurrency,
+            lease_ms=parse_duration_ms(lease, what="lease"),
+            log_level=log_level,
+        )
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+            asyncio.run(run_worker(options))
+        else:
+            uvloop.run(run_worker(options))

@@ -1,0 +1,767 @@
+"""The PostgreSQL store: many engine processes on one database.
+
+``PostgresStore("postgresql://user@host/db")``. Engines share the database: they claim
+runnable instances with ``FOR UPDATE SKIP LOCKED``, hold leases that one statement renews,
+and tell each other about control operations with LISTEN/NOTIFY. A completed step is one
+statement (fence and upsert together); "attempt started" writes are queued and flushed by a
+background task. When the database is unreachable, operations raise ``StoreUnavailable``;
+the runner's own writes, which are safe to repeat, wait up to ``write_grace_s`` for it to
+come back first. SQL lives in :mod:`stepline.store.postgres_queries`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+import asyncpg
+
+from stepline.errors import (
+    CannotSendEvent,
+    InstanceAlreadyExists,
+    InstanceNotFound,
+    StaleRunError,
+    StoreUnavailable,
+)
+from stepline.store import postgres_queries as q
+from stepline.store.migrations import load_migrations
+from stepline.store.port import InstanceFilter, Notice, WorkflowSettings
+from stepline.store.postgres_notices import NoticeListener, notice_to_json
+from stepline.store.postgres_pool import Database
+from stepline.store.postgres_writer import QueuedSteps, StepRows
+from stepline.store.records import (
+    FINISHED_STATUSES,
+    EventRecord,
+    InstanceRecord,
+    StepRecord,
+    TokenRecord,
+    VersionRecord,
+    WorkflowRecord,
+)
+from stepline.store.sqlite_rows import (
+    INSTANCE_COLUMNS,
+    event_from_row,
+    instance_from_row,
+    step_from_row,
+    step_to_row,
+    token_from_row,
+    version_from_row,
+    workflow_from_row,
+)
+
+__all__ = ["PostgresStore"]
+
+log = logging.getLogger("stepline.store.postgres")
+
+_INSTANCE_COLUMN_NAMES = frozenset(c.strip() for c in INSTANCE_COLUMNS.split(","))
+_STEP_COLUMN_COUNT = len(q.STEP_TYPES)
+
+
+class PostgresStore:
+    """The shared store: a connection pool, a LISTEN connection, a queued-write flusher."""
+
+    backend = "postgres"
+    exclusive = False
+    """Engines share the database: each takes over only instances whose lease lapsed."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        write_grace_s: float = 20.0,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 60.0,
+    ) -> None:
+        self.dsn = dsn
+        self.write_grace_s = write_grace_s
+        """How long a runner's write waits for an unreachable database before giving up."""
+        self._db = Database(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
+            on_reconnect=self._on_reconnect,
+        )
+        self._queued = QueuedSteps(self._flush_queued, available=self._db.wait_available)
+        self._listener = NoticeListener(self._db.connect)
+
+    @property
+    def available(self) -> bool:
+        """Whether the database answered last time it was asked (False during an outage)."""
+        return self._db.available
+
+    async def ping(self) -> bool:
+        """Whether the database answers a trivial query now (never raises)."""
+        return await self._db.ping()
+
+    async def open(self) -> None:
+        await self._db.open()
+        try:
+            conn = await self._db.connect()
+            try:
+                await _migrate(conn)
+            finally:
+                await conn.close()
+            await self._listener.start()
+        except BaseException:
+            await self._db.close()
+            raise
+        self._queued.start()
+
+    async def close(self) -> None:
+        await self._queued.stop(timeout=5)
+        await self._listener.stop()
+        await self._db.close()
+
+    def _on_reconnect(self) -> None:
+        self._listener.deliver(Notice("wake"))  # whatever became runnable meanwhile
+
+    # -- workflows and versions --------------------------------------------------------------
+    async def save_workflow(
+        self,
+        account_id: str,
+        name: str,
+        *,
+        class_name: str,
+        script_name: str,
+        code_hash: str,
+        settings: WorkflowSettings,
+        now: int,
+        force_new_version: bool = False,
+    ) -> tuple[WorkflowRecord, VersionRecord]:
+        settings_values = (
+            settings.step_limit,
+            settings.success_retention_ms,
+            settings.error_retention_ms,
+            settings.concurrency_limit,
+        )
+        wanted = (class_name, script_name, code_hash, *settings_values)
+
+        async def op(conn: asyncpg.Connection) -> tuple[WorkflowRecord, VersionRecord]:
+            async with conn.transaction():
+                # Processes starting together register the same workflows: one at a time.
+                await conn.execute(q.LOCK_WORKFLOW_NAME, account_id, name)
+                row = await conn.fetchrow(q.WORKFLOW_BY_NAME, account_id, name)
+                if row is not None:
+                    workflow = workflow_from_row(row)
+                    current = version_from_row(
+                        await conn.fetchrow(q.VERSION_BY_ID, workflow.version_id)
+                    )
+                    unchanged = (
+                        current.class_name,
+                        current.script_name,
+                        current.code_hash,
+                        current.step_limit,
+                        current.success_retention_ms,
+                        current.error_retention_ms,
+                        current.concurrency_limit,
+                    ) == wanted
+                    if unchanged and not force_new_version:
+                        return workflow, current
+                    workflow_id = workflow.id
+                else:
+                    workflow_id = str(uuid.uuid4())
+                version = VersionRecord(
+                    str(uuid.uuid4()), workflow_id, class_name, script_name, code_hash, now,
+                    *settings_values,
+                )  # fmt: skip
+                if row is None:
+                    await conn.execute(
+                        q.INSERT_WORKFLOW,
+                        workflow_id,
+                        account_id,
+                        name,
+                        class_name,
+                        script_name,
+                        version.id,
+                        now,
+                        now,
+                        *settings_values,
+                    )
+                else:
+                    await conn.execute(
+                        q.UPDATE_WORKFLOW,
+                        class_name,
+                        script_name,
+                        version.id,
+                        now,
+                        *settings_values,
+                        workflow_id,
+                    )
+                await conn.execute(
+                    q.INSERT_VERSION, version.id, workflow_id, *wanted[:3], now, *settings_values
+                )
+                saved = await conn.fetchrow(q.WORKFLOW_BY_NAME, account_id, name)
+                return workflow_from_row(saved), version
+
+        return await self._db.run(op)
+
+    async def get_workflow(self, account_id: str, name: str) -> WorkflowRecord | None:
+        row = await self._fetchrow(q.WORKFLOW_BY_NAME, account_id, name)
+        return None if row is None else workflow_from_row(row)
+
+    async def get_workflow_by_id(self, workflow_id: str) -> WorkflowRecord | None:
+        # The engine asks this before running an instance: ride out a short outage.
+        row = await self._fetchrow(q.WORKFLOW_BY_ID, workflow_id, wait_s=self.write_grace_s)
+        return None if row is None else workflow_from_row(row)
+
+    async def list_workflows(
+        self, account_id: str, *, offset: int, limit: int, search: str | None
+    ) -> tuple[list[WorkflowRecord], int]:
+        pattern = "%" if not search else "%" + _escape_like(search) + "%"
+
+        async def op(conn: asyncpg.Connection) -> tuple[list[WorkflowRecord], int]:
+            async with conn.transaction(readonly=True, isolation="repeatable_read"):
+                rows = await conn.fetch(q.LIST_WORKFLOWS, account_id, pattern, limit, offset)
+                total = await conn.fetchval(q.COUNT_WORKFLOWS, account_id, pattern)
+            return [workflow_from_row(r) for r in rows], int(total)
+
+        return await self._db.run(op)
+
+    async def count_instances_by_status(
+        self, workflow_ids: Sequence[str]
+    ) -> dict[str, dict[str, int]]:
+        if not workflow_ids:
+            return {}
+        out: dict[str, dict[str, int]] = {w: {} for w in workflow_ids}
+        for workflow_id, status, count in await self._fetch(q.COUNT_BY_STATUS, list(workflow_ids)):
+            out[workflow_id][status] = count
+        return out
+
+    async def delete_workflow(self, workflow_id: str) -> None:
+        await self._execute(q.DELETE_WORKFLOW, workflow_id)
+
+    async def set_terminator_running(self, workflow_id: str, running: bool) -> None:
+        await self._execute(q.SET_TERMINATOR, running, workflow_id)
+
+    async def list_versions(
+        self, workflow_id: str, *, offset: int, limit: int
+    ) -> tuple[list[VersionRecord], int]:
+        async def op(conn: asyncpg.Connection) -> tuple[list[VersionRecord], int]:
+            async with conn.transaction(readonly=True, isolation="repeatable_read"):
+                rows = await conn.fetch(q.LIST_VERSIONS, workflow_id, limit, offset)
+                total = await conn.fetchval(q.COUNT_VERSIONS, workflow_id)
+            return [version_from_row(r) for r in rows], int(total)
+
+        return await self._db.run(op)
+
+    async def get_version(self, version_id: str) -> VersionRecord | None:
+        # The engine asks this before running an instance: ride out a short outage.
+        row = await self._fetchrow(q.VERSION_BY_ID, version_id, wait_s=self.write_grace_s)
+        return None if row is None else version_from_row(row)
+
+    # -- instances: creation and reading -----------------------------------------------------
+    async def insert_instances(
+        self, records: Sequence[InstanceRecord], *, skip_existing: bool, now: int
+    ) -> list[InstanceRecord]:
+        if not records:
+            return []
+        unique: dict[tuple[str, str], InstanceRecord] = {}
+        for record in records:
+            key = (record.workflow_id, record.id)
+            if key in unique:
+                if not skip_existing:
+                    raise InstanceAlreadyExists(f"instance {record.id!r} already exists")
+                continue
+            unique[key] = record
+        batch = list(unique.values())
+        columns = [
+            [r.workflow_id for r in batch],
+            [r.id for r in batch],
+            [r.version_id for r in batch],
+            [r.status for r in batch],
+            [r.params for r in batch],
+            [r.created_on for r in batch],
+            [r.modified_on for r in batch],
+            [r.trigger_source for r in batch],
+            [r.success_retention_ms for r in batch],
+            [r.error_retention_ms for r in batch],
+        ]
+
+        async def op(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            # Ids whose instance has expired are free again (the sweep may not have run yet).
+            await conn.execute(q.DELETE_EXPIRED_IDS, columns[0], columns[1], now)
+            rows: list[asyncpg.Record]
+            if skip_existing:
+                rows = await conn.fetch(q.INSERT_INSTANCES_SKIPPING, *columns, now)
+                return rows
+            try:
+                rows = await conn.fetch(q.INSERT_INSTANCES, *columns, now)
+            except asyncpg.UniqueViolationError:
+                clash = await conn.fetchval(q.FIRST_EXISTING_ID, batch[0].workflow_id, columns[1])
+                raise InstanceAlreadyExists(f"instance {clash!r} already exists") from None
+            return rows
+
+        added = {row["id"]: row["pk"] for row in await self._db.run(op)}
+        inserted = []
+        for record in batch:
+            pk = added.get(record.id)
+            if pk is not None:
+                record.pk = pk
+                inserted.append(record)
+        return inserted
+
+    async def get_instance(self, workflow_id: str, instance_id: str) -> InstanceRecord | None:
+        row = await self._fetchrow(q.INSTANCE_BY_ID, workflow_id, instance_id)
+        return None if row is None else instance_from_row(row)
+
+    async def get_instance_by_pk(self, pk: int) -> InstanceRecord | None:
+        row = await self._fetchrow(q.INSTANCE_BY_PK, pk)
+        return None if row is None else instance_from_row(row)
+
+    async def list_instances(
+        self,
+        workflow_id: str,
+        where: InstanceFilter,
+        *,
+        descending: bool,
+        limit: int,
+        offset: int = 0,
+        after: tuple[int, int] | None = None,
+    ) -> list[InstanceRecord]:
+        clauses, params = _filter_sql(workflow_id, where)
+        if after is not None:
+            a, b = len(params) + 1, len(params) + 2
+            clauses.append(
+                f"(created_on, pk) {'<' if descending else '>'} (${a}::bigint, ${b}::bigint)"
+            )
+            params.extend(after)
+        order = "DESC" if descending else "ASC"
+        sql = q.LIST_INSTANCES.format(
+            where=" AND ".join(clauses),
+            order=order,
+            limit=f"${len(params) + 1}",
+            offset=f"${len(params) + 2}",
+        )
+        rows = await self._fetch(sql, *params, limit, offset)
+        return [instance_from_row(r) for r in rows]
+
+    async def count_instances(self, workflow_id: str, where: InstanceFilter) -> int:
+        clauses, params = _filter_sql(workflow_id, where)
+        sql = q.COUNT_INSTANCES.format(where=" AND ".join(clauses))
+        return int(await self._fetchval(sql, *params))
+
+    async def load_steps(self, pk: int) -> list[StepRecord]:
+        return [step_from_row(r) for r in await self._fetch(q.STEPS_OF, pk)]
+
+    # -- the engine's operations -------------------------------------------------------------
+    async def recover_interrupted(self, now: int, *, lapsed_before: int) -> int:
+        return int(await self._fetchval(q.RECOVER_INTERRUPTED, now, lapsed_before))
+
+    async def renew_leases(self, owner: str, until: int) -> int:
+        return _row_count(await self._execute(q.RENEW_LEASES, until, owner))
+
+    async def claim_runnable(
+        self, now: int, limit: int, *, owner: str, lease_until: int
+    ) -> list[tuple[InstanceRecord, list[StepRecord]]]:
+        if limit <= 0:
+            return []
+
+        async def op(conn: asyncpg.Connection) -> list[tuple[InstanceRecord, list[StepRecord]]]:
+            async with conn.transaction():
+                rows = await _claim_limited(conn, now, limit, owner, lease_until)
+                if len(rows) < limit:
+                    rows += await conn.fetch(
+                        q.CLAIM_RUNNABLE, now, limit - len(rows), owner, lease_until
+                    )
+                if not rows:
+                    return []
+                rows.sort(key=lambda r: (r["claim_rank"], r["claim_order"]))
+                claimed = [instance_from_row(tuple(r)[:-2]) for r in rows]
+                # Steps are read after the claim took its row locks, so a step that a lapsed
+                # runner committed just before is seen; one it tries after is fenced off.
+                steps: dict[int, list[StepRecord]] = {i.pk: [] for i in claimed}
+                for row in await conn.fetch(q.STEPS_OF_MANY, list(steps)):
+                    steps[row[0]].append(step_from_row(row))
+            return [(i, steps[i.pk]) for i in claimed]
+
+        return await self._db.run(op)
+
+    async def next_wake_at(self, kinds: Collection[str] | None = None) -> int | None:
+        try:
+            if kinds is None:
+                value = await self._fetchval(q.NEXT_WAKE)
+            else:
+                value = await self._fetchval(q.NEXT_WAKE_OF_KINDS, list(kinds))
+        except StoreUnavailable:
+            # The scheduler asks this outside its retry; during an outage there is no timer
+            # to trust, and every subscriber gets a "wake" notice once the database is back.
+            return None
+        return None if value is None else int(value)
+
+    async def save_step(
+        self, pk: int, generation: int, step: StepRecord, *, now: int, step_count: int | None = None
+    ) -> None:
+        await self._save_fenced(pk, generation, [step_to_row(step)])
+
+    def queue_step(self, pk: int, generation: int, step: StepRecord, *, now: int) -> None:
+        self._queued.queue(pk, generation, step_to_row(step))
+
+    async def suspend(
+        self,
+        pk: int,
+        generation: int,
+        *,
+        status: str,
+        wake_at: int | None,
+        wake_kind: str | None,
+        steps: Sequence[StepRecord],
+        now: int,
+    ) -> bool:
+        paused_on = now if status == "paused" else None
+
+        async def write(conn: asyncpg.Connection, rows: StepRows) -> bool:
+            waits = [r for r in rows if r[3] == "wait" and r[5] == "waiting" and r[15]]
+            async with conn.transaction():
+                # Lock first, then look for events in a later statement: an event committed
+                # while we waited for the lock is seen (send_event locks the row too).
+                if await conn.fetchval(q.LOCK_FENCED, pk) != generation:
+                    raise StaleRunError(f"instance {pk} moved on from generation {generation}")
+                woken = await conn.fetchval(
+                    q.SUSPEND,
+                    pk,
+                    generation,
+                    status,
+                    wake_at,
+                    wake_kind,
+                    paused_on,
+                    now,
+                    [r[15] for r in waits],
+                    [r[1] for r in rows],
+                    *_step_columns(rows),
+                )
+            return bool(woken)
+
+        woken = await self._with_queued(pk, generation, [step_to_row(s) for s in steps], write)
+        return bool(woken)
+
+    async def finish(
+        self,
+        pk: int,
+        generation: int,
+        *,
+        status: str,
+        output: str | None,
+        error_name: str | None,
+        error_message: str | None,
+        steps: Sequence[StepRecord],
+        now: int,
+    ) -> None:
+        async def write(conn: asyncpg.Connection, rows: StepRows) -> bool:
+            return bool(
+                await conn.fetchval(
+                    q.FINISH,
+                    pk,
+                    generation,
+                    status,
+                    output,
+                    error_name,
+                    error_message,
+                    now,
+                    *_step_columns(rows),
+                )
+            )
+
+        if not await self._with_queued(pk, generation, [step_to_row(s) for s in steps], write):
+            raise StaleRunError(f"instance {pk} moved on from generation {generation}")
+
+    async def consume_event(
+        self, pk: int, generation: int, step: StepRecord, *, now: int
+    ) -> EventRecord | None:
+        taken = await self._queued.take(pk, generation, timeout=self.write_grace_s)
+        if taken:
+            await self._save_fenced(pk, generation, taken)
+        row = step_to_row(step)
+
+        async def op(conn: asyncpg.Connection) -> asyncpg.Record:
+            return await conn.fetchrow(
+                q.CONSUME_EVENT,
+                pk,
+                generation,
+                step.event_type,
+                step.key,
+                step.seq,
+                step.kind,
+                step.name,
+                step.start,
+                now,
+                step.config,
+                row[9],
+                step.error_name,
+                step.error_message,
+                step.error_class,
+                step.wake_at,
+                step.event_type,
+            )
+
+        # Safe to repeat: a retry finds the event this wait already took.
+        got = await self._db.run(op, wait_s=self.write_grace_s)
+        if not got["live"]:
+            raise StaleRunError(f"instance {pk} moved on from generation {generation}")
+        if got["id"] is None:
+            return None
+        return event_from_row(tuple(got)[1:])
+
+    async def _save_fenced(self, pk: int, generation: int, rows: StepRows) -> None:
+        async def write(conn: asyncpg.Connection, all_rows: StepRows) -> bool:
+            return bool(await conn.fetchval(q.SAVE_STEPS, pk, generation, *_step_columns(all_rows)))
+
+        if not await self._with_queued(pk, generation, rows, write):
+            raise StaleRunError(f"instance {pk} moved on from generation {generation}")
+
+    async def _with_queued(
+        self,
+        pk: int,
+        generation: int,
+        rows: StepRows,
+        write: Callable[[asyncpg.Connection, StepRows], Any],
+    ) -> Any:
+        """Run a runner's write of ``pk`` with the rows still queued for it sent first, in
+        the same statement; the write is repeated across a short outage."""
+        taken = await self._queued.take(pk, generation, timeout=self.write_grace_s)
+        all_rows = _last_per_key([*taken, *rows])
+        try:
+            return await self._db.run(lambda c: write(c, all_rows), wait_s=self.write_grace_s)
+        except StaleRunError:
+            raise
+        except BaseException:
+            self._queued.give_back(pk, generation, taken)
+            raise
+
+    async def _flush_queued(self, batch: list[tuple[int, int, StepRows]]) -> None:
+        rows = [row for _, _, pk_rows in batch for row in pk_rows]
+        await self._execute(
+            q.FLUSH_QUEUED_STEPS,
+            [pk for pk, _, _ in batch],
+            [generation for _, generation, _ in batch],
+            *_step_columns(rows),
+        )
+
+    # -- control -----------------------------------------------------------------------------
+    async def buffer_event(
+        self, pk: int, event_type: str, payload: str, *, now: int
+    ) -> InstanceRecord:
+        async def op(conn: asyncpg.Connection) -> InstanceRecord:
+            async with conn.transaction():
+                # The row lock orders this against a runner suspending the instance.
+                row = await conn.fetchrow(q.LOCK_INSTANCE, pk)
+                if row is None:
+                    raise InstanceNotFound()
+                instance = instance_from_row(row)
+                if instance.status in FINISHED_STATUSES:
+                    raise CannotSendEvent(f"instance is {instance.status}; it takes no more events")
+                sql = q.INSERT_EVENT_AND_WAKE if instance.status == "waiting" else q.INSERT_EVENT
+                await conn.execute(sql, pk, event_type, payload, now)
+            return instance
+
+        return await self._db.run(op)
+
+    async def update_instance(
+        self,
+        pk: int,
+        *,
+        expect: Collection[str],
+        changes: dict[str, Any],
+        bump_generation: bool = False,
+    ) -> InstanceRecord | None:
+        unknown = set(changes) - _INSTANCE_COLUMN_NAMES
+        if unknown:
+            raise ValueError(f"not instance columns: {sorted(unknown)}")
+        sets = [f"{column} = ${n}" for n, column in enumerate(changes, start=3)]
+        if bump_generation:
+            sets.append("generation = generation + 1")
+        sql = q.UPDATE_INSTANCE_IF.format(sets=", ".join(sets))
+        row = await self._fetchrow(sql, pk, list(expect), *changes.values())
+        return None if row is None else instance_from_row(row)
+
+    async def terminate(
+        self, pks: Sequence[int], *, now: int, expect: Collection[str] | None = None
+    ) -> list[InstanceRecord]:
+        if not pks:
+            return []
+        params: list[Any] = [now, list(pks)]
+        if expect is not None:
+            sql = q.TERMINATE.format(expect="AND status = ANY($3::text[])")
+            params.append(list(expect))
+        else:
+            sql = q.TERMINATE.format(expect="")
+
+        async def op(conn: asyncpg.Connection) -> list[InstanceRecord]:
+            async with conn.transaction():
+                rows = await conn.fetch(sql, *params)
+                done = [instance_from_row(r) for r in rows]
+                if done:
+                    await conn.execute(q.ADD_TERMINATION_STEPS, [i.pk for i in done], now)
+            return done
+
+        return await self._db.run(op)
+
+    async def resume(self, pk: int, *, now: int) -> InstanceRecord | None:
+        row = await self._fetchrow(q.RESUME, pk, now)
+        return None if row is None else instance_from_row(row)
+
+    async def restart(self, pk: int, *, from_seq: int | None, now: int) -> InstanceRecord | None:
+        async def op(conn: asyncpg.Connection) -> InstanceRecord | None:
+            async with conn.transaction():
+                # Bump the generation first: runners still writing are fenced from here on,
+                # and the deletes below see every step written before.
+                row = await conn.fetchrow(q.RESTART, now, pk)
+                if row is None:
+                    return None
+                if from_seq is None:
+                    await conn.execute(q.DELETE_ALL_EVENTS, pk)
+                    await conn.execute(q.DELETE_ALL_STEPS, pk)
+                else:
+                    await conn.execute(q.DELETE_EVENTS_OF_WIPED, pk, from_seq)
+                    await conn.execute(q.DELETE_STEPS_FROM, pk, from_seq)
+            return instance_from_row(row)
+
+        return await self._db.run(op)
+
+    async def delete_instances(self, pks: Sequence[int]) -> int:
+        if not pks:
+            return 0
+        return _row_count(await self._execute(q.DELETE_INSTANCES, list(pks)))
+
+    async def select_instance_pks(
+        self, workflow_id: str, *, statuses: Collection[str], limit: int
+    ) -> list[int]:
+        rows = await self._fetch(q.SELECT_PKS_BY_STATUS, workflow_id, list(statuses), limit)
+        return [r[0] for r in rows]
+
+    async def delete_expired(self, now: int, *, limit: int) -> int:
+        return _row_count(await self._execute(q.DELETE_EXPIRED, now, limit))
+
+    # -- notices -----------------------------------------------------------------------------
+    async def publish(self, notice: Notice) -> None:
+        listening = self._listener.listening
+        if not listening:
+            self._listener.deliver(notice)  # our LISTEN is down: it would never come back
+        try:
+            await self._execute(q.PUBLISH, q.NOTICE_CHANNEL, notice_to_json(notice))
+        except Exception as exc:
+            # The change the notice is about is already committed; engines elsewhere get a
+            # "wake" when they reconnect, so losing the notice costs a delay, not a wrong state.
+            log.warning("could not publish %s: %s", notice, exc)
+            if listening:
+                self._listener.deliver(notice)
+
+    def subscribe(self, handler: Callable[[Notice], None]) -> None:
+        self._listener.subscribe(handler)
+
+    # -- tokens ------------------------------------------------------------------------------
+    async def save_token(self, token: TokenRecord) -> None:
+        await self._execute(
+            q.INSERT_TOKEN,
+            token.token_hash,
+            token.account_id,
+            token.can_write,
+            token.name,
+            token.created_on,
+        )
+
+    async def find_token(self, token_hash: str) -> TokenRecord | None:
+        row = await self._fetchrow(q.TOKEN_BY_HASH, token_hash)
+        return None if row is None else token_from_row(row)
+
+    # -- one statement -----------------------------------------------------------------------
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        result: list[asyncpg.Record] = await self._db.run(lambda c: c.fetch(sql, *args))
+        return result
+
+    async def _fetchrow(self, sql: str, *args: Any, wait_s: float = 0.0) -> asyncpg.Record | None:
+        return await self._db.run(lambda c: c.fetchrow(sql, *args), wait_s=wait_s)
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._db.run(lambda c: c.fetchval(sql, *args))
+
+    async def _execute(self, sql: str, *args: Any) -> str:
+        result: str = await self._db.run(lambda c: c.execute(sql, *args))
+        return result
+
+
+async def _claim_limited(
+    conn: asyncpg.Connection, now: int, limit: int, owner: str, lease_until: int
+) -> list[asyncpg.Record]:
+    """Claim for the workflows with a concurrency limit, up to each one's free slots (the
+    ones another engine is claiming for right now are left to it)."""
+    limited = await conn.fetch(q.LOCK_LIMITED_WORKFLOWS)
+    if not limited:
+        return []
+    active = dict(await conn.fetch(q.COUNT_ACTIVE, [w["id"] for w in limited]))
+    rows: list[asyncpg.Record] = []
+    for workflow_id, cap in limited:
+        want = min(cap - active.get(workflow_id, 0), limit - len(rows))
+        if want > 0:
+            rows += await conn.fetch(
+                q.CLAIM_RUNNABLE_OF, now, want, owner, lease_until, workflow_id
+            )
+    return rows
+
+
+async def _migrate(conn: asyncpg.Connection) -> None:
+    """Apply the migrations not yet applied, one process at a time."""
+    await conn.execute("SELECT pg_advisory_lock($1)", q.MIGRATION_LOCK)
+    try:
+        await conn.execute(q.CREATE_MIGRATIONS_TABLE)
+        applied = {row[0] for row in await conn.fetch(q.APPLIED_MIGRATIONS)}
+        for migration in load_migrations("postgres"):
+            if migration.number in applied:
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    q.RECORD_MIGRATION,
+                    migration.number,
+                    migration.name,
+                    int(time.time() * 1000),
+                )
+            log.info("applied PostgreSQL migration %04d_%s", migration.number, migration.name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", q.MIGRATION_LOCK)
+
+
+def _step_columns(rows: StepRows) -> list[list[Any]]:
+    """Step rows as one list per column, for ``unnest``."""
+    if not rows:
+        return [[] for _ in range(_STEP_COLUMN_COUNT)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _last_per_key(rows: StepRows) -> StepRows:
+    """One row per step key, the last written; ``ON CONFLICT`` may touch a row only once."""
+    latest: dict[str, tuple[Any, ...]] = {}
+    for row in rows:
+        latest.pop(row[1], None)
+        latest[row[1]] = row
+    return list(latest.values())
+
+
+def _row_count(status: str) -> int:
+    """The row count of a command tag such as ``UPDATE 3``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _filter_sql(workflow_id: str, where: InstanceFilter) -> tuple[list[str], list[Any]]:
+    clauses = ["workflow_id = $1"]
+    params: list[Any] = [workflow_id]
+    if where.status is not None:
+        params.append(where.status)
+        clauses.append(f"status = ${len(params)}")
+    if where.created_from is not None:
+        params.append(where.created_from)
+        clauses.append(f"created_on >= ${len(params)}::bigint")
+    if where.created_to is not None:
+        params.append(where.created_to)
+        clauses.append(f"created_on <= ${len(params)}::bigint")
+    return clauses, params
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,323 @@
+"""Every SQL statement of the PostgreSQL store, by name.
+
+Parameters are numbered (``$1``); arrays of steps travel as one array per column and come
+back as rows through ``unnest``, so that a batch of any size is one statement. Statements that
+a runner makes are fenced by the instance's ``generation`` and take a row lock on the instance
+(``FOR SHARE`` to write a step, ``FOR UPDATE`` to change the instance), so a concurrent
+terminate, restart or claim either waits for them or makes them fail the fence.
+"""
+
+from __future__ import annotations
+
+from stepline.store.records import DEFAULT_RETENTION_MS
+from stepline.store.sqlite_rows import (
+    EVENT_COLUMNS,
+    INSTANCE_COLUMNS,
+    STEP_COLUMNS,
+    TOKEN_COLUMNS,
+    VERSION_COLUMNS,
+    WORKFLOW_COLUMNS,
+)
+
+INSTANCE_COLS = INSTANCE_COLUMNS
+_FINISHED = "('complete', 'errored', 'terminated')"
+_RETAIN = DEFAULT_RETENTION_MS
+
+MIGRATION_LOCK = 0x5374_6570_6C69_6E65
+"""The advisory lock that serialises migrations across processes ("Stepline" in ASCII)."""
+
+CREATE_MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations "
+    "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_on BIGINT NOT NULL)"
+)
+APPLIED_MIGRATIONS = "SELECT version FROM schema_migrations"
+RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_on) VALUES ($1, $2, $3)"
+
+# -- steps as arrays -----------------------------------------------------------------------
+STEP_TYPES = (
+    "bigint",
+    "text",
+    "integer",
+    "text",
+    "text",
+    "text",
+    "bigint",
+    "bigint",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "bigint",
+    "text",
+)
+"""The PostgreSQL type of each column of ``STEP_COLUMNS``, in order."""
+
+_STEP_NAMES = [c.strip() for c in STEP_COLUMNS.split(",")]
+_UPSERT_STEP = "ON CONFLICT (instance_pk, key) DO UPDATE SET " + ", ".join(
+    f"{c} = EXCLUDED.{c}" for c in _STEP_NAMES[2:]
+)
+"""Replace the whole row, as SQLite's INSERT OR REPLACE does."""
+
+
+def _unnest_steps(first: int) -> str:
+    arrays = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(STEP_TYPES))
+    return f"unnest({arrays}) AS s ({STEP_COLUMNS})"
+
+
+# -- workflows and versions ----------------------------------------------------------------
+LOCK_WORKFLOW_NAME = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))"
+WORKFLOW_BY_NAME = f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE account_id = $1 AND name = $2"
+WORKFLOW_BY_ID = f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE id = $1"
+INSERT_WORKFLOW = (
+    "INSERT INTO workflows (id, account_id, name, class_name, script_name, version_id, "
+    "created_on, modified_on, step_limit, success_retention_ms, error_retention_ms, "
+    "concurrency_limit) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+)
+UPDATE_WORKFLOW = (
+    "UPDATE workflows SET class_name = $1, script_name = $2, version_id = $3, modified_on = $4, "
+    "step_limit = $5, success_retention_ms = $6, error_retention_ms = $7, "
+    "concurrency_limit = $8 WHERE id = $9"
+)
+INSERT_VERSION = (
+    f"INSERT INTO versions ({VERSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+)
+VERSION_BY_ID = f"SELECT {VERSION_COLUMNS} FROM versions WHERE id = $1"
+# SQLite's LIKE ignores ASCII case and its ORDER BY compares bytes: ILIKE and COLLATE "C".
+LIST_WORKFLOWS = (
+    f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE account_id = $1 "
+    "AND name ILIKE $2 ESCAPE '\\' ORDER BY name COLLATE \"C\" LIMIT $3 OFFSET $4"
+)
+COUNT_WORKFLOWS = (
+    "SELECT COUNT(*) FROM workflows WHERE account_id = $1 AND name ILIKE $2 ESCAPE '\\'"
+)
+COUNT_BY_STATUS = (
+    "SELECT workflow_id, status, COUNT(*) FROM instances WHERE workflow_id = ANY($1::text[]) "
+    "GROUP BY workflow_id, status"
+)
+DELETE_WORKFLOW = "DELETE FROM workflows WHERE id = $1"
+SET_TERMINATOR = "UPDATE workflows SET terminator_running = $1 WHERE id = $2"
+LIST_VERSIONS = (
+    f"SELECT {VERSION_COLUMNS} FROM versions WHERE workflow_id = $1 "
+    "ORDER BY created_on DESC, seq DESC LIMIT $2 OFFSET $3"
+)
+COUNT_VERSIONS = "SELECT COUNT(*) FROM versions WHERE workflow_id = $1"
+
+# -- instances -----------------------------------------------------------------------------
+DELETE_EXPIRED_IDS = (
+    "DELETE FROM instances WHERE (workflow_id, id) IN "
+    "(SELECT * FROM unnest($1::text[], $2::text[])) AND expires_on <= $3"
+)
+_INSERT_INSTANCES = (
+    "WITH added AS (INSERT INTO instances (workflow_id, id, version_id, status, params, "
+    "created_on, modified_on, trigger_source, success_retention_ms, error_retention_ms) "
+    "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
+    "$6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[]) {conflict} "
+    "RETURNING pk, workflow_id, id), "
+    "touched AS (UPDATE workflows SET triggered_on = $11 "
+    "WHERE id IN (SELECT workflow_id FROM added)) "
+    "SELECT pk, id FROM added"
+)
+INSERT_INSTANCES = _INSERT_INSTANCES.format(conflict="")
+INSERT_INSTANCES_SKIPPING = _INSERT_INSTANCES.format(
+    conflict="ON CONFLICT (workflow_id, id) DO NOTHING"
+)
+FIRST_EXISTING_ID = (
+    "SELECT id FROM instances WHERE workflow_id = $1 AND id = ANY($2::text[]) "
+    "ORDER BY array_position($2::text[], id) LIMIT 1"
+)
+INSTANCE_BY_ID = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow_id = $1 AND id = $2"
+INSTANCE_BY_PK = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE pk = $1"
+LIST_INSTANCES = (
+    f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE {{where}} "
+    "ORDER BY created_on {order}, pk {order} LIMIT {limit} OFFSET {offset}"
+)
+COUNT_INSTANCES = "SELECT COUNT(*) FROM instances WHERE {where}"
+STEPS_OF = f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk = $1 ORDER BY seq"
+STEPS_OF_MANY = (
+    f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk = ANY($1::bigint[]) "
+    "ORDER BY instance_pk, seq"
+)
+
+# -- the engine ----------------------------------------------------------------------------
+_LEASE_LAPSED = "(lease_expires IS NULL OR lease_expires < $2)"
+RECOVER_INTERRUPTED = (
+    "WITH pausing AS (UPDATE instances SET status = 'paused', paused_on = $1, modified_on = $1, "
+    f"lease_owner = NULL, lease_expires = NULL WHERE status = 'waitingForPause' "
+    f"AND {_LEASE_LAPSED} RETURNING 1), "
+    "running AS (UPDATE instances SET status = 'queued', modified_on = $1, lease_owner = NULL, "
+    f"lease_expires = NULL WHERE status = 'running' AND {_LEASE_LAPSED} RETURNING 1) "
+    "SELECT (SELECT COUNT(*) FROM pausing) + (SELECT COUNT(*) FROM running)"
+)
+RENEW_LEASES = (
+    "UPDATE instances SET lease_expires = $1 WHERE lease_owner = $2 "
+    "AND status IN ('running', 'waitingForPause')"
+)
+_CLAIM = (
+    "WITH due AS (SELECT pk, wake_at FROM instances WHERE status = 'waiting' "
+    "AND wake_at <= $1 {only} ORDER BY wake_at LIMIT $2 FOR UPDATE SKIP LOCKED), "
+    "queued AS (SELECT pk FROM instances WHERE status = 'queued' {only} ORDER BY pk "
+    "LIMIT GREATEST($2 - (SELECT COUNT(*) FROM due), 0) FOR UPDATE SKIP LOCKED) "
+    "UPDATE instances SET status = 'running', started_on = COALESCE(started_on, $1), "
+    "modified_on = $1, wake_at = NULL, wake_kind = NULL, generation = generation + 1, "
+    "lease_owner = $3, lease_expires = $4 "
+    "FROM (SELECT pk, 0, wake_at FROM due UNION ALL SELECT pk, 1, pk FROM queued) "
+    "AS picked (picked_pk, claim_rank, claim_order) WHERE pk = picked_pk "
+    "RETURNING "
+    + ", ".join(f"instances.{c.strip()}" for c in INSTANCE_COLUMNS.split(","))
+    + ", claim_rank, claim_order"
+)
+"""Due sleepers first, then the queue; rows end with (claim_rank, claim_order) to sort by."""
+CLAIM_RUNNABLE = _CLAIM.format(
+    only="AND workflow_id NOT IN (SELECT id FROM workflows WHERE concurrency_limit IS NOT NULL)"
+)
+"""Claim instances of workflows without a concurrency limit."""
+CLAIM_RUNNABLE_OF = _CLAIM.format(only="AND workflow_id = $5")
+"""Claim instances of one workflow with a limit (whose row this transaction has locked)."""
+# A workflow with a concurrency limit is claimed for by one engine at a time: its row lock
+# is taken first, and its running instances are counted in a later statement that sees
+# every claim committed before.
+LOCK_LIMITED_WORKFLOWS = (
+    "SELECT id, concurrency_limit FROM workflows WHERE concurrency_limit IS NOT NULL "
+    "ORDER BY id FOR UPDATE SKIP LOCKED"
+)
+COUNT_ACTIVE = (
+    "SELECT workflow_id, COUNT(*) FROM instances WHERE workflow_id = ANY($1::text[]) "
+    "AND status IN ('running', 'waitingForPause') GROUP BY workflow_id"
+)
+NEXT_WAKE = "SELECT MIN(wake_at) FROM instances WHERE status = 'waiting'"
+NEXT_WAKE_OF_KINDS = (
+    "SELECT MIN(wake_at) FROM instances WHERE status = 'waiting' AND wake_kind = ANY($1::text[])"
+)
+SAVE_STEPS = (
+    "WITH fence AS (SELECT pk FROM instances WHERE pk = $1 AND generation = $2 FOR SHARE), "
+    f"saved AS (INSERT INTO steps ({STEP_COLUMNS}) SELECT * FROM {_unnest_steps(3)} "
+    f"WHERE EXISTS (SELECT 1 FROM fence) {_UPSERT_STEP}) "
+    "SELECT EXISTS (SELECT 1 FROM fence)"
+)
+FLUSH_QUEUED_STEPS = (
+    "WITH fence AS (SELECT i.pk FROM instances i "
+    "JOIN unnest($1::bigint[], $2::bigint[]) AS g (pk, generation) "
+    "ON i.pk = g.pk AND i.generation = g.generation ORDER BY i.pk FOR SHARE OF i) "
+    f"INSERT INTO steps ({STEP_COLUMNS}) SELECT * FROM {_unnest_steps(3)} "
+    f"WHERE s.instance_pk IN (SELECT pk FROM fence) {_UPSERT_STEP}"
+)
+LOCK_FENCED = "SELECT generation FROM instances WHERE pk = $1 FOR UPDATE"
+SUSPEND = (
+    f"WITH saved AS (INSERT INTO steps ({STEP_COLUMNS}) SELECT * FROM {_unnest_steps(10)} "
+    f"{_UPSERT_STEP}), "
+    "ready AS (SELECT $3::text = 'waiting' AND EXISTS (SELECT 1 FROM events e "
+    "WHERE e.instance_pk = $1 AND e.consumed_by IS NULL AND (e.type = ANY($8::text[]) "
+    "OR e.type IN (SELECT event_type FROM steps WHERE instance_pk = $1 AND kind = 'wait' "
+    "AND status = 'waiting' AND NOT (key = ANY($9::text[]))))) AS woken) "
+    "UPDATE instances SET status = $3::text, "
+    "wake_at = CASE WHEN ready.woken THEN $7::bigint ELSE $4::bigint END, "
+    "wake_kind = $5::text, paused_on = $6::bigint, "
+    "modified_on = $7::bigint, lease_owner = NULL, lease_expires = NULL FROM ready "
+    "WHERE pk = $1 AND generation = $2 RETURNING ready.woken"
+)
+FINISH = (
+    "WITH done AS (UPDATE instances SET status = $3::text, output = $4::text, "
+    "error_name = $5::text, error_message = $6::text, ended_on = $7::bigint, "
+    "modified_on = $7::bigint, wake_at = NULL, wake_kind = NULL, lease_owner = NULL, "
+    "lease_expires = NULL, expires_on = $7::bigint + CASE WHEN $3::text = 'complete' "
+    f"THEN COALESCE(success_retention_ms, {_RETAIN}) "
+    f"ELSE COALESCE(error_retention_ms, {_RETAIN}) END "
+    "WHERE pk = $1 AND generation = $2 RETURNING pk), "
+    f"saved AS (INSERT INTO steps ({STEP_COLUMNS}) SELECT * FROM {_unnest_steps(8)} "
+    f"WHERE EXISTS (SELECT 1 FROM done) {_UPSERT_STEP}) "
+    "SELECT EXISTS (SELECT 1 FROM done)"
+)
+# The event this wait already took (a retry after a lost reply) or else the oldest free one.
+CONSUME_EVENT = (
+    "WITH fence AS (SELECT pk FROM instances WHERE pk = $1 AND generation = $2 FOR SHARE), "
+    f"prior AS (SELECT {EVENT_COLUMNS} FROM events WHERE instance_pk = $1 AND type = $3 "
+    "AND consumed_by = $4 AND EXISTS (SELECT 1 FROM fence) ORDER BY id LIMIT 1), "
+    "pick AS (SELECT id FROM events WHERE instance_pk = $1 AND type = $3 "
+    "AND consumed_by IS NULL AND EXISTS (SELECT 1 FROM fence) "
+    "AND NOT EXISTS (SELECT 1 FROM prior) ORDER BY id LIMIT 1 FOR UPDATE), "
+    "taken AS (UPDATE events SET consumed_by = $4 WHERE id IN (SELECT id FROM pick) "
+    f"RETURNING {EVENT_COLUMNS}), "
+    "got AS (SELECT * FROM taken UNION ALL SELECT * FROM prior), "
+    f"saved AS (INSERT INTO steps ({STEP_COLUMNS}) SELECT $1::bigint, $4::text, $5::integer, "
+    "$6::text, $7::text, 'complete', $8::bigint, $9::bigint, $10::text, $11::text, "
+    "got.payload, $12::text, $13::text, $14::text, $15::bigint, $16::text FROM got "
+    f"{_UPSERT_STEP}) "
+    "SELECT EXISTS (SELECT 1 FROM fence) AS live, "
+    + ", ".join(f"got.{c.strip()}" for c in EVENT_COLUMNS.split(","))
+    + " FROM (VALUES (1)) AS one (x) LEFT JOIN got ON TRUE"
+)
+
+# -- control -------------------------------------------------------------------------------
+LOCK_INSTANCE = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE pk = $1 FOR UPDATE"
+INSERT_EVENT = "INSERT INTO events (instance_pk, type, payload, created_on) VALUES ($1, $2, $3, $4)"
+INSERT_EVENT_AND_WAKE = (
+    "WITH added AS (INSERT INTO events (instance_pk, type, payload, created_on) "
+    "VALUES ($1, $2, $3, $4)) "
+    "UPDATE instances SET wake_at = $4, modified_on = $4 WHERE pk = $1 AND status = 'waiting' "
+    "AND EXISTS (SELECT 1 FROM steps WHERE instance_pk = $1 AND kind = 'wait' "
+    "AND status = 'waiting' AND event_type = $2)"
+)
+UPDATE_INSTANCE_IF = (
+    "UPDATE instances SET {sets} WHERE pk = $1 AND status = ANY($2::text[]) "
+    f"RETURNING {INSTANCE_COLUMNS}"
+)
+_TERMINABLE = "status NOT IN " + _FINISHED + " {expect}"
+TERMINATE = (
+    "UPDATE instances SET status = 'terminated', ended_on = $1, modified_on = $1, "
+    "wake_at = NULL, wake_kind = NULL, paused_on = NULL, generation = generation + 1, "
+    f"expires_on = $1 + COALESCE(error_retention_ms, {_RETAIN}) "
+    "WHERE pk IN (SELECT pk FROM instances WHERE pk = ANY($2::bigint[]) "
+    f"AND {_TERMINABLE} ORDER BY pk FOR UPDATE) AND {_TERMINABLE} "
+    f"RETURNING {INSTANCE_COLUMNS}"
+)
+ADD_TERMINATION_STEPS = (
+    "INSERT INTO steps (instance_pk, key, seq, kind, name, status, start_at, attempts) "
+    "SELECT t.pk, 'termination', COALESCE((SELECT MAX(seq) FROM steps s "
+    "WHERE s.instance_pk = t.pk), 0) + 1, 'termination', 'termination', 'complete', $2, '[]' "
+    f"FROM unnest($1::bigint[]) AS t (pk) {_UPSERT_STEP}"
+)
+RESUME = (
+    "WITH target AS (SELECT pk AS target_pk, paused_on AS target_paused_on FROM instances "
+    "WHERE pk = $1 AND status = 'paused' FOR UPDATE), "
+    "shifted AS (UPDATE steps SET wake_at = wake_at + "
+    "GREATEST(0, $2::bigint - COALESCE(target_paused_on, $2::bigint)) FROM target "
+    "WHERE instance_pk = target_pk AND status IN ('waiting', 'running') "
+    "AND wake_at IS NOT NULL) "
+    "UPDATE instances SET status = 'queued', paused_on = NULL, wake_at = NULL, "
+    "wake_kind = NULL, modified_on = $2 FROM target WHERE pk = target_pk "
+    f"RETURNING {INSTANCE_COLUMNS}"
+)
+RESTART = (
+    "UPDATE instances SET status = 'queued', started_on = NULL, ended_on = NULL, "
+    "output = NULL, error_name = NULL, error_message = NULL, expires_on = NULL, "
+    "wake_at = NULL, wake_kind = NULL, paused_on = NULL, generation = generation + 1, "
+    f"modified_on = $1 WHERE pk = $2 RETURNING {INSTANCE_COLUMNS}"
+)
+DELETE_ALL_EVENTS = "DELETE FROM events WHERE instance_pk = $1"
+DELETE_ALL_STEPS = "DELETE FROM steps WHERE instance_pk = $1"
+DELETE_EVENTS_OF_WIPED = (
+    "DELETE FROM events WHERE instance_pk = $1 AND consumed_by IN "
+    "(SELECT key FROM steps WHERE instance_pk = $1 AND seq >= $2)"
+)
+DELETE_STEPS_FROM = (
+    "DELETE FROM steps WHERE instance_pk = $1 AND (seq >= $2 OR kind = 'termination')"
+)
+DELETE_INSTANCES = "DELETE FROM instances WHERE pk = ANY($1::bigint[])"
+SELECT_PKS_BY_STATUS = (
+    "SELECT pk FROM instances WHERE workflow_id = $1 AND status = ANY($2::text[]) "
+    "ORDER BY pk LIMIT $3"
+)
+DELETE_EXPIRED = (
+    "DELETE FROM instances WHERE pk IN (SELECT pk FROM instances WHERE expires_on <= $1 "
+    "LIMIT $2 FOR UPDATE SKIP LOCKED)"
+)
+
+# -- notices -------------------------------------------------------------------------------
+NOTICE_CHANNEL = "stepline_notices"
+PUBLISH = "SELECT pg_notify($1, $2)"
+
+# -- tokens --------------------------------------------------------------------------------
+INSERT_TOKEN = f"INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+TOKEN_BY_HASH = f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = $1"

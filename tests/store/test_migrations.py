@@ -1,0 +1,181 @@
+"""Migrations: applied one by one (an upgrade path) they give the schema a fresh database gets,
+on both backends; PostgreSQL mirrors SQLite's tables; processes that start together migrate
+once."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from stepline.store import postgres as postgres_module
+from stepline.store import sqlite as sqlite_module
+from stepline.store.migrations import Migration, load_migrations
+from stepline.store.postgres import PostgresStore
+from stepline.store.sqlite import SqliteStore
+
+from .databases import blocking, create_database, drop_database, postgres_url, unique_name
+
+Dump = list[tuple[Any, ...]]
+
+
+def sqlite_catalog(path: Path) -> Dump:
+    with sqlite3.connect(path) as conn:
+        objects = conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master "
+            "WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
+        ).fetchall()
+        columns = [
+            (table, *column)
+            for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            for column in conn.execute(f"PRAGMA table_info({table})")
+        ]
+    return sorted(objects) + sorted(columns)
+
+
+async def postgres_catalog(url: str) -> Dump:
+    conn = await asyncpg.connect(url)
+    try:
+        columns = await conn.fetch(
+            "SELECT table_name, column_name, ordinal_position, data_type, is_nullable, "
+            "column_default, is_identity FROM information_schema.columns "
+            "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
+        )
+        indexes = await conn.fetch(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes "
+            "WHERE schemaname = 'public' ORDER BY tablename, indexname"
+        )
+        constraints = await conn.fetch(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+            "FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2"
+        )
+    finally:
+        await conn.close()
+    return [tuple(r) for r in [*columns, *indexes, *constraints]]
+
+
+def applying_first(monkeypatch: pytest.MonkeyPatch, module: Any, count: int) -> None:
+    """Make ``module``'s store know only its first ``count`` migrations."""
+    backend = "postgres" if module is postgres_module else "sqlite"
+    known: list[Migration] = load_migrations(backend)[:count]
+    monkeypatch.setattr(module, "load_migrations", lambda _backend: known)
+
+
+@pytest.fixture
+async def postgres_databases() -> AsyncIterator[Callable[[], Any]]:
+    """Makes empty databases (no migrations) and drops them afterwards."""
+    url = postgres_url()
+    made: list[str] = []
+
+    async def make() -> str:
+        name = unique_name("stepline_m")
+        made.append(name)
+        return await create_database(url, name)
+
+    yield make
+    for name in made:
+        await drop_database(url, name)
+
+
+async def test_sqlite_migrations_one_by_one_equal_a_fresh_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh = tmp_path / "fresh.sqlite3"
+    store = SqliteStore(fresh)
+    await store.open()
+    await store.close()
+    upgraded = tmp_path / "upgraded.sqlite3"
+    total = len(load_migrations("sqlite"))
+    for count in range(1, total + 1):
+        with monkeypatch.context() as patch:
+            applying_first(patch, sqlite_module, count)
+            store = SqliteStore(upgraded)
+            await store.open()
+            await store.close()
+    store = SqliteStore(upgraded)  # opening an up-to-date database changes nothing
+    await store.open()
+    await store.close()
+    assert sqlite_catalog(upgraded) == sqlite_catalog(fresh)
+    with sqlite3.connect(upgraded) as conn:
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
+    assert sorted(versions) == list(range(1, total + 1))
+
+
+@pytest.mark.postgres
+async def test_postgres_migrations_one_by_one_equal_a_fresh_schema(
+    postgres_databases: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh, upgraded = await postgres_databases(), await postgres_databases()
+    store = PostgresStore(fresh)
+    await store.open()
+    await store.close()
+    total = len(load_migrations("postgres"))
+    for count in [*range(1, total + 1), total]:
+        with monkeypatch.context() as patch:
+            applying_first(patch, postgres_module, count)
+            store = PostgresStore(upgraded)
+            await store.open()
+            await store.close()
+    assert await postgres_catalog(upgraded) == await postgres_catalog(fresh)
+
+
+@pytest.mark.postgres
+async def test_processes_starting_together_migrate_once(
+    postgres_databases: Callable[[], Any],
+) -> None:
+    url = await postgres_databases()
+    stores = [PostgresStore(url) for _ in range(5)]
+    await asyncio.gather(*(s.open() for s in stores))
+    for store in stores:
+        await store.close()
+    conn = await asyncpg.connect(url)
+    try:
+        versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")]
+    finally:
+        await conn.close()
+    assert sorted(versions) == list(range(1, len(load_migrations("postgres")) + 1))
+
+
+@pytest.fixture
+def both_schemas(tmp_path: Path) -> Iterator[tuple[dict[str, list[str]], dict[str, list[str]]]]:
+    """Columns per table, in order: (SQLite's, PostgreSQL's)."""
+    url = postgres_url()
+    path = tmp_path / "s.sqlite3"
+
+    async def migrate_both() -> tuple[dict[str, list[str]], str]:
+        store = SqliteStore(path)
+        await store.open()
+        await store.close()
+        name = unique_name("stepline_m")
+        pg = PostgresStore(await create_database(url, name))
+        await pg.open()
+        await pg.close()
+        rows = await postgres_catalog(pg.dsn)
+        tables: dict[str, list[str]] = {}
+        for row in rows:
+            if len(row) == 7:  # a column
+                tables.setdefault(row[0], []).append(row[1])
+        return tables, name
+
+    pg_tables, name = blocking(migrate_both())
+    with sqlite3.connect(path) as conn:
+        sqlite_tables = {
+            table: [c[1] for c in conn.execute(f"PRAGMA table_info({table})")]
+            for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+    yield sqlite_tables, pg_tables
+    blocking(drop_database(url, name))
+
+
+@pytest.mark.postgres
+def test_postgres_tables_mirror_sqlite_tables(
+    both_schemas: tuple[dict[str, list[str]], dict[str, list[str]]],
+) -> None:
+    sqlite_tables, pg_tables = both_schemas
+    pg_tables["versions"].remove("seq")  # SQLite's implicit rowid, made explicit
+    assert pg_tables == sqlite_tables
