@@ -6,7 +6,7 @@ is a new branch there and a new entry in ``STORE_KINDS``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from stepline.store.port import Store
 from stepline.testing import StepMocks, TestClock
 from tests.workflows.probe import Probe
 
-STORE_KINDS = ("sqlite",)
+STORE_KINDS = ("sqlite", pytest.param("postgres", marks=pytest.mark.postgres))
 
 HOT = 3_600_000
 """``suspend_after`` (ms) under which every wait of a test stays in memory (the hot path)."""
@@ -31,7 +31,43 @@ def store_factory(kind: str, directory: Path) -> str | Store:
     """A database URL (or an unopened store) of backend ``kind``, private to ``directory``."""
     if kind == "sqlite":
         return f"sqlite:///{directory / 'stepline.sqlite3'}"
+    if kind == "postgres":
+        return _postgres_database(directory)
     raise ValueError(f"unknown store backend {kind!r}")
+
+
+_TEMPLATE: list[str] = []
+_CLONES: list[str] = []
+
+
+def _postgres_database(directory: Path) -> str:
+    """A database cloned from a migrated template; the same one again for the same folder
+    (a test that restarts its engine on one database passes the same ``directory``)."""
+    from tests.store.databases import blocking, clone_database, make_template, postgres_url
+
+    marker = directory / "postgres-url"
+    if marker.exists():
+        return marker.read_text()
+    url = postgres_url()  # skips locally, fails under CI, when there is no server
+    if not _TEMPLATE:
+        _TEMPLATE.append(blocking(make_template(url)))
+    name, clone_url = blocking(clone_database(url, _TEMPLATE[0]))
+    _CLONES.append(name)
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.write_text(clone_url)
+    return clone_url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_databases() -> Iterator[None]:
+    yield
+    if not _TEMPLATE:
+        return
+    from tests.store.databases import blocking, drop_database, postgres_url
+
+    url = postgres_url()
+    for name in [*_CLONES, *_TEMPLATE]:
+        blocking(drop_database(url, name))
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -67,6 +103,8 @@ async def make_stepline(
         overrides.setdefault("clock", clock)
         overrides.setdefault("hooks", mocks)
         overrides.setdefault("env", probe)
+        # Steps a test leaves blocked at its end need not hold up teardown for long.
+        overrides.setdefault("stop_grace", 200)
         stepline = Stepline(store_factory(store_kind, directory), **overrides)
         await stepline.start()
         started.append(stepline)

@@ -39,6 +39,7 @@ class Stepline:
         synchronous: str = "FULL",
         concurrency: int = 10_000,
         suspend_after: Duration = "1 second",
+        stop_grace: Duration = "10 seconds",
         clock: Clock | None = None,
         hooks: StepHooks = NO_HOOKS,
         run_engine: bool = True,
@@ -55,6 +56,7 @@ class Stepline:
             clock=clock,
             concurrency=concurrency,
             suspend_after_ms=parse_duration_ms(suspend_after, what="suspend_after"),
+            stop_grace_ms=parse_duration_ms(stop_grace, what="stop_grace"),
             hooks=hooks,
             env=env,
         )

@@ -22,10 +22,8 @@ from stepline.cli.output import report_errors
 from stepline.cli.serve import DatabaseOption
 from stepline.config import load_config
 from stepline.durations import parse_duration_ms
-from stepline.errors import SteplineError
 from stepline.server import register_declared
 from stepline.store.open import DEFAULT_DATABASE
-from stepline.store.port import Notice
 
 __all__ = ["WORKER_EPILOG", "WorkerOptions", "run_worker", "worker_command"]
 
@@ -70,24 +68,11 @@ async def run_worker(options: WorkerOptions, stop: asyncio.Event | None = None) 
         log.info("worker %s running up to %d instances", stepline.engine.owner, options.concurrency)
         await stop.wait()
         log.info("worker %s stopping", stepline.engine.owner)
-        await stepline.engine.stop()
-        await hand_over(stepline)
+        await stepline.engine.stop()  # hands its instances over to the other engines
     finally:
         await stepline.store.close()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-
-
-async def hand_over(stepline: Stepline) -> None:
-    """Give this engine's instances back now rather than when their leases lapse."""
-    store, engine = stepline.store, stepline.engine
-    try:
-        await store.renew_leases(engine.owner, 0)
-        now = engine.clock.now_ms()
-        if await store.recover_interrupted(now, lapsed_before=1):
-            await store.publish(Notice("wake"))
-    except SteplineError as exc:  # they will be taken over when the leases lapse
-        log.warning("could not hand instances over: %s", exc)
 
 
 def worker_command(

@@ -13,9 +13,9 @@ import asyncio
 import importlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from stepline.authoring.entrypoint import WorkflowEntrypoint, WorkflowEvent
 from stepline.authoring.step import StepConfigInput, StepContext, WorkflowStep
@@ -24,6 +24,7 @@ from stepline.errors import (
     NonRetryableError,
     StaleRunError,
     StepFailedError,
+    StoreUnavailable,
     WorkflowInternalError,
     WorkflowTimeoutError,
 )
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["Runner"]
 
 log = logging.getLogger("stepline.engine")
+T = TypeVar("T")
 
 MAX_SLEEP_MS = 365 * 86_400_000
 _PRIMITIVES = (str, int, float, bool, type(None))
@@ -48,6 +50,11 @@ _NON_RETRYABLE_MESSAGE = (
 
 class Suspended(BaseException):
     """Unwinds ``run`` once the instance is parked; user code must not catch it."""
+
+
+class StoreLost(BaseException):
+    """The store cannot be reached: abandon the run, keep the instance as it is recorded.
+    Its lease lapses and an engine replays it from the step cache once the store is back."""
 
 
 class FatalInstanceError(BaseException):
@@ -93,6 +100,7 @@ class Runner:
         self.pause_requested = False
         self._suspending = False
         self._parking_paused = False
+        self._draining = False
         self.resume_after_park = False
         self.task: asyncio.Task[None] | None = None
 
@@ -107,6 +115,12 @@ class Runner:
             self.resume_after_park = True
         elif not self._suspending:
             self._interrupt.clear()
+
+    def drain(self) -> None:
+        """The engine is stopping: let executing attempts finish and record, then park the
+        instance at its next step boundary (or at once, if it is waiting)."""
+        self._draining = True
+        self._interrupt.set()
 
     def notify_event(self) -> None:
         if not self._event_arrived.done():
@@ -139,6 +153,8 @@ class Runner:
             pass
         except (StaleRunError, asyncio.CancelledError):
             pass
+        except StoreLost:
+            log.warning("instance %s left to recovery: the store is unreachable", instance.id)
         except FatalInstanceError as fatal:
             await self._finish("errored", error=(fatal.name, fatal.message))
         except Exception as exc:
@@ -148,6 +164,17 @@ class Runner:
         if _is_non_retryable(exc) and not self.workflow_cls.preserve_non_retryable_error_message:
             return "WorkflowFatalError", _NON_RETRYABLE_MESSAGE
         return _error_name(exc), str(exc)
+
+    async def _save(self, record: StepRecord, now: int) -> None:
+        await self._durable(self.store.save_step(self.pk, self.generation, record, now=now))
+
+    async def _durable(self, write: Awaitable[T]) -> T:
+        """Await a store write; an unreachable store ends the run (``StoreLost``), it is not
+        an error of the workflow's."""
+        try:
+            return await write
+        except StoreUnavailable:
+            raise StoreLost() from None
 
     async def _finish(
         self, status: str, *, output: str | None = None, error: tuple[str, str] | None = None
@@ -163,8 +190,8 @@ class Runner:
                 steps=[],
                 now=self.clock.now_ms(),
             )
-        except StaleRunError:
-            return
+        except (StaleRunError, StoreUnavailable):
+            return  # moved on, or left to recovery with the store down
 
     # -- step.do -------------------------------------------------------------------------------
     async def run_do(
@@ -231,7 +258,13 @@ class Runner:
                 try:
                     value = await self._attempt(call, ctx, is_async, resolved.timeout_ms)
                     text = self._checked_result(value, label, record, attempt)
-                except (Suspended, FatalInstanceError, StaleRunError, asyncio.CancelledError):
+                except (
+                    Suspended,
+                    FatalInstanceError,
+                    StaleRunError,
+                    StoreLost,
+                    asyncio.CancelledError,
+                ):
                     raise
                 except Exception as exc:
                     failure = exc
@@ -242,7 +275,7 @@ class Runner:
                     now = self.clock.now_ms()
                     attempt.end, attempt.success = now, True
                     record.status, record.end, record.output = "complete", now, text
-                    await self.store.save_step(self.pk, self.generation, record, now=now)
+                    await self._save(record, now)
                     if isinstance(value, _PRIMITIVES):
                         return value
                     return json.loads(text)
@@ -252,7 +285,7 @@ class Runner:
                 record.status, record.end = "errored", now
                 record.error_name, record.error_message = _error_name(failure), str(failure)
                 record.error_class = _class_path(failure)
-                await self.store.save_step(self.pk, self.generation, record, now=now)
+                await self._save(record, now)
                 raise failure
             record.status = "waiting"
             record.wake_at = self.clock.now_ms() + resolved.retries.delay_after(number)
@@ -401,13 +434,15 @@ class Runner:
         if mocked:
             now = self.clock.now_ms()
             record.status, record.end, record.output = "complete", now, dump_json(payload)
-            await self.store.save_step(self.pk, self.generation, record, now=now)
+            await self._save(record, now)
             return _event_value(record)
         while True:
             self._guard()
             arrived = self._event_arrived
             now = self.clock.now_ms()
-            event = await self.store.consume_event(self.pk, self.generation, record, now=now)
+            event = await self._durable(
+                self.store.consume_event(self.pk, self.generation, record, now=now)
+            )
             if event is not None:
                 record.status, record.end, record.output = "complete", now, event.payload
                 return _event_value(record)
@@ -416,7 +451,7 @@ class Runner:
                 message = f"Execution timed out after {timeout_ms}ms"
                 record.status, record.end = "errored", now
                 record.error_name, record.error_message = "WorkflowTimeoutError", message
-                await self.store.save_step(self.pk, self.generation, record, now=now)
+                await self._save(record, now)
                 raise WorkflowTimeoutError(message)
             hot_ms = min(deadline - now, self.engine.suspend_after_ms)
             outcome = await self._wait_for_signal(arrived, hot_ms)
@@ -456,7 +491,7 @@ class Runner:
         await self._suspend()
 
     async def _at_boundary(self) -> None:
-        if self.pause_requested:
+        if self.pause_requested or self._draining:
             await self._suspend()
 
     async def _suspend(self) -> None:
@@ -481,15 +516,20 @@ class Runner:
             wake_at, kind = min(timers)
             wake_kind = "event" if kind == "wait" else "timer"
         status = "paused" if self.pause_requested else "waiting"
+        if self._draining and status == "waiting" and wake_at is None:
+            # The engine is stopping, not the instance: make it due at once for the next one.
+            wake_at, wake_kind = self.clock.now_ms(), "timer"
         self._parking_paused = status == "paused"
-        woken = await self.store.suspend(
-            self.pk,
-            self.generation,
-            status=status,
-            wake_at=wake_at,
-            wake_kind=wake_kind,
-            steps=pending,
-            now=self.clock.now_ms(),
+        woken = await self._durable(
+            self.store.suspend(
+                self.pk,
+                self.generation,
+                status=status,
+                wake_at=wake_at,
+                wake_kind=wake_kind,
+                steps=pending,
+                now=self.clock.now_ms(),
+            )
         )
         if woken or (wake_at is not None and wake_at <= self.clock.now_ms()):
             self.engine.wake()

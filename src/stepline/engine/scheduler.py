@@ -23,7 +23,7 @@ from stepline.engine.hooks import NO_HOOKS, StepHooks
 from stepline.engine.instances import new_instance_record
 from stepline.engine.registry import WorkflowClasses
 from stepline.engine.runner import Runner
-from stepline.errors import SteplineError
+from stepline.errors import SteplineError, StoreUnavailable
 from stepline.store.port import Notice, Store
 from stepline.store.records import InstanceRecord, StepRecord, VersionRecord
 
@@ -47,6 +47,7 @@ class Engine:
         suspend_after_ms: int = 1_000,
         retention_sweep_ms: int = 60_000,
         lease_ms: int = 30_000,
+        stop_grace_ms: int = 10_000,
         step_threads: int = 32,
         env: Any = None,
         hooks: StepHooks = NO_HOOKS,
@@ -58,6 +59,7 @@ class Engine:
         self.suspend_after_ms = suspend_after_ms
         self.retention_sweep_ms = retention_sweep_ms
         self.lease_ms = lease_ms
+        self.stop_grace_ms = stop_grace_ms
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         """This engine's name on the leases it holds."""
         self.env = env
@@ -92,19 +94,35 @@ class Engine:
         ]
 
     async def stop(self) -> None:
-        """Stop claiming and cancel the runners; their instances resume on the next start."""
+        """Stop claiming, let executing step attempts finish and record for up to
+        ``stop_grace_ms``, park every instance, then cancel what is left. The instances resume
+        on the next start (alone on the database) or, sharing it, on another engine at once."""
         for task in self._tasks:
             task.cancel()
-        for runner in list(self.runners.values()):
-            if runner.task is not None:
-                runner.task.cancel()
-        pending = [t for t in self._tasks] + [
-            r.task for r in self.runners.values() if r.task is not None
-        ]
-        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        runners = [r for r in self.runners.values() if r.task is not None]
+        for runner in runners:
+            runner.drain()
+        tasks = [r.task for r in runners if r.task is not None]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self.stop_grace_ms / 1000)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         self.deadlines.close()
         self.step_executor.shutdown(wait=False, cancel_futures=True)
+        if not self.store.exclusive:
+            await self._hand_over()
+
+    async def _hand_over(self) -> None:
+        """Give this engine's instances back now rather than when their leases lapse."""
+        try:
+            await self.store.renew_leases(self.owner, 0)
+            if await self.store.recover_interrupted(self.clock.now_ms(), lapsed_before=1):
+                await self.store.publish(Notice("wake"))
+        except SteplineError as exc:  # they will be taken over when the leases lapse
+            log.warning("could not hand instances over: %s", exc)
 
     def wake(self) -> None:
         """Something may have become runnable: look again now."""
@@ -165,14 +183,14 @@ class Engine:
             self._poke.clear()
             try:
                 await self._fire_schedules()
-                claimed = await self._claim_some()
+                if await self._claim_some():
+                    continue
+                timeout = await self._until_next_wake()
             except (SteplineError, OSError) as exc:
-                log.error("claiming runnable instances failed: %s; retrying", exc)
-                await asyncio.sleep(1)
-                continue
-            if claimed:
-                continue
-            timeout = await self._until_next_wake()
+                # A store outage must not end the loop: wait, then look again (a reconnect
+                # also publishes a wake).
+                log.error("scheduling failed: %s; retrying", exc)
+                timeout = 1.0
             if timeout is None or timeout > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._poke.wait(), timeout)
@@ -236,6 +254,10 @@ class Engine:
     async def _start_runner(self, instance: InstanceRecord, steps: list[StepRecord]) -> None:
         try:
             runner = await self._make_runner(instance, steps)
+        except StoreUnavailable as exc:
+            # Not the instance's fault: its lease lapses and it is claimed again later.
+            log.warning("cannot start instance %s now: %s", instance.id, exc)
+            return
         except SteplineError as exc:
             log.error("cannot run instance %s: %s", instance.id, exc)
             await self.store.finish(
@@ -305,7 +327,9 @@ class Engine:
             try:
                 now = self.clock.now_ms()
                 if self.runners:
-                    await self.store.renew_leases(self.owner, now + self.lease_ms)
+                    await self.store.renew_leases(
+                        self.owner, now + self.lease_ms, list(self.runners)
+                    )
                 if await self.store.recover_interrupted(now, lapsed_before=now):
                     self.wake()
             except (SteplineError, OSError) as exc:

@@ -153,8 +153,10 @@ class Store(Protocol):
         ones become queued again, waitingForPause ones paused."""
         ...
 
-    async def renew_leases(self, owner: str, until: int) -> int:
-        """Extend every lease ``owner`` holds, in one statement."""
+    async def renew_leases(self, owner: str, until: int, pks: Sequence[int] | None = None) -> int:
+        """Set the leases ``owner`` holds (on ``pks``, or all of them) to expire at ``until``,
+        in one statement. Renewing only the instances an engine still runs lets the lease of
+        one whose runner died lapse, so another engine takes it over."""
         ...
 
     async def claim_runnable(

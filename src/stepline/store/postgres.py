@@ -23,6 +23,7 @@ from stepline.errors import (
     CannotSendEvent,
     InstanceAlreadyExists,
     InstanceNotFound,
+    InvalidRequest,
     StaleRunError,
     StoreUnavailable,
 )
@@ -36,6 +37,7 @@ from stepline.store.records import (
     FINISHED_STATUSES,
     EventRecord,
     InstanceRecord,
+    ScheduleRecord,
     StepRecord,
     TokenRecord,
     VersionRecord,
@@ -271,18 +273,7 @@ class PostgresStore:
                 continue
             unique[key] = record
         batch = list(unique.values())
-        columns = [
-            [r.workflow_id for r in batch],
-            [r.id for r in batch],
-            [r.version_id for r in batch],
-            [r.status for r in batch],
-            [r.params for r in batch],
-            [r.created_on for r in batch],
-            [r.modified_on for r in batch],
-            [r.trigger_source for r in batch],
-            [r.success_retention_ms for r in batch],
-            [r.error_retention_ms for r in batch],
-        ]
+        columns = _instance_columns(batch)
 
         async def op(conn: asyncpg.Connection) -> list[asyncpg.Record]:
             # Ids whose instance has expired are free again (the sweep may not have run yet).
@@ -354,8 +345,9 @@ class PostgresStore:
     async def recover_interrupted(self, now: int, *, lapsed_before: int) -> int:
         return int(await self._fetchval(q.RECOVER_INTERRUPTED, now, lapsed_before))
 
-    async def renew_leases(self, owner: str, until: int) -> int:
-        return _row_count(await self._execute(q.RENEW_LEASES, until, owner))
+    async def renew_leases(self, owner: str, until: int, pks: Sequence[int] | None = None) -> int:
+        chosen = None if pks is None else list(pks)
+        return _row_count(await self._execute(q.RENEW_LEASES, until, owner, chosen))
 
     async def claim_runnable(
         self, now: int, limit: int, *, owner: str, lease_until: int
@@ -638,6 +630,70 @@ class PostgresStore:
     async def delete_expired(self, now: int, *, limit: int) -> int:
         return _row_count(await self._execute(q.DELETE_EXPIRED, now, limit))
 
+    # -- schedules ---------------------------------------------------------------------------
+    async def list_schedules(self, workflow_ids: Sequence[str]) -> list[ScheduleRecord]:
+        if not workflow_ids:
+            return []
+        rows = await self._fetch(q.SCHEDULES_OF, list(workflow_ids))
+        return [ScheduleRecord(*r) for r in rows]
+
+    async def replace_schedules(
+        self, workflow_id: str, account_id: str, schedules: Sequence[ScheduleRecord], *, limit: int
+    ) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                # One writer per account's schedules at a time, so the limit holds.
+                await conn.execute(q.LOCK_WORKFLOW_SCHEDULES, account_id)
+                others = await conn.fetchval(q.COUNT_ACCOUNT_SCHEDULES, account_id, workflow_id)
+                if others + len(schedules) > limit:
+                    raise InvalidRequest(f"an account may have at most {limit} schedules")
+                await conn.execute(q.DELETE_SCHEDULES, workflow_id)
+                await conn.execute(
+                    q.INSERT_SCHEDULES,
+                    workflow_id,
+                    [s.cron for s in schedules],
+                    [s.next_fire_at for s in schedules],
+                )
+
+        await self._db.run(op)
+
+    async def due_schedules(self, now: int, *, limit: int) -> list[ScheduleRecord]:
+        return [ScheduleRecord(*r) for r in await self._fetch(q.DUE_SCHEDULES, now, limit)]
+
+    async def fire_schedule(
+        self, schedule: ScheduleRecord, *, next_fire_at: int, instance: InstanceRecord, now: int
+    ) -> InstanceRecord | None:
+        async def op(conn: asyncpg.Connection) -> int | None:
+            async with conn.transaction():
+                advanced = _row_count(
+                    await conn.execute(
+                        q.ADVANCE_SCHEDULE,
+                        next_fire_at,
+                        schedule.workflow_id,
+                        schedule.cron,
+                        schedule.next_fire_at,
+                    )
+                )
+                if not advanced:  # another engine fired this slot, or the schedule changed
+                    return None
+                rows = await conn.fetch(
+                    q.INSERT_INSTANCES_SKIPPING, *_instance_columns([instance]), now
+                )
+                return None if not rows else int(rows[0]["pk"])
+
+        pk = await self._db.run(op)
+        if pk is None:
+            return None
+        instance.pk = pk
+        return instance
+
+    async def next_schedule_fire(self) -> int | None:
+        try:
+            value = await self._fetchval(q.NEXT_SCHEDULE_FIRE)
+        except StoreUnavailable:
+            return None
+        return None if value is None else int(value)
+
     # -- notices -----------------------------------------------------------------------------
     async def publish(self, notice: Notice) -> None:
         listening = self._listener.listening
@@ -741,6 +797,24 @@ def _last_per_key(rows: StepRows) -> StepRows:
         latest.pop(row[1], None)
         latest[row[1]] = row
     return list(latest.values())
+
+
+def _instance_columns(batch: Sequence[InstanceRecord]) -> list[list[Any]]:
+    """The columns of ``INSERT_INSTANCES``' unnest, one array each."""
+    return [
+        [r.workflow_id for r in batch],
+        [r.id for r in batch],
+        [r.version_id for r in batch],
+        [r.status for r in batch],
+        [r.params for r in batch],
+        [r.created_on for r in batch],
+        [r.modified_on for r in batch],
+        [r.trigger_source for r in batch],
+        [r.success_retention_ms for r in batch],
+        [r.error_retention_ms for r in batch],
+        [r.schedule_cron for r in batch],
+        [r.scheduled_time for r in batch],
+    ]
 
 
 def _row_count(status: str) -> int:

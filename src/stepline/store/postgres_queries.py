@@ -111,11 +111,12 @@ DELETE_EXPIRED_IDS = (
 )
 _INSERT_INSTANCES = (
     "WITH added AS (INSERT INTO instances (workflow_id, id, version_id, status, params, "
-    "created_on, modified_on, trigger_source, success_retention_ms, error_retention_ms) "
+    "created_on, modified_on, trigger_source, success_retention_ms, error_retention_ms, "
+    "schedule_cron, scheduled_time) "
     "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
-    "$6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[]) {conflict} "
-    "RETURNING pk, workflow_id, id), "
-    "touched AS (UPDATE workflows SET triggered_on = $11 "
+    "$6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[], $11::text[], "
+    "$12::bigint[]) {conflict} RETURNING pk, workflow_id, id), "
+    "touched AS (UPDATE workflows SET triggered_on = $13 "
     "WHERE id IN (SELECT workflow_id FROM added)) "
     "SELECT pk, id FROM added"
 )
@@ -152,7 +153,7 @@ RECOVER_INTERRUPTED = (
 )
 RENEW_LEASES = (
     "UPDATE instances SET lease_expires = $1 WHERE lease_owner = $2 "
-    "AND status IN ('running', 'waitingForPause')"
+    "AND status IN ('running', 'waitingForPause') AND ($3::bigint[] IS NULL OR pk = ANY($3))"
 )
 _CLAIM = (
     "WITH due AS (SELECT pk, wake_at FROM instances WHERE status = 'waiting' "
@@ -317,6 +318,31 @@ DELETE_EXPIRED = (
 # -- notices -------------------------------------------------------------------------------
 NOTICE_CHANNEL = "stepline_notices"
 PUBLISH = "SELECT pg_notify($1, $2)"
+
+# -- schedules -----------------------------------------------------------------------------
+SCHEDULES_OF = (
+    "SELECT workflow_id, cron, next_fire_at FROM schedules WHERE workflow_id = ANY($1::text[]) "
+    "ORDER BY workflow_id, cron"
+)
+LOCK_WORKFLOW_SCHEDULES = "SELECT pg_advisory_xact_lock(hashtext('stepline-schedules:' || $1))"
+COUNT_ACCOUNT_SCHEDULES = (
+    "SELECT COUNT(*) FROM schedules s JOIN workflows w ON w.id = s.workflow_id "
+    "WHERE w.account_id = $1 AND w.id <> $2"
+)
+DELETE_SCHEDULES = "DELETE FROM schedules WHERE workflow_id = $1"
+INSERT_SCHEDULES = (
+    "INSERT INTO schedules (workflow_id, cron, next_fire_at) "
+    "SELECT $1, * FROM unnest($2::text[], $3::bigint[])"
+)
+DUE_SCHEDULES = (
+    "SELECT workflow_id, cron, next_fire_at FROM schedules WHERE next_fire_at <= $1 "
+    "ORDER BY next_fire_at LIMIT $2"
+)
+ADVANCE_SCHEDULE = (
+    "UPDATE schedules SET next_fire_at = $1 WHERE workflow_id = $2 AND cron = $3 "
+    "AND next_fire_at = $4"
+)
+NEXT_SCHEDULE_FIRE = "SELECT MIN(next_fire_at) FROM schedules"
 
 # -- tokens --------------------------------------------------------------------------------
 INSERT_TOKEN = f"INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"

@@ -354,8 +354,21 @@ class SqliteStore:
 
         return await self._write(op)
 
-    async def renew_leases(self, owner: str, until: int) -> int:
-        return await self._write(lambda c: int(c.execute(q.RENEW_LEASES, (until, owner)).rowcount))
+    async def renew_leases(self, owner: str, until: int, pks: Sequence[int] | None = None) -> int:
+        if pks is None:
+            return await self._write(
+                lambda c: int(c.execute(q.RENEW_LEASES, (until, owner)).rowcount)
+            )
+        chosen = list(pks)
+
+        def op(conn: sqlite3.Connection) -> int:
+            renewed = 0
+            for chunk in _chunks(chosen, 500):
+                sql = q.RENEW_SOME_LEASES.format(marks=_marks(len(chunk)))
+                renewed += conn.execute(sql, (until, owner, *chunk)).rowcount
+            return renewed
+
+        return await self._write(op)
 
     async def claim_runnable(
         self, now: int, limit: int, *, owner: str, lease_until: int

@@ -88,6 +88,7 @@ RENEW_LEASES = (
     "UPDATE instances SET lease_expires = ? WHERE lease_owner = ? "
     "AND status IN ('running', 'waitingForPause')"
 )
+RENEW_SOME_LEASES = RENEW_LEASES + " AND pk IN ({marks})"
 _CLAIM = (
     "UPDATE instances SET status = 'running', started_on = COALESCE(started_on, ?), "
     "modified_on = ?, wake_at = NULL, wake_kind = NULL, generation = generation + 1, "

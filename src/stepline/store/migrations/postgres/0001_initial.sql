@@ -59,6 +59,8 @@ CREATE TABLE instances (
     generation BIGINT NOT NULL DEFAULT 0,
     lease_owner TEXT,
     lease_expires BIGINT,
+    schedule_cron TEXT,
+    scheduled_time BIGINT,
     UNIQUE (workflow_id, id)
 );
 CREATE INDEX instances_by_created ON instances (workflow_id, created_on, pk);
@@ -100,6 +102,14 @@ CREATE TABLE events (
 );
 CREATE INDEX events_pending ON events (instance_pk, type, id) WHERE consumed_by IS NULL;
 CREATE INDEX events_by_instance ON events (instance_pk);
+
+CREATE TABLE schedules (
+    workflow_id TEXT NOT NULL REFERENCES workflows (id) ON DELETE CASCADE,
+    cron TEXT NOT NULL,
+    next_fire_at BIGINT NOT NULL,
+    PRIMARY KEY (workflow_id, cron)
+);
+CREATE INDEX schedules_by_fire ON schedules (next_fire_at);
 
 CREATE TABLE tokens (
     token_hash TEXT PRIMARY KEY,
