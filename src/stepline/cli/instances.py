@@ -70,6 +70,10 @@ def _utc_timestamp(text: str, *, end_of_day: bool, what: str) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def _created_on(instance: dict[str, Any]) -> str:
+    return str(instance.get("created_on") or "")
+
+
 @app.command(
     "list",
     epilog=(
@@ -117,9 +121,12 @@ def list_instances(
                 date_end=end,
             )
         )
-    instances = sorted(result.items, key=lambda i: str(i.get("created_on") or ""))
-    if not reverse:
-        instances.reverse()
+    # Sorted as wrangler sorts, by created_on; a stable sort keeps the server's (newest first)
+    # order among instances created in the same millisecond, as a batch's are.
+    if reverse:
+        instances = sorted(reversed(result.items), key=_created_on)
+    else:
+        instances = sorted(result.items, key=_created_on, reverse=True)
     if as_json:
         print_json(instances)
         return

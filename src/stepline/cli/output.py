@@ -8,6 +8,7 @@ as plain :class:`rich.text.Text`, never parsed as Rich markup.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -66,14 +67,28 @@ class UserError(Exception):
     """A mistake in what the user typed or supplied; printed as one line, exit status 1."""
 
 
+PIPED_WIDTH = 240
+"""Columns to lay out for when the output is not a terminal and ``COLUMNS`` is not set.
+
+Rich would assume 80, which folds instance ids and splits timestamps across lines in
+``stepline ... | grep`` or a captured log; tables still take only the width they need."""
+
+
+def _console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
+    console = Console(stderr=stderr, highlight=False, emoji=False, soft_wrap=soft_wrap)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = PIPED_WIDTH
+    return console
+
+
 def out_console() -> Console:
     # Built per call: the stream is looked up when printing, which keeps test runners that
     # swap sys.stdout working.
-    return Console(highlight=False, emoji=False)
+    return _console()
 
 
 def err_console() -> Console:
-    return Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
+    return _console(stderr=True, soft_wrap=True)
 
 
 def print_json(value: Any) -> None:

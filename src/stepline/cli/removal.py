@@ -111,7 +111,8 @@ def delete_instances(
             )
             for error in errors:
                 entry = error if isinstance(error, dict) else {"message": str(error)}
-                console.print(Text(f"  - {entry.get('id', '?')}: {entry.get('message', '')}"))
+                code = f" [code: {entry['code']}]" if entry.get("code") is not None else ""
+                console.print(Text(f"  - {entry.get('id', '?')}: {entry.get('message', '')}{code}"))
     if errors:
         raise typer.Exit(1)
 
