@@ -25,8 +25,10 @@ from stepline.errors import ApiError, ConfigError
 
 __all__ = [
     "FINISHED_STATUSES",
+    "USER_ERRORS",
     "UserError",
     "err_console",
+    "error_line",
     "format_duration",
     "format_time",
     "instances_table",
@@ -100,7 +102,8 @@ def warn(message: str) -> None:
     err_console().print(Text.assemble(("▲ warning: ", "yellow bold"), message))
 
 
-def _error_line(exc: BaseException) -> Text:
+def error_line(exc: BaseException) -> Text:
+    """``error: <message> [code: N] – <detail>``: how every failure the user can fix is shown."""
     line = Text("error: ", style="red bold")
     if isinstance(exc, ApiError):
         line.append(f"{exc.message} [code: {exc.code}]")
@@ -113,6 +116,10 @@ def _error_line(exc: BaseException) -> Text:
     return line
 
 
+USER_ERRORS = (ApiError, ConfigError, ServerUnreachable, MalformedResponse, UserError)
+"""What :func:`report_errors` shows as one line; anything else is a bug and keeps its traceback."""
+
+
 @contextmanager
 def report_errors() -> Iterator[None]:
     """Turn the errors a user can cause or fix into one line on stderr and exit status 1.
@@ -121,8 +128,8 @@ def report_errors() -> Iterator[None]:
     """
     try:
         yield
-    except (ApiError, ConfigError, ServerUnreachable, MalformedResponse, UserError) as exc:
-        err_console().print(_error_line(exc))
+    except USER_ERRORS as exc:
+        err_console().print(error_line(exc))
         raise typer.Exit(1) from None
 
 
