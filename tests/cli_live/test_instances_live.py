@@ -231,6 +231,26 @@ def test_pause_and_resume(cli: Cli, live_server: LiveServer) -> None:
     assert again.stdout == '🔄 The instance "steer-1" from sleepy was resumed successfully\n'
 
 
+def test_pause_or_resume_a_finished_instance_says_nothing_changed(
+    cli: Cli, live_server: LiveServer
+) -> None:
+    live_server.create("quick", "steer-done")
+    live_server.wait_for_status("quick", "steer-done")
+
+    pause, resume = cli.run_many(
+        ("instances", "pause", "quick", "steer-done"),
+        ("instances", "resume", "quick", "steer-done"),
+    )
+
+    assert pause.ok().stdout == (
+        '⏸️ The instance "steer-done" from quick is already complete; there is nothing to pause\n'
+    )
+    assert resume.ok().stdout == (
+        '🔄 The instance "steer-done" from quick is already complete; there is nothing to resume\n'
+    )
+    assert live_server.describe("quick", "steer-done")["status"] == "complete"
+
+
 def test_terminate_then_terminating_again_fails(cli: Cli, live_server: LiveServer) -> None:
     live_server.create("sleepy", "steer-2")
     live_server.wait_for_status("sleepy", "steer-2", "waiting")

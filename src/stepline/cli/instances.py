@@ -31,6 +31,7 @@ from stepline.cli.options import (
     connect,
 )
 from stepline.cli.output import (
+    FINISHED_STATUSES,
     UserError,
     instances_table,
     out_console,
@@ -234,6 +235,16 @@ def _report_status_change(
         print_json(result)
         return
     symbol, verb = _DONE[action]
+    status = result.get("status")
+    if action in ("pause", "resume") and status in FINISHED_STATUSES:
+        # The API answers a pause or resume of a finished instance with success and changes
+        # nothing (spec §3.2); "paused successfully" would be untrue.
+        out_console().print(
+            f'{symbol} The instance "{target}" from {name} is already {status}; '
+            f"there is nothing to {action}",
+            markup=False,
+        )
+        return
     out_console().print(f'{symbol} The instance "{target}" from {name} was {verb} successfully')
 
 
