@@ -36,9 +36,9 @@ from stepline.cli.output import (
     UserError,
     err_console,
     error_line,
-    out_console,
     print_json,
     report_errors,
+    say,
 )
 from stepline.client.http import HttpClient
 from stepline.errors import ApiError, InvalidName
@@ -228,10 +228,9 @@ def create_batch(
             print_json(outcome.instances)
         else:
             created = len(outcome.instances)
-            out_console().print(
+            say(
                 f'✅ Created {created} instance{"" if created == 1 else "s"} of "{name}"; '
-                f"skipped {outcome.skipped} whose id already exists.",
-                markup=False,
+                f"skipped {outcome.skipped} whose id already exists."
             )
         if outcome.failure is not None:
             if not isinstance(outcome.failure, USER_ERRORS):

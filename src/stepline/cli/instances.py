@@ -37,6 +37,7 @@ from stepline.cli.output import (
     out_console,
     print_json,
     report_errors,
+    say,
     warn,
 )
 from stepline.cli.removal import delete_instances, terminate_all
@@ -188,10 +189,9 @@ def send_event(
         print_json(result)
         return
     shown = "" if payload == "{}" else f' and payload "{payload}"'
-    out_console().print(
+    say(
         f'📤 The event with type "{event_type}"{shown} was sent to the instance "{target}" '
-        f"from {name}",
-        markup=False,
+        f"from {name}"
     )
 
 
@@ -239,13 +239,12 @@ def _report_status_change(
     if action in ("pause", "resume") and status in FINISHED_STATUSES:
         # The API answers a pause or resume of a finished instance with success and changes
         # nothing (spec §3.2); "paused successfully" would be untrue.
-        out_console().print(
+        say(
             f'{symbol} The instance "{target}" from {name} is already {status}; '
-            f"there is nothing to {action}",
-            markup=False,
+            f"there is nothing to {action}"
         )
         return
-    out_console().print(f'{symbol} The instance "{target}" from {name} was {verb} successfully')
+    say(f'{symbol} The instance "{target}" from {name} was {verb} successfully')
 
 
 @app.command("pause", epilog="Example:\n\n  stepline instances pause checkout order-42")

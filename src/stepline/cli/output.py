@@ -36,6 +36,7 @@ __all__ = [
     "parse_time",
     "print_json",
     "report_errors",
+    "say",
     "status_label",
     "trigger_label",
     "warn",
@@ -76,8 +77,27 @@ Rich would assume 80, which folds instance ids and splits timestamps across line
 ``stepline ... | grep`` or a captured log; tables still take only the width they need."""
 
 
+class _PipeFriendlyConsole(Console):
+    """A console that, when not writing to a terminal, ends no line with spaces.
+
+    Rich pads table and grid cells to their column's width; on a screen that is invisible,
+    but in a file, a diff or a pasted snippet it is noise.
+    """
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if self.is_terminal:
+            super().print(*objects, **kwargs)
+            return
+        with self.capture() as captured:
+            super().print(*objects, **kwargs)
+        text = captured.get()
+        trimmed = "\n".join(line.rstrip(" ") for line in text.split("\n"))
+        self.file.write(trimmed)
+        self.file.flush()
+
+
 def _console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
-    console = Console(stderr=stderr, highlight=False, emoji=False, soft_wrap=soft_wrap)
+    console = _PipeFriendlyConsole(stderr=stderr, highlight=False, emoji=False, soft_wrap=soft_wrap)
     if not console.is_terminal and not os.environ.get("COLUMNS"):
         console.width = PIPED_WIDTH
     return console
@@ -96,6 +116,11 @@ def err_console() -> Console:
 def print_json(value: Any) -> None:
     """Print a result as indented JSON (wrangler indents by four), unwrapped by Rich."""
     typer.echo(json.dumps(value, indent=4, ensure_ascii=False))
+
+
+def say(message: str) -> None:
+    """Print a one-sentence result as it is: no markup (ids and names are data), no wrapping."""
+    out_console().print(message, markup=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:

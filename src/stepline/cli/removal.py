@@ -26,7 +26,7 @@ from stepline.cli.options import (
     TokenOption,
     connect,
 )
-from stepline.cli.output import UserError, err_console, out_console, print_json, report_errors
+from stepline.cli.output import UserError, err_console, print_json, report_errors, say
 from stepline.client.http import HttpClient
 
 __all__ = ["DELETE_BATCH_LIMIT", "delete_instances", "terminate_all"]
@@ -99,9 +99,7 @@ def delete_instances(
         gone = [str(item.get("id")) for item in result["deleted"] if isinstance(item, dict)]
         if gone:
             listed = ", ".join(f'"{i}"' for i in gone)
-            out_console().print(
-                f'🗑️  Deleted workflow instances from "{name}": {listed}', markup=False
-            )
+            say(f'🗑️  Deleted workflow instances from "{name}": {listed}')
         if errors:
             console = err_console()
             console.print(
@@ -150,4 +148,4 @@ def terminate_all(
             f'🥷 A job to terminate instances from Workflow "{name}" is already running. '
             "Wait for it to finish before starting another."
         )
-    out_console().print(message, markup=False)
+    say(message)
