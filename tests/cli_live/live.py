@@ -46,6 +46,7 @@ WORKFLOWS = {
     "doomed": "QuickWorkflow",
     "doomed-json": "QuickWorkflow",
     "batch": "QuickWorkflow",
+    "ties": "ApprovalWorkflow",
     "removal": "SleepyWorkflow",
     "connect": "QuickWorkflow",
 }

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from .live import Cli, LiveServer, clean_environment, start_server, stepline_command
+from .live import (
+    Cli,
+    LiveServer,
+    clean_environment,
+    start_server,
+    stepline_command,
+    table_ids,
+)
 
 # --- small batches on the shared server ----------------------------------------------------
 
@@ -60,6 +67,24 @@ def test_params_only_lets_the_server_choose_ids(cli: Cli, live_server: LiveServe
     assert len(result) == 2
     outputs = [live_server.wait_for_status("batch", item["id"])["output"] for item in result]
     assert sorted(o["total"] for o in outputs) == [1, 42]
+
+
+def test_a_batch_made_in_one_millisecond_lists_in_the_servers_order(
+    cli: Cli, live_server: LiveServer
+) -> None:
+    stdin = "".join(json.dumps({"instance_id": f"tie-{n}"}) + "\n" for n in range(6))
+    cli.run("instances", "create-batch", "ties", "-", stdin=stdin).ok()
+    with live_server.http() as http:
+        served = [item["id"] for item in http.get("/workflows/ties/instances").json()["result"]]
+
+    newest_first, oldest_first = cli.run_many(
+        ("instances", "list", "ties"), ("instances", "list", "ties", "--reverse")
+    )
+
+    # Sorting by created_on alone must not shuffle instances that share a millisecond.
+    assert sorted(served) == [f"tie-{n}" for n in range(6)]
+    assert table_ids(newest_first.ok().stdout) == served
+    assert table_ids(oldest_first.ok().stdout) == served[::-1]
 
 
 def test_bad_input_is_refused_before_anything_is_sent(cli: Cli, tmp_path: Path) -> None:
