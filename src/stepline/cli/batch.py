@@ -31,7 +31,15 @@ from stepline.cli.options import (
     TokenOption,
     connect,
 )
-from stepline.cli.output import UserError, err_console, out_console, print_json, report_errors
+from stepline.cli.output import (
+    USER_ERRORS,
+    UserError,
+    err_console,
+    error_line,
+    print_json,
+    report_errors,
+    say,
+)
 from stepline.client.http import HttpClient
 from stepline.errors import ApiError, InvalidName
 from stepline.validation import check_instance_id
@@ -220,12 +228,15 @@ def create_batch(
             print_json(outcome.instances)
         else:
             created = len(outcome.instances)
-            out_console().print(
+            say(
                 f'✅ Created {created} instance{"" if created == 1 else "s"} of "{name}"; '
-                f"skipped {outcome.skipped} whose id already exists.",
-                markup=False,
+                f"skipped {outcome.skipped} whose id already exists."
             )
         if outcome.failure is not None:
+            if not isinstance(outcome.failure, USER_ERRORS):
+                raise outcome.failure
             unsent = outcome.total - outcome.sent
-            stderr.print(f"{unsent} of {outcome.total} items were not created.", markup=False)
-            raise outcome.failure
+            line = error_line(outcome.failure)
+            line.append(f" ({unsent} of {outcome.total} items were not created)")
+            stderr.print(line)
+            raise typer.Exit(1)

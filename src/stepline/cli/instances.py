@@ -31,11 +31,13 @@ from stepline.cli.options import (
     connect,
 )
 from stepline.cli.output import (
+    FINISHED_STATUSES,
     UserError,
     instances_table,
     out_console,
     print_json,
     report_errors,
+    say,
     warn,
 )
 from stepline.cli.removal import delete_instances, terminate_all
@@ -68,6 +70,10 @@ def _utc_timestamp(text: str, *, end_of_day: bool, what: str) -> str:
         moment = moment.replace(tzinfo=UTC)
     moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _created_on(instance: dict[str, Any]) -> str:
+    return str(instance.get("created_on") or "")
 
 
 @app.command(
@@ -117,9 +123,12 @@ def list_instances(
                 date_end=end,
             )
         )
-    instances = sorted(result.items, key=lambda i: str(i.get("created_on") or ""))
-    if not reverse:
-        instances.reverse()
+    # Sorted as wrangler sorts, by created_on; a stable sort keeps the server's (newest first)
+    # order among instances created in the same millisecond, as a batch's are.
+    if reverse:
+        instances = sorted(reversed(result.items), key=_created_on)
+    else:
+        instances = sorted(result.items, key=_created_on, reverse=True)
     if as_json:
         print_json(instances)
         return
@@ -180,10 +189,9 @@ def send_event(
         print_json(result)
         return
     shown = "" if payload == "{}" else f' and payload "{payload}"'
-    out_console().print(
+    say(
         f'📤 The event with type "{event_type}"{shown} was sent to the instance "{target}" '
-        f"from {name}",
-        markup=False,
+        f"from {name}"
     )
 
 
@@ -227,7 +235,16 @@ def _report_status_change(
         print_json(result)
         return
     symbol, verb = _DONE[action]
-    out_console().print(f'{symbol} The instance "{target}" from {name} was {verb} successfully')
+    status = result.get("status")
+    if action in ("pause", "resume") and status in FINISHED_STATUSES:
+        # The API answers a pause or resume of a finished instance with success and changes
+        # nothing (spec §3.2); "paused successfully" would be untrue.
+        say(
+            f'{symbol} The instance "{target}" from {name} is already {status}; '
+            f"there is nothing to {action}"
+        )
+        return
+    say(f'{symbol} The instance "{target}" from {name} was {verb} successfully')
 
 
 @app.command("pause", epilog="Example:\n\n  stepline instances pause checkout order-42")

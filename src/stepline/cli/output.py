@@ -8,6 +8,7 @@ as plain :class:`rich.text.Text`, never parsed as Rich markup.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -24,8 +25,10 @@ from stepline.errors import ApiError, ConfigError
 
 __all__ = [
     "FINISHED_STATUSES",
+    "USER_ERRORS",
     "UserError",
     "err_console",
+    "error_line",
     "format_duration",
     "format_time",
     "instances_table",
@@ -33,6 +36,7 @@ __all__ = [
     "parse_time",
     "print_json",
     "report_errors",
+    "say",
     "status_label",
     "trigger_label",
     "warn",
@@ -66,14 +70,47 @@ class UserError(Exception):
     """A mistake in what the user typed or supplied; printed as one line, exit status 1."""
 
 
+PIPED_WIDTH = 240
+"""Columns to lay out for when the output is not a terminal and ``COLUMNS`` is not set.
+
+Rich would assume 80, which folds instance ids and splits timestamps across lines in
+``stepline ... | grep`` or a captured log; tables still take only the width they need."""
+
+
+class _PipeFriendlyConsole(Console):
+    """A console that, when not writing to a terminal, ends no line with spaces.
+
+    Rich pads table and grid cells to their column's width; on a screen that is invisible,
+    but in a file, a diff or a pasted snippet it is noise.
+    """
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if self.is_terminal:
+            super().print(*objects, **kwargs)
+            return
+        with self.capture() as captured:
+            super().print(*objects, **kwargs)
+        text = captured.get()
+        trimmed = "\n".join(line.rstrip(" ") for line in text.split("\n"))
+        self.file.write(trimmed)
+        self.file.flush()
+
+
+def _console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
+    console = _PipeFriendlyConsole(stderr=stderr, highlight=False, emoji=False, soft_wrap=soft_wrap)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = PIPED_WIDTH
+    return console
+
+
 def out_console() -> Console:
     # Built per call: the stream is looked up when printing, which keeps test runners that
     # swap sys.stdout working.
-    return Console(highlight=False, emoji=False)
+    return _console()
 
 
 def err_console() -> Console:
-    return Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
+    return _console(stderr=True, soft_wrap=True)
 
 
 def print_json(value: Any) -> None:
@@ -81,11 +118,17 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=4, ensure_ascii=False))
 
 
+def say(message: str) -> None:
+    """Print a one-sentence result as it is: no markup (ids and names are data), no wrapping."""
+    out_console().print(message, markup=False, soft_wrap=True)
+
+
 def warn(message: str) -> None:
     err_console().print(Text.assemble(("▲ warning: ", "yellow bold"), message))
 
 
-def _error_line(exc: BaseException) -> Text:
+def error_line(exc: BaseException) -> Text:
+    """``error: <message> [code: N] – <detail>``: how every failure the user can fix is shown."""
     line = Text("error: ", style="red bold")
     if isinstance(exc, ApiError):
         line.append(f"{exc.message} [code: {exc.code}]")
@@ -98,6 +141,10 @@ def _error_line(exc: BaseException) -> Text:
     return line
 
 
+USER_ERRORS = (ApiError, ConfigError, ServerUnreachable, MalformedResponse, UserError)
+"""What :func:`report_errors` shows as one line; anything else is a bug and keeps its traceback."""
+
+
 @contextmanager
 def report_errors() -> Iterator[None]:
     """Turn the errors a user can cause or fix into one line on stderr and exit status 1.
@@ -106,8 +153,8 @@ def report_errors() -> Iterator[None]:
     """
     try:
         yield
-    except (ApiError, ConfigError, ServerUnreachable, MalformedResponse, UserError) as exc:
-        err_console().print(_error_line(exc))
+    except USER_ERRORS as exc:
+        err_console().print(error_line(exc))
         raise typer.Exit(1) from None
 
 

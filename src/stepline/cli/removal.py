@@ -26,7 +26,7 @@ from stepline.cli.options import (
     TokenOption,
     connect,
 )
-from stepline.cli.output import UserError, err_console, out_console, print_json, report_errors
+from stepline.cli.output import UserError, err_console, print_json, report_errors, say
 from stepline.client.http import HttpClient
 
 __all__ = ["DELETE_BATCH_LIMIT", "delete_instances", "terminate_all"]
@@ -99,9 +99,7 @@ def delete_instances(
         gone = [str(item.get("id")) for item in result["deleted"] if isinstance(item, dict)]
         if gone:
             listed = ", ".join(f'"{i}"' for i in gone)
-            out_console().print(
-                f'🗑️  Deleted workflow instances from "{name}": {listed}', markup=False
-            )
+            say(f'🗑️  Deleted workflow instances from "{name}": {listed}')
         if errors:
             console = err_console()
             console.print(
@@ -111,7 +109,8 @@ def delete_instances(
             )
             for error in errors:
                 entry = error if isinstance(error, dict) else {"message": str(error)}
-                console.print(Text(f"  - {entry.get('id', '?')}: {entry.get('message', '')}"))
+                code = f" [code: {entry['code']}]" if entry.get("code") is not None else ""
+                console.print(Text(f"  - {entry.get('id', '?')}: {entry.get('message', '')}{code}"))
     if errors:
         raise typer.Exit(1)
 
@@ -149,4 +148,4 @@ def terminate_all(
             f'🥷 A job to terminate instances from Workflow "{name}" is already running. '
             "Wait for it to finish before starting another."
         )
-    out_console().print(message, markup=False)
+    say(message)

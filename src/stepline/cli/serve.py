@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from stepline.cli.output import report_errors
-from stepline.server import ServerOptions, run_server
 from stepline.store.open import DEFAULT_DATABASE
 
 __all__ = ["SERVE_EPILOG", "serve_command"]
@@ -70,6 +69,10 @@ def serve_command(
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
 ) -> None:
     """Serve the Cloudflare-compatible REST API and run workflow instances."""
+    # Imported here: the server pulls in FastAPI and uvicorn, which every other command (each
+    # one a fresh process) would otherwise pay for at start-up.
+    from stepline.server import ServerOptions, run_server
+
     with report_errors():
         if config is None and Path("stepline.toml").is_file():
             config = Path("stepline.toml")

@@ -42,6 +42,7 @@ _STATUS_STYLES = {
     "sleeping": "cyan",
     "waiting": "cyan",
     "terminated": "magenta",
+    "stopped": "magenta",
 }
 
 
@@ -110,12 +111,14 @@ def _attempts(step: dict[str, Any]) -> str:
     return f"{count}/{limit + 1}" if isinstance(limit, int) else str(count)
 
 
-def _details(step: dict[str, Any], *, show_output: bool, output_limit: int) -> Text:
+def _details(
+    step: dict[str, Any], *, show_output: bool, output_limit: int, stopped: bool = False
+) -> Text:
     kind = step.get("type")
     lines: list[Text] = []
     if kind == "termination":
         lines.append(Text(f"by {trigger_label((step.get('trigger') or {}).get('source'))}"))
-    if kind == "sleep" and not step.get("finished") and not step.get("error"):
+    if kind == "sleep" and not stopped and not step.get("finished") and not step.get("error"):
         lines.append(Text(f"wakes at {format_time(step.get('end'))}"))
     if kind == "waitForEvent" and step.get("event_type"):
         lines.append(Text(f"event type: {step['event_type']}"))
@@ -132,15 +135,26 @@ def _details(step: dict[str, Any], *, show_output: bool, output_limit: int) -> T
 
 
 def _step_block(
-    number: int, step: dict[str, Any], *, show_output: bool, output_limit: int, now: datetime
+    number: int,
+    step: dict[str, Any],
+    *,
+    show_output: bool,
+    output_limit: int,
+    now: datetime,
+    instance_end: object = None,
 ) -> RenderableType:
     """One step: a summary line, then its output and errors indented beneath.
 
     Blocks rather than a table, so long names, outputs and errors wrap across the whole width
-    of the terminal instead of inside a narrow column.
+    of the terminal instead of inside a narrow column. ``instance_end`` is set once the
+    instance has finished: a step still open then (a sleep cut short by terminate) was
+    stopped there, and its time runs to that end, not on to now.
     """
     kind = str(step.get("type"))
     status = step_status(step)
+    unfinished = status in ("running", "retrying", "sleeping", "waiting")
+    if unfinished and instance_end is not None:
+        status, unfinished = "stopped", False
     line = Text.assemble(
         (f"{number:>3}. ", "dim"),
         _STEP_TYPE_LABELS.get(kind, kind),
@@ -153,16 +167,21 @@ def _step_block(
     attempts = _attempts(step)
     if attempts:
         facts.append(f"attempts {attempts}")
-    if step.get("start"):
-        finished = status not in ("running", "retrying", "sleeping", "waiting")
+    if kind == "termination" and step.get("start"):
+        # A termination is a moment, not a span.
+        facts.append(f"at {format_time(step['start'])}")
+    elif step.get("start"):
+        end = instance_end if status == "stopped" else step.get("end")
         facts.append(f"started {format_time(step['start'])}")
-        facts.append(_elapsed(step["start"], step.get("end"), finished=finished, now=now))
+        facts.append(_elapsed(step["start"], end, finished=not unfinished, now=now))
     if facts:
         line.append("  \u00b7  " + "  \u00b7  ".join(facts), style="dim")
-    details = _details(step, show_output=show_output, output_limit=output_limit)
+    details = _details(
+        step, show_output=show_output, output_limit=output_limit, stopped=status == "stopped"
+    )
     if not details.plain:
         return line
-    return Group(line, Padding(details, (0, 0, 0, 9)))
+    return Group(line, Padding(details, (0, 0, 0, 9), expand=False))
 
 
 def _header(
@@ -217,8 +236,17 @@ def render_instance(
     steps = [s for s in raw_steps if isinstance(s, dict)] if isinstance(raw_steps, list) else []
     if not steps:
         return Group(header, Text("\nNo steps yet.", style="dim"))
+    finished = details.get("status") in ("complete", "errored", "terminated")
+    instance_end = (details.get("end") or moment.isoformat()) if finished else None
     blocks = [
-        _step_block(number, step, show_output=show_output, output_limit=output_limit, now=moment)
+        _step_block(
+            number,
+            step,
+            show_output=show_output,
+            output_limit=output_limit,
+            now=moment,
+            instance_end=instance_end,
+        )
         for number, step in enumerate(steps, start=1)
     ]
     return Group(header, Text(f"\nSteps ({len(steps)}):", style="bold"), *blocks)

@@ -10,7 +10,6 @@ import typer
 from stepline.cli.output import report_errors
 from stepline.cli.serve import DatabaseOption
 from stepline.store.open import DEFAULT_DATABASE, open_store
-from stepline.tokens import issue_token
 from stepline.validation import check_account_id
 
 __all__ = ["app"]
@@ -37,6 +36,10 @@ def create_token(
 
 
 async def _create(database: str, account: str, read_only: bool, name: str) -> str:
+    # Imported here: token issuing goes through the API's auth module (FastAPI), which the
+    # commands that only talk HTTP should not load at start-up.
+    from stepline.tokens import issue_token
+
     check_account_id(account)
     store = open_store(database)
     await store.open()

@@ -22,6 +22,7 @@ from stepline.cli.output import (
     out_console,
     print_json,
     report_errors,
+    say,
     warn,
     workflows_table,
 )
@@ -144,7 +145,7 @@ def delete_workflow(
     if as_json:
         print_json(result)
         return
-    out_console().print(
+    say(
         f'✅ Workflow "{name}" removed successfully.\n'
         " Note that running instances might take a few moments to be terminated."
     )
@@ -185,4 +186,4 @@ def trigger_workflow(
     if as_json:
         print_json(result)
         return
-    out_console().print(f'🚀 Workflow instance "{result.get("id")}" has been queued successfully')
+    say(f'🚀 Workflow instance "{result.get("id")}" has been queued successfully')

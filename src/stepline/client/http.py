@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -31,6 +31,7 @@ from stepline.client.http_errors import (
     api_error_from_response,
     as_int,
 )
+from stepline.errors import RouteNotFound
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -41,7 +42,8 @@ __all__ = [
     "api_error_from_response",
 ]
 
-DEFAULT_API_URL = "http://127.0.0.1:8787/client/v4"
+API_PREFIX = "/client/v4"
+DEFAULT_API_URL = f"http://127.0.0.1:8787{API_PREFIX}"
 
 
 def _user_agent() -> str:
@@ -153,7 +155,15 @@ class HttpClient:
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
             raise ServerUnreachable(f"cannot reach {self.api_url}: {reason}") from exc
-        return self._envelope_of(response)
+        try:
+            return self._envelope_of(response)
+        except RouteNotFound as exc:
+            # The usual cause is a base URL without the API prefix; say so where it shows.
+            if urlsplit(self.api_url).path.endswith(API_PREFIX):
+                raise
+            hint = f"the API is served under {API_PREFIX}: did you mean {self.api_url}{API_PREFIX}?"
+            detail = f"{exc.detail}; {hint}" if exc.detail else hint
+            raise RouteNotFound(detail) from None
 
     @staticmethod
     def _envelope_of(response: httpx.Response) -> dict[str, Any]:
