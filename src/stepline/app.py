@@ -65,6 +65,11 @@ class Stepline:
         self._run_engine = run_engine
         self._started = False
 
+    @property
+    def engine_running(self) -> bool:
+        """Whether this process runs instances (False for an API-only server)."""
+        return self._run_engine and self._started
+
     async def start(self) -> None:
         await self.store.open()
         if self._run_engine:

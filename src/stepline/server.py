@@ -15,6 +15,7 @@ from pathlib import Path
 import uvicorn
 
 from stepline.api import ChainAuthenticator, StaticTokenAuthenticator, create_app
+from stepline.api.app import HealthCheck
 from stepline.api.auth import Authenticator
 from stepline.app import DEFAULT_ACCOUNT, Stepline
 from stepline.config import ProjectConfig, load_config
@@ -70,6 +71,23 @@ async def register_declared(stepline: Stepline, project: ProjectConfig, account_
         )
 
 
+def health_check(stepline: Stepline) -> HealthCheck:
+    """``/healthz``: is the database answering, and is this process running instances."""
+
+    async def check() -> dict[str, object]:
+        reachable = await stepline.store.ping()
+        return {
+            "status": "ok" if reachable else "unavailable",
+            "database": {"backend": stepline.store.backend, "reachable": reachable},
+            "engine": {
+                "running": stepline.engine_running,
+                "instances_in_memory": len(stepline.engine.runners),
+            },
+        }
+
+    return check
+
+
 def build_authenticator(stepline: Stepline) -> Authenticator:
     env_auth = StaticTokenAuthenticator.from_env()
     database_tokens = StoreTokenAuthenticator(stepline.store)
@@ -93,7 +111,9 @@ async def serve(options: ServerOptions) -> None:
     try:
         if project is not None:
             await register_declared(stepline, project, account_id)
-        app = create_app(stepline.client, build_authenticator(stepline))
+        app = create_app(
+            stepline.client, build_authenticator(stepline), health=health_check(stepline)
+        )
         config = uvicorn.Config(
             app,
             host=options.host,

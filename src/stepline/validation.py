@@ -88,9 +88,13 @@ def check_step_name(name: object) -> str:
     return name
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dump_json(value: Any) -> str:
     """Serialise a value that crosses a durable boundary; raise ``TypeError`` when it cannot."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    # One encoder for all: json.dumps with options builds a new one on every call.
+    return _ENCODER.encode(value)
 
 
 def check_json_size(value: Any, *, what: str) -> str:

@@ -115,3 +115,20 @@ async def test_client_side_server_errors_keep_their_status(
     fake.fail_with = InternalServerError()
     response = await http.get(f"{BASE}/my-workflow")
     assert_failure(response, 500, 10001, "workflows.api.error.internal_server")
+
+
+async def test_healthz_is_503_when_the_check_says_unavailable() -> None:
+    from tests.api.http_fakes import FakeClient
+
+    from stepline.api import StaticTokenAuthenticator, create_app
+
+    async def down() -> dict[str, object]:
+        return {"status": "unavailable", "database": {"reachable": False}}
+
+    app = create_app(FakeClient(), StaticTokenAuthenticator("acc", "t"), health=down)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as http:
+        answer = await http.get("/healthz")
+    assert answer.status_code == 503
+    assert answer.json()["status"] == "unavailable"

@@ -15,6 +15,8 @@ Everything is served under ``/client/v4``, which is the base URL the clients are
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import FastAPI
 from starlette.responses import Response
 
@@ -27,7 +29,7 @@ from stepline.api.routers import workflows_router
 from stepline.api.routers.accounts import router as accounts_router
 from stepline.client.base import Client
 
-__all__ = ["API_PREFIX", "create_app"]
+__all__ = ["API_PREFIX", "HealthCheck", "create_app"]
 
 API_PREFIX = "/client/v4"
 
@@ -37,11 +39,15 @@ async def _serve_openapi() -> Response:
     return CompactJSONResponse(openapi_document())
 
 
+HealthCheck = Callable[[], Awaitable[dict[str, object]]]
+
+
 def create_app(
     client: Client,
     authenticator: Authenticator,
     *,
     account_name: str = "Stepline",
+    health: HealthCheck | None = None,
 ) -> FastAPI:
     """Build the ASGI app.
 
@@ -49,6 +55,8 @@ def create_app(
     ``authenticator`` maps credentials to a principal; compose several with
     :class:`~stepline.api.auth.ChainAuthenticator`. ``account_name`` is what account discovery
     (``/accounts``, ``/memberships``) shows as the name of the caller's account.
+    ``health`` answers ``GET /healthz`` (no auth): ``{"status": "ok" | "unavailable", ...}``
+    with HTTP 200 or 503, for load balancers and orchestrators.
     """
     app = FastAPI(
         title="Stepline",
@@ -63,6 +71,15 @@ def create_app(
     app.state.stepline_account_name = account_name
     install_error_handlers(app)
     app.add_api_route(f"{API_PREFIX}/openapi.json", _serve_openapi, methods=["GET"])
+    if health is not None:
+        check = health
+
+        async def healthz() -> Response:
+            report = await check()
+            status = 200 if report.get("status") == "ok" else 503
+            return CompactJSONResponse(report, status_code=status)
+
+        app.add_api_route("/healthz", healthz, methods=["GET"])
     app.include_router(accounts_router, prefix=API_PREFIX)
     app.include_router(workflows_router, prefix=API_PREFIX)
     # Added last, so outermost: a crash anywhere below still becomes an envelope.

@@ -61,6 +61,8 @@ class Notice:
 class Store(Protocol):
     """What Stepline asks of a database."""
 
+    backend: str
+    """"sqlite" or "postgres"."""
     exclusive: bool
     """True when one engine owns the database (SQLite): it recovers every running instance
     on start. False when engines share it (PostgreSQL): only lapsed leases are taken over."""

@@ -1,0 +1,20 @@
+"""``GET /healthz`` tells a load balancer whether the server can serve."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.clients.server import RunningServer
+
+pytestmark = pytest.mark.clients
+
+
+def test_healthz_reports_the_database_and_the_engine(server: RunningServer) -> None:
+    answer = httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=10)
+
+    assert answer.status_code == 200
+    report = answer.json()
+    assert report["status"] == "ok"
+    assert report["database"] == {"backend": "sqlite", "reachable": True}
+    assert report["engine"]["running"] is True
