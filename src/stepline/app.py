@@ -40,6 +40,7 @@ class Stepline:
         concurrency: int = 10_000,
         suspend_after: Duration = "1 second",
         stop_grace: Duration = "10 seconds",
+        lease: Duration = "30 seconds",
         clock: Clock | None = None,
         hooks: StepHooks = NO_HOOKS,
         run_engine: bool = True,
@@ -57,6 +58,7 @@ class Stepline:
             concurrency=concurrency,
             suspend_after_ms=parse_duration_ms(suspend_after, what="suspend_after"),
             stop_grace_ms=parse_duration_ms(stop_grace, what="stop_grace"),
+            lease_ms=parse_duration_ms(lease, what="lease"),
             hooks=hooks,
             env=env,
         )

@@ -56,8 +56,12 @@ async def run_worker(options: WorkerOptions, stop: asyncio.Event | None = None) 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    stepline = Stepline(options.database, account_id=account_id, concurrency=options.concurrency)
-    stepline.engine.lease_ms = options.lease_ms
+    stepline = Stepline(
+        options.database,
+        account_id=account_id,
+        concurrency=options.concurrency,
+        lease=options.lease_ms,
+    )
     await stepline.store.open()
     try:
         if project is not None:
