@@ -163,9 +163,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=15)
 
 
-def start_server(folder: Path) -> Iterator[RunningServer]:
-    """Start the server in ``folder``, yield it once it answers, then stop it."""
-    database = f"sqlite:///{folder / 'stepline.sqlite3'}"
+def start_server(folder: Path, database: str | None = None) -> Iterator[RunningServer]:
+    """Start the server in ``folder`` (on ``database``, else a SQLite file there), yield it
+    once it answers, then stop it."""
+    database = database or f"sqlite:///{folder / 'stepline.sqlite3'}"
     token = "env-" + secrets.token_hex(16)
     env = _server_env(token)
     read_only_token = _create_token(database, env, "--account", ACCOUNT, "--read-only")
