@@ -1,0 +1,44 @@
+"""``python -m bench --quick`` runs end to end and writes sane JSON (no timing assertions:
+benchmarks are not timed tests). Stepline only when DBOS is not installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_bench_writes_results(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    command = [sys.executable, "-m", "bench", "--quick", "--runs", "1", "--scenarios", "1,2,4"]
+    command += ["--json", str(out)]
+    peer = importlib.util.find_spec("dbos") is not None
+    if not peer:
+        command.append("--no-peer")
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["machine"]["cpus"] >= 1
+    assert set(report["scenarios"]) == {"1", "2", "4"}
+    for scenario in report["scenarios"].values():
+        rows = scenario["summary"]
+        assert rows, scenario["name"]
+        for row in rows:
+            assert row["runs"] == 1
+            assert row["min"] <= row["median"] <= row["max"]
+            assert row["median"] > 0, row
+        labels = {case["label"] for case in scenario["cases"]}
+        assert any(label.startswith("dbos") for label in labels) == peer
+        if peer:
+            assert any("vs_peer" in row for row in rows)
+    throughput = report["scenarios"]["1"]["results"]
+    for runs in throughput.values():
+        assert runs[0]["elapsed_s"] >= runs[0]["create_s"] > 0
