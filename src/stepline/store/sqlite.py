@@ -8,6 +8,7 @@ loss. SQL lives in :mod:`stepline.store.sqlite_queries`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import threading
 import time
@@ -287,19 +288,38 @@ class SqliteStore:
     async def insert_instances(
         self, records: Sequence[InstanceRecord], *, skip_existing: bool, now: int
     ) -> list[InstanceRecord]:
+        if not records:
+            return []
+        workflow_id = records[0].workflow_id
+        ids = [r.id for r in records]
+        values = [v for r in records for v in _instance_values(r)]
+
         def op(conn: sqlite3.Connection) -> list[InstanceRecord]:
-            inserted: list[InstanceRecord] = []
+            # Two statements for the whole batch: ids whose instance expired are free again
+            # (the sweep may not have run yet), then one multi-row insert.
+            for chunk in _chunks(ids, 500):
+                sql = q.DELETE_EXPIRED_IDS.format(marks=_marks(len(chunk)))
+                conn.execute(sql, (workflow_id, now, *chunk))
+            added: dict[str, int] = {}
+            for start in range(0, len(records), _INSERT_ROWS):
+                part = records[start : start + _INSERT_ROWS]
+                first = start * _INSTANCE_VALUES
+                params = values[first : first + len(part) * _INSTANCE_VALUES]
+                for pk, instance_id in conn.execute(_insert_instances_sql(len(part)), params):
+                    added[instance_id] = pk
+            inserted = []
+            seen: set[str] = set()
             for record in records:
-                conn.execute(q.DELETE_EXPIRED_ID, (record.workflow_id, record.id, now))
-                row = conn.execute(q.INSERT_INSTANCE, _instance_values(record)).fetchone()
-                if row is None:
-                    if skip_existing:
-                        continue
-                    raise InstanceAlreadyExists(f"instance {record.id!r} already exists")
-                record.pk = row[0]
+                pk = added.get(record.id)
+                if pk is None or record.id in seen:
+                    if not skip_existing:
+                        raise InstanceAlreadyExists(f"instance {record.id!r} already exists")
+                    continue
+                seen.add(record.id)
+                record.pk = pk
                 inserted.append(record)
             if inserted:
-                conn.execute(q.TOUCH_TRIGGERED, (now, records[0].workflow_id))
+                conn.execute(q.TOUCH_TRIGGERED, (now, workflow_id))
             return inserted
 
         return await self._write(op)
@@ -728,6 +748,16 @@ def _copy_step(step: StepRecord) -> StepRecord:
     return step_from_row(step_to_row(step))
 
 
+_INSERT_ROWS = 200
+_INSTANCE_VALUES = 12
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_instances_sql(rows: int) -> str:
+    row = "(" + ", ".join("?" * _INSTANCE_VALUES) + ")"
+    return q.INSERT_INSTANCES.format(rows=", ".join([row] * rows))
+
+
 def _instance_values(r: InstanceRecord) -> tuple[Any, ...]:
     return (
         r.workflow_id,
@@ -764,7 +794,7 @@ def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
-def _chunks(items: list[int], size: int) -> list[list[int]]:
+def _chunks(items: list[T], size: int) -> list[list[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 

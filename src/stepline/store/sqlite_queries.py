@@ -54,12 +54,19 @@ LIST_VERSIONS = (
 COUNT_VERSIONS = "SELECT COUNT(*) FROM versions WHERE workflow_id = ?"
 
 # -- instances -----------------------------------------------------------------------------
-DELETE_EXPIRED_ID = "DELETE FROM instances WHERE workflow_id = ? AND id = ? AND expires_on <= ?"
 INSERT_INSTANCE = (
     "INSERT INTO instances (workflow_id, id, version_id, status, params, created_on, "
     "modified_on, trigger_source, success_retention_ms, error_retention_ms, schedule_cron, "
     "scheduled_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (workflow_id, id) DO NOTHING RETURNING pk"
+)
+DELETE_EXPIRED_IDS = (
+    "DELETE FROM instances WHERE workflow_id = ? AND expires_on <= ? AND id IN ({marks})"
+)
+INSERT_INSTANCES = (
+    "INSERT INTO instances (workflow_id, id, version_id, status, params, created_on, "
+    "modified_on, trigger_source, success_retention_ms, error_retention_ms, schedule_cron, "
+    "scheduled_time) VALUES {rows} ON CONFLICT (workflow_id, id) DO NOTHING RETURNING pk, id"
 )
 TOUCH_TRIGGERED = "UPDATE workflows SET triggered_on = ? WHERE id = ?"
 INSTANCE_BY_ID = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow_id = ? AND id = ?"
