@@ -19,6 +19,7 @@ from stepline.api.app import HealthCheck
 from stepline.api.auth import Authenticator
 from stepline.app import DEFAULT_ACCOUNT, Stepline
 from stepline.config import ProjectConfig, load_config
+from stepline.engine.tuning import tune_garbage_collector
 from stepline.store.open import DEFAULT_DATABASE
 from stepline.store.port import WorkflowSettings
 from stepline.tokens import StoreTokenAuthenticator
@@ -131,6 +132,7 @@ async def serve(options: ServerOptions) -> None:
 
 def run_server(options: ServerOptions) -> None:
     """Serve on uvloop when it is installed."""
+    tune_garbage_collector()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]

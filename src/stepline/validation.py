@@ -93,6 +93,13 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 
 def dump_json(value: Any) -> str:
     """Serialise a value that crosses a durable boundary; raise ``TypeError`` when it cannot."""
+    kind = type(value)
+    if kind is int:  # the commonest step result, and str() is what the encoder would do
+        return str(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
     # One encoder for all: json.dumps with options builds a new one on every call.
     return _ENCODER.encode(value)
 

@@ -22,6 +22,7 @@ from stepline.cli.output import report_errors
 from stepline.cli.serve import DatabaseOption
 from stepline.config import load_config
 from stepline.durations import parse_duration_ms
+from stepline.engine.tuning import tune_garbage_collector
 from stepline.server import register_declared
 from stepline.store.open import DEFAULT_DATABASE
 
@@ -127,6 +128,7 @@ def worker_command(
             lease_ms=parse_duration_ms(lease, what="lease"),
             log_level=log_level,
         )
+        tune_garbage_collector()
         try:
             import uvloop
         except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]

@@ -165,6 +165,9 @@ class Runner:
             return "WorkflowFatalError", _NON_RETRYABLE_MESSAGE
         return _error_name(exc), str(exc)
 
+    def _announce(self, record: StepRecord) -> None:
+        self.store.queue_step(self.pk, self.generation, record, now=self.clock.now_ms())
+
     async def _save(self, record: StepRecord, now: int) -> None:
         await self._durable(self.store.save_step(self.pk, self.generation, record, now=now))
 
@@ -253,10 +256,15 @@ class Runner:
                 number = len(record.attempts) + 1
                 attempt = Attempt(start=self.clock.now_ms())
                 record.attempts.append(attempt)
-                self.store.queue_step(self.pk, self.generation, record, now=attempt.start)
+                # "Attempt started" is written once the attempt first yields: one that ends
+                # without waiting on anything goes straight to its outcome, one write.
+                announce = asyncio.get_running_loop().call_soon(self._announce, record)
                 ctx = StepContext(name, count, number, context_config)
                 try:
-                    value = await self._attempt(call, ctx, is_async, resolved.timeout_ms)
+                    try:
+                        value = await self._attempt(call, ctx, is_async, resolved.timeout_ms)
+                    finally:
+                        announce.cancel()
                     text = self._checked_result(value, label, record, attempt)
                 except (
                     Suspended,
