@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -23,13 +22,13 @@ from stepline.errors import (
     CannotSendEvent,
     InstanceAlreadyExists,
     InstanceNotFound,
-    InvalidRequest,
     StaleRunError,
     StoreUnavailable,
 )
 from stepline.store import postgres_queries as q
 from stepline.store.migrations import load_migrations
-from stepline.store.port import InstanceFilter, Notice, WorkflowSettings
+from stepline.store.port import InstanceFilter, Notice
+from stepline.store.postgres_catalog import PostgresCatalog
 from stepline.store.postgres_notices import NoticeListener, notice_to_json
 from stepline.store.postgres_pool import Database
 from stepline.store.postgres_writer import QueuedSteps, StepRows
@@ -39,9 +38,6 @@ from stepline.store.records import (
     InstanceRecord,
     ScheduleRecord,
     StepRecord,
-    TokenRecord,
-    VersionRecord,
-    WorkflowRecord,
 )
 from stepline.store.sqlite_rows import (
     INSTANCE_COLUMNS,
@@ -49,9 +45,6 @@ from stepline.store.sqlite_rows import (
     instance_from_row,
     step_from_row,
     step_to_row,
-    token_from_row,
-    version_from_row,
-    workflow_from_row,
 )
 
 __all__ = ["PostgresStore"]
@@ -62,7 +55,7 @@ _INSTANCE_COLUMN_NAMES = frozenset(c.strip() for c in INSTANCE_COLUMNS.split(","
 _STEP_COLUMN_COUNT = len(q.STEP_TYPES)
 
 
-class PostgresStore:
+class PostgresStore(PostgresCatalog):
     """The shared store: a connection pool, a LISTEN connection, a queued-write flusher."""
 
     backend = "postgres"
@@ -123,140 +116,6 @@ class PostgresStore:
 
     def _on_reconnect(self) -> None:
         self._listener.deliver(Notice("wake"))  # whatever became runnable meanwhile
-
-    # -- workflows and versions --------------------------------------------------------------
-    async def save_workflow(
-        self,
-        account_id: str,
-        name: str,
-        *,
-        class_name: str,
-        script_name: str,
-        code_hash: str,
-        settings: WorkflowSettings,
-        now: int,
-        force_new_version: bool = False,
-    ) -> tuple[WorkflowRecord, VersionRecord]:
-        settings_values = (
-            settings.step_limit,
-            settings.success_retention_ms,
-            settings.error_retention_ms,
-            settings.concurrency_limit,
-        )
-        wanted = (class_name, script_name, code_hash, *settings_values)
-
-        async def op(conn: asyncpg.Connection) -> tuple[WorkflowRecord, VersionRecord]:
-            async with conn.transaction():
-                # Processes starting together register the same workflows: one at a time.
-                await conn.execute(q.LOCK_WORKFLOW_NAME, account_id, name)
-                row = await conn.fetchrow(q.WORKFLOW_BY_NAME, account_id, name)
-                if row is not None:
-                    workflow = workflow_from_row(row)
-                    current = version_from_row(
-                        await conn.fetchrow(q.VERSION_BY_ID, workflow.version_id)
-                    )
-                    unchanged = (
-                        current.class_name,
-                        current.script_name,
-                        current.code_hash,
-                        current.step_limit,
-                        current.success_retention_ms,
-                        current.error_retention_ms,
-                        current.concurrency_limit,
-                    ) == wanted
-                    if unchanged and not force_new_version:
-                        return workflow, current
-                    workflow_id = workflow.id
-                else:
-                    workflow_id = str(uuid.uuid4())
-                version = VersionRecord(
-                    str(uuid.uuid4()), workflow_id, class_name, script_name, code_hash, now,
-                    *settings_values,
-                )  # fmt: skip
-                if row is None:
-                    await conn.execute(
-                        q.INSERT_WORKFLOW,
-                        workflow_id,
-                        account_id,
-                        name,
-                        class_name,
-                        script_name,
-                        version.id,
-                        now,
-                        now,
-                        *settings_values,
-                    )
-                else:
-                    await conn.execute(
-                        q.UPDATE_WORKFLOW,
-                        class_name,
-                        script_name,
-                        version.id,
-                        now,
-                        *settings_values,
-                        workflow_id,
-                    )
-                await conn.execute(
-                    q.INSERT_VERSION, version.id, workflow_id, *wanted[:3], now, *settings_values
-                )
-                saved = await conn.fetchrow(q.WORKFLOW_BY_NAME, account_id, name)
-                return workflow_from_row(saved), version
-
-        return await self._db.run(op)
-
-    async def get_workflow(self, account_id: str, name: str) -> WorkflowRecord | None:
-        row = await self._fetchrow(q.WORKFLOW_BY_NAME, account_id, name)
-        return None if row is None else workflow_from_row(row)
-
-    async def get_workflow_by_id(self, workflow_id: str) -> WorkflowRecord | None:
-        # The engine asks this before running an instance: ride out a short outage.
-        row = await self._fetchrow(q.WORKFLOW_BY_ID, workflow_id, wait_s=self.write_grace_s)
-        return None if row is None else workflow_from_row(row)
-
-    async def list_workflows(
-        self, account_id: str, *, offset: int, limit: int, search: str | None
-    ) -> tuple[list[WorkflowRecord], int]:
-        pattern = "%" if not search else "%" + _escape_like(search) + "%"
-
-        async def op(conn: asyncpg.Connection) -> tuple[list[WorkflowRecord], int]:
-            async with conn.transaction(readonly=True, isolation="repeatable_read"):
-                rows = await conn.fetch(q.LIST_WORKFLOWS, account_id, pattern, limit, offset)
-                total = await conn.fetchval(q.COUNT_WORKFLOWS, account_id, pattern)
-            return [workflow_from_row(r) for r in rows], int(total)
-
-        return await self._db.run(op)
-
-    async def count_instances_by_status(
-        self, workflow_ids: Sequence[str]
-    ) -> dict[str, dict[str, int]]:
-        if not workflow_ids:
-            return {}
-        out: dict[str, dict[str, int]] = {w: {} for w in workflow_ids}
-        for workflow_id, status, count in await self._fetch(q.COUNT_BY_STATUS, list(workflow_ids)):
-            out[workflow_id][status] = count
-        return out
-
-    async def delete_workflow(self, workflow_id: str) -> None:
-        await self._execute(q.DELETE_WORKFLOW, workflow_id)
-
-    async def set_terminator_running(self, workflow_id: str, running: bool) -> None:
-        await self._execute(q.SET_TERMINATOR, running, workflow_id)
-
-    async def list_versions(
-        self, workflow_id: str, *, offset: int, limit: int
-    ) -> tuple[list[VersionRecord], int]:
-        async def op(conn: asyncpg.Connection) -> tuple[list[VersionRecord], int]:
-            async with conn.transaction(readonly=True, isolation="repeatable_read"):
-                rows = await conn.fetch(q.LIST_VERSIONS, workflow_id, limit, offset)
-                total = await conn.fetchval(q.COUNT_VERSIONS, workflow_id)
-            return [version_from_row(r) for r in rows], int(total)
-
-        return await self._db.run(op)
-
-    async def get_version(self, version_id: str) -> VersionRecord | None:
-        # The engine asks this before running an instance: ride out a short outage.
-        row = await self._fetchrow(q.VERSION_BY_ID, version_id, wait_s=self.write_grace_s)
-        return None if row is None else version_from_row(row)
 
     # -- instances: creation and reading -----------------------------------------------------
     async def insert_instances(
@@ -630,36 +489,7 @@ class PostgresStore:
     async def delete_expired(self, now: int, *, limit: int) -> int:
         return _row_count(await self._execute(q.DELETE_EXPIRED, now, limit))
 
-    # -- schedules ---------------------------------------------------------------------------
-    async def list_schedules(self, workflow_ids: Sequence[str]) -> list[ScheduleRecord]:
-        if not workflow_ids:
-            return []
-        rows = await self._fetch(q.SCHEDULES_OF, list(workflow_ids))
-        return [ScheduleRecord(*r) for r in rows]
-
-    async def replace_schedules(
-        self, workflow_id: str, account_id: str, schedules: Sequence[ScheduleRecord], *, limit: int
-    ) -> None:
-        async def op(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                # One writer per account's schedules at a time, so the limit holds.
-                await conn.execute(q.LOCK_WORKFLOW_SCHEDULES, account_id)
-                others = await conn.fetchval(q.COUNT_ACCOUNT_SCHEDULES, account_id, workflow_id)
-                if others + len(schedules) > limit:
-                    raise InvalidRequest(f"an account may have at most {limit} schedules")
-                await conn.execute(q.DELETE_SCHEDULES, workflow_id)
-                await conn.execute(
-                    q.INSERT_SCHEDULES,
-                    workflow_id,
-                    [s.cron for s in schedules],
-                    [s.next_fire_at for s in schedules],
-                )
-
-        await self._db.run(op)
-
-    async def due_schedules(self, now: int, *, limit: int) -> list[ScheduleRecord]:
-        return [ScheduleRecord(*r) for r in await self._fetch(q.DUE_SCHEDULES, now, limit)]
-
+    # -- schedules: firing -----------------------------------------------------------------
     async def fire_schedule(
         self, schedule: ScheduleRecord, *, next_fire_at: int, instance: InstanceRecord, now: int
     ) -> InstanceRecord | None:
@@ -687,13 +517,6 @@ class PostgresStore:
         instance.pk = pk
         return instance
 
-    async def next_schedule_fire(self) -> int | None:
-        try:
-            value = await self._fetchval(q.NEXT_SCHEDULE_FIRE)
-        except StoreUnavailable:
-            return None
-        return None if value is None else int(value)
-
     # -- notices -----------------------------------------------------------------------------
     async def publish(self, notice: Notice) -> None:
         listening = self._listener.listening
@@ -710,36 +533,6 @@ class PostgresStore:
 
     def subscribe(self, handler: Callable[[Notice], None]) -> None:
         self._listener.subscribe(handler)
-
-    # -- tokens ------------------------------------------------------------------------------
-    async def save_token(self, token: TokenRecord) -> None:
-        await self._execute(
-            q.INSERT_TOKEN,
-            token.token_hash,
-            token.account_id,
-            token.can_write,
-            token.name,
-            token.created_on,
-        )
-
-    async def find_token(self, token_hash: str) -> TokenRecord | None:
-        row = await self._fetchrow(q.TOKEN_BY_HASH, token_hash)
-        return None if row is None else token_from_row(row)
-
-    # -- one statement -----------------------------------------------------------------------
-    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        result: list[asyncpg.Record] = await self._db.run(lambda c: c.fetch(sql, *args))
-        return result
-
-    async def _fetchrow(self, sql: str, *args: Any, wait_s: float = 0.0) -> asyncpg.Record | None:
-        return await self._db.run(lambda c: c.fetchrow(sql, *args), wait_s=wait_s)
-
-    async def _fetchval(self, sql: str, *args: Any) -> Any:
-        return await self._db.run(lambda c: c.fetchval(sql, *args))
-
-    async def _execute(self, sql: str, *args: Any) -> str:
-        result: str = await self._db.run(lambda c: c.execute(sql, *args))
-        return result
 
 
 async def _claim_limited(
@@ -835,7 +628,3 @@ def _filter_sql(workflow_id: str, where: InstanceFilter) -> tuple[list[str], lis
         params.append(where.created_to)
         clauses.append(f"created_on <= ${len(params)}::bigint")
     return clauses, params
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

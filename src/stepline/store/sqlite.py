@@ -12,7 +12,6 @@ import functools
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,30 +21,26 @@ from stepline.errors import (
     CannotSendEvent,
     InstanceAlreadyExists,
     InstanceNotFound,
-    InvalidRequest,
     StaleRunError,
 )
 from stepline.store import sqlite_queries as q
 from stepline.store.migrations import load_migrations
-from stepline.store.port import InstanceFilter, Notice, WorkflowSettings
+from stepline.store.port import InstanceFilter, Notice
 from stepline.store.records import (
     FINISHED_STATUSES,
     EventRecord,
     InstanceRecord,
     ScheduleRecord,
     StepRecord,
-    TokenRecord,
-    VersionRecord,
-    WorkflowRecord,
 )
+from stepline.store.sqlite_catalog import SqliteCatalog
 from stepline.store.sqlite_rows import (
+    chunks,
     event_from_row,
     instance_from_row,
+    marks,
     step_from_row,
     step_to_row,
-    token_from_row,
-    version_from_row,
-    workflow_from_row,
 )
 from stepline.store.sqlite_writer import FencedWrite, SqliteWriter
 
@@ -55,7 +50,7 @@ T = TypeVar("T")
 _SYNC_MODES = ("FULL", "NORMAL", "EXTRA", "OFF")
 
 
-class SqliteStore:
+class SqliteStore(SqliteCatalog):
     """The default store: one file, many readers, one batching writer."""
 
     backend = "sqlite"
@@ -131,159 +126,6 @@ class SqliteStore:
                 conn.close()
             self._read_connections.clear()
 
-    # -- workflows and versions --------------------------------------------------------------
-    async def save_workflow(
-        self,
-        account_id: str,
-        name: str,
-        *,
-        class_name: str,
-        script_name: str,
-        code_hash: str,
-        settings: WorkflowSettings,
-        now: int,
-        force_new_version: bool = False,
-    ) -> tuple[WorkflowRecord, VersionRecord]:
-        def op(conn: sqlite3.Connection) -> tuple[WorkflowRecord, VersionRecord]:
-            row = conn.execute(q.WORKFLOW_BY_NAME, (account_id, name)).fetchone()
-            if row is not None:
-                workflow = workflow_from_row(row)
-                vrow = conn.execute(q.VERSION_BY_ID, (workflow.version_id,)).fetchone()
-                current = version_from_row(vrow)
-                unchanged = (
-                    current.class_name,
-                    current.script_name,
-                    current.code_hash,
-                    current.step_limit,
-                    current.success_retention_ms,
-                    current.error_retention_ms,
-                    current.concurrency_limit,
-                ) == (
-                    class_name,
-                    script_name,
-                    code_hash,
-                    settings.step_limit,
-                    settings.success_retention_ms,
-                    settings.error_retention_ms,
-                    settings.concurrency_limit,
-                )
-                if unchanged and not force_new_version:
-                    return workflow, current
-                workflow_id = workflow.id
-            else:
-                workflow_id = str(uuid.uuid4())
-            version = VersionRecord(
-                id=str(uuid.uuid4()),
-                workflow_id=workflow_id,
-                class_name=class_name,
-                script_name=script_name,
-                code_hash=code_hash,
-                created_on=now,
-                step_limit=settings.step_limit,
-                success_retention_ms=settings.success_retention_ms,
-                error_retention_ms=settings.error_retention_ms,
-                concurrency_limit=settings.concurrency_limit,
-            )
-            settings_values = (
-                settings.step_limit,
-                settings.success_retention_ms,
-                settings.error_retention_ms,
-                settings.concurrency_limit,
-            )
-            if row is None:
-                conn.execute(
-                    q.INSERT_WORKFLOW,
-                    (
-                        workflow_id,
-                        account_id,
-                        name,
-                        class_name,
-                        script_name,
-                        version.id,
-                        now,
-                        now,
-                        *settings_values,
-                    ),
-                )
-            else:
-                conn.execute(
-                    q.UPDATE_WORKFLOW,
-                    (class_name, script_name, version.id, now, *settings_values, workflow_id),
-                )
-            conn.execute(
-                q.INSERT_VERSION,
-                (
-                    version.id,
-                    workflow_id,
-                    class_name,
-                    script_name,
-                    code_hash,
-                    now,
-                    *settings_values,
-                ),
-            )
-            saved = conn.execute(q.WORKFLOW_BY_NAME, (account_id, name)).fetchone()
-            return workflow_from_row(saved), version
-
-        return await self._write(op)
-
-    async def get_workflow(self, account_id: str, name: str) -> WorkflowRecord | None:
-        row = await self._read(
-            lambda c: c.execute(q.WORKFLOW_BY_NAME, (account_id, name)).fetchone()
-        )
-        return None if row is None else workflow_from_row(row)
-
-    async def get_workflow_by_id(self, workflow_id: str) -> WorkflowRecord | None:
-        row = await self._read(lambda c: c.execute(q.WORKFLOW_BY_ID, (workflow_id,)).fetchone())
-        return None if row is None else workflow_from_row(row)
-
-    async def list_workflows(
-        self, account_id: str, *, offset: int, limit: int, search: str | None
-    ) -> tuple[list[WorkflowRecord], int]:
-        pattern = "%" if not search else "%" + _escape_like(search) + "%"
-
-        def op(conn: sqlite3.Connection) -> tuple[list[WorkflowRecord], int]:
-            rows = conn.execute(q.LIST_WORKFLOWS, (account_id, pattern, limit, offset)).fetchall()
-            total = conn.execute(q.COUNT_WORKFLOWS, (account_id, pattern)).fetchone()[0]
-            return [workflow_from_row(r) for r in rows], int(total)
-
-        return await self._read(op)
-
-    async def count_instances_by_status(
-        self, workflow_ids: Sequence[str]
-    ) -> dict[str, dict[str, int]]:
-        if not workflow_ids:
-            return {}
-        sql = q.COUNT_BY_STATUS.format(marks=_marks(len(workflow_ids)))
-
-        def op(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
-            out: dict[str, dict[str, int]] = {w: {} for w in workflow_ids}
-            for workflow_id, status, count in conn.execute(sql, tuple(workflow_ids)):
-                out[workflow_id][status] = count
-            return out
-
-        return await self._read(op)
-
-    async def delete_workflow(self, workflow_id: str) -> None:
-        await self._write(lambda c: c.execute(q.DELETE_WORKFLOW, (workflow_id,)))
-
-    async def set_terminator_running(self, workflow_id: str, running: bool) -> None:
-        await self._write(lambda c: c.execute(q.SET_TERMINATOR, (int(running), workflow_id)))
-
-    async def list_versions(
-        self, workflow_id: str, *, offset: int, limit: int
-    ) -> tuple[list[VersionRecord], int]:
-        def op(conn: sqlite3.Connection) -> tuple[list[VersionRecord], int]:
-            rows = conn.execute(q.LIST_VERSIONS, (workflow_id, limit, offset)).fetchall()
-            total = conn.execute(q.COUNT_VERSIONS, (workflow_id,)).fetchone()[0]
-            return [version_from_row(r) for r in rows], int(total)
-
-        return await self._read(op)
-
-    async def get_version(self, version_id: str) -> VersionRecord | None:
-        row = await self._read(lambda c: c.execute(q.VERSION_BY_ID, (version_id,)).fetchone())
-        return None if row is None else version_from_row(row)
-
     # -- instances: creation and reading -----------------------------------------------------
     async def insert_instances(
         self, records: Sequence[InstanceRecord], *, skip_existing: bool, now: int
@@ -297,8 +139,8 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> list[InstanceRecord]:
             # Two statements for the whole batch: ids whose instance expired are free again
             # (the sweep may not have run yet), then one multi-row insert.
-            for chunk in _chunks(ids, 500):
-                sql = q.DELETE_EXPIRED_IDS.format(marks=_marks(len(chunk)))
+            for chunk in chunks(ids, 500):
+                sql = q.DELETE_EXPIRED_IDS.format(marks=marks(len(chunk)))
                 conn.execute(sql, (workflow_id, now, *chunk))
             added: dict[str, int] = {}
             for start in range(0, len(records), _INSERT_ROWS):
@@ -383,8 +225,8 @@ class SqliteStore:
 
         def op(conn: sqlite3.Connection) -> int:
             renewed = 0
-            for chunk in _chunks(chosen, 500):
-                sql = q.RENEW_SOME_LEASES.format(marks=_marks(len(chunk)))
+            for chunk in chunks(chosen, 500):
+                sql = q.RENEW_SOME_LEASES.format(marks=marks(len(chunk)))
                 renewed += conn.execute(sql, (until, owner, *chunk)).rowcount
             return renewed
 
@@ -406,15 +248,15 @@ class SqliteStore:
             want = limit - len(rows)
             if want > 0 and limited:
                 ids = tuple(w[0] for w in limited)
-                due = q.CLAIM_DUE_EXCEPT.format(marks=_marks(len(ids)))
-                queued = q.CLAIM_QUEUED_EXCEPT.format(marks=_marks(len(ids)))
+                due = q.CLAIM_DUE_EXCEPT.format(marks=marks(len(ids)))
+                queued = q.CLAIM_QUEUED_EXCEPT.format(marks=marks(len(ids)))
                 rows += _claim_pair(conn, due, queued, lease, now, want, ids)
             elif want > 0:
                 rows += _claim_pair(conn, q.CLAIM_DUE, q.CLAIM_QUEUED, lease, now, want, ())
             claimed = [instance_from_row(r) for r in rows]
             steps: dict[int, list[StepRecord]] = {i.pk: [] for i in claimed}
-            for chunk in _chunks([i.pk for i in claimed], 500):
-                sql = q.STEPS_OF_MANY.format(marks=_marks(len(chunk)))
+            for chunk in chunks([i.pk for i in claimed], 500):
+                sql = q.STEPS_OF_MANY.format(marks=marks(len(chunk)))
                 for row in conn.execute(sql, chunk):
                     steps[row[0]].append(step_from_row(row))
             return [(i, steps[i.pk]) for i in claimed]
@@ -425,7 +267,7 @@ class SqliteStore:
         if kinds is None:
             row = await self._read(lambda c: c.execute(q.NEXT_WAKE).fetchone())
         else:
-            sql = q.NEXT_WAKE_OF_KINDS.format(marks=_marks(len(kinds)))
+            sql = q.NEXT_WAKE_OF_KINDS.format(marks=marks(len(kinds)))
             row = await self._read(lambda c: c.execute(sql, tuple(kinds)).fetchone())
         return None if row is None or row[0] is None else int(row[0])
 
@@ -537,7 +379,7 @@ class SqliteStore:
         sets = [f"{column} = ?" for column in changes]
         if bump_generation:
             sets.append("generation = generation + 1")
-        sql = q.UPDATE_INSTANCE_IF.format(sets=", ".join(sets), marks=_marks(len(expect)))
+        sql = q.UPDATE_INSTANCE_IF.format(sets=", ".join(sets), marks=marks(len(expect)))
         params = (*changes.values(), pk, *expect)
         row = await self._write(lambda c: c.execute(sql, params).fetchone())
         return None if row is None else instance_from_row(row)
@@ -549,11 +391,11 @@ class SqliteStore:
 
         def op(conn: sqlite3.Connection) -> list[InstanceRecord]:
             done: list[InstanceRecord] = []
-            for chunk in _chunks(list(pks), 500):
-                sql = q.TERMINATE.format(marks=_marks(len(chunk)))
+            for chunk in chunks(list(pks), 500):
+                sql = q.TERMINATE.format(marks=marks(len(chunk)))
                 params: tuple[Any, ...] = (now, now, now, *chunk)
                 if statuses is not None:
-                    sql += f" AND status IN ({_marks(len(statuses))})"
+                    sql += f" AND status IN ({marks(len(statuses))})"
                     params += statuses
                 rows = conn.execute(sql + " RETURNING " + q.INSTANCE_COLS, params).fetchall()
                 for row in rows:
@@ -593,8 +435,8 @@ class SqliteStore:
     async def delete_instances(self, pks: Sequence[int]) -> int:
         def op(conn: sqlite3.Connection) -> int:
             deleted = 0
-            for chunk in _chunks(list(pks), 500):
-                sql = q.DELETE_INSTANCES.format(marks=_marks(len(chunk)))
+            for chunk in chunks(list(pks), 500):
+                sql = q.DELETE_INSTANCES.format(marks=marks(len(chunk)))
                 deleted += conn.execute(sql, chunk).rowcount
             return deleted
 
@@ -603,7 +445,7 @@ class SqliteStore:
     async def select_instance_pks(
         self, workflow_id: str, *, statuses: Collection[str], limit: int
     ) -> list[int]:
-        sql = q.SELECT_PKS_BY_STATUS.format(marks=_marks(len(statuses)))
+        sql = q.SELECT_PKS_BY_STATUS.format(marks=marks(len(statuses)))
         params = (workflow_id, *statuses, limit)
         rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         return [r[0] for r in rows]
@@ -611,32 +453,7 @@ class SqliteStore:
     async def delete_expired(self, now: int, *, limit: int) -> int:
         return await self._write(lambda c: int(c.execute(q.DELETE_EXPIRED, (now, limit)).rowcount))
 
-    # -- schedules ---------------------------------------------------------------------------
-    async def list_schedules(self, workflow_ids: Sequence[str]) -> list[ScheduleRecord]:
-        if not workflow_ids:
-            return []
-        sql = q.SCHEDULES_OF.format(marks=_marks(len(workflow_ids)))
-        rows = await self._read(lambda c: c.execute(sql, tuple(workflow_ids)).fetchall())
-        return [ScheduleRecord(*r) for r in rows]
-
-    async def replace_schedules(
-        self, workflow_id: str, account_id: str, schedules: Sequence[ScheduleRecord], *, limit: int
-    ) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            others = conn.execute(q.COUNT_ACCOUNT_SCHEDULES, (account_id, workflow_id)).fetchone()
-            if others[0] + len(schedules) > limit:
-                raise InvalidRequest(f"an account may have at most {limit} schedules")
-            conn.execute(q.DELETE_SCHEDULES, (workflow_id,))
-            conn.executemany(
-                q.INSERT_SCHEDULE, [(workflow_id, s.cron, s.next_fire_at) for s in schedules]
-            )
-
-        await self._write(op)
-
-    async def due_schedules(self, now: int, *, limit: int) -> list[ScheduleRecord]:
-        rows = await self._read(lambda c: c.execute(q.DUE_SCHEDULES, (now, limit)).fetchall())
-        return [ScheduleRecord(*r) for r in rows]
-
+    # -- schedules: firing -----------------------------------------------------------------
     async def fire_schedule(
         self, schedule: ScheduleRecord, *, next_fire_at: int, instance: InstanceRecord, now: int
     ) -> InstanceRecord | None:
@@ -656,10 +473,6 @@ class SqliteStore:
 
         return await self._write(op)
 
-    async def next_schedule_fire(self) -> int | None:
-        row = await self._read(lambda c: c.execute(q.NEXT_SCHEDULE_FIRE).fetchone())
-        return None if row is None or row[0] is None else int(row[0])
-
     # -- notices -----------------------------------------------------------------------------
     async def publish(self, notice: Notice) -> None:
         # One process owns a SQLite file's engine, so notices never leave this process.
@@ -668,21 +481,6 @@ class SqliteStore:
 
     def subscribe(self, handler: Callable[[Notice], None]) -> None:
         self._subscribers.append(handler)
-
-    # -- tokens ------------------------------------------------------------------------------
-    async def save_token(self, token: TokenRecord) -> None:
-        values = (
-            token.token_hash,
-            token.account_id,
-            int(token.can_write),
-            token.name,
-            token.created_on,
-        )
-        await self._write(lambda c: c.execute(q.INSERT_TOKEN, values))
-
-    async def find_token(self, token_hash: str) -> TokenRecord | None:
-        row = await self._read(lambda c: c.execute(q.TOKEN_BY_HASH, (token_hash,)).fetchone())
-        return None if row is None else token_from_row(row)
 
 
 # -- helpers run on the writer thread ------------------------------------------------------------
@@ -788,15 +586,3 @@ def _filter_sql(workflow_id: str, where: InstanceFilter) -> tuple[list[str], lis
         clauses.append("created_on <= ?")
         params.append(where.created_to)
     return clauses, params
-
-
-def _marks(n: int) -> str:
-    return ", ".join("?" * n)
-
-
-def _chunks(items: list[T], size: int) -> list[list[T]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

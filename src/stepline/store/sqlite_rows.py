@@ -1,10 +1,10 @@
-"""Column lists and row mappers shared by the SQL backends."""
+"""Column lists, row mappers and small SQL helpers shared by the SQL backends."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from stepline.store.records import (
     Attempt,
@@ -24,8 +24,11 @@ __all__ = [
     "VERSION_COLUMNS",
     "WORKFLOW_COLUMNS",
     "attempts_text",
+    "chunks",
+    "escape_like",
     "event_from_row",
     "instance_from_row",
+    "marks",
     "step_from_row",
     "step_to_row",
     "token_from_row",
@@ -119,3 +122,20 @@ def token_from_row(row: Sequence[Any]) -> TokenRecord:
     record = TokenRecord(*row)
     record.can_write = bool(record.can_write)
     return record
+
+
+T = TypeVar("T")
+
+
+def marks(n: int) -> str:
+    """``n`` SQLite placeholders: ``?, ?, ?``."""
+    return ", ".join("?" * n)
+
+
+def chunks(items: list[T], size: int) -> list[list[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def escape_like(text: str) -> str:
+    """``text`` as a literal inside a ``LIKE ... ESCAPE '\\'`` pattern."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,241 @@
+"""The SQLite store's catalog: workflows, versions, schedules and tokens.
+
+A mixin of :class:`~stepline.store.sqlite.SqliteStore`, split out to keep each module about
+one thing; it reaches the database only through the store's ``_read`` and ``_write``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
+
+from stepline.errors import InvalidRequest
+from stepline.store import sqlite_queries as q
+from stepline.store.port import WorkflowSettings
+from stepline.store.records import ScheduleRecord, TokenRecord, VersionRecord, WorkflowRecord
+from stepline.store.sqlite_rows import (
+    escape_like,
+    marks,
+    token_from_row,
+    version_from_row,
+    workflow_from_row,
+)
+
+__all__ = ["SqliteCatalog"]
+
+T = TypeVar("T")
+
+
+class _Database(Protocol):
+    async def _read(self, operation: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T: ...
+
+
+class SqliteCatalog:
+    """Workflows, versions, schedules and tokens on SQLite."""
+
+    # -- workflows and versions --------------------------------------------------------------
+    async def save_workflow(
+        self: _Database,
+        account_id: str,
+        name: str,
+        *,
+        class_name: str,
+        script_name: str,
+        code_hash: str,
+        settings: WorkflowSettings,
+        now: int,
+        force_new_version: bool = False,
+    ) -> tuple[WorkflowRecord, VersionRecord]:
+        def op(conn: sqlite3.Connection) -> tuple[WorkflowRecord, VersionRecord]:
+            row = conn.execute(q.WORKFLOW_BY_NAME, (account_id, name)).fetchone()
+            if row is not None:
+                workflow = workflow_from_row(row)
+                vrow = conn.execute(q.VERSION_BY_ID, (workflow.version_id,)).fetchone()
+                current = version_from_row(vrow)
+                unchanged = (
+                    current.class_name,
+                    current.script_name,
+                    current.code_hash,
+                    current.step_limit,
+                    current.success_retention_ms,
+                    current.error_retention_ms,
+                    current.concurrency_limit,
+                ) == (
+                    class_name,
+                    script_name,
+                    code_hash,
+                    settings.step_limit,
+                    settings.success_retention_ms,
+                    settings.error_retention_ms,
+                    settings.concurrency_limit,
+                )
+                if unchanged and not force_new_version:
+                    return workflow, current
+                workflow_id = workflow.id
+            else:
+                workflow_id = str(uuid.uuid4())
+            version = VersionRecord(
+                id=str(uuid.uuid4()),
+                workflow_id=workflow_id,
+                class_name=class_name,
+                script_name=script_name,
+                code_hash=code_hash,
+                created_on=now,
+                step_limit=settings.step_limit,
+                success_retention_ms=settings.success_retention_ms,
+                error_retention_ms=settings.error_retention_ms,
+                concurrency_limit=settings.concurrency_limit,
+            )
+            settings_values = (
+                settings.step_limit,
+                settings.success_retention_ms,
+                settings.error_retention_ms,
+                settings.concurrency_limit,
+            )
+            if row is None:
+                conn.execute(
+                    q.INSERT_WORKFLOW,
+                    (
+                        workflow_id,
+                        account_id,
+                        name,
+                        class_name,
+                        script_name,
+                        version.id,
+                        now,
+                        now,
+                        *settings_values,
+                    ),
+                )
+            else:
+                conn.execute(
+                    q.UPDATE_WORKFLOW,
+                    (class_name, script_name, version.id, now, *settings_values, workflow_id),
+                )
+            conn.execute(
+                q.INSERT_VERSION,
+                (
+                    version.id,
+                    workflow_id,
+                    class_name,
+                    script_name,
+                    code_hash,
+                    now,
+                    *settings_values,
+                ),
+            )
+            saved = conn.execute(q.WORKFLOW_BY_NAME, (account_id, name)).fetchone()
+            return workflow_from_row(saved), version
+
+        return await self._write(op)
+
+    async def get_workflow(self: _Database, account_id: str, name: str) -> WorkflowRecord | None:
+        row = await self._read(
+            lambda c: c.execute(q.WORKFLOW_BY_NAME, (account_id, name)).fetchone()
+        )
+        return None if row is None else workflow_from_row(row)
+
+    async def get_workflow_by_id(self: _Database, workflow_id: str) -> WorkflowRecord | None:
+        row = await self._read(lambda c: c.execute(q.WORKFLOW_BY_ID, (workflow_id,)).fetchone())
+        return None if row is None else workflow_from_row(row)
+
+    async def list_workflows(
+        self: _Database, account_id: str, *, offset: int, limit: int, search: str | None
+    ) -> tuple[list[WorkflowRecord], int]:
+        pattern = "%" if not search else "%" + escape_like(search) + "%"
+
+        def op(conn: sqlite3.Connection) -> tuple[list[WorkflowRecord], int]:
+            rows = conn.execute(q.LIST_WORKFLOWS, (account_id, pattern, limit, offset)).fetchall()
+            total = conn.execute(q.COUNT_WORKFLOWS, (account_id, pattern)).fetchone()[0]
+            return [workflow_from_row(r) for r in rows], int(total)
+
+        return await self._read(op)
+
+    async def count_instances_by_status(
+        self: _Database, workflow_ids: Sequence[str]
+    ) -> dict[str, dict[str, int]]:
+        if not workflow_ids:
+            return {}
+        sql = q.COUNT_BY_STATUS.format(marks=marks(len(workflow_ids)))
+
+        def op(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+            out: dict[str, dict[str, int]] = {w: {} for w in workflow_ids}
+            for workflow_id, status, count in conn.execute(sql, tuple(workflow_ids)):
+                out[workflow_id][status] = count
+            return out
+
+        return await self._read(op)
+
+    async def delete_workflow(self: _Database, workflow_id: str) -> None:
+        await self._write(lambda c: c.execute(q.DELETE_WORKFLOW, (workflow_id,)))
+
+    async def set_terminator_running(self: _Database, workflow_id: str, running: bool) -> None:
+        await self._write(lambda c: c.execute(q.SET_TERMINATOR, (int(running), workflow_id)))
+
+    async def list_versions(
+        self: _Database, workflow_id: str, *, offset: int, limit: int
+    ) -> tuple[list[VersionRecord], int]:
+        def op(conn: sqlite3.Connection) -> tuple[list[VersionRecord], int]:
+            rows = conn.execute(q.LIST_VERSIONS, (workflow_id, limit, offset)).fetchall()
+            total = conn.execute(q.COUNT_VERSIONS, (workflow_id,)).fetchone()[0]
+            return [version_from_row(r) for r in rows], int(total)
+
+        return await self._read(op)
+
+    async def get_version(self: _Database, version_id: str) -> VersionRecord | None:
+        row = await self._read(lambda c: c.execute(q.VERSION_BY_ID, (version_id,)).fetchone())
+        return None if row is None else version_from_row(row)
+
+    # -- schedules ---------------------------------------------------------------------------
+    async def list_schedules(self: _Database, workflow_ids: Sequence[str]) -> list[ScheduleRecord]:
+        if not workflow_ids:
+            return []
+        sql = q.SCHEDULES_OF.format(marks=marks(len(workflow_ids)))
+        rows = await self._read(lambda c: c.execute(sql, tuple(workflow_ids)).fetchall())
+        return [ScheduleRecord(*r) for r in rows]
+
+    async def replace_schedules(
+        self: _Database,
+        workflow_id: str,
+        account_id: str,
+        schedules: Sequence[ScheduleRecord],
+        *,
+        limit: int,
+    ) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            others = conn.execute(q.COUNT_ACCOUNT_SCHEDULES, (account_id, workflow_id)).fetchone()
+            if others[0] + len(schedules) > limit:
+                raise InvalidRequest(f"an account may have at most {limit} schedules")
+            conn.execute(q.DELETE_SCHEDULES, (workflow_id,))
+            conn.executemany(
+                q.INSERT_SCHEDULE, [(workflow_id, s.cron, s.next_fire_at) for s in schedules]
+            )
+
+        await self._write(op)
+
+    async def due_schedules(self: _Database, now: int, *, limit: int) -> list[ScheduleRecord]:
+        rows = await self._read(lambda c: c.execute(q.DUE_SCHEDULES, (now, limit)).fetchall())
+        return [ScheduleRecord(*r) for r in rows]
+
+    async def next_schedule_fire(self: _Database) -> int | None:
+        row = await self._read(lambda c: c.execute(q.NEXT_SCHEDULE_FIRE).fetchone())
+        return None if row is None or row[0] is None else int(row[0])
+
+    # -- tokens ------------------------------------------------------------------------------
+    async def save_token(self: _Database, token: TokenRecord) -> None:
+        values = (
+            token.token_hash,
+            token.account_id,
+            int(token.can_write),
+            token.name,
+            token.created_on,
+        )
+        await self._write(lambda c: c.execute(q.INSERT_TOKEN, values))
+
+    async def find_token(self: _Database, token_hash: str) -> TokenRecord | None:
+        row = await self._read(lambda c: c.execute(q.TOKEN_BY_HASH, (token_hash,)).fetchone())
+        return None if row is None else token_from_row(row)
