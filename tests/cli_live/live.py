@@ -15,7 +15,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.clients.server import stop_server, wait_until_up
 
 HERE = Path(__file__).resolve().parent
 ACCOUNT = "cli-live"
@@ -156,34 +157,6 @@ def _write_config(folder: Path, workflows: Mapping[str, str]) -> Path:
     return path
 
 
-def _wait_until_up(proc: subprocess.Popen[bytes], server: LiveServer) -> None:
-    deadline = time.monotonic() + 30
-    with server.http() as http:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"stepline serve exited with {proc.returncode}:\n{server.log_tail()}"
-                )
-            try:
-                if http.get("/workflows", params={"per_page": 1}).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"stepline serve did not answer in 30 s:\n{server.log_tail()}")
-            time.sleep(0.1)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
-
-
 def start_server(
     folder: Path, workflows: Mapping[str, str] = WORKFLOWS, *extra: str
 ) -> Iterator[LiveServer]:
@@ -215,10 +188,10 @@ def start_server(
             command, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
         )
     try:
-        _wait_until_up(proc, server)
+        wait_until_up(proc, server)
         yield server
     finally:
-        _stop(proc)
+        stop_server(proc)
 
 
 # --- running the CLI -----------------------------------------------------------------------

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -135,7 +135,14 @@ def _create_token(database: str, env: dict[str, str], *args: str) -> str:
     return done.stdout.strip()
 
 
-def _wait_until_up(proc: subprocess.Popen[bytes], server: RunningServer) -> None:
+class _Answering(Protocol):
+    def http(self) -> httpx.Client: ...
+
+    def log_tail(self) -> str: ...
+
+
+def wait_until_up(proc: subprocess.Popen[bytes], server: _Answering) -> None:
+    """Until the server answers an authenticated list, or raise with its log's tail."""
     deadline = time.monotonic() + 30
     with server.http() as http:
         while True:
@@ -153,7 +160,8 @@ def _wait_until_up(proc: subprocess.Popen[bytes], server: RunningServer) -> None
             time.sleep(0.1)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    """SIGINT, as Ctrl-C would; kill after 15 s."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
@@ -201,10 +209,10 @@ def start_server(folder: Path, database: str | None = None) -> Iterator[RunningS
             command, cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
         )
     try:
-        _wait_until_up(proc, server)
+        wait_until_up(proc, server)
         yield server
     finally:
-        _stop(proc)
+        stop_server(proc)
 
 
 def wait_for_status(
