@@ -10,7 +10,6 @@ writes the pending timers, unwinds ``run`` and ends; the scheduler replays it wh
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -19,18 +18,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from stepline.authoring.entrypoint import WorkflowEntrypoint, WorkflowEvent
 from stepline.authoring.step import StepConfigInput, StepContext, WorkflowStep
+from stepline.engine.step_errors import class_path, error_name, is_non_retryable, rebuild_error
+from stepline.engine.waits import WaitingSteps
 from stepline.errors import (
     InvalidStepConfig,
-    NonRetryableError,
     StaleRunError,
-    StepFailedError,
     StoreUnavailable,
     WorkflowInternalError,
     WorkflowTimeoutError,
 )
 from stepline.step_config import config_text, parse_step_config
 from stepline.store.records import Attempt, InstanceRecord, StepRecord
-from stepline.validation import MAX_PAYLOAD_BYTES, check_event_type, check_step_name, dump_json
+from stepline.validation import MAX_PAYLOAD_BYTES, check_step_name, dump_json
 
 if TYPE_CHECKING:
     from stepline.engine.scheduler import Engine
@@ -40,7 +39,6 @@ __all__ = ["Runner"]
 log = logging.getLogger("stepline.engine")
 T = TypeVar("T")
 
-MAX_SLEEP_MS = 365 * 86_400_000
 _PRIMITIVES = (str, int, float, bool, type(None))
 _NON_RETRYABLE_MESSAGE = (
     "The execution of the Workflow instance was terminated, as a step threw an "
@@ -66,7 +64,7 @@ class FatalInstanceError(BaseException):
         self.message = message
 
 
-class Runner:
+class Runner(WaitingSteps):
     """Drives one instance's ``run`` for as long as it stays in memory."""
 
     def __init__(
@@ -161,9 +159,9 @@ class Runner:
             await self._finish("errored", error=self._instance_error(exc))
 
     def _instance_error(self, exc: BaseException) -> tuple[str, str]:
-        if _is_non_retryable(exc) and not self.workflow_cls.preserve_non_retryable_error_message:
+        if is_non_retryable(exc) and not self.workflow_cls.preserve_non_retryable_error_message:
             return "WorkflowFatalError", _NON_RETRYABLE_MESSAGE
-        return _error_name(exc), str(exc)
+        return error_name(exc), str(exc)
 
     def _announce(self, record: StepRecord) -> None:
         self.store.queue_step(self.pk, self.generation, record, now=self.clock.now_ms())
@@ -221,7 +219,7 @@ class Runner:
         if record is not None and record.status == "complete":
             return None if record.output is None else json.loads(record.output)
         if record is not None and record.status == "errored":
-            raise _rebuild_error(record)
+            raise rebuild_error(record)
         await self._at_boundary()
         try:
             resolved = parse_step_config(config, step=label)
@@ -278,7 +276,7 @@ class Runner:
                     failure = exc
                     attempt.end = self.clock.now_ms()
                     attempt.success = False
-                    attempt.error_name, attempt.error_message = _error_name(exc), str(exc)
+                    attempt.error_name, attempt.error_message = error_name(exc), str(exc)
                 else:
                     now = self.clock.now_ms()
                     attempt.end, attempt.success = now, True
@@ -288,11 +286,11 @@ class Runner:
                         return value
                     return json.loads(text)
             number = len(record.attempts)
-            if _is_non_retryable(failure) or number > resolved.retries.limit:
+            if is_non_retryable(failure) or number > resolved.retries.limit:
                 now = self.clock.now_ms()
                 record.status, record.end = "errored", now
-                record.error_name, record.error_message = _error_name(failure), str(failure)
-                record.error_class = _class_path(failure)
+                record.error_name, record.error_message = error_name(failure), str(failure)
+                record.error_class = class_path(failure)
                 await self._save(record, now)
                 raise failure
             record.status = "waiting"
@@ -356,130 +354,6 @@ class Runner:
                 f"Step {label} output is too large. Maximum allowed size is 1MiB."
             )
         return text
-
-    # -- sleeps --------------------------------------------------------------------------------
-    async def sleep_for(self, name: str, duration_ms: int) -> None:
-        if duration_ms > MAX_SLEEP_MS:
-            raise InvalidStepConfig(f"sleep {name!r} is longer than 365 days")
-        await self._sleep(name, f"{duration_ms}", lambda now: now + duration_ms)
-
-    async def sleep_until(self, name: str, when_ms: int) -> None:
-        def wake_at(now: int) -> int:
-            if when_ms < now:
-                raise ValueError("You can't sleep until a time in the past, time-traveler")
-            if when_ms - now > MAX_SLEEP_MS:
-                raise InvalidStepConfig(f"sleep_until {name!r} is more than 365 days away")
-            return when_ms
-
-        await self._sleep(name, f"@{when_ms}", wake_at)
-
-    async def _sleep(self, name: str, identity: str, wake_at: Callable[[int], int]) -> None:
-        self._guard()
-        check_step_name(name)
-        count = self._occurrence("sleep", f"{name}\x00{identity}")
-        key = f"sleep:{identity}:{count}:{name}"
-        self._reached.add(key)
-        record = self.steps.get(key)
-        if record is not None and record.status == "complete":
-            return
-        await self._at_boundary()
-        if record is None:
-            now = self.clock.now_ms()
-            record = StepRecord(
-                instance_pk=self.pk,
-                key=key,
-                seq=self._take_seq(),
-                kind="sleep",
-                name=f"{name}-{count}",
-                status="waiting",
-                start=now,
-                wake_at=wake_at(now),
-            )
-            self.steps[key] = record
-            self.store.queue_step(self.pk, self.generation, record, now=now)
-        assert record.wake_at is not None
-        await self._wait_until(record.wake_at)
-        record.status, record.end = "complete", record.wake_at
-        self.store.queue_step(self.pk, self.generation, record, now=self.clock.now_ms())
-
-    # -- events --------------------------------------------------------------------------------
-    async def wait_for_event(self, name: str, event_type: str, timeout_ms: int) -> dict[str, Any]:
-        self._guard()
-        check_step_name(name)
-        check_event_type(event_type)
-        if not 1_000 <= timeout_ms <= MAX_SLEEP_MS:
-            raise InvalidStepConfig("wait_for_event timeout must be 1 second to 365 days")
-        count = self._occurrence("wait", name)
-        key = f"wait:{count}:{name}"
-        self._reached.add(key)
-        record = self.steps.get(key)
-        if record is not None and record.status == "complete":
-            return _event_value(record)
-        if record is not None and record.status == "errored":
-            raise WorkflowTimeoutError(record.error_message or "")
-        await self._at_boundary()
-        if record is None:
-            now = self.clock.now_ms()
-            record = StepRecord(
-                instance_pk=self.pk,
-                key=key,
-                seq=self._take_seq(),
-                kind="wait",
-                name=f"{name}-{count}",
-                status="waiting",
-                start=now,
-                wake_at=now + timeout_ms,
-                event_type=event_type,
-                config=dump_json({"timeout": timeout_ms}),
-            )
-            self.steps[key] = record
-            self.store.queue_step(self.pk, self.generation, record, now=now)
-        deadline = record.wake_at
-        assert deadline is not None
-        if self.engine.hooks.forced_timeout(name):
-            deadline = self.clock.now_ms()
-        mocked, payload = self.engine.hooks.mocked_event(event_type)
-        if mocked:
-            now = self.clock.now_ms()
-            record.status, record.end, record.output = "complete", now, dump_json(payload)
-            await self._save(record, now)
-            return _event_value(record)
-        while True:
-            self._guard()
-            arrived = self._event_arrived
-            now = self.clock.now_ms()
-            event = await self._durable(
-                self.store.consume_event(self.pk, self.generation, record, now=now)
-            )
-            if event is not None:
-                record.status, record.end, record.output = "complete", now, event.payload
-                return _event_value(record)
-            now = self.clock.now_ms()
-            if now >= deadline:
-                message = f"Execution timed out after {timeout_ms}ms"
-                record.status, record.end = "errored", now
-                record.error_name, record.error_message = "WorkflowTimeoutError", message
-                await self._save(record, now)
-                raise WorkflowTimeoutError(message)
-            hot_ms = min(deadline - now, self.engine.suspend_after_ms)
-            outcome = await self._wait_for_signal(arrived, hot_ms)
-            if outcome == "interrupted" or (outcome == "timeout" and deadline - now > hot_ms):
-                await self._suspend()
-            if arrived.done() and arrived is self._event_arrived:
-                self._event_arrived = asyncio.get_running_loop().create_future()
-
-    async def _wait_for_signal(self, arrived: asyncio.Future[None], ms: int) -> str:
-        interrupt: asyncio.Future[Any] = asyncio.ensure_future(self._interrupt.wait())
-        try:
-            waiting: set[asyncio.Future[Any]] = {arrived, interrupt}
-            done, _ = await asyncio.wait(
-                waiting, timeout=ms / 1000, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            interrupt.cancel()
-        if self._interrupt.is_set():
-            return "interrupted"
-        return "signal" if arrived in done else "timeout"
 
     # -- waiting and suspending ----------------------------------------------------------------
     async def _wait_until(self, wake_at: int) -> None:
@@ -556,49 +430,3 @@ class Runner:
         seq = self._next_seq
         self._next_seq += 1
         return seq
-
-
-def _event_value(record: StepRecord) -> dict[str, Any]:
-    return {
-        "payload": None if record.output is None else json.loads(record.output),
-        "timestamp": datetime.fromtimestamp((record.end or record.start) / 1000, UTC),
-        "type": record.event_type,
-    }
-
-
-def _is_non_retryable(exc: BaseException) -> bool:
-    return (
-        isinstance(exc, NonRetryableError)
-        or type(exc).__name__ == "NonRetryableError"
-        or str(exc).startswith("NonRetryableError")
-    )
-
-
-def _error_name(exc: BaseException) -> str:
-    name = getattr(exc, "name", None)
-    return name if isinstance(name, str) and name else type(exc).__name__
-
-
-def _class_path(exc: BaseException) -> str:
-    cls = type(exc)
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def _rebuild_error(record: StepRecord) -> Exception:
-    """The cached failure of a step, as the same class with the same message when possible."""
-    message = record.error_message or ""
-    name = record.error_name or "Error"
-    if record.error_class:
-        module_name, _, qualname = record.error_class.partition(":")
-        try:
-            target: Any = importlib.import_module(module_name)
-            for part in qualname.split("."):
-                target = getattr(target, part)
-            if isinstance(target, type) and issubclass(target, Exception):
-                error = target(message)
-                if _error_name(error) != name:
-                    error.name = name  # type: ignore[attr-defined]
-                return error
-        except Exception:  # any class that cannot be rebuilt falls back below
-            log.debug("could not rebuild %s", record.error_class, exc_info=True)
-    return StepFailedError(message, name=name)

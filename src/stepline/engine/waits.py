@@ -1,0 +1,200 @@
+"""The steps that wait: ``sleep``, ``sleep_until`` and ``wait_for_event``.
+
+A part of :class:`~stepline.engine.runner.Runner`, split out to keep each module about one
+thing: it uses the runner's bookkeeping (occurrence counters, the pause boundary, in-memory
+waits and suspension) through ``_RunState``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from stepline.errors import InvalidStepConfig, WorkflowTimeoutError
+from stepline.store.records import StepRecord
+from stepline.validation import check_event_type, check_step_name, dump_json
+
+if TYPE_CHECKING:
+    from stepline.engine.clock import Clock
+    from stepline.engine.scheduler import Engine
+    from stepline.store.port import Store
+
+__all__ = ["MAX_SLEEP_MS", "WaitingSteps"]
+
+T = TypeVar("T")
+MAX_SLEEP_MS = 365 * 86_400_000
+
+
+class _RunState(Protocol):
+    engine: Engine
+    store: Store
+    clock: Clock
+    pk: int
+    generation: int
+    steps: dict[str, StepRecord]
+    _reached: set[str]
+    _interrupt: asyncio.Event
+    _event_arrived: asyncio.Future[None]
+
+    def _guard(self) -> None: ...
+
+    def _occurrence(self, kind: str, name: str) -> int: ...
+
+    def _take_seq(self) -> int: ...
+
+    async def _at_boundary(self) -> None: ...
+
+    async def _wait_until(self, wake_at: int) -> None: ...
+
+    async def _save(self, record: StepRecord, now: int) -> None: ...
+
+    async def _durable(self, write: Awaitable[T]) -> T: ...
+
+    async def _suspend(self) -> None: ...
+
+    async def _sleep(self, name: str, identity: str, wake_at: Callable[[int], int]) -> None: ...
+
+    async def _wait_for_signal(self, arrived: asyncio.Future[None], ms: int) -> str: ...
+
+
+class WaitingSteps:
+    """Sleeps and event waits of one run."""
+
+    # -- sleeps --------------------------------------------------------------------------------
+    async def sleep_for(self: _RunState, name: str, duration_ms: int) -> None:
+        if duration_ms > MAX_SLEEP_MS:
+            raise InvalidStepConfig(f"sleep {name!r} is longer than 365 days")
+        await self._sleep(name, f"{duration_ms}", lambda now: now + duration_ms)
+
+    async def sleep_until(self: _RunState, name: str, when_ms: int) -> None:
+        def wake_at(now: int) -> int:
+            if when_ms < now:
+                raise ValueError("You can't sleep until a time in the past, time-traveler")
+            if when_ms - now > MAX_SLEEP_MS:
+                raise InvalidStepConfig(f"sleep_until {name!r} is more than 365 days away")
+            return when_ms
+
+        await self._sleep(name, f"@{when_ms}", wake_at)
+
+    async def _sleep(
+        self: _RunState, name: str, identity: str, wake_at: Callable[[int], int]
+    ) -> None:
+        self._guard()
+        check_step_name(name)
+        count = self._occurrence("sleep", f"{name}\x00{identity}")
+        key = f"sleep:{identity}:{count}:{name}"
+        self._reached.add(key)
+        record = self.steps.get(key)
+        if record is not None and record.status == "complete":
+            return
+        await self._at_boundary()
+        if record is None:
+            now = self.clock.now_ms()
+            record = StepRecord(
+                instance_pk=self.pk,
+                key=key,
+                seq=self._take_seq(),
+                kind="sleep",
+                name=f"{name}-{count}",
+                status="waiting",
+                start=now,
+                wake_at=wake_at(now),
+            )
+            self.steps[key] = record
+            self.store.queue_step(self.pk, self.generation, record, now=now)
+        assert record.wake_at is not None
+        await self._wait_until(record.wake_at)
+        record.status, record.end = "complete", record.wake_at
+        self.store.queue_step(self.pk, self.generation, record, now=self.clock.now_ms())
+
+    # -- events --------------------------------------------------------------------------------
+    async def wait_for_event(
+        self: _RunState, name: str, event_type: str, timeout_ms: int
+    ) -> dict[str, Any]:
+        self._guard()
+        check_step_name(name)
+        check_event_type(event_type)
+        if not 1_000 <= timeout_ms <= MAX_SLEEP_MS:
+            raise InvalidStepConfig("wait_for_event timeout must be 1 second to 365 days")
+        count = self._occurrence("wait", name)
+        key = f"wait:{count}:{name}"
+        self._reached.add(key)
+        record = self.steps.get(key)
+        if record is not None and record.status == "complete":
+            return _event_value(record)
+        if record is not None and record.status == "errored":
+            raise WorkflowTimeoutError(record.error_message or "")
+        await self._at_boundary()
+        if record is None:
+            now = self.clock.now_ms()
+            record = StepRecord(
+                instance_pk=self.pk,
+                key=key,
+                seq=self._take_seq(),
+                kind="wait",
+                name=f"{name}-{count}",
+                status="waiting",
+                start=now,
+                wake_at=now + timeout_ms,
+                event_type=event_type,
+                config=dump_json({"timeout": timeout_ms}),
+            )
+            self.steps[key] = record
+            self.store.queue_step(self.pk, self.generation, record, now=now)
+        deadline = record.wake_at
+        assert deadline is not None
+        if self.engine.hooks.forced_timeout(name):
+            deadline = self.clock.now_ms()
+        mocked, payload = self.engine.hooks.mocked_event(event_type)
+        if mocked:
+            now = self.clock.now_ms()
+            record.status, record.end, record.output = "complete", now, dump_json(payload)
+            await self._save(record, now)
+            return _event_value(record)
+        while True:
+            self._guard()
+            arrived = self._event_arrived
+            now = self.clock.now_ms()
+            event = await self._durable(
+                self.store.consume_event(self.pk, self.generation, record, now=now)
+            )
+            if event is not None:
+                record.status, record.end, record.output = "complete", now, event.payload
+                return _event_value(record)
+            now = self.clock.now_ms()
+            if now >= deadline:
+                message = f"Execution timed out after {timeout_ms}ms"
+                record.status, record.end = "errored", now
+                record.error_name, record.error_message = "WorkflowTimeoutError", message
+                await self._save(record, now)
+                raise WorkflowTimeoutError(message)
+            hot_ms = min(deadline - now, self.engine.suspend_after_ms)
+            outcome = await self._wait_for_signal(arrived, hot_ms)
+            if outcome == "interrupted" or (outcome == "timeout" and deadline - now > hot_ms):
+                await self._suspend()
+            if arrived.done() and arrived is self._event_arrived:
+                self._event_arrived = asyncio.get_running_loop().create_future()
+
+    async def _wait_for_signal(self: _RunState, arrived: asyncio.Future[None], ms: int) -> str:
+        interrupt: asyncio.Future[Any] = asyncio.ensure_future(self._interrupt.wait())
+        try:
+            waiting: set[asyncio.Future[Any]] = {arrived, interrupt}
+            done, _ = await asyncio.wait(
+                waiting, timeout=ms / 1000, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            interrupt.cancel()
+        if self._interrupt.is_set():
+            return "interrupted"
+        return "signal" if arrived in done else "timeout"
+
+
+def _event_value(record: StepRecord) -> dict[str, Any]:
+    return {
+        "payload": None if record.output is None else json.loads(record.output),
+        "timestamp": datetime.fromtimestamp((record.end or record.start) / 1000, UTC),
+        "type": record.event_type,
+    }
