@@ -6,7 +6,6 @@ a change in a workflow's code makes a new version, as a redeploy does on Cloudfl
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from stepline.api.app import HealthCheck
 from stepline.api.auth import Authenticator
 from stepline.app import DEFAULT_ACCOUNT, Stepline
 from stepline.config import ProjectConfig, load_config
-from stepline.engine.tuning import tune_garbage_collector
+from stepline.engine.tuning import run_owned_process
 from stepline.store.open import DEFAULT_DATABASE
 from stepline.store.port import WorkflowSettings
 from stepline.tokens import StoreTokenAuthenticator
@@ -42,8 +41,9 @@ class ServerOptions:
     log_level: str = "info"
 
 
-def resolve_account(options: ServerOptions) -> str:
-    return options.account_id or os.environ.get("STEPLINE_ACCOUNT_ID") or DEFAULT_ACCOUNT
+def resolve_account(account_id: str | None) -> str:
+    """The flag's account, else ``STEPLINE_ACCOUNT_ID``, else ``local``."""
+    return account_id or os.environ.get("STEPLINE_ACCOUNT_ID") or DEFAULT_ACCOUNT
 
 
 async def register_declared(stepline: Stepline, project: ProjectConfig, account_id: str) -> None:
@@ -100,7 +100,7 @@ def build_authenticator(stepline: Stepline) -> Authenticator:
 async def serve(options: ServerOptions) -> None:
     """Run until interrupted."""
     project = load_config(options.config) if options.config is not None else None
-    account_id = resolve_account(options)
+    account_id = resolve_account(options.account_id)
     stepline = Stepline(
         options.database,
         account_id=account_id,
@@ -131,11 +131,5 @@ async def serve(options: ServerOptions) -> None:
 
 
 def run_server(options: ServerOptions) -> None:
-    """Serve on uvloop when it is installed."""
-    tune_garbage_collector()
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
-        asyncio.run(serve(options))
-    else:
-        uvloop.run(serve(options))
+    """Serve until interrupted, as a process Stepline owns."""
+    run_owned_process(serve(options))

@@ -10,7 +10,13 @@ import typer
 from stepline.cli.output import report_errors
 from stepline.store.open import DEFAULT_DATABASE
 
-__all__ = ["SERVE_EPILOG", "serve_command"]
+__all__ = [
+    "SERVE_EPILOG",
+    "AccountOwnerOption",
+    "ConfigOption",
+    "DatabaseOption",
+    "serve_command",
+]
 
 SERVE_EPILOG = (
     "Examples:\n\n"
@@ -29,29 +35,32 @@ DatabaseOption = Annotated[
     ),
 ]
 
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="STEPLINE_CONFIG",
+        help="stepline.toml declaring [[workflows]] (default: ./stepline.toml if present).",
+    ),
+]
+AccountOwnerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--account-id",
+        help="Account that owns the declared workflows (default: STEPLINE_ACCOUNT_ID, "
+        "else 'local').",
+        show_default=False,
+    ),
+]
+
 
 def serve_command(
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            envvar="STEPLINE_CONFIG",
-            help="stepline.toml declaring [[workflows]] (default: ./stepline.toml if present).",
-        ),
-    ] = None,
+    config: ConfigOption = None,
     database: DatabaseOption = DEFAULT_DATABASE,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8787,
-    account_id: Annotated[
-        str | None,
-        typer.Option(
-            "--account-id",
-            help="Account that owns the declared workflows (default: STEPLINE_ACCOUNT_ID, "
-            "else 'local').",
-            show_default=False,
-        ),
-    ] = None,
+    account_id: AccountOwnerOption = None,
     synchronous: Annotated[
         str,
         typer.Option(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +16,13 @@ from typing import Annotated
 
 import typer
 
-from stepline.app import DEFAULT_ACCOUNT, Stepline
+from stepline.app import Stepline
 from stepline.cli.output import report_errors
-from stepline.cli.serve import DatabaseOption
+from stepline.cli.serve import AccountOwnerOption, ConfigOption, DatabaseOption
 from stepline.config import load_config
 from stepline.durations import parse_duration_ms
-from stepline.engine.tuning import tune_garbage_collector
-from stepline.server import register_declared
+from stepline.engine.tuning import run_owned_process
+from stepline.server import register_declared, resolve_account
 from stepline.store.open import DEFAULT_DATABASE
 
 __all__ = ["WORKER_EPILOG", "WorkerOptions", "run_worker", "worker_command"]
@@ -52,7 +51,7 @@ class WorkerOptions:
 async def run_worker(options: WorkerOptions, stop: asyncio.Event | None = None) -> None:
     """Run an engine until ``stop`` is set (or SIGTERM / SIGINT arrives)."""
     project = load_config(options.config) if options.config is not None else None
-    account_id = options.account_id or os.environ.get("STEPLINE_ACCOUNT_ID") or DEFAULT_ACCOUNT
+    account_id = resolve_account(options.account_id)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -81,25 +80,9 @@ async def run_worker(options: WorkerOptions, stop: asyncio.Event | None = None) 
 
 
 def worker_command(
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            envvar="STEPLINE_CONFIG",
-            help="stepline.toml declaring the workflows (default: ./stepline.toml if present).",
-        ),
-    ] = None,
+    config: ConfigOption = None,
     database: DatabaseOption = DEFAULT_DATABASE,
-    account_id: Annotated[
-        str | None,
-        typer.Option(
-            "--account-id",
-            help="Account that owns the declared workflows (default: STEPLINE_ACCOUNT_ID, "
-            "else 'local').",
-            show_default=False,
-        ),
-    ] = None,
+    account_id: AccountOwnerOption = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", help="Instances running at once (sleepers excluded).")
     ] = 10_000,
@@ -128,10 +111,4 @@ def worker_command(
             lease_ms=parse_duration_ms(lease, what="lease"),
             log_level=log_level,
         )
-        tune_garbage_collector()
-        try:
-            import uvloop
-        except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
-            asyncio.run(run_worker(options))
-        else:
-            uvloop.run(run_worker(options))
+        run_owned_process(run_worker(options))

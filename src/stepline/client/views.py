@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from stepline.store.records import (
+    INSTANCE_STATUSES,
     InstanceRecord,
     ScheduleRecord,
     StepRecord,
@@ -31,16 +32,6 @@ __all__ = [
 OUTPUT_PREVIEW_CHARS = 1024
 _TRUNCATED = "[truncated output]"
 _REDACTED = "[REDACTED]"
-_STATUS_KEYS = (
-    "queued",
-    "running",
-    "paused",
-    "errored",
-    "terminated",
-    "complete",
-    "waiting",
-    "waitingForPause",
-)
 
 
 def iso(ms: int | None) -> str | None:
@@ -62,16 +53,12 @@ def parse_iso(text: str) -> int:
 def workflow_summary(
     workflow: WorkflowRecord, counts: dict[str, int], schedules: list[ScheduleRecord]
 ) -> dict[str, Any]:
-    summary: dict[str, Any] = {
-        "id": workflow.id,
-        "name": workflow.name,
-        "class_name": workflow.class_name,
-        "script_name": workflow.script_name,
-        "created_on": iso(workflow.created_on),
-        "modified_on": iso(workflow.modified_on),
-        "triggered_on": iso(workflow.triggered_on),
-        "instances": {status: counts.get(status, 0) for status in _STATUS_KEYS},
-    }
+    summary = _workflow_fields(workflow)
+    summary.update(
+        {
+            "instances": {status: counts.get(status, 0) for status in INSTANCE_STATUSES},
+        }
+    )
     if schedules:
         summary["schedules"] = [
             {"cron": s.cron, "next_instance": iso(s.next_fire_at)} for s in schedules
@@ -81,6 +68,16 @@ def workflow_summary(
 
 def workflow_update(workflow: WorkflowRecord) -> dict[str, Any]:
     return {
+        **_workflow_fields(workflow),
+        "version_id": workflow.version_id,
+        "is_deleted": 0,
+        "terminator_running": int(workflow.terminator_running),
+    }
+
+
+def _workflow_fields(workflow: WorkflowRecord) -> dict[str, Any]:
+    """What every view of a workflow shows."""
+    return {
         "id": workflow.id,
         "name": workflow.name,
         "class_name": workflow.class_name,
@@ -88,9 +85,6 @@ def workflow_update(workflow: WorkflowRecord) -> dict[str, Any]:
         "created_on": iso(workflow.created_on),
         "modified_on": iso(workflow.modified_on),
         "triggered_on": iso(workflow.triggered_on),
-        "version_id": workflow.version_id,
-        "is_deleted": 0,
-        "terminator_running": int(workflow.terminator_running),
     }
 
 
