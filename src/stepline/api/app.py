@@ -25,8 +25,7 @@ from stepline.api.envelope import CompactJSONResponse
 from stepline.api.errors import install_error_handlers
 from stepline.api.middleware import StripTrailingSlashMiddleware, UnexpectedErrorMiddleware
 from stepline.api.openapi import openapi_document
-from stepline.api.routers import workflows_router
-from stepline.api.routers.accounts import router as accounts_router
+from stepline.api.routers import add_routes
 from stepline.client.base import Client
 
 __all__ = ["API_PREFIX", "HealthCheck", "create_app"]
@@ -80,8 +79,7 @@ def create_app(
             return CompactJSONResponse(report, status_code=status)
 
         app.add_api_route("/healthz", healthz, methods=["GET"])
-    app.include_router(accounts_router, prefix=API_PREFIX)
-    app.include_router(workflows_router, prefix=API_PREFIX)
+    add_routes(app, API_PREFIX)
     # Added last, so outermost: a crash anywhere below still becomes an envelope.
     app.add_middleware(StripTrailingSlashMiddleware)
     app.add_middleware(UnexpectedErrorMiddleware)

@@ -16,7 +16,9 @@ from stepline.errors import InvalidRequest
 __all__ = ["ClientDep", "check_version_id", "get_client"]
 
 
-def get_client(request: Request) -> Client:
+async def get_client(request: Request) -> Client:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, a thread
+    # hop on every request for what is one attribute read.
     client: Client = request.app.state.stepline_client
     return client
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from stepline.errors import InvalidRequest
 from stepline.store import sqlite_queries as q
@@ -32,6 +32,10 @@ class _Database(Protocol):
     async def _read(self, operation: Callable[[sqlite3.Connection], T]) -> T: ...
 
     async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T: ...
+
+    def _lookup(self, sql: str, params: tuple[Any, ...] = ()) -> Any: ...
+
+    def _lookup_rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]: ...
 
 
 class SqliteCatalog:
@@ -134,13 +138,11 @@ class SqliteCatalog:
         return await self._write(op)
 
     async def get_workflow(self: _Database, account_id: str, name: str) -> WorkflowRecord | None:
-        row = await self._read(
-            lambda c: c.execute(q.WORKFLOW_BY_NAME, (account_id, name)).fetchone()
-        )
+        row = self._lookup(q.WORKFLOW_BY_NAME, (account_id, name))
         return None if row is None else workflow_from_row(row)
 
     async def get_workflow_by_id(self: _Database, workflow_id: str) -> WorkflowRecord | None:
-        row = await self._read(lambda c: c.execute(q.WORKFLOW_BY_ID, (workflow_id,)).fetchone())
+        row = self._lookup(q.WORKFLOW_BY_ID, (workflow_id,))
         return None if row is None else workflow_from_row(row)
 
     async def list_workflows(
@@ -187,7 +189,7 @@ class SqliteCatalog:
         return await self._read(op)
 
     async def get_version(self: _Database, version_id: str) -> VersionRecord | None:
-        row = await self._read(lambda c: c.execute(q.VERSION_BY_ID, (version_id,)).fetchone())
+        row = self._lookup(q.VERSION_BY_ID, (version_id,))
         return None if row is None else version_from_row(row)
 
     # -- schedules ---------------------------------------------------------------------------
@@ -218,11 +220,11 @@ class SqliteCatalog:
         await self._write(op)
 
     async def due_schedules(self: _Database, now: int, *, limit: int) -> list[ScheduleRecord]:
-        rows = await self._read(lambda c: c.execute(q.DUE_SCHEDULES, (now, limit)).fetchall())
+        rows = self._lookup_rows(q.DUE_SCHEDULES, (now, limit))
         return [ScheduleRecord(*r) for r in rows]
 
     async def next_schedule_fire(self: _Database) -> int | None:
-        row = await self._read(lambda c: c.execute(q.NEXT_SCHEDULE_FIRE).fetchone())
+        row = self._lookup(q.NEXT_SCHEDULE_FIRE)
         return None if row is None or row[0] is None else int(row[0])
 
     # -- tokens ------------------------------------------------------------------------------
@@ -237,5 +239,5 @@ class SqliteCatalog:
         await self._write(lambda c: c.execute(q.INSERT_TOKEN, values))
 
     async def find_token(self: _Database, token_hash: str) -> TokenRecord | None:
-        row = await self._read(lambda c: c.execute(q.TOKEN_BY_HASH, (token_hash,)).fetchone())
+        row = self._lookup(q.TOKEN_BY_HASH, (token_hash,))
         return None if row is None else token_from_row(row)

@@ -29,7 +29,7 @@ from typing import Any, TypeVar, overload
 
 from stepline.errors import StaleRunError
 
-__all__ = ["FencedWrite", "SqliteWriter"]
+__all__ = ["BeforeCommit", "FencedWrite", "SqliteWriter"]
 
 T = TypeVar("T")
 log = logging.getLogger("stepline.store.sqlite")
@@ -47,6 +47,18 @@ class FencedWrite:
     generation: int
     quiet: bool = False
     """A queued write whose run has moved on is dropped without complaint."""
+
+
+@dataclass(frozen=True, slots=True)
+class BeforeCommit:
+    """An operation whose caller gets its result as soon as it ran, before the commit.
+
+    For a write the caller may go on from before it is durable, because every later write of
+    that caller queues behind it and so commits with it or after it: if the commit is lost,
+    the caller's later writes are lost with it, and a replay finds things as they were.
+    """
+
+    operation: Callable[[sqlite3.Connection], Any]
 
 
 _MAX_BATCH = 2_000
@@ -82,6 +94,9 @@ class SqliteWriter:
     async def run(
         self, operation: Callable[[sqlite3.Connection], T], *, key: object = None
     ) -> T: ...
+
+    @overload
+    async def run(self, operation: BeforeCommit, *, key: object = None) -> Any: ...
 
     async def run(self, operation: Any, *, key: object = None) -> Any:
         """Run ``operation`` in the next group commit and return its result once durable."""
@@ -171,9 +186,10 @@ def _run_operation(
     conn: sqlite3.Connection, item: tuple[Any, Any, Any, Any]
 ) -> tuple[Any, Any, BaseException | None, Any]:
     operation, future, loop, _ = item
+    early = isinstance(operation, BeforeCommit)
     conn.execute("SAVEPOINT op")
     try:
-        result = operation(conn)
+        result = operation.operation(conn) if early else operation(conn)
     except BaseException as exc:  # handed back to the caller, not lost
         conn.execute("ROLLBACK TO op")
         conn.execute("RELEASE op")
@@ -181,6 +197,9 @@ def _run_operation(
             log.error("queued write failed: %r", exc)
         return future, None, exc, loop
     conn.execute("RELEASE op")
+    if early and future is not None:
+        # Delivered now; the batch's delivery after the commit skips a future already done.
+        loop.call_soon_threadsafe(_deliver, [(future, result, None)])
     return future, result, None, loop
 
 
