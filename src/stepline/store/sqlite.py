@@ -361,7 +361,7 @@ class SqliteStore(SqliteCatalog):
             return event
 
         # The runner goes on with the event while the commit is under way: its next write
-        # commits with this one or after it, so a lost commit loses both, and the replay
+        # commits with this one or after it, so a crash before the commit loses both, and the replay
         # consumes the same event again (it is still the oldest of its type).
         found: EventRecord | None = await self._writer.run(BeforeCommit(op))
         return found

@@ -54,8 +54,9 @@ class BeforeCommit:
     """An operation whose caller gets its result as soon as it ran, before the commit.
 
     For a write the caller may go on from before it is durable, because every later write of
-    that caller queues behind it and so commits with it or after it: if the commit is lost,
-    the caller's later writes are lost with it, and a replay finds things as they were.
+    that caller queues behind it and so commits with it or after it: a crash before the commit
+    loses the later writes too, and a replay finds things as they were. (A commit that fails
+    while the process lives on is logged; the caller is not told.)
     """
 
     operation: Callable[[sqlite3.Connection], Any]
