@@ -14,10 +14,13 @@ import pytest
 
 from stepline import Stepline
 from stepline.store.port import Store
+from stepline.store.sqlite import SqliteStore
 from stepline.testing import StepMocks, TestClock
 from tests.workflows.probe import Probe
 
-STORE_KINDS = ("sqlite", pytest.param("postgres", marks=pytest.mark.postgres))
+STORE_KINDS = ("sqlite", "sqlite-normal", pytest.param("postgres", marks=pytest.mark.postgres))
+"""``sqlite-normal`` is SQLite with ``synchronous=NORMAL``, whose idle writer commits on the
+event loop's thread instead of the writer thread."""
 
 HOT = 3_600_000
 """``suspend_after`` (ms) under which every wait of a test stays in memory (the hot path)."""
@@ -31,6 +34,8 @@ def store_factory(kind: str, directory: Path) -> str | Store:
     """A database URL (or an unopened store) of backend ``kind``, private to ``directory``."""
     if kind == "sqlite":
         return f"sqlite:///{directory / 'stepline.sqlite3'}"
+    if kind == "sqlite-normal":
+        return SqliteStore(directory / "stepline.sqlite3", synchronous="NORMAL")
     if kind == "postgres":
         return _postgres_database(directory)
     raise ValueError(f"unknown store backend {kind!r}")

@@ -37,7 +37,9 @@ def postgres_database(postgres_template: tuple[str, str]) -> Iterator[str]:
     blocking(drop_database(url, name))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=["sqlite", "sqlite-normal", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -56,7 +58,12 @@ async def open_store(backend: str, database: str) -> AsyncIterator[OpenStore]:
     opened: list[Store] = []
 
     async def open_one() -> Store:
-        store: Store = PostgresStore(database) if backend == "postgres" else SqliteStore(database)
+        store: Store
+        if backend == "postgres":
+            store = PostgresStore(database)
+        else:
+            synchronous = "NORMAL" if backend == "sqlite-normal" else "FULL"
+            store = SqliteStore(database, synchronous=synchronous)
         await store.open()
         opened.append(store)
         return store

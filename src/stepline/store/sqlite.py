@@ -42,12 +42,14 @@ from stepline.store.sqlite_rows import (
     step_from_row,
     step_to_row,
 )
-from stepline.store.sqlite_writer import BeforeCommit, FencedWrite, SqliteWriter
+from stepline.store.sqlite_writer import BeforeCommit, FencedWrite, NoSync, SqliteWriter
 
 __all__ = ["SqliteStore"]
 
 T = TypeVar("T")
 _SYNC_MODES = ("FULL", "NORMAL", "EXTRA", "OFF")
+_NO_WAIT_MODES = ("NORMAL", "OFF")
+"""In WAL mode a commit under these waits for no disk write, only checkpoints do."""
 
 
 class SqliteStore(SqliteCatalog):
@@ -63,7 +65,7 @@ class SqliteStore(SqliteCatalog):
             raise ValueError(f"synchronous must be one of {_SYNC_MODES}")
         self.path = Path(path)
         self.synchronous = synchronous
-        self._writer = SqliteWriter(self._connect_writer)
+        self._writer = SqliteWriter(self._connect_writer, inline=synchronous in _NO_WAIT_MODES)
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stepline-sqlite-read")
         self._local = threading.local()
         self._read_connections: list[sqlite3.Connection] = []
@@ -83,6 +85,8 @@ class SqliteStore(SqliteCatalog):
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA cache_size = -65536")
         conn.execute("PRAGMA temp_store = MEMORY")
+        if self.synchronous in _NO_WAIT_MODES:
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # the writer thread checkpoints
         return conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -132,6 +136,7 @@ class SqliteStore(SqliteCatalog):
             return False
 
     async def close(self) -> None:
+        self._writer.flush()
         await asyncio.to_thread(self._writer.stop)
         self._readers.shutdown(wait=True)
         with self._lock:
@@ -229,9 +234,12 @@ class SqliteStore(SqliteCatalog):
         return await self._write(op)
 
     async def renew_leases(self, owner: str, until: int, pks: Sequence[int] | None = None) -> int:
+        # Leases need not survive a power failure: every engine on this file goes with it.
         if pks is None:
-            return await self._write(
-                lambda c: int(c.execute(q.RENEW_LEASES, (until, owner)).rowcount)
+            return int(
+                await self._writer.run(
+                    NoSync(lambda c: int(c.execute(q.RENEW_LEASES, (until, owner)).rowcount))
+                )
             )
         chosen = list(pks)
 
@@ -242,7 +250,7 @@ class SqliteStore(SqliteCatalog):
                 renewed += conn.execute(sql, (until, owner, *chunk)).rowcount
             return renewed
 
-        return await self._write(op)
+        return int(await self._writer.run(NoSync(op)))
 
     async def claim_runnable(
         self, now: int, limit: int, *, owner: str, lease_until: int
@@ -273,7 +281,10 @@ class SqliteStore(SqliteCatalog):
                     steps[row[0]].append(step_from_row(row))
             return [(i, steps[i.pk]) for i in claimed]
 
-        return await self._write(op)
+        # A claim lost in a power failure is harmless (the instance is runnable again, and
+        # every engine on this file restarts), so it does not wait for the disk on its own.
+        claimed: list[tuple[InstanceRecord, list[StepRecord]]] = await self._writer.run(NoSync(op))
+        return claimed
 
     async def next_wake_at(self, kinds: Collection[str] | None = None) -> int | None:
         if kinds is None:

@@ -14,6 +14,12 @@ writes while the instance is still at the runner's generation. Consecutive ones 
 single ``executemany``; only when fewer rows changed than were sent does the writer look up
 which were fenced out. This keeps the writer thread's calls into SQLite, and so its hand-offs
 of the GIL, to a few per batch instead of four per step.
+
+When a commit does not wait for the disk (``synchronous`` NORMAL or OFF in WAL mode, where a
+commit is a few microseconds of memory work) and the writer thread is idle, the writes of one
+turn of the event loop commit on the loop's own thread instead: the two thread switches of a
+hand-off cost more than the commit. A turn with many writes, or a writer thread still busy,
+goes to the thread as before. Checkpoints, which do wait for the disk, stay on the thread.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any, TypeVar, overload
 
 from stepline.errors import StaleRunError
 
-__all__ = ["BeforeCommit", "FencedWrite", "SqliteWriter"]
+__all__ = ["BeforeCommit", "FencedWrite", "NoSync", "SqliteWriter"]
 
 T = TypeVar("T")
 log = logging.getLogger("stepline.store.sqlite")
@@ -62,18 +68,55 @@ class BeforeCommit:
     operation: Callable[[sqlite3.Connection], Any]
 
 
+@dataclass(frozen=True, slots=True)
+class NoSync:
+    """A write whose loss in a power failure does no harm (a lease: lost, the instance is just
+    claimed again). A batch of nothing else commits without waiting for the disk; it becomes
+    durable with the next commit that does wait, as that one syncs the whole WAL."""
+
+    operation: Callable[[sqlite3.Connection], Any]
+
+
 _MAX_BATCH = 2_000
+_INLINE_MAX = 16
+"""At most this many writes of one loop turn commit on the loop's thread; more go to the
+writer thread, where they share one commit without holding up the loop."""
+_CHECKPOINT_AFTER = 500
+"""Writes committed on the loop's thread between two checkpoints run by the writer thread
+(about the 1,000 WAL pages after which SQLite checkpoints by itself)."""
+_CHECKPOINT = object()
 
 
 class SqliteWriter:
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    """``inline``: commits do not wait for the disk, so an idle writer lets the event loop's
+    thread commit small batches itself (the caller's ``connect`` must then turn SQLite's own
+    checkpoints off: they would wait for the disk on the loop's thread)."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], *, inline: bool = False) -> None:
         self._connect = connect
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._synchronous = 2
+        """The connection's ``PRAGMA synchronous`` (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA)."""
+        self._inline = inline
+        self._conn_lock = threading.Lock()
+        """Held by whichever thread is using the connection."""
+        self._count_lock = threading.Lock()
+        self._pending = 0
+        """Writes handed to the writer thread and not yet committed by it."""
+        self._unchecked = 0
+        """Writes committed since the last checkpoint (counted only when ``inline``); it and
+        ``_checkpoint_asked`` change only under ``_conn_lock``."""
+        self._checkpoint_asked = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._turn: list[tuple[Any, Any, Any, Any]] = []
+        """This loop turn's writes, committed together at the end of the turn."""
 
     def start(self) -> None:
+        self._loop = None
         self._thread = threading.Thread(
             target=self._run, name="stepline-sqlite-writer", daemon=True
         )
@@ -83,6 +126,7 @@ class SqliteWriter:
             raise self._startup_error
 
     def stop(self) -> None:
+        """Commit what was handed over and end the thread; on the loop, :meth:`flush` first."""
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join()
@@ -97,13 +141,13 @@ class SqliteWriter:
     ) -> T: ...
 
     @overload
-    async def run(self, operation: BeforeCommit, *, key: object = None) -> Any: ...
+    async def run(self, operation: BeforeCommit | NoSync, *, key: object = None) -> Any: ...
 
     async def run(self, operation: Any, *, key: object = None) -> Any:
         """Run ``operation`` in the next group commit and return its result once durable."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put((operation, future, loop, key))
+        self._submit((operation, future, loop, key), loop)
         return await future
 
     def queue(
@@ -114,7 +158,55 @@ class SqliteWriter:
     ) -> None:
         """Queue ``operation`` without waiting; it commits with a later batch, in order, unless
         a later write with the same ``key`` supersedes it first."""
-        self._queue.put((operation, None, None, key))
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        self._submit((operation, None, None, key), loop)
+
+    def _submit(
+        self, item: tuple[Any, Any, Any, Any], loop: asyncio.AbstractEventLoop | None
+    ) -> None:
+        if self._inline and loop is not None:
+            if self._loop is None:
+                self._loop = loop
+            if loop is self._loop:
+                # In order with this turn's other writes, whichever thread commits them.
+                if not self._turn:
+                    loop.call_soon(self._end_of_turn)
+                self._turn.append(item)
+                return
+        self._hand_over([item])
+
+    def _hand_over(self, items: list[Any]) -> None:
+        with self._count_lock:
+            self._pending += len(items)
+        for item in items:
+            self._queue.put(item)
+
+    def flush(self) -> None:
+        """Commit or hand over this loop turn's writes now, not at the end of the turn (so
+        that a :meth:`stop` that follows finds them)."""
+        self._end_of_turn()
+
+    def _end_of_turn(self) -> None:
+        batch, self._turn = self._turn, []
+        if not batch:
+            return
+        conn = self._conn
+        if conn is not None and len(batch) <= _INLINE_MAX and self._conn_lock.acquire(False):
+            try:
+                # Nothing handed over is still uncommitted, so nothing can overtake it.
+                if self._pending == 0:
+                    self._commit_batch(conn, _without_superseded(batch), on_loop=True)
+                    self._unchecked += len(batch)
+                    if self._unchecked >= _CHECKPOINT_AFTER and not self._checkpoint_asked:
+                        self._checkpoint_asked = True
+                        self._queue.put(_CHECKPOINT)
+                    return
+            finally:
+                self._conn_lock.release()
+        self._hand_over(batch)
 
     def _run(self) -> None:
         try:
@@ -123,12 +215,18 @@ class SqliteWriter:
             self._startup_error = exc
             self._ready.set()
             return
+        self._conn = conn
+        self._synchronous = int(conn.execute("PRAGMA synchronous").fetchone()[0])
         self._ready.set()
         try:
             while True:
                 first = self._queue.get()
                 if first is _STOP:
                     return
+                if first is _CHECKPOINT:
+                    with self._conn_lock:
+                        self._checkpoint(conn)
+                    continue
                 batch = [first]
                 stop_after = False
                 while len(batch) < _MAX_BATCH:
@@ -139,16 +237,40 @@ class SqliteWriter:
                     if item is _STOP:
                         stop_after = True
                         break
-                    batch.append(item)
-                self._commit_batch(conn, _without_superseded(batch))
+                    if item is not _CHECKPOINT:  # the count below covers it
+                        batch.append(item)
+                with self._conn_lock:
+                    self._commit_batch(conn, _without_superseded(batch), taken=len(batch))
+                    if self._inline:
+                        self._unchecked += len(batch)
+                        if self._unchecked >= _CHECKPOINT_AFTER or self._checkpoint_asked:
+                            self._checkpoint(conn)
                 if stop_after:
                     return
         finally:
-            conn.close()
+            self._conn = None
+            with self._conn_lock:
+                conn.close()
 
-    def _commit_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+    def _commit_batch(
+        self, conn: sqlite3.Connection, batch: list[Any], *, taken: int = 0, on_loop: bool = False
+    ) -> None:
+        """Commit ``batch`` and hand each caller its outcome. ``taken``: how many handed-over
+        writes this batch settles; ``on_loop``: this is the callers' own loop thread."""
         outcomes: list[tuple[Any, Any, BaseException | None, Any]] = []
+        if len(batch) == 1 and isinstance(batch[0][0], FencedWrite):
+            # One statement is its own transaction: no BEGIN and COMMIT round trips.
+            try:
+                outcomes = _run_fenced(conn, batch)
+            except sqlite3.Error as error:
+                log.error("write failed: %s", error)
+                outcomes = [(batch[0][1], None, error, batch[0][2])]
+            self._settle(outcomes, taken, on_loop)
+            return
+        relaxed = self._synchronous > 1 and all(isinstance(item[0], NoSync) for item in batch)
         try:
+            if relaxed:
+                conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("BEGIN IMMEDIATE")
             index = 0
             while index < len(batch):
@@ -164,7 +286,7 @@ class SqliteWriter:
                     outcomes.extend(_run_fenced(conn, batch[index:end]))
                     index = end
                     continue
-                outcomes.append(_run_operation(conn, batch[index]))
+                outcomes.append(_run_operation(conn, batch[index], early=not on_loop))
                 index += 1
             conn.execute("COMMIT")
         except sqlite3.Error as commit_error:
@@ -172,6 +294,24 @@ class SqliteWriter:
                 conn.execute("ROLLBACK")
             log.error("group commit of %d writes failed: %s", len(batch), commit_error)
             outcomes = [(future, None, commit_error, loop) for _, future, loop, _ in batch]
+        finally:
+            if relaxed:
+                conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        self._settle(outcomes, taken, on_loop)
+
+    def _settle(
+        self,
+        outcomes: list[tuple[Any, Any, BaseException | None, Any]],
+        taken: int,
+        on_loop: bool,
+    ) -> None:
+        """Hand each caller its outcome of a finished commit."""
+        if taken:
+            with self._count_lock:
+                self._pending -= taken
+        if on_loop:
+            _deliver([(f, result, error) for f, result, error, _ in outcomes if f is not None])
+            return
         by_loop: dict[Any, list[tuple[Any, Any, BaseException | None]]] = {}
         for future, result, error, loop in outcomes:
             if future is not None:
@@ -182,15 +322,28 @@ class SqliteWriter:
             except RuntimeError:  # the caller's loop closed while we committed
                 pass
 
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        """Copy the WAL back into the database as far as readers allow: SQLite's automatic
+        checkpoint, done here because an ``inline`` writer turns it off."""
+        self._unchecked, self._checkpoint_asked = 0, False
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            log.warning("checkpoint failed: %s", exc)
+
 
 def _run_operation(
-    conn: sqlite3.Connection, item: tuple[Any, Any, Any, Any]
+    conn: sqlite3.Connection, item: tuple[Any, Any, Any, Any], *, early: bool
 ) -> tuple[Any, Any, BaseException | None, Any]:
+    """Run one write in its own savepoint; a :class:`BeforeCommit` result goes back at once
+    when ``early`` (the commit is on another thread)."""
     operation, future, loop, _ = item
-    early = isinstance(operation, BeforeCommit)
+    before_commit = isinstance(operation, BeforeCommit)
+    early = early and before_commit
+    call = operation.operation if isinstance(operation, BeforeCommit | NoSync) else operation
     conn.execute("SAVEPOINT op")
     try:
-        result = operation.operation(conn) if early else operation(conn)
+        result = call(conn)
     except BaseException as exc:  # handed back to the caller, not lost
         conn.execute("ROLLBACK TO op")
         conn.execute("RELEASE op")

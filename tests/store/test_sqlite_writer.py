@@ -1,0 +1,143 @@
+"""The SQLite writer's two ways to commit: on the writer thread, and, when commits do not wait
+for the disk and the thread is idle, on the event loop's own thread. Whichever commits a write,
+writes commit in the order they were submitted, and the WAL stays bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from stepline.store.sqlite_writer import NoSync, SqliteWriter
+
+
+def _connector(path: Path, synchronous: str) -> Callable[[], sqlite3.Connection]:
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        if synchronous == "NORMAL":
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+        conn.execute("CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, value INTEGER)")
+        return conn
+
+    return connect
+
+
+@pytest.fixture(params=["FULL", "NORMAL"])
+async def writer(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqliteWriter]:
+    synchronous = str(request.param)
+    writer = SqliteWriter(
+        _connector(tmp_path / "w.sqlite3", synchronous), inline=synchronous == "NORMAL"
+    )
+    await asyncio.to_thread(writer.start)
+    yield writer
+    await asyncio.to_thread(writer.stop)
+
+
+def _append(value: int) -> Callable[[sqlite3.Connection], int]:
+    def op(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("INSERT INTO log (value) VALUES (?)", (value,)).lastrowid or 0)
+
+    return op
+
+
+def _values(path: Path) -> list[int]:
+    with sqlite3.connect(path) as conn:
+        return [v for (v,) in conn.execute("SELECT value FROM log ORDER BY id")]
+
+
+async def test_writes_commit_in_the_order_they_were_submitted(
+    writer: SqliteWriter, tmp_path: Path
+) -> None:
+    # Turns of 1 to 40 writes: small ones may commit on the loop, big ones go to the thread,
+    # and a small turn must not overtake a big one the thread has not committed yet.
+    # Tasks start in the order they were made, so that is the order of submission.
+    rng = random.Random(7)
+    pending: list[asyncio.Task[object]] = []
+
+    async def queued(value: int) -> None:
+        writer.queue(_append(value))
+
+    value = 0
+    for _ in range(60):
+        for _ in range(rng.choice([1, 1, 2, 5, 40])):
+            submit = queued(value) if rng.random() < 0.3 else writer.run(_append(value))
+            pending.append(asyncio.create_task(submit))
+            value += 1
+        await asyncio.sleep(0)
+    await asyncio.gather(*pending)
+    await writer.run(_append(value))  # behind every queued write
+    assert _values(tmp_path / "w.sqlite3") == list(range(value + 1))
+
+
+async def test_a_failing_write_is_undone_alone(writer: SqliteWriter, tmp_path: Path) -> None:
+    def fails(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO log (value) VALUES (-1)")
+        raise ValueError("no")
+
+    ok = writer.run(_append(1))
+    bad = writer.run(fails)
+    results = await asyncio.gather(ok, bad, return_exceptions=True)
+    assert isinstance(results[1], ValueError)
+    assert _values(tmp_path / "w.sqlite3") == [1]
+
+
+async def test_the_wal_stays_bounded_when_commits_run_on_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "w.sqlite3"
+    writer = SqliteWriter(_connector(path, "NORMAL"), inline=True)
+    await asyncio.to_thread(writer.start)
+    try:
+        # One page per commit: unchecked, 3,000 commits would leave a WAL of over 12 MB.
+        for value in range(3_000):
+            await writer.run(_append(value))
+        await writer.run(_append(-1))
+        await asyncio.sleep(0.05)  # a checkpoint asked for may still be running
+        wal = await asyncio.to_thread(os.path.getsize, f"{path}-wal")
+    finally:
+        await asyncio.to_thread(writer.stop)
+    assert wal < 4 * 1024 * 1024
+    assert len(_values(path)) == 3_001
+
+
+async def test_a_write_queued_just_before_stopping_is_kept(
+    writer: SqliteWriter, tmp_path: Path
+) -> None:
+    writer.queue(_append(1))
+    writer.flush()
+    await asyncio.to_thread(writer.stop)
+    assert _values(tmp_path / "w.sqlite3") == [1]
+
+
+async def test_a_batch_of_no_sync_writes_alone_skips_the_disk_wait(
+    writer: SqliteWriter, tmp_path: Path
+) -> None:
+    def level(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    def append_and_level(conn: sqlite3.Connection) -> int:
+        _append(1)(conn)
+        return level(conn)
+
+    configured = await writer.run(level)
+    assert await writer.run(NoSync(append_and_level)) == min(configured, 1)
+    # Mixed with a write that must be durable, the batch waits for the disk as configured.
+    gate = threading.Event()
+    held = None
+    if configured > 1:  # hold the writer thread so that both writes land in one batch
+        held = asyncio.ensure_future(writer.run(lambda _conn: gate.wait(5)))
+        await asyncio.sleep(0.01)
+    mixed = asyncio.gather(writer.run(NoSync(level)), writer.run(_append(2)))
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert (await mixed)[0] == configured
+    if held is not None:
+        await held
+    assert await writer.run(level) == configured
+    assert _values(tmp_path / "w.sqlite3") == [1, 2]
