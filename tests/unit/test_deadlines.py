@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import pytest
 
@@ -52,3 +54,23 @@ async def test_short_deadlines_are_exact() -> None:
         async with deadlines.limit(0.05):
             await asyncio.sleep(1)
     assert loop.time() - start < 0.5
+
+
+async def test_work_that_ended_leaves_nothing_behind() -> None:
+    # A finished attempt must not keep its task (and coroutine) alive until its deadline.
+    deadlines = Deadlines(granularity=0.01)
+
+    async def attempt() -> None:
+        async with deadlines.limit(600):
+            await asyncio.sleep(0)
+
+    finished = []
+    for _ in range(100):
+        task = asyncio.create_task(attempt())
+        await task
+        finished.append(weakref.ref(task))
+    del task
+    await asyncio.sleep(0)  # off the loop callback that resumed us with the last task
+    gc.collect()
+    assert all(ref() is None for ref in finished)
+    deadlines.close()

@@ -17,18 +17,20 @@ __all__ = ["Deadlines"]
 
 
 class _Deadline:
-    __slots__ = ("expired", "finished", "task")
+    __slots__ = ("expired", "task")
 
     def __init__(self, task: asyncio.Task[object]) -> None:
         self.task = task
         self.expired = False
-        self.finished = False
 
 
 class Deadlines:
     def __init__(self, granularity: float = 0.25) -> None:
         self.granularity = granularity
-        self._slots: dict[int, list[_Deadline]] = {}
+        self._slots: dict[int, set[_Deadline]] = {}
+        """Deadlines still armed, by slot. One leaves its slot when its work ends: kept until
+        the slot came due, a finished attempt would hold on to its task, coroutine and
+        context for the whole timeout (ten minutes by default)."""
         self._ticker: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
@@ -43,7 +45,10 @@ class Deadlines:
         loop = asyncio.get_running_loop()
         deadline = _Deadline(task)
         slot = int((loop.time() + seconds) / self.granularity) + 1
-        self._slots.setdefault(slot, []).append(deadline)
+        armed = self._slots.get(slot)
+        if armed is None:
+            armed = self._slots[slot] = set()
+        armed.add(deadline)
         if self._ticker is None or self._ticker.done():
             self._ticker = loop.create_task(self._tick(), name="stepline-deadlines")
         try:
@@ -53,7 +58,9 @@ class Deadlines:
                 raise TimeoutError() from None
             raise
         finally:
-            deadline.finished = True
+            armed.discard(deadline)  # a no-op once the ticker has taken the slot
+            if not armed and self._slots.get(slot) is armed:
+                del self._slots[slot]
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
@@ -62,9 +69,8 @@ class Deadlines:
             now = int(loop.time() / self.granularity)
             for slot in [s for s in self._slots if s <= now]:
                 for deadline in self._slots.pop(slot):
-                    if not deadline.finished:
-                        deadline.expired = True
-                        deadline.task.cancel()
+                    deadline.expired = True
+                    deadline.task.cancel()
 
     def close(self) -> None:
         if self._ticker is not None:
