@@ -173,7 +173,7 @@ class SqliteWriter:
             if loop is self._loop:
                 # In order with this turn's other writes, whichever thread commits them.
                 if not self._turn:
-                    loop.call_soon(self._end_of_turn)
+                    loop.call_soon(self.flush)
                 self._turn.append(item)
                 return
         self._hand_over([item])
@@ -185,11 +185,8 @@ class SqliteWriter:
             self._queue.put(item)
 
     def flush(self) -> None:
-        """Commit or hand over this loop turn's writes now, not at the end of the turn (so
-        that a :meth:`stop` that follows finds them)."""
-        self._end_of_turn()
-
-    def _end_of_turn(self) -> None:
+        """Commit or hand over this loop turn's writes: at the end of the turn, or at once
+        before a :meth:`stop` (so that it finds them)."""
         batch, self._turn = self._turn, []
         if not batch:
             return
