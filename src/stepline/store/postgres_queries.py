@@ -197,13 +197,15 @@ SAVE_STEPS = (
     f"WHERE EXISTS (SELECT 1 FROM fence) {_UPSERT_STEP}) "
     "SELECT EXISTS (SELECT 1 FROM fence)"
 )
-FLUSH_QUEUED_STEPS = (
+SAVE_STEPS_OF_MANY = (
     "WITH fence AS (SELECT i.pk FROM instances i "
     "JOIN unnest($1::bigint[], $2::bigint[]) AS g (pk, generation) "
-    "ON i.pk = g.pk AND i.generation = g.generation ORDER BY i.pk FOR SHARE OF i) "
-    f"INSERT INTO steps ({STEP_COLUMNS}) SELECT * FROM {_unnest_steps(3)} "
-    f"WHERE s.instance_pk IN (SELECT pk FROM fence) {_UPSERT_STEP}"
+    "ON i.pk = g.pk AND i.generation = g.generation ORDER BY i.pk FOR SHARE OF i), "
+    f"saved AS (INSERT INTO steps ({STEP_COLUMNS}) SELECT * FROM {_unnest_steps(3)} "
+    f"WHERE s.instance_pk IN (SELECT pk FROM fence) {_UPSERT_STEP}) "
+    "SELECT pk FROM fence"
 )
+"""Many instances' step rows at once; answers the pks that passed the fence."""
 LOCK_FENCED = "SELECT generation FROM instances WHERE pk = $1 FOR UPDATE"
 SUSPEND = (
     f"WITH saved AS (INSERT INTO steps ({STEP_COLUMNS}) SELECT * FROM {_unnest_steps(10)} "

@@ -1,17 +1,28 @@
-"""Queued step writes ("attempt started", a sleep's end): written behind the caller's back.
+"""Step writes, batched: many instances' step rows go to the database in one statement.
 
-``queue`` returns at once. A background task takes everything queued since its last flush
-and writes it in one statement (a later write of the same step replaces an earlier one
-before it is sent, so a burst costs one row). Order with the awaited writes of the same
-instance is kept by two rules:
+Two kinds of write share one queue:
 
-- an awaited write first waits for any flush in flight that holds rows of its instance, so
-  an older queued row can never land on top of a newer awaited one;
-- rows of its instance still waiting in the queue are *taken* by the awaited write and sent
-  in its own statement (one round trip), so they land no later than it does.
+- ``queue`` (an "attempt started" row, a sleep's end) returns at once; nobody waits for it.
+- ``write`` (a completed step) waits until its rows are committed, and learns whether the
+  instance was still the caller's generation (the fence) when they were.
 
-Rows of an older generation than the newest queued for an instance are dropped: the fence
-would refuse them anyway.
+Background flushes take what is queued, up to ``flushes`` at a time, and write
+each batch in one statement that fences every instance in it and answers which passed. A later
+write of the same step replaces an earlier one before it is sent, so a burst costs one row;
+and since every write of a busy engine rides in some flush, a commit carries many instances'
+steps instead of one each (group commit, as the SQLite writer does).
+
+Order per instance is kept by three rules:
+
+- a flush never takes an instance whose rows are already in another flush in flight, so a
+  newer row cannot overtake an older one;
+- another awaited write of an instance (a suspension, a finish) first waits out the flushes
+  that hold its rows, then *takes* the rows still queued and sends them in its own statement;
+- rows of an older generation than the newest queued for an instance are dropped (the fence
+  would refuse them), and a writer still waiting on them learns that its run is stale.
+
+A batch that fails for a reason other than an unreachable database is retried one instance
+at a time, so one instance's bad row fails only that instance's write.
 """
 
 from __future__ import annotations
@@ -19,19 +30,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from stepline.errors import StoreUnavailable
 from stepline.store.postgres_pool import is_connection_error
 
-__all__ = ["QueuedSteps", "StepRows"]
+__all__ = ["QueuedSteps", "StepBatch", "StepRows"]
 
 log = logging.getLogger("stepline.store.postgres")
 
 StepRows = list[tuple[Any, ...]]
+StepBatch = list[tuple[int, int, StepRows]]
+"""(instance pk, generation, rows) per instance."""
 _MAX_ROWS_PER_FLUSH = 5_000
+
+_Outcome = bool | BaseException
+"""What a waiting writer learns: whether its instance passed the fence, or what failed."""
 
 
 @dataclass(slots=True)
@@ -39,23 +55,32 @@ class _Pending:
     generation: int
     rows: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     """Step rows by key; the last queued write of a step wins."""
+    waiter: asyncio.Future[_Outcome] | None = None
+    """Set while a caller of ``write`` waits for these rows to be committed."""
 
 
 class QueuedSteps:
-    """The queue of step writes nobody waits for, and its flushing task."""
+    """The queue of step writes and the flushes that send it."""
 
     def __init__(
         self,
-        write: Callable[[list[tuple[int, int, StepRows]]], Awaitable[None]],
+        write: Callable[[StepBatch], Awaitable[Collection[int]]],
         *,
         available: Callable[[], Awaitable[None]],
+        flushes: int = 4,
     ) -> None:
+        """``write`` sends a batch and returns the pks that passed the fence; up to
+        ``flushes`` run side by side, so one's commit overlaps the next one's execution."""
         self._write = write
+        self._flushes_in_flight = flushes
         self._available = available
         self._pending: dict[int, _Pending] = {}
         self._in_flight: dict[int, asyncio.Future[None]] = {}
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._waiters: set[asyncio.Future[_Outcome]] = set()
+        """Every writer's future not yet settled, wherever its rows are."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._flush_loop(), name="stepline-postgres-writer")
@@ -69,18 +94,25 @@ class QueuedSteps:
                 while self._pending or self._in_flight:
                     self._wakeup.set()
                     await asyncio.sleep(0.01)
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [self._task, *self._flushes]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._task = None
         for future in self._in_flight.values():
             if not future.done():
                 future.set_result(None)
+        closed = StoreUnavailable("the PostgreSQL store is closed")
+        for waiter in list(self._waiters):  # queued, or in a flush cancelled before it began
+            _settle(waiter, closed)
         if self._pending:
             log.warning("closing with %d instances' queued step writes unsent", len(self._pending))
 
     def queue(self, pk: int, generation: int, row: tuple[Any, ...]) -> None:
         pending = self._pending.get(pk)
         if pending is None or pending.generation < generation:
+            if pending is not None:
+                _settle(pending.waiter, False)  # a newer run of the instance has begun
             pending = self._pending[pk] = _Pending(generation)
         elif pending.generation > generation:
             return  # a stale runner's write; the fence would refuse it
@@ -88,10 +120,42 @@ class QueuedSteps:
         pending.rows[row[1]] = row
         self._wakeup.set()
 
+    async def write(self, pk: int, generation: int, rows: StepRows, *, timeout: float) -> bool:
+        """Queue ``rows`` and wait until they are committed: True if the instance was still
+        at ``generation`` then, False if it had moved on (nothing of them was written).
+
+        Raises ``StoreUnavailable`` when the database has been unreachable for ``timeout``
+        seconds; the rows stay queued and land when it is back (the fence still applies).
+        """
+        for row in rows:
+            self.queue(pk, generation, row)
+        pending = self._pending.get(pk)
+        if pending is None or pending.generation != generation:
+            return False
+        if pending.waiter is None:
+            pending.waiter = asyncio.get_running_loop().create_future()
+            self._waiters.add(pending.waiter)
+            pending.waiter.add_done_callback(self._waiters.discard)
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(pending.waiter), timeout)
+        except TimeoutError:
+            raise StoreUnavailable("PostgreSQL is unreachable; retry later") from None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
     async def take(self, pk: int, generation: int, *, timeout: float) -> StepRows:
-        """Before an awaited write of ``pk``: wait out flushes holding its rows, then hand
-        over the rows still queued for it (to be written by the caller, first)."""
-        while (future := self._in_flight.get(pk)) is not None:
+        """Before an awaited write of ``pk`` in a statement of its own: wait out the writes
+        of its rows under way, then hand over the rows still queued for it (to be written by
+        the caller, first)."""
+        while True:
+            future: asyncio.Future[Any] | None = self._in_flight.get(pk)
+            if future is None:
+                pending = self._pending.get(pk)
+                if pending is not None and pending.waiter is not None:
+                    future = None if pending.waiter.done() else pending.waiter
+            if future is None:
+                break
             try:
                 await asyncio.wait_for(asyncio.shield(future), timeout)
             except TimeoutError:
@@ -113,45 +177,84 @@ class QueuedSteps:
             self.queue(pk, generation, row)
 
     async def _flush_loop(self) -> None:
+        slots = asyncio.Semaphore(self._flushes_in_flight)
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                batch = self._take_batch()
-                future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                for pk, _, _ in batch:
-                    self._in_flight[pk] = future
-                try:
-                    await self._write_until_done(batch)
-                finally:
-                    for pk, _, _ in batch:
-                        if self._in_flight.get(pk) is future:
-                            del self._in_flight[pk]
-                    if not future.done():
-                        future.set_result(None)
+                await slots.acquire()
+                taken = self._take_batch()
+                if not taken:
+                    slots.release()
+                    break  # every queued instance has a flush in flight; its end wakes us
+                flush = asyncio.create_task(self._flush(*taken))
+                self._flushes.add(flush)
+                flush.add_done_callback(self._flushes.discard)
+                flush.add_done_callback(lambda _: slots.release())
 
-    def _take_batch(self) -> list[tuple[int, int, StepRows]]:
-        batch: list[tuple[int, int, StepRows]] = []
+    def _take_batch(self) -> tuple[StepBatch, list[asyncio.Future[_Outcome] | None]] | None:
+        batch: StepBatch = []
+        waiters: list[asyncio.Future[_Outcome] | None] = []
         count = 0
         for pk in list(self._pending):
+            if pk in self._in_flight:
+                continue
             pending = self._pending.pop(pk)
             batch.append((pk, pending.generation, list(pending.rows.values())))
+            waiters.append(pending.waiter)
             count += len(pending.rows)
             if count >= _MAX_ROWS_PER_FLUSH:
                 break
-        return batch
+        return (batch, waiters) if batch else None
 
-    async def _write_until_done(self, batch: list[tuple[int, int, StepRows]]) -> None:
+    async def _flush(
+        self, batch: StepBatch, waiters: list[asyncio.Future[_Outcome] | None]
+    ) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for pk, _, _ in batch:
+            self._in_flight[pk] = done
+        try:
+            outcomes = await self._write_until_done(batch)
+            for (pk, _, _), waiter in zip(batch, waiters, strict=True):
+                _settle(waiter, outcomes.get(pk, False))
+        except asyncio.CancelledError:
+            gone = StoreUnavailable("the PostgreSQL store is closed")
+            for waiter in waiters:
+                _settle(waiter, gone)
+            raise
+        finally:
+            for pk, _, _ in batch:
+                if self._in_flight.get(pk) is done:
+                    del self._in_flight[pk]
+            done.set_result(None)
+            if self._pending:
+                self._wakeup.set()  # rows queued behind this flush may go now
+
+    async def _write_until_done(self, batch: StepBatch) -> dict[int, _Outcome]:
+        """Each instance's outcome: fenced in or out, or the error that refused its rows."""
         while True:
             try:
-                await self._write(batch)
-                return
+                passed = await self._write(batch)
+                return {pk: pk in passed for pk, _, _ in batch}
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 if not (isinstance(exc, StoreUnavailable) or is_connection_error(exc)):
-                    log.error("queued step writes failed and were dropped: %r", exc)
-                    return
+                    return await self._write_one_by_one(batch, exc)
             # The database is away: these rows wait for it, and so do later writes of them.
             await self._available()
             await asyncio.sleep(0.05)
+
+    async def _write_one_by_one(self, batch: StepBatch, exc: Exception) -> dict[int, _Outcome]:
+        if len(batch) == 1:
+            log.error("step writes of instance %d failed: %r", batch[0][0], exc)
+            return {batch[0][0]: exc}
+        outcomes: dict[int, _Outcome] = {}
+        for one in batch:
+            outcomes.update(await self._write_until_done([one]))
+        return outcomes
+
+
+def _settle(waiter: asyncio.Future[_Outcome] | None, outcome: _Outcome) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(outcome)
