@@ -39,6 +39,15 @@ _DEADLOCK_RETRIES = 5
 _MAX_BACKOFF_S = 2.0
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a pooled connection needs on its way back to the pool beyond asyncpg's own rollback
+    of an open transaction: nothing. asyncpg's default also sends ``pg_advisory_unlock_all(); CLOSE
+    ALL; UNLISTEN *; RESET ALL``, one more round trip per operation, for session state that
+    pooled connections never take: advisory locks are transaction-scoped, cursors live in
+    transactions, LISTEN and the migration lock use connections of their own, and nothing is
+    SET."""
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """True for errors that say the database cannot be reached (not that a query is wrong)."""
     return isinstance(exc, _CONNECTION_ERRORS)
@@ -94,6 +103,7 @@ class Database:
                 max_size=self.max_size,
                 timeout=self.connect_timeout,
                 command_timeout=self.command_timeout,
+                reset=_keep_session,
             )
         except Exception as exc:
             if is_connection_error(exc):
