@@ -45,6 +45,8 @@ StepRows = list[tuple[Any, ...]]
 StepBatch = list[tuple[int, int, StepRows]]
 """(instance pk, generation, rows) per instance."""
 _MAX_ROWS_PER_FLUSH = 5_000
+_OUTAGE_CHECK_S = 0.05
+"""How often flushes held up by an outage look for writers past their grace."""
 
 _Outcome = bool | BaseException
 """What a waiting writer learns: whether its instance passed the fence, or what failed."""
@@ -79,8 +81,9 @@ class QueuedSteps:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
-        self._waiters: set[asyncio.Future[_Outcome]] = set()
-        """Every writer's future not yet settled, wherever its rows are."""
+        self._waiters: dict[asyncio.Future[_Outcome], float] = {}
+        """Every writer's future not yet settled, wherever its rows are, with the loop time
+        at which an outage makes it give up."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._flush_loop(), name="stepline-postgres-writer")
@@ -124,8 +127,8 @@ class QueuedSteps:
         """Queue ``rows`` and wait until they are committed: True if the instance was still
         at ``generation`` then, False if it had moved on (nothing of them was written).
 
-        Raises ``StoreUnavailable`` when the database has been unreachable for ``timeout``
-        seconds; the rows stay queued and land when it is back (the fence still applies).
+        Raises ``StoreUnavailable`` when the database is still unreachable ``timeout`` seconds
+        after the call; the rows stay queued and land when it is back (the fence still applies).
         """
         for row in rows:
             self.queue(pk, generation, row)
@@ -133,13 +136,12 @@ class QueuedSteps:
         if pending is None or pending.generation != generation:
             return False
         if pending.waiter is None:
-            pending.waiter = asyncio.get_running_loop().create_future()
-            self._waiters.add(pending.waiter)
-            pending.waiter.add_done_callback(self._waiters.discard)
-        try:
-            outcome = await asyncio.wait_for(asyncio.shield(pending.waiter), timeout)
-        except TimeoutError:
-            raise StoreUnavailable("PostgreSQL is unreachable; retry later") from None
+            loop = asyncio.get_running_loop()
+            pending.waiter = loop.create_future()
+            self._waiters[pending.waiter] = loop.time() + timeout
+            pending.waiter.add_done_callback(self._forget)
+        # No timer per write: a flush that finds the database away expires overdue writers.
+        outcome = await asyncio.shield(pending.waiter)
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
@@ -241,9 +243,23 @@ class QueuedSteps:
             except Exception as exc:
                 if not (isinstance(exc, StoreUnavailable) or is_connection_error(exc)):
                     return await self._write_one_by_one(batch, exc)
-            # The database is away: these rows wait for it, and so do later writes of them.
-            await self._available()
+            # The database is away: these rows wait for it, and so do later writes of them;
+            # a writer waiting past its grace is told so (its rows still go when it is back).
+            while True:
+                self._expire_overdue()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._available(), _OUTAGE_CHECK_S)
+                    break
             await asyncio.sleep(0.05)
+
+    def _forget(self, waiter: asyncio.Future[_Outcome]) -> None:
+        self._waiters.pop(waiter, None)
+
+    def _expire_overdue(self) -> None:
+        now = asyncio.get_running_loop().time()
+        overdue = [waiter for waiter, deadline in self._waiters.items() if deadline <= now]
+        for waiter in overdue:
+            _settle(waiter, StoreUnavailable("PostgreSQL is unreachable; retry later"))
 
     async def _write_one_by_one(self, batch: StepBatch, exc: Exception) -> dict[int, _Outcome]:
         if len(batch) == 1:
