@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Collection
 import pytest
 
 from stepline.errors import StoreUnavailable
-from stepline.store.postgres_writer import QueuedSteps, StepBatch
+from stepline.store.postgres_writer import Finishes, QueuedSteps, StepBatch
 
 
 def row(pk: int, key: str, status: str = "complete") -> tuple[object, ...]:
@@ -21,13 +21,14 @@ class FakeDatabase:
 
     def __init__(self) -> None:
         self.batches: list[StepBatch] = []
+        self.ended: Finishes = {}
         self.stale: set[int] = set()
         self.refuse: set[int] = set()
         self.hold: asyncio.Event | None = None
         self.up = asyncio.Event()
         self.up.set()
 
-    async def write(self, batch: StepBatch) -> Collection[int]:
+    async def write(self, batch: StepBatch, finishes: Finishes) -> Collection[int]:
         if not self.up.is_set():
             raise StoreUnavailable("cut")
         if any(pk in self.refuse for pk, _, _ in batch):
@@ -35,7 +36,9 @@ class FakeDatabase:
         self.batches.append(batch)
         if self.hold is not None:
             await self.hold.wait()
-        return {pk for pk, _, _ in batch if pk not in self.stale}
+        passed = {pk for pk, _, _ in batch if pk not in self.stale}
+        self.ended.update((pk, end) for pk, end in finishes.items() if pk in passed)
+        return passed
 
     def rows_of(self, pk: int) -> list[str]:
         return [r[1] for batch in self.batches for p, _, rows in batch if p == pk for r in rows]
@@ -184,3 +187,41 @@ async def test_stop_settles_writers_whose_rows_could_not_be_sent(db: FakeDatabas
     await steps.stop(timeout=0.1)
     with pytest.raises(StoreUnavailable):
         await waiting
+
+
+async def test_runs_end_in_the_same_batches_as_other_instances_steps(
+    db: FakeDatabase, queue: QueuedSteps
+) -> None:
+    db.stale = {3}
+    writes = [queue.write(pk, 1, [row(pk, "s")], timeout=5) for pk in (1, 2)]
+    ends = [queue.write(pk, 1, [], timeout=5, finish=("complete", pk)) for pk in (3, 4)]
+    assert await asyncio.gather(*writes, *ends) == [True, True, False, True]
+    assert db.ended == {4: ("complete", 4)}
+    assert len(db.batches) == 1
+
+
+async def test_a_run_that_ends_takes_its_queued_rows_along(
+    db: FakeDatabase, queue: QueuedSteps
+) -> None:
+    blocker = await write_held(db, queue, row(1, "a"))
+    queue.queue(1, 1, row(1, "b", "running"))
+    ending = asyncio.create_task(queue.write(1, 1, [], timeout=5, finish=("errored", 1)))
+    await asyncio.sleep(0.01)
+    assert db.ended == {}  # not before the flush holding its earlier row has landed
+    db.hold.set()
+    assert await asyncio.gather(blocker, ending) == [True, True]
+    assert db.rows_of(1) == ["a", "b"] and db.ended == {1: ("errored", 1)}
+    assert [p for batch in db.batches for p, _, rows in batch if p == 1] == [1, 1]
+
+
+async def test_the_end_of_a_newer_run_replaces_an_older_runs_queued_rows(
+    db: FakeDatabase, queue: QueuedSteps
+) -> None:
+    blocker = await write_held(db, queue, row(1, "a"))
+    older = asyncio.create_task(queue.write(1, 1, [row(1, "b")], timeout=5))
+    await asyncio.sleep(0.01)
+    newer = asyncio.create_task(queue.write(1, 2, [], timeout=5, finish=("terminated", 2)))
+    assert await older is False
+    db.hold.set()
+    assert await asyncio.gather(blocker, newer) == [True, True]
+    assert db.rows_of(1) == ["a"] and db.ended == {1: ("terminated", 2)}

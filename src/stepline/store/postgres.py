@@ -33,7 +33,7 @@ from stepline.store.port import InstanceFilter, Notice
 from stepline.store.postgres_catalog import PostgresCatalog
 from stepline.store.postgres_notices import NoticeListener, notice_to_json
 from stepline.store.postgres_pool import Database
-from stepline.store.postgres_writer import QueuedSteps, StepBatch, StepRows
+from stepline.store.postgres_writer import Finishes, QueuedSteps, StepBatch, StepRows
 from stepline.store.records import (
     FINISHED_STATUSES,
     EventRecord,
@@ -315,22 +315,12 @@ class PostgresStore(PostgresCatalog):
         steps: Sequence[StepRecord],
         now: int,
     ) -> None:
-        async def write(conn: asyncpg.Connection, rows: StepRows) -> bool:
-            return bool(
-                await conn.fetchval(
-                    q.FINISH,
-                    pk,
-                    generation,
-                    status,
-                    output,
-                    error_name,
-                    error_message,
-                    now,
-                    *_step_columns(rows),
-                )
-            )
-
-        if not await self._with_queued(pk, generation, [step_to_row(s) for s in steps], write):
+        # Rides in a batch like a step: one commit ends many instances' runs.
+        ended = (status, output, error_name, error_message, now)
+        rows = [step_to_row(s) for s in steps]
+        if not await self._queued.write(
+            pk, generation, rows, timeout=self.write_grace_s, finish=ended
+        ):
             raise StaleRunError(f"instance {pk} moved on from generation {generation}")
 
     async def consume_event(
@@ -396,15 +386,29 @@ class PostgresStore(PostgresCatalog):
             self._queued.give_back(pk, generation, taken)
             raise
 
-    async def _save_batch(self, batch: StepBatch) -> set[int]:
+    async def _save_batch(self, batch: StepBatch, finishes: Finishes) -> set[int]:
         rows = [row for _, _, pk_rows in batch for row in pk_rows]
-        passed = await self._fetch(
-            q.SAVE_STEPS_OF_MANY,
-            [pk for pk, _, _ in batch],
-            [generation for _, generation, _ in batch],
-            *_step_columns(rows),
-        )
-        return {row[0] for row in passed}
+        pks = [pk for pk, _, _ in batch]
+        generations = [generation for _, generation, _ in batch]
+        args = (pks, generations, *_step_columns(rows))
+        if not finishes:
+            return {row[0] for row in await self._fetch(q.SAVE_STEPS_OF_MANY, *args)}
+
+        async def op(conn: asyncpg.Connection) -> set[int]:
+            async with conn.transaction():
+                passed = {row[0] for row in await conn.fetch(q.SAVE_STEPS_OF_MANY, *args)}
+                ending = [
+                    (pk, generation, *finishes[pk])
+                    for pk, generation, _ in batch
+                    if pk in finishes and pk in passed
+                ]
+                ended: set[int] = set()
+                if ending:
+                    columns = [list(column) for column in zip(*ending, strict=True)]
+                    ended = {row[0] for row in await conn.fetch(q.FINISH_MANY, *columns)}
+            return (passed - finishes.keys()) | ended
+
+        return await self._db.run(op)
 
     # -- control -----------------------------------------------------------------------------
     async def buffer_event(

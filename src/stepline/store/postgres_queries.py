@@ -220,18 +220,18 @@ SUSPEND = (
     "modified_on = $7::bigint, lease_owner = NULL, lease_expires = NULL FROM ready "
     "WHERE pk = $1 AND generation = $2 RETURNING ready.woken"
 )
-FINISH = (
-    "WITH done AS (UPDATE instances SET status = $3::text, output = $4::text, "
-    "error_name = $5::text, error_message = $6::text, ended_on = $7::bigint, "
-    "modified_on = $7::bigint, wake_at = NULL, wake_kind = NULL, lease_owner = NULL, "
-    "lease_expires = NULL, expires_on = $7::bigint + CASE WHEN $3::text = 'complete' "
+FINISH_MANY = (
+    "UPDATE instances SET status = f.status, output = f.output, error_name = f.error_name, "
+    "error_message = f.error_message, ended_on = f.now, modified_on = f.now, wake_at = NULL, "
+    "wake_kind = NULL, lease_owner = NULL, lease_expires = NULL, "
+    "expires_on = f.now + CASE WHEN f.status = 'complete' "
     f"THEN COALESCE(success_retention_ms, {_RETAIN}) "
     f"ELSE COALESCE(error_retention_ms, {_RETAIN}) END "
-    "WHERE pk = $1 AND generation = $2 RETURNING pk), "
-    f"saved AS (INSERT INTO steps ({STEP_COLUMNS}) SELECT * FROM {_unnest_steps(8)} "
-    f"WHERE EXISTS (SELECT 1 FROM done) {_UPSERT_STEP}) "
-    "SELECT EXISTS (SELECT 1 FROM done)"
+    "FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], "
+    "$7::bigint[]) AS f (pk, generation, status, output, error_name, error_message, now) "
+    "WHERE instances.pk = f.pk AND instances.generation = f.generation RETURNING instances.pk"
 )
+"""End many instances' runs (each fenced by its generation); answers the pks it ended."""
 # The event this wait already took (a retry after a lost reply) or else the oldest free one.
 CONSUME_EVENT = (
     "WITH fence AS (SELECT pk FROM instances WHERE pk = $1 AND generation = $2 FOR SHARE), "
