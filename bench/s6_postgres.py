@@ -1,8 +1,9 @@
 """Scenario 6, throughput on PostgreSQL with 1, 2 and 4 engine processes (a hook).
 
 Runs only when ``STEPLINE_BENCH_POSTGRES`` holds a PostgreSQL URL (``postgresql://...``);
-otherwise it is skipped with a message. Each run registers a fresh workflow name (so runs do
-not see each other's instances), starts E ``stepline worker --database URL`` processes,
+otherwise it is skipped with a message. Each run creates a database of its own on that server
+(rows left by earlier runs would slow the later ones) and drops it afterwards, starts E
+``stepline worker --database URL`` processes,
 creates N × K trivial instances through an in-process client that runs no engine, and
 counts completions, exactly as scenario 1 does. Needs the PostgreSQL store
 (``open_store("postgresql://...")``) and ``stepline worker``.
@@ -11,11 +12,14 @@ counts completions, exactly as scenario 1 does. Needs the PostgreSQL store
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlparse, urlunparse
 
 from bench._common import (
     ACCOUNT,
@@ -59,7 +63,29 @@ def cases(size: Size) -> list[Case]:
     ]
 
 
+@contextlib.asynccontextmanager
+async def fresh_database(server_url: str) -> AsyncIterator[str]:
+    """The URL of a new, empty database on ``server_url``'s server, dropped on the way out."""
+    import asyncpg
+
+    name = f"stepline_bench_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urlunparse(urlparse(server_url)._replace(path=f"/{name}"))
+        finally:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 async def postgres(url: str, engines: int, instances: int, steps: int) -> dict[str, Any]:
+    async with fresh_database(url) as database:
+        return await _postgres(database, engines, instances, steps)
+
+
+async def _postgres(url: str, engines: int, instances: int, steps: int) -> dict[str, Any]:
     from bench.workflows import Trivial
     from stepline import Stepline
 

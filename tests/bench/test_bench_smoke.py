@@ -3,8 +3,10 @@ benchmarks are not timed tests). Stepline only when DBOS is not installed."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +44,34 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
     throughput = report["scenarios"]["1"]["results"]
     for runs in throughput.values():
         assert runs[0]["elapsed_s"] >= runs[0]["create_s"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(300)
+def test_postgres_scenario_runs_on_a_database_of_its_own_and_drops_it(tmp_path: Path) -> None:
+    from tests.store.databases import postgres_url
+
+    url = postgres_url()
+    out = tmp_path / "bench.json"
+    command = [sys.executable, "-m", "bench", "--quick", "--runs", "1", "--scenarios", "6"]
+    command += ["--no-peer", "--json", str(out)]
+    env = {**os.environ, "STEPLINE_BENCH_POSTGRES": url}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())["scenarios"]["6"]["results"]
+    assert len(results) == 3  # 1, 2 and 4 engine processes
+    for runs in results.values():
+        assert runs[0]["steps_per_s"] > 0
+    names = asyncio.run(_databases(url))
+    assert not [n for n in names if n.startswith("stepline_bench_")]  # each run dropped its own
+
+
+async def _databases(url: str) -> list[str]:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return [row[0] for row in await conn.fetch("SELECT datname FROM pg_database")]
+    finally:
+        await conn.close()

@@ -225,3 +225,18 @@ async def test_the_end_of_a_newer_run_replaces_an_older_runs_queued_rows(
     db.hold.set()
     assert await asyncio.gather(blocker, newer) == [True, True]
     assert db.rows_of(1) == ["a"] and db.ended == {1: ("terminated", 2)}
+
+
+async def test_a_cancelled_writer_leaves_the_queue_working_for_the_next(
+    db: FakeDatabase, queue: QueuedSteps
+) -> None:
+    blocker = await write_held(db, queue, row(1, "a"))
+    cancelled = asyncio.create_task(queue.write(1, 1, [row(1, "b")], timeout=5))
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    next_one = asyncio.create_task(queue.write(1, 1, [row(1, "c")], timeout=5))
+    await asyncio.sleep(0.01)
+    db.hold.set()
+    assert await asyncio.gather(blocker, next_one) == [True, True]
+    assert cancelled.cancelled()
+    assert db.rows_of(1) == ["a", "b", "c"]  # the cancelled writer's row still went

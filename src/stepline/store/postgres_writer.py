@@ -157,13 +157,15 @@ class QueuedSteps:
             _add(pending, row)
         if finish is not None:
             pending.finish = finish
-        if pending.waiter is None:
+        if pending.waiter is None or pending.waiter.done():  # done: its writer was cancelled
             loop = asyncio.get_running_loop()
             pending.waiter = loop.create_future()
             self._waiters[pending.waiter] = loop.time() + timeout
             pending.waiter.add_done_callback(self._forget)
         # No timer per write: a flush that finds the database away expires overdue writers.
-        outcome = await asyncio.shield(pending.waiter)
+        # Awaited directly (one writer per run of an instance): if the writer is cancelled,
+        # so is the future, and whoever settles it later finds it done.
+        outcome = await pending.waiter
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
