@@ -326,9 +326,12 @@ class PostgresStore(PostgresCatalog):
     async def consume_event(
         self, pk: int, generation: int, step: StepRecord, *, now: int
     ) -> EventRecord | None:
+        # Rows still queued for this run land first (the consumption is a statement of its own).
         taken = await self._queued.take(pk, generation, timeout=self.write_grace_s)
-        if taken:
-            await self._save_fenced(pk, generation, taken)
+        if taken and not await self._queued.write(
+            pk, generation, taken, timeout=self.write_grace_s
+        ):
+            raise StaleRunError(f"instance {pk} moved on from generation {generation}")
         row = step_to_row(step)
 
         async def op(conn: asyncpg.Connection) -> asyncpg.Record:
@@ -359,13 +362,6 @@ class PostgresStore(PostgresCatalog):
         if got["id"] is None:
             return None
         return event_from_row(tuple(got)[1:])
-
-    async def _save_fenced(self, pk: int, generation: int, rows: StepRows) -> None:
-        async def write(conn: asyncpg.Connection, all_rows: StepRows) -> bool:
-            return bool(await conn.fetchval(q.SAVE_STEPS, pk, generation, *_step_columns(all_rows)))
-
-        if not await self._with_queued(pk, generation, rows, write):
-            raise StaleRunError(f"instance {pk} moved on from generation {generation}")
 
     async def _with_queued(
         self,

@@ -191,12 +191,6 @@ NEXT_WAKE = "SELECT MIN(wake_at) FROM instances WHERE status = 'waiting'"
 NEXT_WAKE_OF_KINDS = (
     "SELECT MIN(wake_at) FROM instances WHERE status = 'waiting' AND wake_kind = ANY($1::text[])"
 )
-SAVE_STEPS = (
-    "WITH fence AS (SELECT pk FROM instances WHERE pk = $1 AND generation = $2 FOR SHARE), "
-    f"saved AS (INSERT INTO steps ({STEP_COLUMNS}) SELECT * FROM {_unnest_steps(3)} "
-    f"WHERE EXISTS (SELECT 1 FROM fence) {_UPSERT_STEP}) "
-    "SELECT EXISTS (SELECT 1 FROM fence)"
-)
 SAVE_STEPS_OF_MANY = (
     "WITH fence AS (SELECT i.pk FROM instances i "
     "JOIN unnest($1::bigint[], $2::bigint[]) AS g (pk, generation) "
