@@ -49,7 +49,14 @@ async def write_held(
 ) -> asyncio.Task[bool]:
     """Start a write of instance 1 whose flush the database holds until ``db.hold`` is set."""
     db.hold = asyncio.Event()
-    task = asyncio.create_task(queue.write(1, 1, [first], timeout=5))
+    return await writing(queue, [first])
+
+
+async def writing(
+    queue: QueuedSteps, rows: list[tuple[object, ...]], *, finish: tuple[object, ...] | None = None
+) -> asyncio.Task[bool]:
+    """Start a write of instance 1 (run 1) and let it reach the queue."""
+    task = asyncio.create_task(queue.write(1, 1, rows, timeout=5, finish=finish))
     await asyncio.sleep(0.01)
     return task
 
@@ -115,8 +122,7 @@ async def test_a_later_write_of_the_same_step_replaces_the_queued_one(
 ) -> None:
     blocker = await write_held(db, queue, row(1, "first"))
     queue.queue(1, 1, row(1, "s", "running"))
-    done = asyncio.create_task(queue.write(1, 1, [row(1, "s", "complete")], timeout=5))
-    await asyncio.sleep(0.01)
+    done = await writing(queue, [row(1, "s", "complete")])
     db.hold.set()
     assert await asyncio.gather(blocker, done) == [True, True]
     sent = [r for batch in db.batches for p, _, rows in batch if p == 1 for r in rows]
@@ -152,8 +158,7 @@ async def test_a_newer_run_of_the_instance_tells_the_older_writer_it_is_stale(
     db: FakeDatabase, queue: QueuedSteps
 ) -> None:
     blocker = await write_held(db, queue, row(1, "a"))
-    older = asyncio.create_task(queue.write(1, 1, [row(1, "b")], timeout=5))
-    await asyncio.sleep(0.01)
+    older = await writing(queue, [row(1, "b")])
     queue.queue(1, 2, row(1, "c"))
     assert await older is False
     assert await queue.write(1, 1, [row(1, "d")], timeout=5) is False  # gen 2 is queued
@@ -167,8 +172,7 @@ async def test_take_waits_for_a_waiting_writers_rows_to_land_first(
     db: FakeDatabase, queue: QueuedSteps
 ) -> None:
     blocker = await write_held(db, queue, row(1, "a"))
-    waiting = asyncio.create_task(queue.write(1, 1, [row(1, "b")], timeout=5))
-    await asyncio.sleep(0.01)
+    waiting = await writing(queue, [row(1, "b")])
     taking = asyncio.create_task(queue.take(1, 1, timeout=5))
     await asyncio.sleep(0.02)
     assert not taking.done()
@@ -205,8 +209,7 @@ async def test_a_run_that_ends_takes_its_queued_rows_along(
 ) -> None:
     blocker = await write_held(db, queue, row(1, "a"))
     queue.queue(1, 1, row(1, "b", "running"))
-    ending = asyncio.create_task(queue.write(1, 1, [], timeout=5, finish=("errored", 1)))
-    await asyncio.sleep(0.01)
+    ending = await writing(queue, [], finish=("errored", 1))
     assert db.ended == {}  # not before the flush holding its earlier row has landed
     db.hold.set()
     assert await asyncio.gather(blocker, ending) == [True, True]
@@ -218,8 +221,7 @@ async def test_the_end_of_a_newer_run_replaces_an_older_runs_queued_rows(
     db: FakeDatabase, queue: QueuedSteps
 ) -> None:
     blocker = await write_held(db, queue, row(1, "a"))
-    older = asyncio.create_task(queue.write(1, 1, [row(1, "b")], timeout=5))
-    await asyncio.sleep(0.01)
+    older = await writing(queue, [row(1, "b")])
     newer = asyncio.create_task(queue.write(1, 2, [], timeout=5, finish=("terminated", 2)))
     assert await older is False
     db.hold.set()
@@ -231,11 +233,9 @@ async def test_a_cancelled_writer_leaves_the_queue_working_for_the_next(
     db: FakeDatabase, queue: QueuedSteps
 ) -> None:
     blocker = await write_held(db, queue, row(1, "a"))
-    cancelled = asyncio.create_task(queue.write(1, 1, [row(1, "b")], timeout=5))
-    await asyncio.sleep(0.01)
+    cancelled = await writing(queue, [row(1, "b")])
     cancelled.cancel()
-    next_one = asyncio.create_task(queue.write(1, 1, [row(1, "c")], timeout=5))
-    await asyncio.sleep(0.01)
+    next_one = await writing(queue, [row(1, "c")])
     db.hold.set()
     assert await asyncio.gather(blocker, next_one) == [True, True]
     assert cancelled.cancelled()
