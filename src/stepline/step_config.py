@@ -90,10 +90,20 @@ class StepConfig:
 DEFAULT_STEP_CONFIG = StepConfig()
 
 
-@functools.lru_cache(maxsize=1024)
 def config_text(config: StepConfig) -> str:
-    """``config.to_json()`` serialised, computed once per distinct config (the hot path)."""
+    """``config.to_json()`` serialised, computed once per distinct config (the hot path; the
+    default config, the commonest, skips even the cache's hashing)."""
+    if config is DEFAULT_STEP_CONFIG:
+        return _DEFAULT_TEXT
+    return _config_text(config)
+
+
+@functools.lru_cache(maxsize=1024)
+def _config_text(config: StepConfig) -> str:
     return json.dumps(config.to_json(), separators=(",", ":"))
+
+
+_DEFAULT_TEXT = _config_text(DEFAULT_STEP_CONFIG)
 
 
 def parse_step_config(raw: Mapping[str, Any] | StepConfig | None, *, step: str = "") -> StepConfig:

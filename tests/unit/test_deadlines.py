@@ -15,9 +15,8 @@ async def test_a_long_deadline_fires_within_its_granularity() -> None:
     deadlines = Deadlines(granularity=0.01)
     loop = asyncio.get_running_loop()
     start = loop.time()
-    with pytest.raises(TimeoutError):
-        async with deadlines.limit(0.3):
-            await asyncio.sleep(5)
+    with pytest.raises(TimeoutError), deadlines.limit(0.3):
+        await asyncio.sleep(5)
     took = loop.time() - start
     assert 0.3 <= took < 0.3 + 0.1
     deadlines.close()
@@ -25,7 +24,7 @@ async def test_a_long_deadline_fires_within_its_granularity() -> None:
 
 async def test_work_that_ends_in_time_is_not_cancelled_later() -> None:
     deadlines = Deadlines(granularity=0.01)
-    async with deadlines.limit(0.2):
+    with deadlines.limit(0.2):
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.35)  # past the deadline: nothing may be cancelled now
     deadlines.close()
@@ -35,7 +34,7 @@ async def test_a_cancellation_from_elsewhere_is_not_a_timeout() -> None:
     deadlines = Deadlines(granularity=0.01)
 
     async def guarded() -> None:
-        async with deadlines.limit(10):
+        with deadlines.limit(10):
             await asyncio.sleep(5)
 
     task = asyncio.create_task(guarded())
@@ -50,9 +49,8 @@ async def test_short_deadlines_are_exact() -> None:
     deadlines = Deadlines(granularity=1.0)
     loop = asyncio.get_running_loop()
     start = loop.time()
-    with pytest.raises(TimeoutError):
-        async with deadlines.limit(0.05):
-            await asyncio.sleep(1)
+    with pytest.raises(TimeoutError), deadlines.limit(0.05):
+        await asyncio.sleep(1)
     assert loop.time() - start < 0.5
 
 
@@ -61,7 +59,7 @@ async def test_work_that_ended_leaves_nothing_behind() -> None:
     deadlines = Deadlines(granularity=0.01)
 
     async def attempt() -> None:
-        async with deadlines.limit(600):
+        with deadlines.limit(600):
             await asyncio.sleep(0)
 
     finished = []
@@ -74,3 +72,10 @@ async def test_work_that_ended_leaves_nothing_behind() -> None:
     gc.collect()
     assert all(ref() is None for ref in finished)
     deadlines.close()
+
+
+async def test_a_short_deadline_is_disarmed_when_its_work_ends() -> None:
+    deadlines = Deadlines(granularity=1.0)
+    with deadlines.limit(0.05):
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.1)  # past the deadline: nothing may be cancelled now

@@ -10,6 +10,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import CodeType, FunctionType
 from typing import Any, Protocol, overload
 
 from stepline.durations import Duration, parse_duration_ms
@@ -120,20 +121,23 @@ class StepFunction:
         )
 
 
-def _wants_context(fn: Callable[..., Any]) -> bool:
-    """A direct-call step function gets the context when it names ``ctx`` or has a required
-    positional parameter (Cloudflare's ``(ctx) => ...``); ``lambda n=n: n`` gets nothing."""
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return _inspect_wants_context(fn)
-    known = _WANTS_CONTEXT.get(code)
-    if known is None:
-        # A function defined inside run() is a new object on every call, but its code is not.
-        known = _WANTS_CONTEXT[code] = _inspect_wants_context(fn)
-    return known
+def _call_shape(fn: Callable[..., Any]) -> tuple[bool, bool]:
+    """``(takes the context, is a coroutine function)`` for a direct-call step function.
+
+    It gets the context when it names ``ctx`` or has a required positional parameter
+    (Cloudflare's ``(ctx) => ...``); ``lambda n=n: n`` gets nothing. A function defined
+    inside ``run()`` is a new object on every call, but its code is not: plain functions
+    are looked at once per code object."""
+    if type(fn) is not FunctionType:
+        return _inspect_wants_context(fn), inspect.iscoroutinefunction(fn)
+    code = fn.__code__
+    shape = _CALL_SHAPES.get(code)
+    if shape is None:
+        shape = _CALL_SHAPES[code] = (_inspect_wants_context(fn), inspect.iscoroutinefunction(fn))
+    return shape
 
 
-_WANTS_CONTEXT: dict[Any, bool] = {}
+_CALL_SHAPES: dict[CodeType, tuple[bool, bool]] = {}
 
 
 def _inspect_wants_context(fn: Callable[..., Any]) -> bool:
@@ -215,14 +219,12 @@ class WorkflowStep:
         return declared
 
     async def _call_direct(self, name: str, fn: Callable[..., Any], config: StepConfigInput) -> Any:
-        takes_ctx = _wants_context(fn)
+        takes_ctx, is_async = _call_shape(fn)
 
         def call(ctx: StepContext) -> Any:
             return fn(ctx) if takes_ctx else fn()
 
-        return await self._runtime.run_do(
-            name, call, config, is_async=inspect.iscoroutinefunction(fn)
-        )
+        return await self._runtime.run_do(name, call, config, is_async=is_async)
 
     async def sleep(self, name: str, duration: Duration) -> None:
         """Pause the run for ``duration`` (ms, or a string like ``"1 day"``)."""

@@ -3,25 +3,58 @@
 A step attempt's timeout defaults to ten minutes; hundreds of thousands of attempts a minute
 each arming and disarming an ``asyncio.timeout`` cost more than the steps. Long deadlines are
 instead dropped in a slot of ``granularity`` seconds, and one task cancels what is overdue:
-such a deadline fires up to one granularity late, never early. Short ones use
-``asyncio.timeout``, which is exact.
+such a deadline fires up to one granularity late, never early. Short ones get a loop timer,
+which is exact.
+
+``limit`` is a plain ``with`` block, not ``async with``: arming and disarming never wait, and
+an asynchronous context manager would cost a coroutine (or a generator) per attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+from types import TracebackType
 
 __all__ = ["Deadlines"]
 
 
 class _Deadline:
-    __slots__ = ("expired", "task")
+    """One armed limit: cancels ``task`` when it expires; on the way out of the block, that
+    cancellation becomes ``TimeoutError`` (one from elsewhere stays a cancellation)."""
 
-    def __init__(self, task: asyncio.Task[object]) -> None:
+    __slots__ = ("deadlines", "expired", "slot", "task", "timer")
+
+    def __init__(self, deadlines: Deadlines, task: asyncio.Task[object]) -> None:
+        self.deadlines = deadlines
         self.task = task
         self.expired = False
+        self.slot = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def expire(self) -> None:
+        self.expired = True
+        self.task.cancel()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        else:
+            self.deadlines.disarm(self)
+        if (
+            self.expired
+            and kind is not None
+            and issubclass(kind, asyncio.CancelledError)
+            and self.task.uncancel() == 0
+        ):
+            raise TimeoutError() from None
 
 
 class Deadlines:
@@ -33,34 +66,32 @@ class Deadlines:
         context for the whole timeout (ten minutes by default)."""
         self._ticker: asyncio.Task[None] | None = None
 
-    @contextlib.asynccontextmanager
-    async def limit(self, seconds: float) -> AsyncIterator[None]:
-        """Raise ``TimeoutError`` in the current task once ``seconds`` have passed."""
-        if seconds < 20 * self.granularity:
-            async with asyncio.timeout(seconds):
-                yield
-            return
-        task = asyncio.current_task()
-        assert task is not None
+    def limit(self, seconds: float) -> _Deadline:
+        """``with deadlines.limit(s):`` raises ``TimeoutError`` in the current task once ``s``
+        seconds have passed."""
         loop = asyncio.get_running_loop()
-        deadline = _Deadline(task)
-        slot = int((loop.time() + seconds) / self.granularity) + 1
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("a deadline needs a running task")
+        deadline = _Deadline(self, task)
+        if seconds < 20 * self.granularity:
+            deadline.timer = loop.call_later(seconds, deadline.expire)
+            return deadline
+        slot = deadline.slot = int((loop.time() + seconds) / self.granularity) + 1
         armed = self._slots.get(slot)
         if armed is None:
             armed = self._slots[slot] = set()
+            if self._ticker is None or self._ticker.done():
+                self._ticker = loop.create_task(self._tick(), name="stepline-deadlines")
         armed.add(deadline)
-        if self._ticker is None or self._ticker.done():
-            self._ticker = loop.create_task(self._tick(), name="stepline-deadlines")
-        try:
-            yield
-        except asyncio.CancelledError:
-            if deadline.expired and task.uncancel() == 0:
-                raise TimeoutError() from None
-            raise
-        finally:
-            armed.discard(deadline)  # a no-op once the ticker has taken the slot
-            if not armed and self._slots.get(slot) is armed:
-                del self._slots[slot]
+        return deadline
+
+    def disarm(self, deadline: _Deadline) -> None:
+        armed = self._slots.get(deadline.slot)
+        if armed is not None:  # else the ticker has taken the slot
+            armed.discard(deadline)
+            if not armed:
+                del self._slots[deadline.slot]
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()
@@ -69,8 +100,7 @@ class Deadlines:
             now = int(loop.time() / self.granularity)
             for slot in [s for s in self._slots if s <= now]:
                 for deadline in self._slots.pop(slot):
-                    deadline.expired = True
-                    deadline.task.cancel()
+                    deadline.expire()
 
     def close(self) -> None:
         if self._ticker is not None:

@@ -322,7 +322,7 @@ class Runner(WaitingSteps):
                 loop = asyncio.get_running_loop()
                 work = loop.run_in_executor(self.engine.step_executor, call, ctx)
             try:
-                async with self.engine.deadlines.limit(timeout_ms / 1000):
+                with self.engine.deadlines.limit(timeout_ms / 1000):
                     value = await work
             except TimeoutError:
                 raise WorkflowTimeoutError(f"Execution timed out after {timeout_ms}ms") from None
