@@ -69,7 +69,9 @@ class Engine:
         self.runners: dict[int, Runner] = {}
         self._pending_pause: set[int] = set()
         self._stopping: set[asyncio.Task[None]] = set()
-        self._poke = asyncio.Event()
+        self._poked = False
+        """Set by :meth:`wake`; the scheduling pass clears it as it starts."""
+        self._poke_waiter: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._workflow_names: dict[str, str] = {}
         self._versions: dict[str, VersionRecord] = {}
@@ -126,7 +128,10 @@ class Engine:
 
     def wake(self) -> None:
         """Something may have become runnable: look again now."""
-        self._poke.set()
+        self._poked = True
+        waiter = self._poke_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def wait_idle(self) -> None:
         """Until no runner is in memory (tests and graceful shutdown)."""
@@ -180,7 +185,7 @@ class Engine:
     # -- scheduling ----------------------------------------------------------------------------
     async def _schedule_loop(self) -> None:
         while True:
-            self._poke.clear()
+            self._poked = False
             try:
                 await self._fire_schedules()
                 if await self._claim_some():
@@ -192,8 +197,22 @@ class Engine:
                 log.error("scheduling failed: %s; retrying", exc)
                 timeout = 1.0
             if timeout is None or timeout > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._poke.wait(), timeout)
+                await self._until_poked(timeout)
+
+    async def _until_poked(self, timeout: float | None) -> None:
+        """Until :meth:`wake` (or ``timeout`` seconds): one future, resumed in the loop turn
+        after the wake, where ``wait_for`` on an event would take a task and three turns."""
+        if self._poked:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._poke_waiter = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _settle, waiter)
+        try:
+            await waiter
+        finally:
+            self._poke_waiter = None
+            if timer is not None:
+                timer.cancel()
 
     async def _claim_some(self) -> bool:
         """Claim a batch if there is room; True when a full batch came back (look again)."""
@@ -342,3 +361,8 @@ class Engine:
             except (SteplineError, OSError) as exc:
                 log.error("retention sweep failed: %s", exc)
             await asyncio.sleep(self.retention_sweep_ms / 1000)
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
