@@ -141,3 +141,27 @@ async def test_a_batch_of_no_sync_writes_alone_skips_the_disk_wait(
         await held
     assert await writer.run(level) == configured
     assert _values(tmp_path / "w.sqlite3") == [1, 2]
+
+
+async def test_a_turn_of_no_sync_writes_commits_on_the_loop_when_the_thread_is_idle(
+    writer: SqliteWriter, tmp_path: Path
+) -> None:
+    # A claim waits for no disk in any mode: two thread switches would cost more than it.
+    def thread_and_checkpointing(conn: sqlite3.Connection) -> tuple[str, int]:
+        _append(1)(conn)
+        limit = int(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+        return threading.current_thread().name, limit
+
+    def autocheckpoint(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+
+    configured = await writer.run(autocheckpoint)
+    thread, limit = await writer.run(NoSync(thread_and_checkpointing))
+    assert thread == threading.current_thread().name
+    # SQLite's own checkpoint waits for the disk: it is off while the loop commits.
+    assert limit == 0
+    assert await writer.run(autocheckpoint) == configured
+    durable = await writer.run(lambda _conn: threading.current_thread().name)
+    loop_commits_everything = configured == 0  # the NORMAL writer commits all on the loop
+    assert (durable == thread) == loop_commits_everything
+    assert _values(tmp_path / "w.sqlite3") == [1]

@@ -15,11 +15,14 @@ single ``executemany``; only when fewer rows changed than were sent does the wri
 which were fenced out. This keeps the writer thread's calls into SQLite, and so its hand-offs
 of the GIL, to a few per batch instead of four per step.
 
-When a commit does not wait for the disk (``synchronous`` NORMAL or OFF in WAL mode, where a
-commit is a few microseconds of memory work) and the writer thread is idle, the writes of one
-turn of the event loop commit on the loop's own thread instead: the two thread switches of a
-hand-off cost more than the commit. A turn with many writes, or a writer thread still busy,
-goes to the thread as before. Checkpoints, which do wait for the disk, stay on the thread.
+The writes of one turn of the event loop are handed to the thread together, at the end of
+the turn: one wake-up of the thread per turn, not one per write. When their commit would not
+wait for the disk (``synchronous`` NORMAL or OFF in WAL mode, where a commit is a few
+microseconds of memory work; or, in any mode, a turn of only :class:`NoSync` writes such as a
+claim) and the writer thread is idle, they commit on the loop's own thread instead: the two
+thread switches of a hand-off cost more than the commit, and on an idle machine each switch
+is a wake-up of a sleeping CPU. A turn with many writes, or a writer thread still busy, goes
+to the thread. Checkpoints, which do wait for the disk, stay on the thread.
 """
 
 from __future__ import annotations
@@ -101,6 +104,8 @@ class SqliteWriter:
         self._conn: sqlite3.Connection | None = None
         self._synchronous = 2
         """The connection's ``PRAGMA synchronous`` (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA)."""
+        self._autocheckpoint = 1000
+        """The connection's ``PRAGMA wal_autocheckpoint``."""
         self._inline = inline
         self._conn_lock = threading.Lock()
         """Held by whichever thread is using the connection."""
@@ -167,7 +172,7 @@ class SqliteWriter:
     def _submit(
         self, item: tuple[Any, Any, Any, Any], loop: asyncio.AbstractEventLoop | None
     ) -> None:
-        if self._inline and loop is not None:
+        if loop is not None:
             if self._loop is None:
                 self._loop = loop
             if loop is self._loop:
@@ -191,19 +196,38 @@ class SqliteWriter:
         if not batch:
             return
         conn = self._conn
-        if conn is not None and len(batch) <= _INLINE_MAX and self._conn_lock.acquire(False):
+        if (
+            conn is not None
+            and len(batch) <= _INLINE_MAX
+            and (self._inline or all(isinstance(item[0], NoSync) for item in batch))
+            and self._conn_lock.acquire(False)
+        ):
             try:
                 # Nothing handed over is still uncommitted, so nothing can overtake it.
                 if self._pending == 0:
-                    self._commit_batch(conn, _without_superseded(batch), on_loop=True)
-                    self._unchecked += len(batch)
-                    if self._unchecked >= _CHECKPOINT_AFTER and not self._checkpoint_asked:
-                        self._checkpoint_asked = True
-                        self._queue.put(_CHECKPOINT)
+                    self._commit_on_loop(conn, batch)
                     return
             finally:
                 self._conn_lock.release()
         self._hand_over(batch)
+
+    def _commit_on_loop(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        """Commit a turn's writes on the loop's thread, without waiting for the disk: every
+        write of an ``inline`` writer, or a turn of only :class:`NoSync` writes of any writer."""
+        if self._inline:
+            self._commit_batch(conn, _without_superseded(batch), on_loop=True)
+            self._unchecked += len(batch)
+            if self._unchecked >= _CHECKPOINT_AFTER and not self._checkpoint_asked:
+                self._checkpoint_asked = True
+                self._queue.put(_CHECKPOINT)
+            return
+        # SQLite's own checkpoint, which waits for the disk, must not run on the loop's
+        # thread: it is left to the writer thread's next commit.
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        try:
+            self._commit_batch(conn, _without_superseded(batch), on_loop=True)
+        finally:
+            conn.execute(f"PRAGMA wal_autocheckpoint = {self._autocheckpoint}")
 
     def _run(self) -> None:
         try:
@@ -214,6 +238,7 @@ class SqliteWriter:
             return
         self._conn = conn
         self._synchronous = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+        self._autocheckpoint = int(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
         self._ready.set()
         try:
             while True:
