@@ -48,6 +48,17 @@ def _append(value: int) -> Callable[[sqlite3.Connection], int]:
     return op
 
 
+async def _until_idle(writer: SqliteWriter) -> None:
+    """Until the writer thread has let go of the connection: it hands a caller its result
+    just before it does, and a turn that finds the connection taken goes to the thread."""
+
+    def wait() -> None:
+        with writer._conn_lock:
+            pass
+
+    await asyncio.to_thread(wait)
+
+
 def _values(path: Path) -> list[int]:
     with sqlite3.connect(path) as conn:
         return [v for (v,) in conn.execute("SELECT value FROM log ORDER BY id")]
@@ -156,11 +167,13 @@ async def test_a_turn_of_no_sync_writes_commits_on_the_loop_when_the_thread_is_i
         return int(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
 
     configured = await writer.run(autocheckpoint)
+    await _until_idle(writer)
     thread, limit = await writer.run(NoSync(thread_and_checkpointing))
     assert thread == threading.current_thread().name
     # SQLite's own checkpoint waits for the disk: it is off while the loop commits.
     assert limit == 0
     assert await writer.run(autocheckpoint) == configured
+    await _until_idle(writer)
     durable = await writer.run(lambda _conn: threading.current_thread().name)
     loop_commits_everything = configured == 0  # the NORMAL writer commits all on the loop
     assert (durable == thread) == loop_commits_everything
