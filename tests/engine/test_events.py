@@ -83,6 +83,38 @@ async def test_an_event_sent_while_waiting_is_delivered(any_stepline: Stepline, 
     assert wait["output"] == {"ok": True}
 
 
+async def test_an_event_that_wakes_a_parked_instance_starts_its_runner_at_once(
+    suspending: Stepline, probe
+):
+    workflow = await suspending.register("waits-for", WaitsFor)
+    instance = await workflow.create(params={"types": ["approved"]})
+    await wait_for_status(instance, "waiting")
+
+    await instance.send_event("approved", "now")
+    # Claimed with the event's own write: running here before any scheduling pass.
+    assert [r.instance.id for r in suspending.engine.runners.values()] == [instance.id]
+
+    assert (await finished(instance))["output"] == ["now"]
+
+
+async def test_an_event_for_a_full_engine_runs_when_a_slot_frees(
+    make_stepline: MakeStepline, probe
+):
+    stepline = await make_stepline(concurrency=1, suspend_after=SUSPEND)
+    workflow = await stepline.register("waits-for", WaitsFor)
+    waiter = await workflow.create(params={"types": ["approved"]})
+    await wait_for_status(waiter, "waiting")
+    blocker = await workflow.create(params={"hold": True, "types": []})
+    await probe.wait_for("holding")
+
+    await waiter.send_event("approved", "later")
+    assert (await waiter.status())["status"] == "waiting"
+    probe.gate("go").set()
+
+    assert (await finished(blocker))["status"] == "complete"
+    assert (await finished(waiter))["output"] == ["later"]
+
+
 async def test_a_pending_wait_shows_in_the_step_log(any_stepline: Stepline, probe):
     workflow = await any_stepline.register("waits-for", WaitsFor)
     instance = await workflow.create(params={"types": ["approved"]})

@@ -518,22 +518,61 @@ async def test_consume_event_takes_the_oldest_of_its_type_once(store: Store) -> 
 
 
 # -- control -------------------------------------------------------------------------------------
-async def test_buffer_event_wakes_a_waiting_instance_whose_wait_needs_it(store: Store) -> None:
-    workflow = await make_workflow(store)
+async def park_waiting_for(store: Store, workflow: WorkflowRecord, event_type: str):
     await add(store, workflow, "a")
     run = await claim_one(store)
-    wait = wait_step(run.pk, "w", 1, "go", NOW + 60_000)
+    wait = wait_step(run.pk, "w", 1, event_type, NOW + 60_000)
     await store.suspend(
         run.pk, run.generation, status="waiting", wake_at=NOW + 60_000, wake_kind="event",
         steps=[wait], now=NOW,
     )  # fmt: skip
-    before = await store.buffer_event(run.pk, "other", "1", now=NOW + 1)
+    return run, wait
+
+
+async def test_buffer_event_wakes_a_waiting_instance_whose_wait_needs_it(store: Store) -> None:
+    run, _ = await park_waiting_for(store, await make_workflow(store), "go")
+    before = (await store.buffer_event(run.pk, "other", "1", now=NOW + 1)).before
     assert before.status == "waiting" and before.wake_at == NOW + 60_000
     unchanged = await store.get_instance_by_pk(run.pk)
     assert unchanged is not None and unchanged.wake_at == NOW + 60_000
     await store.buffer_event(run.pk, "go", "2", now=NOW + 2)
     woken = await store.get_instance_by_pk(run.pk)
     assert woken is not None and woken.wake_at == NOW + 2
+    assert (await claim_one(store, now=NOW + 2)).pk == run.pk
+
+
+async def test_buffer_event_claims_the_instance_it_wakes_for_the_given_owner(store: Store) -> None:
+    run, wait = await park_waiting_for(store, await make_workflow(store), "go")
+    lease = {"owner": "e2", "lease_until": NOW + LEASE}
+    missed = await store.buffer_event(run.pk, "other", "1", now=NOW + 1, **lease)
+    assert missed.claimed is None and missed.before.status == "waiting"
+    still = await store.get_instance_by_pk(run.pk)
+    assert still is not None and (still.status, still.lease_owner) == ("waiting", None)
+
+    woken = await store.buffer_event(run.pk, "go", '"yes"', now=NOW + 2, **lease)
+    assert woken.before.status == "waiting" and woken.claimed is not None
+    instance, steps = woken.claimed
+    assert (instance.status, instance.lease_owner, instance.lease_expires) == (
+        "running", "e2", NOW + LEASE,
+    )  # fmt: skip
+    assert instance.generation == run.generation + 1 and instance.wake_at is None
+    assert [s.key for s in steps] == [wait.key]
+    stored = await store.get_instance_by_pk(run.pk)
+    assert stored is not None and (stored.status, stored.generation) == (
+        "running",
+        instance.generation,
+    )
+    assert await store.claim_runnable(NOW + 3, 5, owner="e1", lease_until=NOW + LEASE) == []
+    got = await store.consume_event(run.pk, instance.generation, wait, now=NOW + 3)
+    assert got is not None and got.payload == '"yes"'
+
+
+async def test_buffer_event_leaves_a_limited_workflow_to_the_claim(store: Store) -> None:
+    run, _ = await park_waiting_for(store, await make_workflow(store, concurrency_limit=1), "go")
+    woken = await store.buffer_event(run.pk, "go", "1", now=NOW + 2, owner="e2", lease_until=1)
+    assert woken.claimed is None
+    stored = await store.get_instance_by_pk(run.pk)
+    assert stored is not None and (stored.status, stored.wake_at) == ("waiting", NOW + 2)
     assert (await claim_one(store, now=NOW + 2)).pk == run.pk
 
 

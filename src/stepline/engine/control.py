@@ -285,9 +285,22 @@ class Control:
     async def send_event(self, instance: InstanceRecord, event_type: str, payload: object) -> None:
         check_event_type(event_type)
         text = check_json_size(payload, what="event payload")
-        before = await self.store.buffer_event(
-            instance.pk, event_type, text, now=self.clock.now_ms()
+        now = self.clock.now_ms()
+        # An instance the event wakes is claimed in the same transaction when this engine has
+        # room, and its runner starts at once: no notice, no scheduling pass, no second write.
+        owner = self.engine.owner if self.engine.has_room() else None
+        buffered = await self.store.buffer_event(
+            instance.pk,
+            event_type,
+            text,
+            now=now,
+            owner=owner,
+            lease_until=now + self.engine.lease_ms,
         )
+        if buffered.claimed is not None:
+            await self.engine.take(*buffered.claimed)
+            return
+        before = buffered.before
         owner = before.lease_owner if before.status in ACTIVE_STATUSES else None
         await self.store.publish(Notice("event", instance.pk, owner))
 

@@ -133,6 +133,19 @@ class Engine:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def has_room(self) -> bool:
+        """Whether a runner could start here now: the engine runs and a slot is free."""
+        return bool(self._tasks) and len(self.runners) < self.concurrency
+
+    async def take(self, instance: InstanceRecord, steps: list[StepRecord]) -> None:
+        """Run an instance that a control operation has claimed for this engine."""
+        if not self._tasks:
+            # Stopped meanwhile: like a crash, the instance is recovered by this file's next
+            # engine (SQLite) or by another engine once its lease lapses (PostgreSQL).
+            log.info("not starting %s: the engine has stopped", instance.id)
+            return
+        await self._start_runner(instance, steps)
+
     async def wait_idle(self) -> None:
         """Until no runner is in memory (tests and graceful shutdown)."""
         await self._idle.wait()

@@ -22,7 +22,7 @@ from stepline.store.records import (
     WorkflowRecord,
 )
 
-__all__ = ["InstanceFilter", "Notice", "Store", "WorkflowSettings"]
+__all__ = ["BufferedEvent", "InstanceFilter", "Notice", "Store", "WorkflowSettings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,16 @@ class Notice:
     pk: int = 0
     owner: str | None = None
     generation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BufferedEvent:
+    """What ``buffer_event`` did: ``before`` is the instance as the event found it;
+    ``claimed`` is the instance and its steps when the event woke it and the caller's engine
+    took it in the same transaction (as ``claim_runnable`` would have a moment later)."""
+
+    before: InstanceRecord
+    claimed: tuple[InstanceRecord, list[StepRecord]] | None = None
 
 
 class Store(Protocol):
@@ -222,9 +232,18 @@ class Store(Protocol):
 
     # -- control -------------------------------------------------------------------------------
     async def buffer_event(
-        self, pk: int, event_type: str, payload: str, *, now: int
-    ) -> InstanceRecord:
-        """Keep an event for the instance and wake it if a wait needs it.
+        self,
+        pk: int,
+        event_type: str,
+        payload: str,
+        *,
+        now: int,
+        owner: str | None = None,
+        lease_until: int = 0,
+    ) -> BufferedEvent:
+        """Keep an event for the instance and wake it if a wait needs it. With ``owner``, a
+        woken instance of a workflow without a concurrency limit is claimed for ``owner``
+        too, saving the engine a claim of its own.
         Raises ``CannotSendEvent`` for a finished instance, ``InstanceNotFound`` if gone."""
         ...
 

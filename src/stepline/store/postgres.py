@@ -29,7 +29,7 @@ from stepline.errors import (
 )
 from stepline.store import postgres_queries as q
 from stepline.store.migrations import load_migrations
-from stepline.store.port import InstanceFilter, Notice
+from stepline.store.port import BufferedEvent, InstanceFilter, Notice
 from stepline.store.postgres_catalog import PostgresCatalog
 from stepline.store.postgres_notices import NoticeListener, notice_to_json
 from stepline.store.postgres_pool import Database
@@ -408,9 +408,16 @@ class PostgresStore(PostgresCatalog):
 
     # -- control -----------------------------------------------------------------------------
     async def buffer_event(
-        self, pk: int, event_type: str, payload: str, *, now: int
-    ) -> InstanceRecord:
-        async def op(conn: asyncpg.Connection) -> InstanceRecord:
+        self,
+        pk: int,
+        event_type: str,
+        payload: str,
+        *,
+        now: int,
+        owner: str | None = None,
+        lease_until: int = 0,
+    ) -> BufferedEvent:
+        async def op(conn: asyncpg.Connection) -> BufferedEvent:
             async with conn.transaction():
                 # The row lock orders this against a runner suspending the instance.
                 row = await conn.fetchrow(q.LOCK_INSTANCE, pk)
@@ -419,9 +426,19 @@ class PostgresStore(PostgresCatalog):
                 instance = instance_from_row(row)
                 if instance.status in FINISHED_STATUSES:
                     raise CannotSendEvent(f"instance is {instance.status}; it takes no more events")
+                if instance.status == "waiting" and owner is not None:
+                    await conn.execute(q.INSERT_EVENT, pk, event_type, payload, now)
+                    claimed = await conn.fetchrow(
+                        q.CLAIM_WOKEN, pk, event_type, now, owner, lease_until
+                    )
+                    if claimed is not None:
+                        steps = [step_from_row(r) for r in await conn.fetch(q.STEPS_OF, pk)]
+                        return BufferedEvent(instance, (instance_from_row(claimed), steps))
+                    await conn.execute(q.WAKE_FOR_EVENT, pk, event_type, now)
+                    return BufferedEvent(instance)
                 sql = q.INSERT_EVENT_AND_WAKE if instance.status == "waiting" else q.INSERT_EVENT
                 await conn.execute(sql, pk, event_type, payload, now)
-            return instance
+            return BufferedEvent(instance)
 
         return await self._db.run(op)
 

@@ -249,13 +249,29 @@ CONSUME_EVENT = (
 # -- control -------------------------------------------------------------------------------
 LOCK_INSTANCE = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE pk = $1 FOR UPDATE"
 INSERT_EVENT = "INSERT INTO events (instance_pk, type, payload, created_on) VALUES ($1, $2, $3, $4)"
+_A_WAIT_NEEDS_IT = (
+    "EXISTS (SELECT 1 FROM steps WHERE instance_pk = $1 AND kind = 'wait' "
+    "AND status = 'waiting' AND event_type = $2)"
+)
 INSERT_EVENT_AND_WAKE = (
     "WITH added AS (INSERT INTO events (instance_pk, type, payload, created_on) "
     "VALUES ($1, $2, $3, $4)) "
     "UPDATE instances SET wake_at = $4, modified_on = $4 WHERE pk = $1 AND status = 'waiting' "
-    "AND EXISTS (SELECT 1 FROM steps WHERE instance_pk = $1 AND kind = 'wait' "
-    "AND status = 'waiting' AND event_type = $2)"
+    f"AND {_A_WAIT_NEEDS_IT}"
 )
+WAKE_FOR_EVENT = (
+    "UPDATE instances SET wake_at = $3, modified_on = $3 WHERE pk = $1 AND status = 'waiting' "
+    f"AND {_A_WAIT_NEEDS_IT}"
+)
+CLAIM_WOKEN = (
+    "UPDATE instances SET status = 'running', started_on = COALESCE(started_on, $3), "
+    "modified_on = $3, wake_at = NULL, wake_kind = NULL, generation = generation + 1, "
+    "lease_owner = $4, lease_expires = $5 WHERE pk = $1 AND status = 'waiting' "
+    "AND workflow_id NOT IN (SELECT id FROM workflows WHERE concurrency_limit IS NOT NULL) "
+    f"AND {_A_WAIT_NEEDS_IT} RETURNING {INSTANCE_COLUMNS}"
+)
+"""Claim an instance that an event (just inserted) wakes, unless its workflow has a
+concurrency limit; run in the transaction that locked the instance's row."""
 UPDATE_INSTANCE_IF = (
     "UPDATE instances SET {sets} WHERE pk = $1 AND status = ANY($2::text[]) "
     f"RETURNING {INSTANCE_COLUMNS}"

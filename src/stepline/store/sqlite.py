@@ -25,7 +25,7 @@ from stepline.errors import (
 )
 from stepline.store import sqlite_queries as q
 from stepline.store.migrations import load_migrations
-from stepline.store.port import InstanceFilter, Notice
+from stepline.store.port import BufferedEvent, InstanceFilter, Notice
 from stepline.store.records import (
     FINISHED_STATUSES,
     EventRecord,
@@ -379,9 +379,16 @@ class SqliteStore(SqliteCatalog):
 
     # -- control -----------------------------------------------------------------------------
     async def buffer_event(
-        self, pk: int, event_type: str, payload: str, *, now: int
-    ) -> InstanceRecord:
-        def op(conn: sqlite3.Connection) -> InstanceRecord:
+        self,
+        pk: int,
+        event_type: str,
+        payload: str,
+        *,
+        now: int,
+        owner: str | None = None,
+        lease_until: int = 0,
+    ) -> BufferedEvent:
+        def op(conn: sqlite3.Connection) -> BufferedEvent:
             row = conn.execute(q.INSTANCE_BY_PK, (pk,)).fetchone()
             if row is None:
                 raise InstanceNotFound()
@@ -389,9 +396,16 @@ class SqliteStore(SqliteCatalog):
             if instance.status in FINISHED_STATUSES:
                 raise CannotSendEvent(f"instance is {instance.status}; it takes no more events")
             conn.execute(q.INSERT_EVENT, (pk, event_type, payload, now))
-            if instance.status == "waiting":
-                conn.execute(q.WAKE_FOR_EVENT, (now, now, pk, pk, event_type))
-            return instance
+            if instance.status != "waiting":
+                return BufferedEvent(instance)
+            if owner is not None:
+                lease = (now, now, owner, lease_until)
+                claimed = conn.execute(q.CLAIM_WOKEN, (*lease, pk, pk, event_type)).fetchone()
+                if claimed is not None:
+                    steps = [step_from_row(r) for r in conn.execute(q.STEPS_OF, (pk,))]
+                    return BufferedEvent(instance, (instance_from_row(claimed), steps))
+            conn.execute(q.WAKE_FOR_EVENT, (now, now, pk, pk, event_type))
+            return BufferedEvent(instance)
 
         return await self._write(op)
 

@@ -170,11 +170,19 @@ CONSUME_EVENT = "UPDATE events SET consumed_by = ? WHERE id = ?"
 
 # -- control -------------------------------------------------------------------------------
 INSERT_EVENT = "INSERT INTO events (instance_pk, type, payload, created_on) VALUES (?, ?, ?, ?)"
-WAKE_FOR_EVENT = (
-    "UPDATE instances SET wake_at = ?, modified_on = ? WHERE pk = ? AND status = 'waiting' "
-    "AND EXISTS (SELECT 1 FROM steps WHERE instance_pk = ? AND kind = 'wait' "
+_A_WAIT_NEEDS_IT = (
+    "EXISTS (SELECT 1 FROM steps WHERE instance_pk = ? AND kind = 'wait' "
     "AND status = 'waiting' AND event_type = ?)"
 )
+WAKE_FOR_EVENT = (
+    "UPDATE instances SET wake_at = ?, modified_on = ? WHERE pk = ? AND status = 'waiting' "
+    f"AND {_A_WAIT_NEEDS_IT}"
+)
+CLAIM_WOKEN = _CLAIM.format(
+    select="SELECT pk FROM instances WHERE pk = ? AND status = 'waiting' AND workflow_id NOT IN "
+    f"(SELECT id FROM workflows WHERE concurrency_limit IS NOT NULL) AND {_A_WAIT_NEEDS_IT}"
+)
+"""Claim an instance that an event wakes, unless its workflow has a concurrency limit."""
 UPDATE_INSTANCE_IF = (
     "UPDATE instances SET {sets} WHERE pk = ? AND status IN ({marks}) "
     f"RETURNING {INSTANCE_COLUMNS}"
