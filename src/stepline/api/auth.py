@@ -163,7 +163,7 @@ def _authenticator_of(request: Request) -> Authenticator:
 
 
 async def authenticated_principal(request: Request) -> Principal:
-    """FastAPI dependency: the caller, who may write only if the method is a read or allowed."""
+    """The caller, who may write only if the method is a read or the credential allows it."""
     credentials = read_credentials(request)
     principal = await _authenticator_of(request).authenticate(
         credentials.token, credentials.email, credentials.key
@@ -176,7 +176,7 @@ async def authenticated_principal(request: Request) -> Principal:
 
 
 async def authorized_account(request: Request, account_id: str) -> Principal:
-    """FastAPI dependency for ``/accounts/{account_id}/...``: the caller must own the account.
+    """For ``/accounts/{account_id}/...``: the caller, who must own the account.
 
     Another account's id gets 403 whether or not that account exists, so ids cannot be probed.
     """

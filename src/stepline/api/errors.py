@@ -1,8 +1,9 @@
 """Every failure leaves the API as a Cloudflare envelope, never as FastAPI's or Starlette's own.
 
 - ``ApiError`` (and subclasses) use the status, code and retry hint of the error table.
-- FastAPI's ``RequestValidationError`` becomes 400 10002 instead of 422: the SDKs map 422 to
-  ``UnprocessableEntityError``, which no Cloudflare endpoint returns.
+- Nothing is left to FastAPI's validation (whose 422 the SDKs would map to
+  ``UnprocessableEntityError``, which no Cloudflare endpoint returns): handlers read their
+  input themselves and refuse it with 400 10002 (see ``stepline.api.routing``).
 - Starlette's routing errors become 404 ``RouteNotFound`` and 405 ``MethodNotAllowed``.
 - Anything else is caught by :class:`stepline.api.middleware.UnexpectedErrorMiddleware`.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
@@ -38,10 +38,6 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     if exc.http_status >= 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, exc)
     return error_response(exc)
-
-
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    return error_response(InvalidRequest(str(exc)))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -75,5 +71,4 @@ def _allowed_methods(request: Request) -> list[str]:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

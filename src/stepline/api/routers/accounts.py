@@ -8,26 +8,19 @@ carry ``page``, ``per_page`` and ``total_count`` and honour ``page`` like every 
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
-from stepline.api.auth import (
-    Principal,
-    authenticated_principal,
-    authorized_account,
-    read_credentials,
-)
+from stepline.api.auth import Principal, read_credentials
 from stepline.api.envelope import list_response, success_response
 from stepline.api.pagination import parse_page_query
+from stepline.api.routing import Routes
 from stepline.client.base import JSON, Page
 
-__all__ = ["router"]
+__all__ = ["routes"]
 
-router = APIRouter()
-
-PrincipalDep = Annotated[Principal, Depends(authenticated_principal)]
+routes = Routes()
 
 
 def _opaque_id(*parts: str) -> str:
@@ -50,20 +43,18 @@ def _single_row_page(request: Request, row: dict[str, JSON]) -> Page:
     return Page(items=rows, page=paging.page, per_page=paging.per_page, total_count=1)
 
 
-@router.get("/accounts")
-async def list_accounts(request: Request, principal: PrincipalDep) -> Response:
+@routes.get("/accounts")
+async def list_accounts(request: Request, principal: Principal) -> Response:
     return list_response(_single_row_page(request, _account(request, principal)))
 
 
-@router.get("/accounts/{account_id}")
-async def get_account(
-    request: Request, principal: Annotated[Principal, Depends(authorized_account)]
-) -> Response:
+@routes.get("/accounts/{account_id}")
+async def get_account(request: Request, principal: Principal) -> Response:
     return success_response(_account(request, principal))
 
 
-@router.get("/memberships")
-async def list_memberships(request: Request, principal: PrincipalDep) -> Response:
+@routes.get("/memberships")
+async def list_memberships(request: Request, principal: Principal) -> Response:
     account = _account(request, principal)
     membership: dict[str, JSON] = {
         "id": _opaque_id("membership", principal.account_id),
@@ -74,15 +65,15 @@ async def list_memberships(request: Request, principal: PrincipalDep) -> Respons
     return list_response(_single_row_page(request, membership))
 
 
-@router.get("/user/tokens/verify")
-async def verify_token(request: Request, principal: PrincipalDep) -> Response:
+@routes.get("/user/tokens/verify")
+async def verify_token(request: Request) -> Response:
     credentials = read_credentials(request)
     secret = credentials.token or credentials.key or ""
     return success_response({"id": _opaque_id("token", secret), "status": "active"})
 
 
-@router.get("/user")
-async def get_user(request: Request, principal: PrincipalDep) -> Response:
+@routes.get("/user")
+async def get_user(request: Request, principal: Principal) -> Response:
     # Only the email+key style names a person; a bare token answers with no email, as an
     # account-owned Cloudflare token does.
     email = read_credentials(request).email

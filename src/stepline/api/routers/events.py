@@ -7,28 +7,29 @@ wrangler always sends a body (``{}`` by default), and a body-less POST most plau
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from stepline.api.body import read_json_body
-from stepline.api.deps import ClientDep
 from stepline.api.envelope import success_response
 from stepline.api.payloads import parse_event_payload
+from stepline.api.routing import Routes
+from stepline.client.base import Client
 from stepline.validation import check_event_type, check_instance_id, check_workflow_name
 
-__all__ = ["router"]
+__all__ = ["routes"]
 
-router = APIRouter()
+routes = Routes()
 
 
-@router.post("/{workflow_name}/instances/{instance_id}/events/{event_type}")
+@routes.post("/{workflow_name}/instances/{instance_id}/events/{event_type}")
 async def send_event(
     request: Request,
     account_id: str,
     workflow_name: str,
     instance_id: str,
     event_type: str,
-    client: ClientDep,
+    client: Client,
 ) -> Response:
     name = check_workflow_name(workflow_name)
     checked_id = check_instance_id(instance_id)

@@ -8,29 +8,30 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from stepline.api.body import read_json_body
-from stepline.api.deps import ClientDep
 from stepline.api.envelope import list_response, success_response
 from stepline.api.pagination import parse_instance_list_query
 from stepline.api.payloads import parse_instance_create, parse_status_change
 from stepline.api.query import QueryReader
+from stepline.api.routing import Routes
+from stepline.client.base import Client
 from stepline.errors import InvalidRequest
 from stepline.validation import check_instance_id, check_step_name, check_workflow_name
 
-__all__ = ["router"]
+__all__ = ["routes"]
 
-router = APIRouter()
+routes = Routes()
 
 # Attempts are numbered from 1; a step may retry up to 10,000 times (spec §4).
 MAX_ATTEMPT = 10_001
 
 
-@router.get("/{workflow_name}/instances")
+@routes.get("/{workflow_name}/instances")
 async def list_instances(
-    request: Request, account_id: str, workflow_name: str, client: ClientDep
+    request: Request, account_id: str, workflow_name: str, client: Client
 ) -> Response:
     name = check_workflow_name(workflow_name)
     query = parse_instance_list_query(request.query_params)
@@ -48,9 +49,9 @@ async def list_instances(
     return list_response(page)
 
 
-@router.post("/{workflow_name}/instances")
+@routes.post("/{workflow_name}/instances")
 async def create_instance(
-    request: Request, account_id: str, workflow_name: str, client: ClientDep
+    request: Request, account_id: str, workflow_name: str, client: Client
 ) -> Response:
     name = check_workflow_name(workflow_name)
     body = parse_instance_create(await read_json_body(request))
@@ -65,9 +66,9 @@ async def create_instance(
     return success_response(result)
 
 
-@router.get("/{workflow_name}/instances/{instance_id}")
+@routes.get("/{workflow_name}/instances/{instance_id}")
 async def describe_instance(
-    request: Request, account_id: str, workflow_name: str, instance_id: str, client: ClientDep
+    request: Request, account_id: str, workflow_name: str, instance_id: str, client: Client
 ) -> Response:
     name = check_workflow_name(workflow_name)
     checked_id = check_instance_id(instance_id)
@@ -83,9 +84,9 @@ async def describe_instance(
     return success_response(result)
 
 
-@router.delete("/{workflow_name}/instances/{instance_id}")
+@routes.delete("/{workflow_name}/instances/{instance_id}")
 async def delete_instance(
-    account_id: str, workflow_name: str, instance_id: str, client: ClientDep
+    account_id: str, workflow_name: str, instance_id: str, client: Client
 ) -> Response:
     name = check_workflow_name(workflow_name)
     return success_response(
@@ -93,9 +94,9 @@ async def delete_instance(
     )
 
 
-@router.patch("/{workflow_name}/instances/{instance_id}/status")
+@routes.patch("/{workflow_name}/instances/{instance_id}/status")
 async def change_status(
-    request: Request, account_id: str, workflow_name: str, instance_id: str, client: ClientDep
+    request: Request, account_id: str, workflow_name: str, instance_id: str, client: Client
 ) -> Response:
     name = check_workflow_name(workflow_name)
     checked_id = check_instance_id(instance_id)
@@ -111,9 +112,9 @@ async def change_status(
     return success_response(result)
 
 
-@router.get("/{workflow_name}/instances/{instance_id}/step")
+@routes.get("/{workflow_name}/instances/{instance_id}/step")
 async def step_output(
-    request: Request, account_id: str, workflow_name: str, instance_id: str, client: ClientDep
+    request: Request, account_id: str, workflow_name: str, instance_id: str, client: Client
 ) -> Response:
     name = check_workflow_name(workflow_name)
     checked_id = check_instance_id(instance_id)

@@ -3,22 +3,24 @@ the static step graph (row 19)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
-from stepline.api.deps import ClientDep, check_version_id
+from stepline.api.deps import check_version_id
 from stepline.api.envelope import list_response, success_response
 from stepline.api.pagination import parse_page_query
+from stepline.api.routing import Routes
+from stepline.client.base import Client
 from stepline.validation import check_workflow_name
 
-__all__ = ["router"]
+__all__ = ["routes"]
 
-router = APIRouter()
+routes = Routes()
 
 
-@router.get("/{workflow_name}/versions")
+@routes.get("/{workflow_name}/versions")
 async def list_versions(
-    request: Request, account_id: str, workflow_name: str, client: ClientDep
+    request: Request, account_id: str, workflow_name: str, client: Client
 ) -> Response:
     name = check_workflow_name(workflow_name)
     paging = parse_page_query(request.query_params, default_per_page=50)
@@ -26,9 +28,9 @@ async def list_versions(
     return list_response(page)
 
 
-@router.get("/{workflow_name}/versions/{version_id}")
+@routes.get("/{workflow_name}/versions/{version_id}")
 async def get_version(
-    account_id: str, workflow_name: str, version_id: str, client: ClientDep
+    account_id: str, workflow_name: str, version_id: str, client: Client
 ) -> Response:
     name = check_workflow_name(workflow_name)
     return success_response(
@@ -36,9 +38,9 @@ async def get_version(
     )
 
 
-@router.get("/{workflow_name}/versions/{version_id}/graph")
+@routes.get("/{workflow_name}/versions/{version_id}/graph")
 async def get_version_graph(
-    account_id: str, workflow_name: str, version_id: str, client: ClientDep
+    account_id: str, workflow_name: str, version_id: str, client: Client
 ) -> Response:
     """Cloudflare derives a static graph from a script's JavaScript; Stepline runs Python and
     derives none, so ``graph`` is null (which the SDKs' model allows) and ``has_dag`` false."""
