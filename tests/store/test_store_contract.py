@@ -556,15 +556,46 @@ async def test_buffer_event_claims_the_instance_it_wakes_for_the_given_owner(sto
         "running", "e2", NOW + LEASE,
     )  # fmt: skip
     assert instance.generation == run.generation + 1 and instance.wake_at is None
-    assert [s.key for s in steps] == [wait.key]
+    # The event went to the wait, as the runner's consume_event would have given it.
+    [done] = steps
+    assert (done.key, done.status, done.output, done.end) == (
+        wait.key,
+        "complete",
+        '"yes"',
+        NOW + 2,
+    )
+    assert (await steps_by_key(store, run.pk))[wait.key].status == "complete"
     stored = await store.get_instance_by_pk(run.pk)
     assert stored is not None and (stored.status, stored.generation) == (
         "running",
         instance.generation,
     )
     assert await store.claim_runnable(NOW + 3, 5, owner="e1", lease_until=NOW + LEASE) == []
-    got = await store.consume_event(run.pk, instance.generation, wait, now=NOW + 3)
-    assert got is not None and got.payload == '"yes"'
+    later = wait_step(run.pk, "w2", 2, "go", NOW + 60_000)
+    assert await store.consume_event(run.pk, instance.generation, later, now=NOW + 3) is None
+
+
+async def test_an_event_claim_hands_the_oldest_event_to_the_first_wait(store: Store) -> None:
+    await add(store, await make_workflow(store), "a")
+    run = await claim_one(store)
+    first, second = (wait_step(run.pk, f"w{n}", n, "go", NOW + 60_000) for n in (1, 2))
+    await store.suspend(
+        run.pk, run.generation, status="waiting", wake_at=NOW + 60_000, wake_kind="event",
+        steps=[first, second], now=NOW,
+    )  # fmt: skip
+    # An event that woke the instance without a claim (as when a limit holds it) goes first.
+    await store.buffer_event(run.pk, "go", '"old"', now=NOW + 1)
+
+    woken = await store.buffer_event(
+        run.pk, "go", '"new"', now=NOW + 2, owner="e2", lease_until=NOW + LEASE
+    )
+
+    assert woken.claimed is not None
+    steps = {s.key: s for s in woken.claimed[1]}
+    assert (steps[first.key].status, steps[first.key].output) == ("complete", '"old"')
+    assert steps[second.key].status == "waiting"
+    got = await store.consume_event(run.pk, woken.claimed[0].generation, second, now=NOW + 3)
+    assert got is not None and got.payload == '"new"'
 
 
 async def test_buffer_event_leaves_a_limited_workflow_to_the_claim(store: Store) -> None:

@@ -61,8 +61,8 @@ class Notice:
 @dataclass(frozen=True, slots=True)
 class BufferedEvent:
     """What ``buffer_event`` did: ``before`` is the instance as the event found it;
-    ``claimed`` is the instance and its steps when the event woke it and the caller's engine
-    took it in the same transaction (as ``claim_runnable`` would have a moment later)."""
+    ``claimed`` is the instance and its steps (the wait complete with the event) when the
+    event woke it and the caller's engine took it in the same transaction."""
 
     before: InstanceRecord
     claimed: tuple[InstanceRecord, list[StepRecord]] | None = None
@@ -243,7 +243,8 @@ class Store(Protocol):
     ) -> BufferedEvent:
         """Keep an event for the instance and wake it if a wait needs it. With ``owner``, a
         woken instance of a workflow without a concurrency limit is claimed for ``owner``
-        too, saving the engine a claim of its own.
+        too, and the event is handed to the wait, as ``consume_event`` would on the replay:
+        the engine makes no claim of its own, and the runner finds the wait complete.
         Raises ``CannotSendEvent`` for a finished instance, ``InstanceNotFound`` if gone."""
         ...
 

@@ -432,6 +432,7 @@ class PostgresStore(PostgresCatalog):
                         q.CLAIM_WOKEN, pk, event_type, now, owner, lease_until
                     )
                     if claimed is not None:
+                        await conn.execute(q.HAND_TO_WAIT, pk, event_type, now)
                         steps = [step_from_row(r) for r in await conn.fetch(q.STEPS_OF, pk)]
                         return BufferedEvent(instance, (instance_from_row(claimed), steps))
                     await conn.execute(q.WAKE_FOR_EVENT, pk, event_type, now)

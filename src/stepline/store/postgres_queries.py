@@ -272,6 +272,18 @@ CLAIM_WOKEN = (
 )
 """Claim an instance that an event (just inserted) wakes, unless its workflow has a
 concurrency limit; run in the transaction that locked the instance's row."""
+HAND_TO_WAIT = (
+    "WITH wait AS (SELECT key FROM steps WHERE instance_pk = $1 AND kind = 'wait' "
+    "AND status = 'waiting' AND event_type = $2 ORDER BY seq LIMIT 1), "
+    "picked AS (SELECT id, payload FROM events WHERE instance_pk = $1 AND type = $2 "
+    "AND consumed_by IS NULL ORDER BY id LIMIT 1), "
+    "taken AS (UPDATE events SET consumed_by = (SELECT key FROM wait) "
+    "WHERE id = (SELECT id FROM picked)) "
+    "UPDATE steps SET status = 'complete', end_at = $3, output = (SELECT payload FROM picked) "
+    "WHERE instance_pk = $1 AND key = (SELECT key FROM wait)"
+)
+"""Give the oldest unconsumed event of a type to the first wait for it, as the runner's
+``consume_event`` would when its replay reached that wait (after ``CLAIM_WOKEN``)."""
 UPDATE_INSTANCE_IF = (
     "UPDATE instances SET {sets} WHERE pk = $1 AND status = ANY($2::text[]) "
     f"RETURNING {INSTANCE_COLUMNS}"

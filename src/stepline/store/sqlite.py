@@ -402,6 +402,7 @@ class SqliteStore(SqliteCatalog):
                 lease = (now, now, owner, lease_until)
                 claimed = conn.execute(q.CLAIM_WOKEN, (*lease, pk, pk, event_type)).fetchone()
                 if claimed is not None:
+                    _hand_to_wait(conn, pk, event_type, now)
                     steps = [step_from_row(r) for r in conn.execute(q.STEPS_OF, (pk,))]
                     return BufferedEvent(instance, (instance_from_row(claimed), steps))
             conn.execute(q.WAKE_FOR_EVENT, (now, now, pk, pk, event_type))
@@ -581,6 +582,15 @@ def _save_steps(
             return
         raise
     conn.executemany(q.UPSERT_STEP, values)
+
+
+def _hand_to_wait(conn: sqlite3.Connection, pk: int, event_type: str, now: int) -> None:
+    """Give the oldest unconsumed event of ``event_type`` to the first wait for it, as the
+    runner's ``consume_event`` would when its replay reached that wait."""
+    (key,) = conn.execute(q.FIRST_WAIT_FOR, (pk, event_type)).fetchone()
+    event = event_from_row(conn.execute(q.OLDEST_EVENT, (pk, event_type)).fetchone())
+    conn.execute(q.CONSUME_EVENT, (key, event.id))
+    conn.execute(q.COMPLETE_WAIT, (now, event.payload, pk, key))
 
 
 def _copy_step(step: StepRecord) -> StepRecord:

@@ -183,6 +183,13 @@ CLAIM_WOKEN = _CLAIM.format(
     f"(SELECT id FROM workflows WHERE concurrency_limit IS NOT NULL) AND {_A_WAIT_NEEDS_IT}"
 )
 """Claim an instance that an event wakes, unless its workflow has a concurrency limit."""
+FIRST_WAIT_FOR = (
+    "SELECT key FROM steps WHERE instance_pk = ? AND kind = 'wait' AND status = 'waiting' "
+    "AND event_type = ? ORDER BY seq LIMIT 1"
+)
+COMPLETE_WAIT = (
+    "UPDATE steps SET status = 'complete', end_at = ?, output = ? WHERE instance_pk = ? AND key = ?"
+)
 UPDATE_INSTANCE_IF = (
     "UPDATE instances SET {sets} WHERE pk = ? AND status IN ({marks}) "
     f"RETURNING {INSTANCE_COLUMNS}"
