@@ -97,6 +97,21 @@ async def test_an_event_that_wakes_a_parked_instance_starts_its_runner_at_once(
     assert (await finished(instance))["output"] == ["now"]
 
 
+async def test_an_event_sent_after_the_engine_stopped_is_left_for_the_next_one(
+    suspending: Stepline, probe
+):
+    workflow = await suspending.register("waits-for", WaitsFor)
+    instance = await workflow.create(params={"types": ["approved"]})
+    await wait_for_status(instance, "waiting")
+    await suspending.engine.stop()
+
+    await instance.send_event("approved", "later")
+
+    # Not claimed by the stopped engine: still waiting, due now, for whichever engine is next.
+    assert (await instance.status())["status"] == "waiting"
+    assert suspending.engine.runners == {}
+
+
 async def test_an_event_for_a_full_engine_runs_when_a_slot_frees(
     make_stepline: MakeStepline, probe
 ):

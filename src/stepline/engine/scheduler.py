@@ -77,6 +77,8 @@ class Engine:
         self._versions: dict[str, VersionRecord] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+        self._running = False
+        """Between ``start`` and the beginning of ``stop``: runners may start here."""
         self.clock.on_advance(self.wake)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -89,6 +91,7 @@ class Engine:
         if recovered:
             log.info("recovered %d interrupted instances", recovered)
         self.store.subscribe(self.handle_notice)
+        self._running = True
         self._tasks = [
             asyncio.create_task(self._schedule_loop(), name="stepline-scheduler"),
             asyncio.create_task(self._retention_loop(), name="stepline-retention"),
@@ -99,6 +102,7 @@ class Engine:
         """Stop claiming, let executing step attempts finish and record for up to
         ``stop_grace_ms``, park every instance, then cancel what is left. The instances resume
         on the next start (alone on the database) or, sharing it, on another engine at once."""
+        self._running = False
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -135,11 +139,11 @@ class Engine:
 
     def has_room(self) -> bool:
         """Whether a runner could start here now: the engine runs and a slot is free."""
-        return bool(self._tasks) and len(self.runners) < self.concurrency
+        return self._running and len(self.runners) < self.concurrency
 
     async def take(self, instance: InstanceRecord, steps: list[StepRecord]) -> None:
         """Run an instance that a control operation has claimed for this engine."""
-        if not self._tasks:
+        if not self._running:
             # Stopped meanwhile: like a crash, the instance is recovered by this file's next
             # engine (SQLite) or by another engine once its lease lapses (PostgreSQL).
             log.info("not starting %s: the engine has stopped", instance.id)
