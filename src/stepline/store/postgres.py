@@ -426,8 +426,10 @@ class PostgresStore(PostgresCatalog):
                 instance = instance_from_row(row)
                 if instance.status in FINISHED_STATUSES:
                     raise CannotSendEvent(f"instance is {instance.status}; it takes no more events")
-                if instance.status == "waiting" and owner is not None:
-                    await conn.execute(q.INSERT_EVENT, pk, event_type, payload, now)
+                await conn.execute(q.INSERT_EVENT, pk, event_type, payload, now)
+                if instance.status != "waiting":
+                    return BufferedEvent(instance)
+                if owner is not None:
                     claimed = await conn.fetchrow(
                         q.CLAIM_WOKEN, pk, event_type, now, owner, lease_until
                     )
@@ -435,10 +437,7 @@ class PostgresStore(PostgresCatalog):
                         await conn.execute(q.HAND_TO_WAIT, pk, event_type, now)
                         steps = [step_from_row(r) for r in await conn.fetch(q.STEPS_OF, pk)]
                         return BufferedEvent(instance, (instance_from_row(claimed), steps))
-                    await conn.execute(q.WAKE_FOR_EVENT, pk, event_type, now)
-                    return BufferedEvent(instance)
-                sql = q.INSERT_EVENT_AND_WAKE if instance.status == "waiting" else q.INSERT_EVENT
-                await conn.execute(sql, pk, event_type, payload, now)
+                await conn.execute(q.WAKE_FOR_EVENT, pk, event_type, now)
             return BufferedEvent(instance)
 
         return await self._db.run(op)

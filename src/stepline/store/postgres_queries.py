@@ -253,12 +253,6 @@ _A_WAIT_NEEDS_IT = (
     "EXISTS (SELECT 1 FROM steps WHERE instance_pk = $1 AND kind = 'wait' "
     "AND status = 'waiting' AND event_type = $2)"
 )
-INSERT_EVENT_AND_WAKE = (
-    "WITH added AS (INSERT INTO events (instance_pk, type, payload, created_on) "
-    "VALUES ($1, $2, $3, $4)) "
-    "UPDATE instances SET wake_at = $4, modified_on = $4 WHERE pk = $1 AND status = 'waiting' "
-    f"AND {_A_WAIT_NEEDS_IT}"
-)
 WAKE_FOR_EVENT = (
     "UPDATE instances SET wake_at = $3, modified_on = $3 WHERE pk = $1 AND status = 'waiting' "
     f"AND {_A_WAIT_NEEDS_IT}"
