@@ -288,13 +288,13 @@ class Control:
         now = self.clock.now_ms()
         # An instance the event wakes is claimed in the same transaction when this engine has
         # room, and its runner starts at once: no notice, no scheduling pass, no second write.
-        owner = self.engine.owner if self.engine.has_room() else None
+        claim_for = self.engine.owner if self.engine.has_room() else None
         buffered = await self.store.buffer_event(
             instance.pk,
             event_type,
             text,
             now=now,
-            owner=owner,
+            owner=claim_for,
             lease_until=now + self.engine.lease_ms,
         )
         if buffered.claimed is not None:
