@@ -129,6 +129,29 @@ async def test_a_run_goes_from_queued_to_complete(stepline: Stepline, probe):
     assert ms(view["queued"]) <= ms(view["start"]) <= ms(view["end"])
 
 
+async def test_an_attempt_that_waits_is_on_record_as_started_while_it_waits(
+    stepline: Stepline, probe
+):
+    workflow = await stepline.register("blocking", Blocking)
+    instance = await workflow.create()
+    await probe.wait_for("hold")
+
+    attempts: list[dict] = []
+    for _ in range(200):
+        view = await instance.status()
+        if "hold-1" in [s.get("name") for s in view["steps"]]:
+            attempts = step(view, "hold-1")["attempts"]
+            break
+        await asyncio.sleep(0.01)
+    assert len(attempts) == 1
+    assert attempts[0]["start"] is not None
+    assert (attempts[0]["end"], attempts[0]["success"]) == (None, None)
+
+    probe.gate("release").set()
+    view = await finished(instance)
+    assert [a["success"] for a in step(view, "hold-1")["attempts"]] == [True]
+
+
 # -- pause -------------------------------------------------------------------------------------
 async def test_pause_of_a_running_instance_waits_for_the_in_flight_step(
     make_stepline: MakeStepline, probe, clock

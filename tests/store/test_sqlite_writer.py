@@ -69,18 +69,16 @@ async def test_writes_commit_in_the_order_they_were_submitted(
 ) -> None:
     # Turns of 1 to 40 writes: small ones may commit on the loop, big ones go to the thread,
     # and a small turn must not overtake a big one the thread has not committed yet.
-    # Tasks start in the order they were made, so that is the order of submission.
+    # Both ``run`` and ``queue`` submit at the call, so that is the order of submission.
     rng = random.Random(7)
-    pending: list[asyncio.Task[object]] = []
-
-    async def queued(value: int) -> None:
-        writer.queue(_append(value))
-
+    pending: list[asyncio.Future[object]] = []
     value = 0
     for _ in range(60):
         for _ in range(rng.choice([1, 1, 2, 5, 40])):
-            submit = queued(value) if rng.random() < 0.3 else writer.run(_append(value))
-            pending.append(asyncio.create_task(submit))
+            if rng.random() < 0.3:
+                writer.queue(_append(value))
+            else:
+                pending.append(writer.run(_append(value)))
             value += 1
         await asyncio.sleep(0)
     await asyncio.gather(*pending)

@@ -218,13 +218,16 @@ class WorkflowStep:
         self._declared[func.__name__] = declared
         return declared
 
-    async def _call_direct(self, name: str, fn: Callable[..., Any], config: StepConfigInput) -> Any:
+    def _call_direct(
+        self, name: str, fn: Callable[..., Any], config: StepConfigInput
+    ) -> Awaitable[Any]:
         takes_ctx, is_async = _call_shape(fn)
 
         def call(ctx: StepContext) -> Any:
             return fn(ctx) if takes_ctx else fn()
 
-        return await self._runtime.run_do(name, call, config, is_async=is_async)
+        # The runtime's coroutine itself: awaiting it goes through no frame of ours.
+        return self._runtime.run_do(name, call, config, is_async=is_async)
 
     async def sleep(self, name: str, duration: Duration) -> None:
         """Pause the run for ``duration`` (ms, or a string like ``"1 day"``)."""

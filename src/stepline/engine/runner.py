@@ -14,10 +14,12 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stepline.authoring.entrypoint import WorkflowEntrypoint, WorkflowEvent
 from stepline.authoring.step import StepConfigInput, StepContext, WorkflowStep
+from stepline.engine.eager import start
 from stepline.engine.step_errors import class_path, error_name, is_non_retryable, rebuild_error
 from stepline.engine.waits import WaitingSteps
 from stepline.errors import (
@@ -167,7 +169,10 @@ class Runner(WaitingSteps):
         self.store.queue_step(self.pk, self.generation, record, now=self.clock.now_ms())
 
     async def _save(self, record: StepRecord, now: int) -> None:
-        await self._durable(self.store.save_step(self.pk, self.generation, record, now=now))
+        try:
+            await self.store.save_step(self.pk, self.generation, record, now=now)
+        except StoreUnavailable:
+            raise StoreLost() from None
 
     async def _durable(self, write: Awaitable[T]) -> T:
         """Await a store write; an unreachable store ends the run (``StoreLost``), it is not
@@ -254,15 +259,9 @@ class Runner(WaitingSteps):
                 number = len(record.attempts) + 1
                 attempt = Attempt(start=self.clock.now_ms())
                 record.attempts.append(attempt)
-                # "Attempt started" is written once the attempt first yields: one that ends
-                # without waiting on anything goes straight to its outcome, one write.
-                announce = asyncio.get_running_loop().call_soon(self._announce, record)
                 ctx = StepContext(name, count, number, context_config)
                 try:
-                    try:
-                        value = await self._attempt(call, ctx, is_async, resolved.timeout_ms)
-                    finally:
-                        announce.cancel()
+                    value = await self._attempt(call, ctx, is_async, resolved.timeout_ms, record)
                     text = self._checked_result(value, label, record, attempt)
                 except (
                     Suspended,
@@ -308,19 +307,32 @@ class Runner(WaitingSteps):
         return failure
 
     async def _attempt(
-        self, call: Callable[[StepContext], Any], ctx: StepContext, is_async: bool, timeout_ms: int
+        self,
+        call: Callable[[StepContext], Any],
+        ctx: StepContext,
+        is_async: bool,
+        timeout_ms: int,
+        record: StepRecord,
     ) -> Any:
+        """Run one attempt. An ``async`` body starts at once: one that finishes without
+        waiting needs no deadline and no "attempt started" write (its outcome is the one
+        write). One that waits, or runs on a thread, is announced and timed from there."""
         mocked_error = self.engine.hooks.mocked_error(ctx.step_name)
         if mocked_error is not None:
             raise mocked_error
+        if is_async:
+            work: Any = call(ctx)
+            if type(work) is CoroutineType:
+                finished, work = start(work)
+                if finished and not asyncio.iscoroutine(work):
+                    return work
+        else:
+            loop = asyncio.get_running_loop()
+            work = loop.run_in_executor(self.engine.step_executor, call, ctx)
+        self._announce(record)
         self._executing += 1
         self._quiet.clear()
         try:
-            if is_async:
-                work: Any = call(ctx)
-            else:
-                loop = asyncio.get_running_loop()
-                work = loop.run_in_executor(self.engine.step_executor, call, ctx)
             try:
                 with self.engine.deadlines.limit(timeout_ms / 1000):
                     value = await work

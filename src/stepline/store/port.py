@@ -8,7 +8,7 @@ Every method is one transaction; nothing is half-written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -183,10 +183,11 @@ class Store(Protocol):
         """The earliest ``wake_at`` of a waiting instance (of the given wake kinds)."""
         ...
 
-    async def save_step(
+    def save_step(
         self, pk: int, generation: int, step: StepRecord, *, now: int, step_count: int | None = None
-    ) -> None:
-        """Write one step row (and touch the instance) in one transaction."""
+    ) -> Awaitable[None]:
+        """Write one step row (and touch the instance) in one transaction; await the result
+        (a coroutine or, where the write is submitted at the call, a future)."""
         ...
 
     def queue_step(self, pk: int, generation: int, step: StepRecord, *, now: int) -> None:

@@ -12,7 +12,7 @@ import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -294,13 +294,13 @@ class SqliteStore(SqliteCatalog):
             row = self._lookup(sql, tuple(kinds))
         return None if row is None or row[0] is None else int(row[0])
 
-    async def save_step(
+    def save_step(
         self, pk: int, generation: int, step: StepRecord, *, now: int, step_count: int | None = None
-    ) -> None:
+    ) -> Awaitable[None]:
         write = FencedWrite(
             q.UPSERT_STEP_FENCED, (*step_to_row(step), pk, generation), pk, generation
         )
-        await self._writer.run(write, key=(pk, step.key))
+        return self._writer.run(write, key=(pk, step.key))
 
     def queue_step(self, pk: int, generation: int, step: StepRecord, *, now: int) -> None:
         params = (*step_to_row(step), pk, generation)
@@ -344,14 +344,16 @@ class SqliteStore(SqliteCatalog):
         steps: Sequence[StepRecord],
         now: int,
     ) -> None:
+        params = (status, output, error_name, error_message, now, now, now, status, pk, generation)
+        if not steps:
+            # One fenced statement: many instances' ends share one executemany.
+            await self._writer.run(FencedWrite(q.FINISH, params, pk, generation))
+            return
         values = [step_to_row(s) for s in steps]
 
         def op(conn: sqlite3.Connection) -> None:
             _save_steps(conn, pk, generation, values)
-            conn.execute(
-                q.FINISH,
-                (status, output, error_name, error_message, now, now, now, status, pk, generation),
-            )
+            conn.execute(q.FINISH, params)
 
         await self._write(op)
 

@@ -138,22 +138,26 @@ class SqliteWriter:
             self._thread = None
 
     @overload
-    async def run(self, operation: FencedWrite, *, key: object = None) -> None: ...
+    def run(self, operation: FencedWrite, *, key: object = None) -> asyncio.Future[None]: ...
 
     @overload
-    async def run(
+    def run(
         self, operation: Callable[[sqlite3.Connection], T], *, key: object = None
-    ) -> T: ...
+    ) -> asyncio.Future[T]: ...
 
     @overload
-    async def run(self, operation: BeforeCommit | NoSync, *, key: object = None) -> Any: ...
+    def run(
+        self, operation: BeforeCommit | NoSync, *, key: object = None
+    ) -> asyncio.Future[Any]: ...
 
-    async def run(self, operation: Any, *, key: object = None) -> Any:
-        """Run ``operation`` in the next group commit and return its result once durable."""
+    def run(self, operation: Any, *, key: object = None) -> asyncio.Future[Any]:
+        """Submit ``operation`` to the next group commit, now; the future gets its result once
+        it is durable. (A plain function, not a coroutine: a step's write is awaited through
+        no extra frame, and its place in the order is fixed at the call.)"""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._submit((operation, future, loop, key), loop)
-        return await future
+        return future
 
     def queue(
         self,
