@@ -203,11 +203,12 @@ class Engine:
     async def _schedule_loop(self) -> None:
         while True:
             self._poked = False
+            looked_at = self.clock.now_ms()
             try:
                 await self._fire_schedules()
                 if await self._claim_some():
                     continue
-                timeout = await self._until_next_wake()
+                timeout = await self._until_next_wake(looked_at)
             except (SteplineError, OSError) as exc:
                 # A store outage must not end the loop: wait, then look again (a reconnect
                 # also publishes a wake).
@@ -269,8 +270,9 @@ class Engine:
                 now=now,
             )
 
-    async def _until_next_wake(self) -> float | None:
-        """Seconds until the next timer; with a skipping clock and nothing running, none."""
+    async def _until_next_wake(self, looked_at: int) -> float | None:
+        """Seconds until the next timer; with a skipping clock and nothing running, none.
+        ``looked_at``: the time this pass's firing and claiming looked for due work."""
         if self.clock.auto_skip and not self.runners:
             next_timer = await self.store.next_wake_at(("timer",))
             if next_timer is not None:
@@ -280,12 +282,14 @@ class Engine:
         next_wake = min((w for w in wakes if w is not None), default=None)
         if next_wake is None:
             return None
-        remaining = next_wake - self.clock.now_ms()
-        if remaining <= 0:
-            # Due but not claimed just now: its workflow is at its concurrency limit. A
-            # runner that ends pokes us; look again within a second regardless.
+        if next_wake <= looked_at:
+            # Due when this pass looked, yet not claimed: its workflow is at its concurrency
+            # limit, or this engine is full. A runner that ends pokes us; look again within
+            # a second regardless.
             return 1.0
-        return remaining / 1000
+        # Came due since the pass looked (at a thousand wake-ups a second, the usual case):
+        # look again now, not a second from now.
+        return max(0, next_wake - self.clock.now_ms()) / 1000
 
     async def _start_runner(self, instance: InstanceRecord, steps: list[StepRecord]) -> None:
         try:
