@@ -75,3 +75,18 @@ async def _databases(url: str) -> list[str]:
         return [row[0] for row in await conn.fetch("SELECT datname FROM pg_database")]
     finally:
         await conn.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_split_prints_a_row_per_step_count() -> None:
+    command = [sys.executable, "-m", "bench.split", "--instances", "40", "--steps", "0,2"]
+    command += ["--runs", "1"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fields = [line.split() for line in done.stdout.splitlines()]
+    rows = [f for f in fields if len(f) == 4 and f[0].isdigit()]  # steps, wall, loop, process
+    assert [row[0] for row in rows] == ["0", "2"]
+    for row in rows:
+        wall, loop_cpu, process_cpu = (float(v) for v in row[1:])
+        assert wall > 0 and 0 < loop_cpu <= process_cpu

@@ -1,0 +1,93 @@
+"""``python -m bench.split``: where the throughput scenario's time goes, per instance.
+
+Creates N instances of ``Trivial`` with the engine stopped, then starts the engine and times
+the run alone: wall time, the event loop thread's CPU time, and the whole process's CPU time
+(the loop, the SQLite writer thread and the reader threads), each per instance. Run for
+several step counts, the difference between two rows divided by the difference in steps is
+the cost of one step; what is left at zero steps is the cost of an instance (claim, runner,
+finish). Wall time close to the process's CPU time means the threads take turns rather than
+working side by side.
+
+    python -m bench.split                       # 2,000 instances; 0, 1, 3 and 10 steps; 3 runs
+    python -m bench.split --instances 5000 --steps 3,10 --runs 5 --synchronous NORMAL
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass
+
+from bench._common import count_status, fresh_dir, wait_count
+from bench.workflows import Trivial
+from stepline import Stepline
+from stepline.engine.tuning import tune_garbage_collector
+
+
+@dataclass(frozen=True)
+class Split:
+    wall_us: float
+    loop_cpu_us: float
+    process_cpu_us: float
+
+
+async def measure(instances: int, steps: int, synchronous: str) -> Split:
+    """One run: per-instance wall, loop-thread CPU and process CPU of the engine's run."""
+    with fresh_dir() as folder:
+        stepline = Stepline(
+            f"sqlite:///{folder / 'stepline.sqlite3'}",
+            account_id="bench",
+            synchronous=synchronous,
+            run_engine=False,
+        )
+        await stepline.start()
+        try:
+            flow = await stepline.register("trivial", Trivial, script_name="bench.workflows")
+            for first in range(0, instances, 100):
+                count = min(100, instances - first)
+                await flow.create_batch([{"params": {"steps": steps}}] * count)
+            wall, loop_cpu, process_cpu = (
+                time.perf_counter(),
+                time.thread_time(),
+                time.process_time(),
+            )
+            await stepline.engine.start()
+            await wait_count(
+                lambda: count_status(stepline, "trivial", "complete"), instances, interval=0.05
+            )
+            wall = time.perf_counter() - wall
+            loop_cpu = time.thread_time() - loop_cpu
+            process_cpu = time.process_time() - process_cpu
+        finally:
+            await stepline.engine.stop()
+            await stepline.store.close()
+    per = 1e6 / instances
+    return Split(wall * per, loop_cpu * per, process_cpu * per)
+
+
+async def main(instances: int, step_counts: list[int], runs: int, synchronous: str) -> None:
+    print(
+        f"{instances} instances, synchronous={synchronous}, median of {runs} runs, µs per instance"
+    )
+    print(f"{'steps':>5} {'wall':>8} {'loop CPU':>9} {'process CPU':>12}")
+    for steps in step_counts:
+        results = [await measure(instances, steps, synchronous) for _ in range(runs)]
+        print(
+            f"{steps:>5} {statistics.median(r.wall_us for r in results):>8.0f} "
+            f"{statistics.median(r.loop_cpu_us for r in results):>9.0f} "
+            f"{statistics.median(r.process_cpu_us for r in results):>12.0f}"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=2_000)
+    parser.add_argument("--steps", default="0,1,3,10", help="step counts, e.g. 1,3,10")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    args = parser.parse_args()
+    tune_garbage_collector()
+    counts = [int(s) for s in args.steps.split(",")]
+    asyncio.run(main(args.instances, counts, args.runs, args.synchronous))
