@@ -62,6 +62,11 @@ def run_child(case: Case) -> dict[str, Any]:
         raise RuntimeError(f"{case.label} failed ({done.returncode}):\n" + "\n".join(tail))
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["wall_s"] = round(time.perf_counter() - started, 3)
+    logged = done.stderr.strip().splitlines()
+    if logged:
+        # What the run logged (warnings and errors: a failed scheduling pass, a failed write)
+        # stays with its figures, so that an outlier can be told from a fault.
+        result["logged"] = logged[-20:]
     return result
 
 
@@ -76,6 +81,9 @@ def run_scenario(cases: list[Case], runs: int, log: Any = print) -> dict[str, li
                 f"{m.key}={_fmt(outcome[m.key])}" for m in case.metrics if m.key in outcome
             )
             log(f"    {shown}")
+            logged = outcome.get("logged")
+            if logged:
+                log(f"    ({len(logged)} lines logged; the last: {logged[-1]})")
     return results
 
 

@@ -41,6 +41,8 @@ def test_quick_bench_writes_results(tmp_path: Path) -> None:
         assert any(label.startswith("dbos") for label in labels) == peer
         if peer:
             assert any("vs_peer" in row for row in rows)
+        for label, runs in scenario["results"].items():
+            assert not runs[0].get("logged"), (label, runs[0].get("logged"))  # no warnings
     throughput = report["scenarios"]["1"]["results"]
     for runs in throughput.values():
         assert runs[0]["elapsed_s"] >= runs[0]["create_s"] > 0
