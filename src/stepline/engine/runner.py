@@ -1,10 +1,12 @@
 """One run of one instance: ``run()`` replayed against the step cache, new steps executed.
 
 A runner lives while its instance is running. Steps already recorded return their cached
-result (or re-raise their cached error) without running; a new step's attempt is announced
-("attempt started", queued), run, and its outcome written in one transaction before ``run``
-goes on. A wait longer than the engine's threshold *suspends* the instance: the runner
-writes the pending timers, unwinds ``run`` and ends; the scheduler replays it when due.
+result (or re-raise their cached error) without running; a new step's attempt is run, and
+its outcome written in one transaction before ``run`` goes on. An attempt that waits on
+something (or runs on a thread) is first announced ("attempt started", queued) and timed;
+one that finishes without waiting has only its outcome written. A wait longer than the
+engine's threshold *suspends* the instance: the runner writes the pending timers, unwinds
+``run`` and ends; the scheduler replays it when due.
 """
 
 from __future__ import annotations
