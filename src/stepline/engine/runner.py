@@ -171,6 +171,8 @@ class Runner(WaitingSteps):
         self.store.queue_step(self.pk, self.generation, record, now=self.clock.now_ms())
 
     async def _save(self, record: StepRecord, now: int) -> None:
+        # ``_durable`` inlined: this is every step's write, and its coroutine would be one
+        # more frame for the writer's result to pass through.
         try:
             await self.store.save_step(self.pk, self.generation, record, now=now)
         except StoreUnavailable:
