@@ -39,16 +39,16 @@ async def make_workflow(store: Store, name: str = "flow", **settings: int) -> Wo
 
 
 def new(workflow: WorkflowRecord, instance_id: str, *, created: int = NOW, **kw: object):
+    fields: dict[str, object] = {"status": "queued", **kw}
     return InstanceRecord(
         pk=0,
         workflow_id=workflow.id,
         id=instance_id,
         version_id=workflow.version_id,
-        status="queued",
         params='{"n": 1}',
         created_on=created,
         modified_on=created,
-        **kw,  # type: ignore[arg-type]
+        **fields,  # type: ignore[arg-type]
     )
 
 
@@ -182,6 +182,30 @@ async def test_insert_instances_assigns_pks_and_sets_triggered_on(store: Store) 
     )
     touched = await store.get_workflow_by_id(workflow.id)
     assert touched is not None and touched.triggered_on == NOW
+
+
+async def test_an_instance_inserted_claimed_is_running_for_its_engine(store: Store) -> None:
+    workflow = await make_workflow(store)
+    claimed = dict(
+        status="running", started_on=NOW, generation=1, lease_owner="e", lease_expires=NOW + LEASE
+    )
+    (run,) = await add(store, workflow, "a", **claimed)
+    await add(store, workflow, "b")
+    got = await store.get_instance(workflow.id, "a")
+    assert got is not None and got.pk == run.pk
+    assert (got.status, got.started_on, got.generation) == ("running", NOW, 1)
+    assert (got.lease_owner, got.lease_expires) == ("e", NOW + LEASE)
+    # The scheduler's claim passes it by; its runner's writes are fenced by generation 1.
+    taken = await store.claim_runnable(NOW, 10, owner="other", lease_until=NOW + 9 * LEASE)
+    assert [i.id for i, _ in taken] == ["b"]
+    await store.save_step(run.pk, 1, do_step(run.pk, "s", 1), now=NOW)
+    with pytest.raises(StaleRunError):
+        await store.save_step(run.pk, 0, do_step(run.pk, "t", 2), now=NOW)
+    # Its engine gone, it is taken back like any claimed instance.
+    later = NOW + LEASE + 1
+    assert await store.recover_interrupted(later, lapsed_before=later) == 1
+    again = await claim_one(store, "new", now=later)
+    assert again.pk == run.pk and again.generation == 2
 
 
 async def test_insert_of_an_existing_id_raises_and_inserts_nothing(store: Store) -> None:
@@ -387,6 +411,53 @@ async def test_queued_steps_land_in_order_with_later_awaited_writes(store: Store
     for run in runs:
         steps = await store.load_steps(run.pk)
         assert [(s.key, s.status) for s in steps] == [(f"do:1:s{n}", "complete") for n in range(5)]
+
+
+@pytest.mark.parametrize("count", [3, 9, 300])
+async def test_many_runners_writes_in_one_turn_are_each_fenced(store: Store, count: int) -> None:
+    # One loop turn's writes of many runners commit together (on SQLite, as one statement per
+    # kind of write); a runner that moved on fails alone, and nothing of it is written.
+    workflow = await make_workflow(store)
+    await add(store, workflow, *(f"i{n}" for n in range(count)))
+    runs = [i for i, _ in await store.claim_runnable(NOW, count, owner="e", lease_until=NOW + 1)]
+    stale = runs[count // 2]
+    await store.terminate([stale.pk], now=NOW)
+    steps = [do_step(r.pk, "s", 1, status="complete", output=str(r.pk)) for r in runs]
+    saved = await asyncio.gather(
+        *(
+            store.save_step(r.pk, r.generation, s, now=NOW)
+            for r, s in zip(runs, steps, strict=True)
+        ),
+        return_exceptions=True,
+    )
+    assert [type(x) for x in saved] == [StaleRunError if r is stale else type(None) for r in runs]
+    for run, step in zip(runs, steps, strict=True):
+        if run is not stale:
+            assert await store.load_steps(run.pk) == [step]
+    assert "do:1:s" not in await steps_by_key(store, stale.pk)
+    ends = [
+        store.finish(
+            r.pk,
+            r.generation,
+            status="complete",
+            output=str(r.pk),
+            error_name=None,
+            error_message=None,
+            steps=[],
+            now=NOW + 2,
+        )
+        for r in runs
+    ]
+    ended = await asyncio.gather(*ends, return_exceptions=True)
+    assert [type(x) for x in ended] == [StaleRunError if r is stale else type(None) for r in runs]
+    for run in runs:
+        done = await store.get_instance_by_pk(run.pk)
+        assert done is not None
+        if run is stale:
+            assert done.status == "terminated"
+        else:
+            assert (done.status, done.output, done.ended_on) == ("complete", str(run.pk), NOW + 2)
+            assert done.expires_on == NOW + 2 + DEFAULT_RETENTION_MS and done.lease_owner is None
 
 
 async def test_queued_steps_are_written_without_an_awaited_write(store: Store) -> None:

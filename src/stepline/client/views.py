@@ -112,9 +112,11 @@ def version_view(version: VersionRecord) -> dict[str, Any]:
 
 
 def instance_created(instance: InstanceRecord) -> dict[str, Any]:
+    """A create's result: the instance as it was created, which is queued (spec §2.6), even
+    when this process's engine claimed it in the same transaction and it is running now."""
     return {
         "id": instance.id,
-        "status": instance.status,
+        "status": "queued",
         "version_id": instance.version_id,
         "workflow_id": instance.workflow_id,
         "trigger_source": instance.trigger_source,

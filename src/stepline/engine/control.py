@@ -158,9 +158,28 @@ class Control:
             )
             for item in items
         ]
+        # Alone on the database (SQLite), this engine is the one that would run them: when it
+        # has room for the whole batch, the rows are written already claimed for it, and their
+        # runners start as the insert commits, with no scheduling pass and no claim. Sharing a
+        # database, the engines' own claims spread the work; a workflow with a concurrency
+        # limit is left to the scheduler, which keeps its cap.
+        claimed = (
+            self.store.exclusive
+            and workflow.concurrency_limit is None
+            and self.engine.free_slots() >= len(records)
+        )
+        if claimed:
+            lease_until = now + self.engine.lease_ms
+            for record in records:
+                _claim(record, self.engine.owner, now=now, lease_until=lease_until)
         created = await self.store.insert_instances(records, skip_existing=skip_existing, now=now)
-        if created:
+        if not created:
+            return created
+        if not claimed:
             await self.store.publish(Notice("wake"))
+            return created
+        for record in created:
+            await self.engine.take(record, [])
         return created
 
     async def instance(self, workflow: WorkflowRecord, instance_id: str) -> InstanceRecord:
@@ -336,3 +355,12 @@ def _checked_settings(settings: WorkflowSettings) -> WorkflowSettings:
     if settings.concurrency_limit is not None and settings.concurrency_limit < 1:
         raise InvalidRequest("concurrency.limit must be at least 1")
     return settings
+
+
+def _claim(record: InstanceRecord, owner: str, *, now: int, lease_until: int) -> None:
+    """Make a new instance's row one that ``owner`` has claimed, as a claim would."""
+    record.status = "running"
+    record.started_on = now
+    record.generation = 1
+    record.lease_owner = owner
+    record.lease_expires = lease_until

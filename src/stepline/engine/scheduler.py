@@ -141,6 +141,10 @@ class Engine:
         """Whether a runner could start here now: the engine runs and a slot is free."""
         return self._running and len(self.runners) < self.concurrency
 
+    def free_slots(self) -> int:
+        """How many more runners could start here now (none once ``stop`` has begun)."""
+        return self.concurrency - len(self.runners) if self._running else 0
+
     async def take(self, instance: InstanceRecord, steps: list[StepRecord]) -> None:
         """Run an instance that a control operation has claimed for this engine."""
         if not self._running:

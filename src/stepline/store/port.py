@@ -133,9 +133,11 @@ class Store(Protocol):
     async def insert_instances(
         self, records: Sequence[InstanceRecord], *, skip_existing: bool, now: int
     ) -> list[InstanceRecord]:
-        """Insert new instances (``pk`` is assigned). An id that exists and has not expired
-        raises ``InstanceAlreadyExists``, or with ``skip_existing`` is left out of the result.
-        Also sets the workflow's ``triggered_on``."""
+        """Insert new instances (``pk`` is assigned), each as given: queued, or already
+        claimed for an engine (running, its generation, lease owner and expiry set). An id
+        that exists and has not expired raises ``InstanceAlreadyExists``, or with
+        ``skip_existing`` is left out of the result. Also sets the workflow's
+        ``triggered_on``."""
         ...
 
     async def get_instance(self, workflow_id: str, instance_id: str) -> InstanceRecord | None: ...

@@ -636,6 +636,10 @@ def _instance_columns(batch: Sequence[InstanceRecord]) -> list[list[Any]]:
         [r.error_retention_ms for r in batch],
         [r.schedule_cron for r in batch],
         [r.scheduled_time for r in batch],
+        [r.started_on for r in batch],
+        [r.generation for r in batch],
+        [r.lease_owner for r in batch],
+        [r.lease_expires for r in batch],
     ]
 
 

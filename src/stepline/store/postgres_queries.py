@@ -112,11 +112,12 @@ DELETE_EXPIRED_IDS = (
 _INSERT_INSTANCES = (
     "WITH added AS (INSERT INTO instances (workflow_id, id, version_id, status, params, "
     "created_on, modified_on, trigger_source, success_retention_ms, error_retention_ms, "
-    "schedule_cron, scheduled_time) "
+    "schedule_cron, scheduled_time, started_on, generation, lease_owner, lease_expires) "
     "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], "
     "$6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[], $11::text[], "
-    "$12::bigint[]) {conflict} RETURNING pk, workflow_id, id), "
-    "touched AS (UPDATE workflows SET triggered_on = $13 "
+    "$12::bigint[], $13::bigint[], $14::bigint[], $15::text[], $16::bigint[]) "
+    "{conflict} RETURNING pk, workflow_id, id), "
+    "touched AS (UPDATE workflows SET triggered_on = $17 "
     "WHERE id IN (SELECT workflow_id FROM added)) "
     "SELECT pk, id FROM added"
 )

@@ -42,7 +42,7 @@ from stepline.store.sqlite_rows import (
     step_from_row,
     step_to_row,
 )
-from stepline.store.sqlite_writer import BeforeCommit, FencedWrite, NoSync, SqliteWriter
+from stepline.store.sqlite_writer import BeforeCommit, FencedWrite, ManyRows, NoSync, SqliteWriter
 
 __all__ = ["SqliteStore"]
 
@@ -298,13 +298,19 @@ class SqliteStore(SqliteCatalog):
         self, pk: int, generation: int, step: StepRecord, *, now: int, step_count: int | None = None
     ) -> Awaitable[None]:
         write = FencedWrite(
-            q.UPSERT_STEP_FENCED, (*step_to_row(step), pk, generation), pk, generation
+            q.UPSERT_STEP_FENCED,
+            (*step_to_row(step), pk, generation),
+            pk,
+            generation,
+            many=_STEPS_MANY,
         )
         return self._writer.run(write, key=(pk, step.key))
 
     def queue_step(self, pk: int, generation: int, step: StepRecord, *, now: int) -> None:
         params = (*step_to_row(step), pk, generation)
-        write = FencedWrite(q.UPSERT_STEP_FENCED, params, pk, generation, quiet=True)
+        write = FencedWrite(
+            q.UPSERT_STEP_FENCED, params, pk, generation, quiet=True, many=_STEPS_MANY
+        )
         self._writer.queue(write, key=(pk, step.key))
 
     async def suspend(
@@ -346,8 +352,8 @@ class SqliteStore(SqliteCatalog):
     ) -> None:
         params = (status, output, error_name, error_message, now, now, now, status, pk, generation)
         if not steps:
-            # One fenced statement: many instances' ends share one executemany.
-            await self._writer.run(FencedWrite(q.FINISH, params, pk, generation))
+            # One fenced statement: many instances' ends share one statement.
+            await self._writer.run(FencedWrite(q.FINISH, params, pk, generation, many=_FINISH_MANY))
             return
         values = [step_to_row(s) for s in steps]
 
@@ -599,8 +605,11 @@ def _copy_step(step: StepRecord) -> StepRecord:
     return step_from_row(step_to_row(step))
 
 
+# The many-row forms of the fenced writes; a padding row names instance -1, which never exists.
+_STEPS_MANY = ManyRows(q.UPSERT_STEPS_FENCED, 18, (None,) * 16 + (-1, -1))
+_FINISH_MANY = ManyRows(q.FINISH_MANY, 10, (None,) * 8 + (-1, -1))
 _INSERT_ROWS = 200
-_INSTANCE_VALUES = 12
+_INSTANCE_VALUES = 16
 
 
 @functools.lru_cache(maxsize=16)
@@ -623,6 +632,10 @@ def _instance_values(r: InstanceRecord) -> tuple[Any, ...]:
         r.error_retention_ms,
         r.schedule_cron,
         r.scheduled_time,
+        r.started_on,
+        r.generation,
+        r.lease_owner,
+        r.lease_expires,
     )
 
 

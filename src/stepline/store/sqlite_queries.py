@@ -54,19 +54,23 @@ LIST_VERSIONS = (
 COUNT_VERSIONS = "SELECT COUNT(*) FROM versions WHERE workflow_id = ?"
 
 # -- instances -----------------------------------------------------------------------------
+_INSERTED_COLUMNS = (
+    "workflow_id, id, version_id, status, params, created_on, modified_on, trigger_source, "
+    "success_retention_ms, error_retention_ms, schedule_cron, scheduled_time, started_on, "
+    "generation, lease_owner, lease_expires"
+)
+"""What a new instance's row is written with: as built, queued or already claimed."""
 INSERT_INSTANCE = (
-    "INSERT INTO instances (workflow_id, id, version_id, status, params, created_on, "
-    "modified_on, trigger_source, success_retention_ms, error_retention_ms, schedule_cron, "
-    "scheduled_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    f"INSERT INTO instances ({_INSERTED_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (workflow_id, id) DO NOTHING RETURNING pk"
 )
 DELETE_EXPIRED_IDS = (
     "DELETE FROM instances WHERE workflow_id = ? AND expires_on <= ? AND id IN ({marks})"
 )
 INSERT_INSTANCES = (
-    "INSERT INTO instances (workflow_id, id, version_id, status, params, created_on, "
-    "modified_on, trigger_source, success_retention_ms, error_retention_ms, schedule_cron, "
-    "scheduled_time) VALUES {rows} ON CONFLICT (workflow_id, id) DO NOTHING RETURNING pk, id"
+    f"INSERT INTO instances ({_INSERTED_COLUMNS}) "
+    "VALUES {rows} ON CONFLICT (workflow_id, id) DO NOTHING RETURNING pk, id"
 )
 TOUCH_TRIGGERED = "UPDATE workflows SET triggered_on = ? WHERE id = ?"
 INSTANCE_BY_ID = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow_id = ? AND id = ?"
@@ -145,6 +149,16 @@ UPSERT_STEP_FENCED = (
     f"{_STEP_UPDATE}"
 )
 """One statement that writes a step only while its run is current (see FencedWrite)."""
+_STEP_VALUES = "(" + ", ".join(["?"] * 18) + ")"
+UPSERT_STEPS_FENCED = (
+    f"INSERT INTO steps ({STEP_COLUMNS}) "
+    "SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, "
+    "v.column8, v.column9, v.column10, v.column11, v.column12, v.column13, v.column14, "
+    "v.column15, v.column16 FROM (VALUES {rows}) AS v WHERE EXISTS "
+    "(SELECT 1 FROM instances WHERE pk = v.column17 AND generation = v.column18) "
+    f"{_STEP_UPDATE}"
+)
+"""``UPSERT_STEP_FENCED`` for many rows at once: ``{rows}`` is that many ``STEP_VALUES``."""
 EVENT_READY_FOR_WAIT = (
     "SELECT 1 FROM steps s JOIN events e ON e.instance_pk = s.instance_pk "
     "AND e.type = s.event_type AND e.consumed_by IS NULL "
@@ -161,6 +175,15 @@ FINISH = (
     f"THEN COALESCE(success_retention_ms, {_RETAIN}) "
     f"ELSE COALESCE(error_retention_ms, {_RETAIN}) END "
     "WHERE pk = ? AND generation = ?"
+)
+FINISH_MANY = (
+    "UPDATE instances SET status = v.column1, output = v.column2, error_name = v.column3, "
+    "error_message = v.column4, ended_on = v.column5, modified_on = v.column6, wake_at = NULL, "
+    "wake_kind = NULL, lease_owner = NULL, lease_expires = NULL, expires_on = v.column7 + "
+    "CASE WHEN v.column8 = 'complete' "
+    f"THEN COALESCE(success_retention_ms, {_RETAIN}) "
+    f"ELSE COALESCE(error_retention_ms, {_RETAIN}) END "
+    "FROM (VALUES {rows}) AS v WHERE pk = v.column9 AND generation = v.column10"
 )
 OLDEST_EVENT = (
     f"SELECT {EVENT_COLUMNS} FROM events WHERE instance_pk = ? AND type = ? "

@@ -10,10 +10,12 @@ in the same batch, the earlier, superseded one is skipped. That is how "attempt 
 and the attempt's outcome become one row write when the engine is busy.
 
 Step writes are :class:`FencedWrite` values rather than functions: one statement that only
-writes while the instance is still at the runner's generation. Consecutive ones run as a
-single ``executemany``; only when fewer rows changed than were sent does the writer look up
-which were fenced out. This keeps the writer thread's calls into SQLite, and so its hand-offs
-of the GIL, to a few per batch instead of four per step.
+writes while the instance is still at the runner's generation. Consecutive ones run as one
+statement of many rows (their :class:`ManyRows` form), or as a single ``executemany`` when
+they have none or are few; only when fewer rows changed than were sent does the writer look
+up which were fenced out. This keeps the writer thread's calls into SQLite, and so its
+hand-offs of the GIL, to a few per batch: ``executemany`` still steps once, and gives the GIL
+up and takes it back once, per row, and each take waits for the event loop's thread to let go.
 
 The writes of one turn of the event loop are handed to the thread together, at the end of
 the turn: one wake-up of the thread per turn, not one per write. When their commit would not
@@ -28,6 +30,7 @@ to the thread. Checkpoints, which do wait for the disk, stay on the thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import queue
 import sqlite3
@@ -38,7 +41,7 @@ from typing import Any, TypeVar, overload
 
 from stepline.errors import StaleRunError
 
-__all__ = ["BeforeCommit", "FencedWrite", "NoSync", "SqliteWriter"]
+__all__ = ["BeforeCommit", "FencedWrite", "ManyRows", "NoSync", "SqliteWriter"]
 
 T = TypeVar("T")
 log = logging.getLogger("stepline.store.sqlite")
@@ -56,6 +59,19 @@ class FencedWrite:
     generation: int
     quiet: bool = False
     """A queued write whose run has moved on is dropped without complaint."""
+    many: ManyRows | None = None
+    """The same write's form for many rows, to run a batch's writes as one statement."""
+
+
+@dataclass(frozen=True, slots=True)
+class ManyRows:
+    """The form of a :class:`FencedWrite`'s statement that writes many rows at once:
+    ``template`` with ``{rows}`` for that many rows of ``width`` parameters each. A row of
+    ``pad`` changes nothing (it fills a statement up to a size whose text is reused)."""
+
+    template: str
+    width: int
+    pad: tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,7 +403,17 @@ def _run_fenced(
     conn: sqlite3.Connection, items: list[Any]
 ) -> list[tuple[Any, Any, BaseException | None, Any]]:
     writes: list[FencedWrite] = [item[0] for item in items]
-    changed = conn.executemany(writes[0].sql, [w.params for w in writes]).rowcount
+    many = writes[0].many
+    if many is None or len(writes) < _MANY_MIN:
+        changed = conn.executemany(writes[0].sql, [w.params for w in writes]).rowcount
+    else:
+        changed = 0
+        for start in range(0, len(writes), _MANY_MAX):
+            part = writes[start : start + _MANY_MAX]
+            size = _padded(len(part))
+            params = [v for w in part for v in w.params]
+            params.extend(many.pad * (size - len(part)))
+            changed += conn.execute(_many_sql(many.template, many.width, size), params).rowcount
     stale: set[int] = set()
     if changed != len(writes):
         # Some instance moved on (terminated, restarted, claimed again): find which.
@@ -407,6 +433,27 @@ def _run_fenced(
         else:
             outcomes.append((future, None, None, loop))
     return outcomes
+
+
+_MANY_MIN = 4
+"""Fewer fenced writes than this go to ``executemany``, more to their many-row form."""
+_MANY_MAX = 256
+"""Rows of one many-row statement (at 18 parameters a row, well under SQLite's 32,766)."""
+
+
+def _padded(count: int) -> int:
+    """The size a many-row statement of ``count`` rows is filled up to: a power of two, so
+    that a handful of statement texts serve every batch and stay in the statement cache."""
+    size = 8
+    while size < count:
+        size *= 2
+    return size
+
+
+@functools.lru_cache(maxsize=64)
+def _many_sql(template: str, width: int, rows: int) -> str:
+    row = "(" + ", ".join(["?"] * width) + ")"
+    return template.format(rows=", ".join([row] * rows))
 
 
 def _without_superseded(batch: list[Any]) -> list[Any]:

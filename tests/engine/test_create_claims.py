@@ -1,0 +1,117 @@
+"""Alone on its database (SQLite), an engine that has room for a create claims it in the
+insert's own transaction: the runner starts as the create returns, with no scheduling pass and
+no claim of its own. Sharing one (PostgreSQL), creates are left to the engines' claims."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from stepline import Stepline, WorkflowEntrypoint
+from stepline.store.port import WorkflowSettings
+from tests.conftest import MakeStepline
+from tests.engine.helpers import finished
+
+
+class Held(WorkflowEntrypoint):
+    """One step that waits at gate "open"."""
+
+    async def run(self, event, step):
+        @step.do("held")
+        async def held():
+            self.env.hit("entered")
+            await self.env.gate("open").wait()
+            return event.payload
+
+        return await held()
+
+
+async def row(stepline: Stepline, workflow: str, instance_id: str) -> Any:
+    record = await stepline.store.get_workflow(stepline.account_id, workflow)
+    assert record is not None
+    found = await stepline.store.get_instance(record.id, instance_id)
+    assert found is not None
+    return found
+
+
+def count_claims(stepline: Stepline) -> list[str]:
+    """Every instance id that the scheduler's claim hands out from now on."""
+    claimed: list[str] = []
+    claim = stepline.store.claim_runnable
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        batch = await claim(*args, **kwargs)
+        claimed.extend(instance.id for instance, _ in batch)
+        return batch
+
+    stepline.store.claim_runnable = counting  # type: ignore[method-assign]
+    return claimed
+
+
+async def test_a_create_with_room_is_running_as_it_returns_when_alone(
+    make_stepline: MakeStepline, probe
+):
+    stepline = await make_stepline()
+    workflow = await stepline.register("held", Held)
+    claimed = count_claims(stepline)
+    created = await stepline.client.create_batch(
+        stepline.account_id, "held", [{"instance_id": f"h{n}", "params": n} for n in range(3)]
+    )
+    # The create reports the instances as created: queued, as Cloudflare's does.
+    assert [c["status"] for c in created] == ["queued"] * 3
+    exclusive = stepline.store.exclusive
+    for n in range(3):
+        found = await row(stepline, "held", f"h{n}")
+        if exclusive:
+            owner = stepline.engine.owner
+            assert (found.status, found.lease_owner, found.generation) == ("running", owner, 1)
+            assert found.started_on == found.created_on
+        else:
+            assert (found.status, found.lease_owner, found.generation) == ("queued", None, 0)
+    await probe.wait_for("entered", 3)
+    probe.gate("open").set()
+    for n in range(3):
+        assert (await finished(await workflow.get(f"h{n}")))["output"] == n
+    assert sorted(claimed) == ([] if exclusive else ["h0", "h1", "h2"])
+
+
+async def test_a_batch_larger_than_the_free_slots_is_left_to_the_scheduler(
+    make_stepline: MakeStepline, probe
+):
+    stepline = await make_stepline(concurrency=2)
+    workflow = await stepline.register("held", Held)
+    claimed = count_claims(stepline)
+    await workflow.create_batch([{"id": f"b{n}"} for n in range(3)])
+    await probe.wait_for("entered", 2)
+    await asyncio.sleep(0.05)
+    statuses = sorted([(await row(stepline, "held", f"b{n}")).status for n in range(3)])
+    assert statuses == ["queued", "running", "running"]
+    probe.gate("open").set()
+    for n in range(3):
+        await finished(await workflow.get(f"b{n}"))
+    assert sorted(claimed) == ["b0", "b1", "b2"]
+
+
+async def test_a_limited_workflow_is_left_to_the_scheduler(make_stepline: MakeStepline, probe):
+    stepline = await make_stepline()
+    await stepline.control.register(
+        stepline.account_id, "limited", Held, WorkflowSettings(concurrency_limit=1)
+    )
+    workflow = stepline.workflow("limited")
+    claimed = count_claims(stepline)
+    first = await workflow.create(id="l0")
+    found = await row(stepline, "limited", "l0")
+    assert found.status == "queued" and found.lease_owner is None
+    await probe.wait_for("entered", 1)
+    probe.gate("open").set()
+    await finished(first)
+    assert claimed == ["l0"]
+
+
+async def test_an_engine_that_stopped_claims_nothing_at_create(make_stepline: MakeStepline):
+    stepline = await make_stepline()
+    workflow = await stepline.register("held", Held)
+    await stepline.engine.stop()
+    await workflow.create(id="later")
+    found = await row(stepline, "held", "later")
+    assert found.status == "queued" and found.lease_owner is None
