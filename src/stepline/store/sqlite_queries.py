@@ -149,7 +149,6 @@ UPSERT_STEP_FENCED = (
     f"{_STEP_UPDATE}"
 )
 """One statement that writes a step only while its run is current (see FencedWrite)."""
-_STEP_VALUES = "(" + ", ".join(["?"] * 18) + ")"
 UPSERT_STEPS_FENCED = (
     f"INSERT INTO steps ({STEP_COLUMNS}) "
     "SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, "
@@ -158,7 +157,8 @@ UPSERT_STEPS_FENCED = (
     "(SELECT 1 FROM instances WHERE pk = v.column17 AND generation = v.column18) "
     f"{_STEP_UPDATE}"
 )
-"""``UPSERT_STEP_FENCED`` for many rows at once: ``{rows}`` is that many ``STEP_VALUES``."""
+"""``UPSERT_STEP_FENCED`` for many rows at once: ``{rows}`` holds that many rows of 18
+parameters each, the step's 16 columns and then the instance's pk and generation."""
 EVENT_READY_FOR_WAIT = (
     "SELECT 1 FROM steps s JOIN events e ON e.instance_pk = s.instance_pk "
     "AND e.type = s.event_type AND e.consumed_by IS NULL "
@@ -185,6 +185,7 @@ FINISH_MANY = (
     f"ELSE COALESCE(error_retention_ms, {_RETAIN}) END "
     "FROM (VALUES {rows}) AS v WHERE pk = v.column9 AND generation = v.column10"
 )
+"""``FINISH`` for many instances at once: ``{rows}`` holds rows of ``FINISH``'s parameters."""
 OLDEST_EVENT = (
     f"SELECT {EVENT_COLUMNS} FROM events WHERE instance_pk = ? AND type = ? "
     "AND consumed_by IS NULL ORDER BY id LIMIT 1"
