@@ -41,6 +41,7 @@ from stepline.store.sqlite_rows import (
     marks,
     step_from_row,
     step_to_row,
+    value_rows,
 )
 from stepline.store.sqlite_writer import BeforeCommit, FencedWrite, ManyRows, NoSync, SqliteWriter
 
@@ -614,8 +615,7 @@ _INSTANCE_VALUES = 16
 
 @functools.lru_cache(maxsize=16)
 def _insert_instances_sql(rows: int) -> str:
-    row = "(" + ", ".join("?" * _INSTANCE_VALUES) + ")"
-    return q.INSERT_INSTANCES.format(rows=", ".join([row] * rows))
+    return q.INSERT_INSTANCES.format(rows=value_rows(_INSTANCE_VALUES, rows))
 
 
 def _instance_values(r: InstanceRecord) -> tuple[Any, ...]:

@@ -32,6 +32,7 @@ __all__ = [
     "step_from_row",
     "step_to_row",
     "token_from_row",
+    "value_rows",
     "version_from_row",
     "workflow_from_row",
 ]
@@ -130,6 +131,11 @@ T = TypeVar("T")
 def marks(n: int) -> str:
     """``n`` SQLite placeholders: ``?, ?, ?``."""
     return ", ".join("?" * n)
+
+
+def value_rows(width: int, rows: int) -> str:
+    """``rows`` rows of ``width`` placeholders, for ``VALUES``: ``(?, ?), (?, ?)``."""
+    return ", ".join([f"({marks(width)})"] * rows)
 
 
 def chunks(items: list[T], size: int) -> list[list[T]]:

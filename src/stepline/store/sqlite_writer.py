@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from stepline.errors import StaleRunError
+from stepline.store.sqlite_rows import value_rows
 
 __all__ = ["BeforeCommit", "FencedWrite", "ManyRows", "NoSync", "SqliteWriter"]
 
@@ -452,8 +453,7 @@ def _padded(count: int) -> int:
 
 @functools.lru_cache(maxsize=64)
 def _many_sql(template: str, width: int, rows: int) -> str:
-    row = "(" + ", ".join(["?"] * width) + ")"
-    return template.format(rows=", ".join([row] * rows))
+    return template.format(rows=value_rows(width, rows))
 
 
 def _without_superseded(batch: list[Any]) -> list[Any]:
