@@ -226,6 +226,21 @@ async def test_insert_skipping_existing_leaves_them_out(store: Store) -> None:
     inserted = await store.insert_instances(records, skip_existing=True, now=NOW)
     assert [i.id for i in inserted] == ["b", "c"]
     assert await store.count_instances(workflow.id, InstanceFilter()) == 3
+    for record in inserted:
+        got = await store.get_instance(workflow.id, record.id)
+        assert got is not None and got.pk == record.pk
+
+
+async def test_inserted_pks_are_the_stored_ones_after_the_newest_is_deleted(store: Store) -> None:
+    # SQLite gives a new row the largest pk plus one: deleting the newest frees its pk.
+    workflow = await make_workflow(store)
+    first = await add(store, workflow, *(f"a{n}" for n in range(5)))
+    await store.delete_instances([first[-1].pk])
+    inserted = await add(store, workflow, *(f"b{n}" for n in range(250)))
+    assert len({i.pk for i in inserted}) == 250
+    for record in [*first[:-1], *inserted]:
+        got = await store.get_instance(workflow.id, record.id)
+        assert got is not None and got.pk == record.pk
 
 
 async def test_an_expired_id_can_be_used_again(store: Store) -> None:
@@ -458,6 +473,41 @@ async def test_many_runners_writes_in_one_turn_are_each_fenced(store: Store, cou
         else:
             assert (done.status, done.output, done.ended_on) == ("complete", str(run.pk), NOW + 2)
             assert done.expires_on == NOW + 2 + DEFAULT_RETENTION_MS and done.lease_owner is None
+
+
+@pytest.mark.parametrize("count", [2, 9])
+async def test_step_and_end_values_like_nulls_are_kept_apart_from_nulls(
+    store: Store, count: int
+) -> None:
+    # SQLite writes NULLs of these statements as a marker number: text and numbers that look
+    # like it, and empty text, must come back as they went in; NULLs as NULLs.
+    workflow = await make_workflow(store)
+    await add(store, workflow, *(f"i{n}" for n in range(count)))
+    runs = [i for i, _ in await store.claim_runnable(NOW, count, owner="e", lease_until=NOW + 1)]
+    odd = dict(status="errored", output="0.5", error_name="0", error_message="", wake_at=0)
+    steps = [
+        do_step(r.pk, "s", 1, **(odd if n % 2 else dict(status="complete", output=None)))
+        for n, r in enumerate(runs)
+    ]
+    await asyncio.gather(
+        *(store.save_step(r.pk, r.generation, s, now=NOW) for r, s in zip(runs, steps, strict=True))
+    )
+    for run, step in zip(runs, steps, strict=True):
+        assert await store.load_steps(run.pk) == [step]
+    ends = [
+        store.finish(
+            r.pk, r.generation, status="errored" if n % 2 else "complete",
+            output=None if n % 2 else "0.5", error_name="0.5" if n % 2 else None,
+            error_message="" if n % 2 else None, steps=[], now=NOW + 2,
+        )
+        for n, r in enumerate(runs)
+    ]  # fmt: skip
+    await asyncio.gather(*ends)
+    for n, run in enumerate(runs):
+        done = await store.get_instance_by_pk(run.pk)
+        assert done is not None
+        expected = (None, "0.5", "") if n % 2 else ("0.5", None, None)
+        assert (done.output, done.error_name, done.error_message) == expected
 
 
 async def test_queued_steps_are_written_without_an_awaited_write(store: Store) -> None:

@@ -167,8 +167,7 @@ class SqliteStore(SqliteCatalog):
                 part = records[start : start + _INSERT_ROWS]
                 first = start * _INSTANCE_VALUES
                 params = values[first : first + len(part) * _INSTANCE_VALUES]
-                for pk, instance_id in conn.execute(_insert_instances_sql(len(part)), params):
-                    added[instance_id] = pk
+                added.update(_insert_part(conn, part, params))
             inserted = []
             seen: set[str] = set()
             for record in records:
@@ -300,7 +299,7 @@ class SqliteStore(SqliteCatalog):
     ) -> Awaitable[None]:
         write = FencedWrite(
             q.UPSERT_STEP_FENCED,
-            (*step_to_row(step), pk, generation),
+            _fenced_step_params(step, pk, generation),
             pk,
             generation,
             many=_STEPS_MANY,
@@ -308,7 +307,7 @@ class SqliteStore(SqliteCatalog):
         return self._writer.run(write, key=(pk, step.key))
 
     def queue_step(self, pk: int, generation: int, step: StepRecord, *, now: int) -> None:
-        params = (*step_to_row(step), pk, generation)
+        params = _fenced_step_params(step, pk, generation)
         write = FencedWrite(
             q.UPSERT_STEP_FENCED, params, pk, generation, quiet=True, many=_STEPS_MANY
         )
@@ -351,7 +350,13 @@ class SqliteStore(SqliteCatalog):
         steps: Sequence[StepRecord],
         now: int,
     ) -> None:
-        params = (status, output, error_name, error_message, now, now, now, status, pk, generation)
+        params = (
+            status,
+            _NULL if output is None else output,
+            _NULL if error_name is None else error_name,
+            _NULL if error_message is None else error_message,
+            *(now, now, now, status, pk, generation),
+        )
         if not steps:
             # One fenced statement: many instances' ends share one statement.
             await self._writer.run(FencedWrite(q.FINISH, params, pk, generation, many=_FINISH_MANY))
@@ -607,15 +612,43 @@ def _copy_step(step: StepRecord) -> StepRecord:
 
 
 # The many-row forms of the fenced writes; a padding row names instance -1, which never exists.
-_STEPS_MANY = ManyRows(q.UPSERT_STEPS_FENCED, 18, (None,) * 16 + (-1, -1))
-_FINISH_MANY = ManyRows(q.FINISH_MANY, 10, (None,) * 8 + (-1, -1))
+# Its other values are 0, not None: binding None costs Python's sqlite3 ten times as much
+# (it looks for an adapter first), and the writer holds the GIL while it binds.
+_STEPS_MANY = ManyRows(q.UPSERT_STEPS_FENCED, 18, (0,) * 16 + (-1, -1))
+_FINISH_MANY = ManyRows(q.FINISH_MANY, 10, (0,) * 8 + (-1, -1))
 _INSERT_ROWS = 200
 _INSTANCE_VALUES = 16
+
+
+def _insert_part(
+    conn: sqlite3.Connection, part: Sequence[InstanceRecord], params: list[Any]
+) -> dict[str, int]:
+    """Insert one multi-row statement's instances; returns the pk of each id inserted.
+
+    Without ``RETURNING`` the insert is one step of the statement, not one per row (each of
+    which gives up the GIL and takes it back). A new row's pk is one more than the largest
+    in the table, so when every row went in and the last one got ``before + n``, the rows
+    got ``before + 1 … before + n`` in order; otherwise (an id already there) they are
+    looked up."""
+    before = conn.execute(q.MAX_INSTANCE_PK).fetchone()[0] or 0
+    cursor = conn.execute(_insert_instances_sql(len(part)), params)
+    if cursor.rowcount == len(part) and cursor.lastrowid == before + len(part):
+        return {record.id: before + 1 + index for index, record in enumerate(part)}
+    return {instance_id: pk for pk, instance_id in conn.execute(q.INSTANCES_AFTER, (before,))}
 
 
 @functools.lru_cache(maxsize=16)
 def _insert_instances_sql(rows: int) -> str:
     return q.INSERT_INSTANCES.format(rows=value_rows(_INSTANCE_VALUES, rows))
+
+
+_NULL = q.NULL_MARK
+
+
+def _fenced_step_params(step: StepRecord, pk: int, generation: int) -> tuple[Any, ...]:
+    """``UPSERT_STEP_FENCED``'s parameters: the step's columns, NULLs as :data:`_NULL`, then
+    the fence."""
+    return (*step_to_row(step, _NULL), pk, generation)
 
 
 def _instance_values(r: InstanceRecord) -> tuple[Any, ...]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from stepline.store.records import DEFAULT_RETENTION_MS
 from stepline.store.sqlite_rows import (
     EVENT_COLUMNS,
@@ -70,8 +72,11 @@ DELETE_EXPIRED_IDS = (
 )
 INSERT_INSTANCES = (
     f"INSERT INTO instances ({_INSERTED_COLUMNS}) "
-    "VALUES {rows} ON CONFLICT (workflow_id, id) DO NOTHING RETURNING pk, id"
+    "VALUES {rows} ON CONFLICT (workflow_id, id) DO NOTHING"
 )
+MAX_INSTANCE_PK = "SELECT MAX(pk) FROM instances"
+INSTANCES_AFTER = "SELECT pk, id FROM instances WHERE pk > ?"
+"""The instances one insert added: every pk above the largest before it (one writer)."""
 TOUCH_TRIGGERED = "UPDATE workflows SET triggered_on = ? WHERE id = ?"
 INSTANCE_BY_ID = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow_id = ? AND id = ?"
 INSTANCE_BY_PK = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE pk = ?"
@@ -142,18 +147,33 @@ UPSERT_STEP = (
     f"INSERT INTO steps ({STEP_COLUMNS}) "
     f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) {_STEP_UPDATE}"
 )
+NULL_MARK = 0.5
+"""Stands for NULL among the parameters of the fenced writes, which read it back with
+``NULLIF(..., 0.5)``: Python's sqlite3 binds ``None`` ten times slower than a number (it looks
+for an adapter first, holding the GIL), and no column these statements write holds a real."""
+_NULLABLE_STEP_COLUMNS = {8, 9, 11, 12, 13, 14, 15, 16}
+"""end_at, config, output, error_name, error_message, error_class, wake_at, event_type."""
+
+
+def _step_values(column: Callable[[int], str]) -> str:
+    """The select list of a fenced step write: column ``n`` as ``column(n)``, read back from
+    :data:`NULL_MARK` where it may be NULL."""
+    return ", ".join(
+        f"NULLIF({column(n)}, {NULL_MARK})" if n in _NULLABLE_STEP_COLUMNS else column(n)
+        for n in range(1, 17)
+    )
+
+
 UPSERT_STEP_FENCED = (
     f"INSERT INTO steps ({STEP_COLUMNS}) "
-    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
+    f"SELECT {_step_values(lambda n: '?')} WHERE EXISTS "
     "(SELECT 1 FROM instances WHERE pk = ? AND generation = ?) "
     f"{_STEP_UPDATE}"
 )
 """One statement that writes a step only while its run is current (see FencedWrite)."""
 UPSERT_STEPS_FENCED = (
     f"INSERT INTO steps ({STEP_COLUMNS}) "
-    "SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, "
-    "v.column8, v.column9, v.column10, v.column11, v.column12, v.column13, v.column14, "
-    "v.column15, v.column16 FROM (VALUES {rows}) AS v WHERE EXISTS "
+    f"SELECT {_step_values(lambda n: f'v.column{n}')} FROM (VALUES {{rows}}) AS v WHERE EXISTS "
     "(SELECT 1 FROM instances WHERE pk = v.column17 AND generation = v.column18) "
     f"{_STEP_UPDATE}"
 )
@@ -169,7 +189,8 @@ SUSPEND = (
     "modified_on = ?, lease_owner = NULL, lease_expires = NULL WHERE pk = ? AND generation = ?"
 )
 FINISH = (
-    "UPDATE instances SET status = ?, output = ?, error_name = ?, error_message = ?, "
+    f"UPDATE instances SET status = ?, output = NULLIF(?, {NULL_MARK}), "
+    f"error_name = NULLIF(?, {NULL_MARK}), error_message = NULLIF(?, {NULL_MARK}), "
     "ended_on = ?, modified_on = ?, wake_at = NULL, wake_kind = NULL, lease_owner = NULL, "
     "lease_expires = NULL, expires_on = ? + CASE WHEN ? = 'complete' "
     f"THEN COALESCE(success_retention_ms, {_RETAIN}) "
@@ -177,8 +198,10 @@ FINISH = (
     "WHERE pk = ? AND generation = ?"
 )
 FINISH_MANY = (
-    "UPDATE instances SET status = v.column1, output = v.column2, error_name = v.column3, "
-    "error_message = v.column4, ended_on = v.column5, modified_on = v.column6, wake_at = NULL, "
+    f"UPDATE instances SET status = v.column1, output = NULLIF(v.column2, {NULL_MARK}), "
+    f"error_name = NULLIF(v.column3, {NULL_MARK}), "
+    f"error_message = NULLIF(v.column4, {NULL_MARK}), "
+    "ended_on = v.column5, modified_on = v.column6, wake_at = NULL, "
     "wake_kind = NULL, lease_owner = NULL, lease_expires = NULL, expires_on = v.column7 + "
     "CASE WHEN v.column8 = 'complete' "
     f"THEN COALESCE(success_retention_ms, {_RETAIN}) "

@@ -80,7 +80,8 @@ def step_from_row(row: Sequence[Any]) -> StepRecord:
     return StepRecord(*values)
 
 
-def step_to_row(step: StepRecord) -> tuple[Any, ...]:
+def step_to_row(step: StepRecord, null: Any = None) -> tuple[Any, ...]:
+    """The step's columns, in ``STEP_COLUMNS`` order; a NULL column as ``null``."""
     return (
         step.instance_pk,
         step.key,
@@ -89,15 +90,15 @@ def step_to_row(step: StepRecord) -> tuple[Any, ...]:
         step.name,
         step.status,
         step.start,
-        step.end,
-        step.config,
+        null if step.end is None else step.end,
+        null if step.config is None else step.config,
         attempts_text(step.attempts),
-        step.output,
-        step.error_name,
-        step.error_message,
-        step.error_class,
-        step.wake_at,
-        step.event_type,
+        null if step.output is None else step.output,
+        null if step.error_name is None else step.error_name,
+        null if step.error_message is None else step.error_message,
+        null if step.error_class is None else step.error_class,
+        null if step.wake_at is None else step.wake_at,
+        null if step.event_type is None else step.event_type,
     )
 
 
