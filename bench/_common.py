@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -29,6 +30,7 @@ __all__ = [
     "rss_mb",
     "serve",
     "spawn",
+    "wait_complete",
     "wait_count",
 ]
 
@@ -224,3 +226,18 @@ async def wait_count(
         if time.perf_counter() > deadline:
             raise TimeoutError(f"only {await count()} of {target} after {timeout} s")
         await asyncio.sleep(interval)
+
+
+async def wait_complete(
+    stepline: Any, workflow: str, target: int, *, timeout: float = 3_600
+) -> float:
+    """In process: wait until ``target`` instances of ``workflow`` are complete and return the
+    perf_counter then. The engine says when its last runner has ended (each runner ends after
+    its instance's end is committed), as DBOS's handles say when its workflows have; one count
+    then confirms it. Some still queued or parked (not all complete yet): poll the count."""
+    await asyncio.wait_for(stepline.engine.wait_idle(), timeout)
+    done = time.perf_counter()
+    count = functools.partial(count_status, stepline, workflow, "complete")
+    if await count() >= target:
+        return done
+    return await wait_count(count, target, timeout=timeout)

@@ -3,9 +3,10 @@ last completion.
 
 Stepline is driven (a) in-process (``create_batch`` of 100 through the local client) and
 (b) over REST (the batch endpoint of a ``stepline serve`` subprocess, 100 per request, one
-request at a time); completion is seen by counting ``complete`` instances every 5 ms
-(in-process) or 10 ms (REST). DBOS starts each workflow with ``start_workflow_async`` (it has
-no batch create) and awaits every handle; it runs only the first size by default, because
+request at a time). In process, completion is when the engine's last runner has ended,
+confirmed by one count of ``complete`` instances (``wait_complete``); over REST, the count is
+polled every 10 ms. DBOS starts each workflow with ``start_workflow_async`` (it has no batch
+create) and awaits every handle; it runs only the first size by default, because
 at its rate the second would take many minutes per run (``--peer-large`` runs it anyway).
 """
 
@@ -15,7 +16,7 @@ import asyncio
 import time
 from typing import Any
 
-from bench._common import count_status, fresh_dir, serve, wait_count
+from bench._common import fresh_dir, serve, wait_complete, wait_count
 from bench._harness import Case, Metric, Size
 
 NAME = "throughput"
@@ -66,9 +67,7 @@ async def local(synchronous: str, instances: int, steps: int) -> dict[str, Any]:
                 count = min(100, instances - first)
                 await flow.create_batch([{"params": {"steps": steps}}] * count)
             created = time.perf_counter()
-            done = await wait_count(
-                lambda: count_status(stepline, "trivial", "complete"), instances
-            )
+            done = await wait_complete(stepline, "trivial", instances)
     return _rates(instances, steps, created - started, done - started)
 
 
