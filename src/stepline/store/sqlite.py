@@ -355,7 +355,12 @@ class SqliteStore(SqliteCatalog):
             _NULL if output is None else output,
             _NULL if error_name is None else error_name,
             _NULL if error_message is None else error_message,
-            *(now, now, now, status, pk, generation),
+            now,
+            now,
+            now,
+            status,
+            pk,
+            generation,
         )
         if not steps:
             # One fenced statement: many instances' ends share one statement.
