@@ -66,8 +66,10 @@ async def test_a_create_with_room_is_running_as_it_returns_when_alone(
             owner = stepline.engine.owner
             assert (found.status, found.lease_owner, found.generation) == ("running", owner, 1)
             assert found.started_on == found.created_on
-        else:
-            assert (found.status, found.lease_owner, found.generation) == ("queued", None, 0)
+        elif found.status == "queued":
+            # Or the scheduler has claimed it already; the claims counted below show that it
+            # was the scheduler, not the create, that claimed each one.
+            assert (found.lease_owner, found.generation) == (None, 0)
     await probe.wait_for("entered", 3)
     probe.gate("open").set()
     for n in range(3):
