@@ -27,7 +27,7 @@ ACCOUNT = "stepline-clients"
 OTHER_ACCOUNT = "other"
 
 # name -> class in client_flows. Prefixes: sdk- Python SDK, wr- wrangler, ts- TypeScript SDK,
-# rp- capture replay, auth- auth suite.
+# rp- capture replay, auth- auth suite, lim- request limits.
 WORKFLOWS = {
     "sdk-quick": "QuickWorkflow",
     "sdk-sleepy": "SleepyWorkflow",
@@ -46,6 +46,7 @@ WORKFLOWS = {
     "rp-quick": "QuickWorkflow",
     "rp-approval": "ApprovalWorkflow",
     "auth-quick": "QuickWorkflow",
+    "lim-quick": "QuickWorkflow",
 }
 
 TERMINAL = ("complete", "errored", "terminated")

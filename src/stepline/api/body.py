@@ -10,6 +10,8 @@ serialised again by the engine without surprises.
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import NoReturn
 
 from fastapi import Request
@@ -48,6 +50,17 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):
+        raise ValueError(f"the number {literal[:40]} is too large for a JSON number")
+    return value
+
+
+# Only a \uD800-\uDFFF escape can make a lone surrogate: the bytes are strict UTF-8.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def _depth(value: JSON) -> int:
     depth = 0
     level: list[JSON] = [value]
@@ -67,23 +80,27 @@ def _depth(value: JSON) -> int:
 
 
 def decode_json(raw: bytes) -> JSON:
-    """Decode ``raw`` or raise ``InvalidRequest`` saying why."""
+    """Decode ``raw`` or raise ``InvalidRequest`` saying why. Each walk over the decoded value
+    runs only when the bytes could hold what it looks for: the depth walk when they have more
+    ``[`` and ``{`` than the depth allowed, the surrogate check when they have a surrogate
+    escape. (A batch of 100 small creates needs neither.)"""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"the body is not UTF-8: {exc}") from exc
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError as exc:
         raise InvalidRequest("the body nests too deeply") from exc
     except ValueError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
-    if _depth(value) > _MAX_DEPTH:
+    if raw.count(b"[") + raw.count(b"{") > _MAX_DEPTH and _depth(value) > _MAX_DEPTH:
         raise InvalidRequest(f"the body nests deeper than {_MAX_DEPTH} levels")
-    try:
-        dump_json(value).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidRequest("the body holds a lone UTF-16 surrogate escape") from exc
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            dump_json(value).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidRequest("the body holds a lone UTF-16 surrogate escape") from exc
     return value
 
 
