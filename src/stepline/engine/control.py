@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from stepline.authoring.entrypoint import WorkflowEntrypoint
 from stepline.cron import MAX_SCHEDULES_PER_ACCOUNT, check_cron, next_fire
-from stepline.engine.instances import new_instance_record
+from stepline.engine.instances import new_instance_record, random_instance_ids
 from stepline.engine.registry import code_hash
 from stepline.engine.scheduler import Engine
 from stepline.errors import (
@@ -146,10 +145,11 @@ class Control:
         self, workflow: WorkflowRecord, items: Sequence[NewInstance], *, skip_existing: bool
     ) -> list[InstanceRecord]:
         now = self.clock.now_ms()
+        fresh = iter(random_instance_ids(sum(item.id is None for item in items)))
         records = [
             new_instance_record(
                 workflow,
-                check_instance_id(item.id) if item.id is not None else str(uuid.uuid4()),
+                check_instance_id(item.id) if item.id is not None else next(fresh),
                 check_json_size(item.params, what="params"),
                 now=now,
                 trigger_source=item.trigger_source,
