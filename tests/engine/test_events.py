@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime
+from typing import Any
 
 import pytest
 
@@ -95,6 +97,33 @@ async def test_an_event_that_wakes_a_parked_instance_starts_its_runner_at_once(
     assert [r.instance.id for r in suspending.engine.runners.values()] == [instance.id]
 
     assert (await finished(instance))["output"] == ["now"]
+
+
+async def test_an_event_whose_sender_is_cancelled_still_wakes_the_instance(
+    suspending: Stepline, probe
+):
+    """Once its write is submitted, the event is kept whoever stops waiting for it; the
+    instance it claimed for this engine runs now, not when its unrenewed lease lapses."""
+    workflow = await suspending.register("waits-for", WaitsFor)
+    instance = await workflow.create(params={"types": ["approved"]})
+    await wait_for_status(instance, "waiting")
+    buffer_event = suspending.store.buffer_event
+    sender: asyncio.Task[None] | None = None
+
+    async def cancelled_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        assert sender is not None
+        sender.cancel()
+        return await buffer_event(*args, **kwargs)
+
+    suspending.store.buffer_event = cancelled_meanwhile  # type: ignore[method-assign]
+    sender = asyncio.create_task(instance.send_event("approved", "anyway"))
+    with contextlib.suppress(asyncio.CancelledError):
+        await sender
+    assert sender.cancelled()
+    suspending.store.buffer_event = buffer_event  # type: ignore[method-assign]
+
+    view = await finished(instance, timeout=DELIVERY_TIMEOUT)
+    assert view["output"] == ["anyway"]
 
 
 async def test_an_event_sent_after_the_engine_stopped_is_left_for_the_next_one(

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from stepline.authoring.entrypoint import WorkflowEntrypoint
 from stepline.cron import MAX_SCHEDULES_PER_ACCOUNT, check_cron, next_fire
@@ -36,6 +37,7 @@ from stepline.validation import check_event_type, check_instance_id, check_json_
 __all__ = ["Control", "NewInstance", "step_base_name"]
 
 log = logging.getLogger("stepline.engine")
+T = TypeVar("T")
 
 MAX_STEP_LIMIT = 25_000
 _STEP_TYPES = {"do": "do", "sleep": "sleep", "waitForEvent": "wait"}
@@ -172,6 +174,13 @@ class Control:
             lease_until = now + self.engine.lease_ms
             for record in records:
                 _claim(record, self.engine.owner, now=now, lease_until=lease_until)
+        return await _to_the_end(
+            self._insert_and_start(records, claimed=claimed, skip_existing=skip_existing, now=now)
+        )
+
+    async def _insert_and_start(
+        self, records: list[InstanceRecord], *, claimed: bool, skip_existing: bool, now: int
+    ) -> list[InstanceRecord]:
         created = await self.store.insert_instances(records, skip_existing=skip_existing, now=now)
         if not created:
             return created
@@ -308,20 +317,25 @@ class Control:
         # An instance the event wakes is claimed in the same transaction when this engine has
         # room, and its runner starts at once: no notice, no scheduling pass, no second write.
         claim_for = self.engine.owner if self.engine.has_room() else None
+        await _to_the_end(self._buffer_and_wake(instance, event_type, text, claim_for, now))
+
+    async def _buffer_and_wake(
+        self, instance: InstanceRecord, event_type: str, text: str, owner: str | None, now: int
+    ) -> None:
         buffered = await self.store.buffer_event(
             instance.pk,
             event_type,
             text,
             now=now,
-            owner=claim_for,
+            owner=owner,
             lease_until=now + self.engine.lease_ms,
         )
         if buffered.claimed is not None:
             await self.engine.take(*buffered.claimed)
             return
         before = buffered.before
-        owner = before.lease_owner if before.status in ACTIVE_STATUSES else None
-        await self.store.publish(Notice("event", instance.pk, owner))
+        runs_it = before.lease_owner if before.status in ACTIVE_STATUSES else None
+        await self.store.publish(Notice("event", instance.pk, runs_it))
 
     async def _current_status(self, instance: InstanceRecord) -> str:
         current = await self.store.get_instance_by_pk(instance.pk)
@@ -355,6 +369,32 @@ def _checked_settings(settings: WorkflowSettings) -> WorkflowSettings:
     if settings.concurrency_limit is not None and settings.concurrency_limit < 1:
         raise InvalidRequest("concurrency.limit must be at least 1")
     return settings
+
+
+async def _to_the_end(work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work``, which runs to its end even when the caller is cancelled meanwhile.
+
+    For a write that claims instances for this engine and then starts them: once submitted
+    the write commits whoever waits for it, and an instance it claimed but nobody started
+    would wait until its lease, which nobody renews, lapsed. The caller still gets its
+    ``CancelledError``; a failure after that is logged, as nobody is left to be told."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            _LEFT_RUNNING.add(task)  # the loop itself keeps only a weak reference
+            task.add_done_callback(_left_done)
+        raise
+
+
+_LEFT_RUNNING: set[asyncio.Future[Any]] = set()
+
+
+def _left_done(task: asyncio.Future[Any]) -> None:
+    _LEFT_RUNNING.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a write whose caller was cancelled failed", exc_info=task.exception())
 
 
 def _claim(record: InstanceRecord, owner: str, *, now: int, lease_until: int) -> None:
