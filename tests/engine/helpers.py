@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Coroutine
 from datetime import datetime
 from itertools import pairwise
 from typing import Any
@@ -42,3 +45,24 @@ def gaps(times: list[int]) -> list[int]:
 def poke(stepline: Stepline) -> None:
     """After moving a TestClock by hand: make the scheduler look at the timers again."""
     stepline.engine.wake()
+
+
+async def cancelled_inside(store: Any, method: str, call: Coroutine[Any, Any, Any]) -> None:
+    """Run ``call`` and cancel it from inside its call of ``store.<method>``: the method goes
+    on (its write is submitted), while ``call`` ends cancelled."""
+    original = getattr(store, method)
+    caller: asyncio.Task[Any] | None = None
+
+    async def cancelling(*args: Any, **kwargs: Any) -> Any:
+        assert caller is not None
+        caller.cancel()
+        return await original(*args, **kwargs)
+
+    setattr(store, method, cancelling)
+    try:
+        caller = asyncio.create_task(call)
+        with contextlib.suppress(asyncio.CancelledError):
+            await caller
+    finally:
+        setattr(store, method, original)
+    assert caller.cancelled()

@@ -10,7 +10,7 @@ from typing import Any
 from stepline import Stepline, WorkflowEntrypoint
 from stepline.store.port import WorkflowSettings
 from tests.conftest import MakeStepline
-from tests.engine.helpers import finished
+from tests.engine.helpers import cancelled_inside, finished
 
 
 class Held(WorkflowEntrypoint):
@@ -127,24 +127,8 @@ async def test_a_create_cancelled_while_it_inserts_still_starts_what_it_inserted
     SQLite, claimed for this engine) runs now, not when a lease nobody renews has lapsed."""
     stepline = await make_stepline()
     workflow = await stepline.register("held", Held)
-    insert = stepline.store.insert_instances
-    caller: asyncio.Task[Any] | None = None
-
-    async def cancelled_meanwhile(*args: Any, **kwargs: Any) -> Any:
-        assert caller is not None
-        caller.cancel()
-        return await insert(*args, **kwargs)
-
-    stepline.store.insert_instances = cancelled_meanwhile  # type: ignore[method-assign]
-    caller = asyncio.create_task(
-        workflow.create_batch([{"id": f"c{n}", "params": n} for n in range(3)])
-    )
-    try:
-        await caller
-    except asyncio.CancelledError:
-        pass
-    assert caller.cancelled()
-    stepline.store.insert_instances = insert  # type: ignore[method-assign]
+    batch = [{"id": f"c{n}", "params": n} for n in range(3)]
+    await cancelled_inside(stepline.store, "insert_instances", workflow.create_batch(batch))
 
     await probe.wait_for("entered", 3, timeout=3)
     probe.gate("open").set()

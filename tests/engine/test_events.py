@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import datetime
-from typing import Any
 
 import pytest
 
@@ -13,7 +11,7 @@ from stepline import Stepline, WorkflowEntrypoint, WorkflowTimeoutError
 from stepline.errors import CannotSendEvent, InvalidEventType
 from stepline.testing import StepMocks, TestClock, wait_for_status
 from tests.conftest import SUSPEND, MakeStepline
-from tests.engine.helpers import finished, poke, step
+from tests.engine.helpers import cancelled_inside, finished, poke, step
 
 DELIVERY_TIMEOUT = 3.0
 """An event reaches a wait held in memory at once; 3 s is generous (and keeps a failure quick)."""
@@ -107,20 +105,8 @@ async def test_an_event_whose_sender_is_cancelled_still_wakes_the_instance(
     workflow = await suspending.register("waits-for", WaitsFor)
     instance = await workflow.create(params={"types": ["approved"]})
     await wait_for_status(instance, "waiting")
-    buffer_event = suspending.store.buffer_event
-    sender: asyncio.Task[None] | None = None
-
-    async def cancelled_meanwhile(*args: Any, **kwargs: Any) -> Any:
-        assert sender is not None
-        sender.cancel()
-        return await buffer_event(*args, **kwargs)
-
-    suspending.store.buffer_event = cancelled_meanwhile  # type: ignore[method-assign]
-    sender = asyncio.create_task(instance.send_event("approved", "anyway"))
-    with contextlib.suppress(asyncio.CancelledError):
-        await sender
-    assert sender.cancelled()
-    suspending.store.buffer_event = buffer_event  # type: ignore[method-assign]
+    sending = instance.send_event("approved", "anyway")
+    await cancelled_inside(suspending.store, "buffer_event", sending)
 
     view = await finished(instance, timeout=DELIVERY_TIMEOUT)
     assert view["output"] == ["anyway"]
