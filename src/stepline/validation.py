@@ -22,13 +22,15 @@ __all__ = [
     "check_step_name",
     "check_workflow_name",
     "dump_json",
+    "storable_text",
 ]
 
 MAX_PAYLOAD_BYTES = 1 << 20
 _NAME = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9\-_]*$")
 _RESERVED_ID = re.compile(r"^cf_[0-9a-f]{64}$")
 _ROUTE_WORDS = frozenset({"batch", "terminate"})
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+"""Control characters, and the lone surrogates that no UTF-8 store can hold."""
 
 
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -83,7 +85,8 @@ def check_event_type(event_type: object) -> str:
 def check_step_name(name: object) -> str:
     if not isinstance(name, str) or not 1 <= len(name) <= 256 or _CONTROL.search(name):
         raise InvalidRequest(
-            f"step name {name!r} must be 1-256 characters without control characters"
+            f"step name {name!r} must be 1-256 characters without control characters "
+            "or lone surrogates"
         )
     return name
 
@@ -92,7 +95,10 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 
 
 def dump_json(value: Any) -> str:
-    """Serialise a value that crosses a durable boundary; raise ``TypeError`` when it cannot."""
+    """Serialise a value that crosses a durable boundary; raise ``TypeError`` or
+    ``ValueError`` when it cannot. A string with a lone surrogate (``"\\ud800"``, as
+    ``json.loads`` makes from such an escape) is refused here: it has no UTF-8 form, so no
+    store could keep it."""
     kind = type(value)
     if kind is int:  # the commonest step result, and str() is what the encoder would do
         return str(value)
@@ -101,15 +107,27 @@ def dump_json(value: Any) -> str:
     if kind is bool:
         return "true" if value else "false"
     # One encoder for all: json.dumps with options builds a new one on every call.
-    return _ENCODER.encode(value)
+    text = _ENCODER.encode(value)
+    if not text.isascii():  # a flag CPython keeps: free for ASCII text
+        text.encode()  # raises UnicodeEncodeError (a ValueError) on a lone surrogate
+    return text
+
+
+def storable_text(text: str) -> str:
+    """``text`` with each lone surrogate replaced by ``?``: for the names and messages taken
+    from exceptions, which are kept as they are when they can be, and never refused."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def check_json_size(value: Any, *, what: str) -> str:
     """Serialise ``value`` and refuse it when it is not JSON or is over 1 MiB."""
     try:
         text = dump_json(value)
+        size = len(text.encode())  # a lone surrogate cannot be UTF-8: not JSON we can keep
     except (TypeError, ValueError) as exc:
         raise InvalidRequest(f"{what} must be JSON: {exc}") from exc
-    if len(text.encode()) > MAX_PAYLOAD_BYTES:
+    if size > MAX_PAYLOAD_BYTES:
         raise PayloadTooLarge(f"{what} is larger than 1 MiB")
     return text

@@ -101,6 +101,10 @@ async def test_params_that_are_not_json_are_rejected(stepline: Stepline):
 
     with pytest.raises(InvalidRequest):
         await workflow.create(params={"when": object()})
+    with pytest.raises(InvalidRequest):
+        await workflow.create(params={"at": float("inf")})
+    with pytest.raises(InvalidRequest):
+        await workflow.create(params=["lone \ud800 surrogate"])
 
 
 async def test_an_event_payload_over_1_mib_is_rejected(stepline: Stepline):

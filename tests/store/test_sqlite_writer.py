@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stepline.store.sqlite_writer import NoSync, SqliteWriter
+from stepline.store.sqlite_writer import FencedWrite, NoSync, SqliteWriter
 
 
 def _connector(path: Path, synchronous: str) -> Callable[[], sqlite3.Connection]:
@@ -25,6 +25,10 @@ def _connector(path: Path, synchronous: str) -> Callable[[], sqlite3.Connection]
         if synchronous == "NORMAL":
             conn.execute("PRAGMA wal_autocheckpoint = 0")
         conn.execute("CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, value INTEGER)")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS instances "
+            "(pk INTEGER PRIMARY KEY, generation INTEGER, value TEXT)"
+        )
         return conn
 
     return connect
@@ -176,3 +180,44 @@ async def test_a_turn_of_no_sync_writes_commits_on_the_loop_when_the_thread_is_i
     loop_commits_everything = configured == 0  # the NORMAL writer commits all on the loop
     assert (durable == thread) == loop_commits_everything
     assert _values(tmp_path / "w.sqlite3") == [1]
+
+
+_SET_VALUE = "UPDATE instances SET value = ? WHERE pk = ? AND generation = ?"
+
+
+def _set_value(pk: int, value: object) -> FencedWrite:
+    return FencedWrite(_SET_VALUE, (value, pk, 1), pk, 1)
+
+
+async def test_a_write_the_driver_cannot_bind_fails_alone_and_the_writer_lives_on(
+    writer: SqliteWriter, tmp_path: Path
+) -> None:
+    """A value with no SQLite form (a lone surrogate has no UTF-8; an int beyond 64 bits)
+    fails its own write only: the others of its group commit, and the writer goes on."""
+
+    def seed(conn: sqlite3.Connection) -> None:
+        conn.executemany(
+            "INSERT INTO instances (pk, generation, value) VALUES (?, 1, 'old')",
+            [(pk,) for pk in range(1, 7)],
+        )
+
+    await writer.run(seed)
+    bad = {3: "lone \ud800", 5: 2**70}
+    writes = [writer.run(_set_value(pk, bad.get(pk, f"new {pk}"))) for pk in range(1, 6)]
+    # (A writer thread that died of it would leave every write waiting: bounded here.)
+    outcomes = await asyncio.wait_for(asyncio.gather(*writes, return_exceptions=True), 10)
+    assert [type(o).__name__ for o in outcomes] == [
+        "NoneType",
+        "NoneType",
+        "UnicodeEncodeError",
+        "NoneType",
+        "OverflowError",
+    ]
+    alone = await asyncio.wait_for(
+        asyncio.gather(writer.run(_set_value(6, "\udfff")), return_exceptions=True), 10
+    )
+    assert isinstance(alone[0], UnicodeEncodeError)
+    await writer.run(_set_value(6, "new 6"))
+    with sqlite3.connect(tmp_path / "w.sqlite3") as conn:
+        values = [v for (v,) in conn.execute("SELECT value FROM instances ORDER BY pk")]
+    assert values == ["new 1", "new 2", "old", "new 4", "old", "new 6"]

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from stepline.authoring.entrypoint import WorkflowEntrypoint, WorkflowEvent
 from stepline.authoring.step import StepConfigInput, StepContext, WorkflowStep
 from stepline.engine.eager import start
-from stepline.engine.step_errors import class_path, error_name, is_non_retryable, rebuild_error
+from stepline.engine.step_errors import (
+    class_path,
+    error_message,
+    error_name,
+    is_non_retryable,
+    rebuild_error,
+)
 from stepline.engine.waits import WaitingSteps
 from stepline.errors import (
     InvalidStepConfig,
@@ -165,7 +171,7 @@ class Runner(WaitingSteps):
     def _instance_error(self, exc: BaseException) -> tuple[str, str]:
         if is_non_retryable(exc) and not self.workflow_cls.preserve_non_retryable_error_message:
             return "WorkflowFatalError", _NON_RETRYABLE_MESSAGE
-        return error_name(exc), str(exc)
+        return error_name(exc), error_message(exc)
 
     def _announce(self, record: StepRecord) -> None:
         self.store.queue_step(self.pk, self.generation, record, now=self.clock.now_ms())
@@ -233,7 +239,7 @@ class Runner(WaitingSteps):
         try:
             resolved = parse_step_config(config, step=label)
         except InvalidStepConfig as exc:
-            raise FatalInstanceError(exc.detail or str(exc)) from None
+            raise FatalInstanceError(exc.detail or error_message(exc)) from None
         if record is None:
             record = StepRecord(
                 instance_pk=self.pk,
@@ -279,7 +285,7 @@ class Runner(WaitingSteps):
                     failure = exc
                     attempt.end = self.clock.now_ms()
                     attempt.success = False
-                    attempt.error_name, attempt.error_message = error_name(exc), str(exc)
+                    attempt.error_name, attempt.error_message = error_name(exc), error_message(exc)
                 else:
                     now = self.clock.now_ms()
                     attempt.end, attempt.success = now, True
@@ -292,7 +298,8 @@ class Runner(WaitingSteps):
             if is_non_retryable(failure) or number > resolved.retries.limit:
                 now = self.clock.now_ms()
                 record.status, record.end = "errored", now
-                record.error_name, record.error_message = error_name(failure), str(failure)
+                record.error_name = error_name(failure)
+                record.error_message = error_message(failure)
                 record.error_class = class_path(failure)
                 await self._save(record, now)
                 raise failure

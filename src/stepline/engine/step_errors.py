@@ -9,8 +9,9 @@ from typing import Any
 
 from stepline.errors import NonRetryableError, StepFailedError
 from stepline.store.records import StepRecord
+from stepline.validation import storable_text
 
-__all__ = ["class_path", "error_name", "is_non_retryable", "rebuild_error"]
+__all__ = ["class_path", "error_message", "error_name", "is_non_retryable", "rebuild_error"]
 
 log = logging.getLogger("stepline.engine")
 
@@ -25,7 +26,12 @@ def is_non_retryable(exc: BaseException) -> bool:
 
 def error_name(exc: BaseException) -> str:
     name = getattr(exc, "name", None)
-    return name if isinstance(name, str) and name else type(exc).__name__
+    return storable_text(name if isinstance(name, str) and name else type(exc).__name__)
+
+
+def error_message(exc: BaseException) -> str:
+    """``str(exc)``, in a form every store can keep."""
+    return storable_text(str(exc))
 
 
 def class_path(exc: BaseException) -> str:

@@ -305,7 +305,7 @@ class SqliteWriter:
             # One statement is its own transaction: no BEGIN and COMMIT round trips.
             try:
                 outcomes = _run_fenced(conn, batch)
-            except sqlite3.Error as error:
+            except Exception as error:  # one write's failure, handed back
                 log.error("write failed: %s", error)
                 outcomes = [(batch[0][1], None, error, batch[0][2])]
             self._settle(outcomes, taken, on_loop)
@@ -326,13 +326,13 @@ class SqliteWriter:
                         and batch[end][0].sql == operation.sql
                     ):
                         end += 1
-                    outcomes.extend(_run_fenced(conn, batch[index:end]))
+                    outcomes.extend(_run_fenced_apart(conn, batch[index:end]))
                     index = end
                     continue
                 outcomes.append(_run_operation(conn, batch[index], early=not on_loop))
                 index += 1
             conn.execute("COMMIT")
-        except sqlite3.Error as commit_error:
+        except Exception as commit_error:  # the thread must live on
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             log.error("group commit of %d writes failed: %s", len(batch), commit_error)
@@ -398,6 +398,31 @@ def _run_operation(
         # Delivered now; the batch's delivery after the commit skips a future already done.
         loop.call_soon_threadsafe(_deliver, [(future, result, None)])
     return future, result, None, loop
+
+
+def _run_fenced_apart(
+    conn: sqlite3.Connection, items: list[Any]
+) -> list[tuple[Any, Any, BaseException | None, Any]]:
+    """:func:`_run_fenced`; when a write holds a value the driver cannot bind (it raises
+    before SQLite runs the statement), each write is run on its own instead, so that only
+    the writes that cannot be written fail, not the whole group commit. (Running one again
+    is harmless: a fenced write sets the same columns to the same values.)"""
+    try:
+        return _run_fenced(conn, items)
+    except sqlite3.Error:
+        raise
+    except Exception:  # sorted out write by write below
+        pass
+    outcomes: list[tuple[Any, Any, BaseException | None, Any]] = []
+    for item in items:
+        try:
+            outcomes.extend(_run_fenced(conn, [item]))
+        except sqlite3.Error:
+            raise
+        except Exception as error:  # this write's failure, handed back
+            log.error("write failed: %s", error)
+            outcomes.append((item[1], None, error, item[2]))
+    return outcomes
 
 
 def _run_fenced(

@@ -1,0 +1,76 @@
+"""Text no store can keep, a lone UTF-16 surrogate (what ``json.loads`` makes of ``"\\ud800"``):
+refused where it is a value the workflow hands over, replaced where it is only a message, and
+never the end of the engine (it once stopped SQLite's writer thread, and every run with it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from stepline import Stepline, WorkflowEntrypoint
+from stepline.errors import InvalidRequest
+from tests.engine.helpers import finished, step
+
+LONE = "lone \ud800 surrogate"
+
+
+class Hands(WorkflowEntrypoint):
+    """``params["how"]`` says where the lone surrogate goes."""
+
+    async def run(self, event, step):
+        how = event.payload["how"]
+        if how == "step output":
+            return await step.do("give", lambda: LONE)
+        if how == "error message":
+
+            def fail() -> None:
+                raise ValueError(LONE)
+
+            return await step.do("fail", fail, config={"retries": {"limit": 0}})
+        if how == "step name":
+            return await step.do(LONE, lambda: 1)
+        if how == "workflow output":
+            return LONE
+        return await step.do("fine", lambda: "fine")
+
+
+async def _outcome(stepline: Stepline, how: str) -> dict:
+    workflow = stepline.workflow("hands")
+    return await finished(await workflow.create(params={"how": how}))
+
+
+async def test_a_lone_surrogate_errors_its_own_instance_and_nothing_else(stepline: Stepline):
+    await stepline.register("hands", Hands)
+    workflow = stepline.workflow("hands")
+    handles = [
+        await workflow.create(params={"how": how})
+        for how in ("step output", "fine", "workflow output", "step name", "fine")
+    ]
+    views = [await finished(handle) for handle in handles]
+
+    assert [v["status"] for v in views] == ["errored", "complete", "errored", "errored", "complete"]
+    assert "not serialisable" in views[0]["error"]["message"]
+    assert "not JSON" in views[2]["error"]["message"]
+    assert "lone surrogates" in views[3]["error"]["message"]
+    # The engine goes on: a later instance runs to its end.
+    assert (await _outcome(stepline, "fine"))["output"] == "fine"
+
+
+async def test_an_error_message_with_a_lone_surrogate_is_kept_with_a_replacement(
+    stepline: Stepline,
+):
+    await stepline.register("hands", Hands)
+    view = await _outcome(stepline, "error message")
+
+    assert view["status"] == "errored"
+    assert view["error"]["message"] == "lone ? surrogate"
+    assert step(view, "fail-1")["attempts"][0]["error"]["message"] == "lone ? surrogate"
+
+
+async def test_params_and_event_payloads_with_a_lone_surrogate_are_refused(stepline: Stepline):
+    await stepline.register("hands", Hands)
+    workflow = stepline.workflow("hands")
+    with pytest.raises(InvalidRequest):
+        await workflow.create(params={"how": LONE})
+    instance = await workflow.create(params={"how": "fine"})
+    with pytest.raises(InvalidRequest):
+        await instance.send_event("late", {"note": LONE})
