@@ -18,13 +18,21 @@ class Ticker(WorkflowEntrypoint):
         return {"schedule": event.schedule, "via_key": event["schedule"]}
 
 
+def clock_just_past_five_minutes() -> TestClock:
+    """A manual clock set one second past a five-minute mark, so that no real minute ends
+    during a test and fires a schedule the test did not move the clock for."""
+    clock = TestClock(auto_skip=False)
+    clock.advance_to((clock.now_ms() // 300_000 + 1) * 300_000 + 1_000)
+    return clock
+
+
 async def instances_of(stepline: Stepline, name: str) -> list[dict]:
     page = await stepline.client.list_instances(stepline.account_id, name, per_page=100)
     return page.items
 
 
 async def test_a_firing_creates_one_instance_triggered_by_cron(tmp_path) -> None:
-    clock = TestClock(auto_skip=False)
+    clock = clock_just_past_five_minutes()
     async with Stepline(f"sqlite:///{tmp_path}/s.sqlite3", clock=clock) as stepline:
         ticker = await stepline.register("ticker", Ticker, schedules=["*/5 * * * *"])
         summary = await stepline.client.get_workflow(stepline.account_id, "ticker")
@@ -50,7 +58,7 @@ async def test_a_firing_creates_one_instance_triggered_by_cron(tmp_path) -> None
 
 
 async def test_missed_firings_are_made_up_once(tmp_path) -> None:
-    clock = TestClock(auto_skip=False)
+    clock = clock_just_past_five_minutes()
     async with Stepline(f"sqlite:///{tmp_path}/s.sqlite3", clock=clock) as stepline:
         await stepline.register("ticker", Ticker, schedules=["* * * * *"])
         clock.advance("30 minutes")
@@ -59,7 +67,7 @@ async def test_missed_firings_are_made_up_once(tmp_path) -> None:
 
 
 async def test_changing_or_clearing_schedules(tmp_path) -> None:
-    clock = TestClock(auto_skip=False)
+    clock = clock_just_past_five_minutes()
     async with Stepline(f"sqlite:///{tmp_path}/s.sqlite3", clock=clock) as stepline:
         await stepline.register("ticker", Ticker, schedules=["* * * * *"])
         await stepline.register("ticker", Ticker, schedules=[])
