@@ -10,7 +10,7 @@ from stepline import InstanceHandle, InstanceNotFound, Stepline, WorkflowEntrypo
 from stepline.errors import CannotTerminate
 from stepline.testing import TestClock, wait_for_status
 from tests.conftest import HOT, SUSPEND, MakeStepline
-from tests.engine.helpers import finished, ms, poke, step
+from tests.engine.helpers import cancelled_inside, finished, ms, poke, step
 from tests.workflows.probe import Probe
 
 EVERY_STATUS = (
@@ -249,6 +249,18 @@ async def test_resume_of_a_paused_instance_runs_it_to_the_end(
     assert view["status"] == "complete"
     assert probe.calls["hold"] == 1
     assert probe.calls["after"] == 1
+
+
+async def test_a_resume_whose_caller_is_cancelled_still_runs_the_instance(
+    make_stepline: MakeStepline, probe, clock
+):
+    """Once the resume is written, the engine is told: nothing is left queued and unseen."""
+    stepline, instance = await in_status(make_stepline, probe, clock, "paused")
+
+    await cancelled_inside(stepline.store, "resume", instance.resume())
+
+    view = await finished(instance, timeout=5)
+    assert view["status"] == "complete"
 
 
 async def test_resume_of_waiting_for_pause_cancels_the_pause(

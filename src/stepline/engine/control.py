@@ -6,10 +6,11 @@ the database changes first (fencing any runner), then the engine is told.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Collection, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from stepline.authoring.entrypoint import WorkflowEntrypoint
 from stepline.cron import MAX_SCHEDULES_PER_ACCOUNT, check_cron, next_fire
@@ -38,6 +39,7 @@ __all__ = ["Control", "NewInstance", "step_base_name"]
 
 log = logging.getLogger("stepline.engine")
 T = TypeVar("T")
+P = ParamSpec("P")
 
 MAX_STEP_LIMIT = 25_000
 _STEP_TYPES = {"do": "do", "sleep": "sleep", "waitForEvent": "wait"}
@@ -54,6 +56,46 @@ class NewInstance:
     trigger_source: str = "api"
 
 
+def _runs_to_the_end(
+    operation: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """A control operation that, once called, runs to its end even when its caller is
+    cancelled meanwhile (a client that hangs up, a ``wait_for`` that times out).
+
+    Each writes, then tells the engines: a create starts what it claimed, a resume wakes the
+    scheduler, a terminate stops the runner. A write, once submitted, commits whoever waits
+    for it (on SQLite); cut off after it, an instance would be left claimed and never
+    started, or queued and never looked at, until something else happened. The caller still
+    gets its ``CancelledError``; a failure after that is logged, as nobody is left to be
+    told."""
+
+    @functools.wraps(operation)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        return await _to_the_end(operation(*args, **kwargs))
+
+    return run
+
+
+async def _to_the_end(work: Coroutine[Any, Any, T]) -> T:
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            _LEFT_RUNNING.add(task)  # the loop itself keeps only a weak reference
+            task.add_done_callback(_left_done)
+        raise
+
+
+_LEFT_RUNNING: set[asyncio.Future[Any]] = set()
+
+
+def _left_done(task: asyncio.Future[Any]) -> None:
+    _LEFT_RUNNING.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("an operation whose caller was cancelled failed", exc_info=task.exception())
+
+
 class Control:
     """Workflow and instance operations over one engine and its store."""
 
@@ -64,6 +106,7 @@ class Control:
         self._terminators: dict[str, asyncio.Task[None]] = {}
 
     # -- workflows -----------------------------------------------------------------------------
+    @_runs_to_the_end
     async def register(
         self,
         account_id: str,
@@ -91,6 +134,7 @@ class Control:
             await self._set_schedules(saved[0], crons)
         return saved
 
+    @_runs_to_the_end
     async def put(
         self,
         account_id: str,
@@ -135,6 +179,7 @@ class Control:
             raise WorkflowNotFound(f"workflow {name!r} does not exist")
         return found
 
+    @_runs_to_the_end
     async def delete_workflow(self, workflow: WorkflowRecord) -> None:
         # Runners elsewhere find their rows gone at their next write and stop there.
         doomed = [r for r in self.engine.runners.values() if r.instance.workflow_id == workflow.id]
@@ -143,6 +188,7 @@ class Control:
             await self.engine.stop_runner(runner)
 
     # -- instances -----------------------------------------------------------------------------
+    @_runs_to_the_end
     async def create(
         self, workflow: WorkflowRecord, items: Sequence[NewInstance], *, skip_existing: bool
     ) -> list[InstanceRecord]:
@@ -174,13 +220,6 @@ class Control:
             lease_until = now + self.engine.lease_ms
             for record in records:
                 _claim(record, self.engine.owner, now=now, lease_until=lease_until)
-        return await _to_the_end(
-            self._insert_and_start(records, claimed=claimed, skip_existing=skip_existing, now=now)
-        )
-
-    async def _insert_and_start(
-        self, records: list[InstanceRecord], *, claimed: bool, skip_existing: bool, now: int
-    ) -> list[InstanceRecord]:
         created = await self.store.insert_instances(records, skip_existing=skip_existing, now=now)
         if not created:
             return created
@@ -199,6 +238,7 @@ class Control:
             raise InstanceNotFound(f"instance {instance_id!r} does not exist")
         return found
 
+    @_runs_to_the_end
     async def pause(self, instance: InstanceRecord) -> str:
         now = self.clock.now_ms()
         parked = await self.store.update_instance(
@@ -214,6 +254,7 @@ class Control:
             return "waitingForPause"
         return await self._current_status(instance)
 
+    @_runs_to_the_end
     async def resume(self, instance: InstanceRecord) -> str:
         now = self.clock.now_ms()
         resumed = await self.store.resume(instance.pk, now=now)
@@ -228,6 +269,7 @@ class Control:
             return "running"
         return await self._current_status(instance)
 
+    @_runs_to_the_end
     async def terminate(self, instance: InstanceRecord) -> str:
         done = await self.store.terminate([instance.pk], now=self.clock.now_ms())
         if not done:
@@ -236,6 +278,7 @@ class Control:
         await self._stop_runners(done)
         return "terminated"
 
+    @_runs_to_the_end
     async def terminate_many(
         self, pks: Sequence[int], *, expect: Collection[str] | None = None
     ) -> int:
@@ -277,6 +320,7 @@ class Control:
         finally:
             await self.store.set_terminator_running(workflow.id, False)
 
+    @_runs_to_the_end
     async def restart(
         self,
         instance: InstanceRecord,
@@ -301,6 +345,7 @@ class Control:
         await self.store.publish(Notice("wake"))
         return "queued"
 
+    @_runs_to_the_end
     async def delete(self, instances: Sequence[InstanceRecord]) -> int:
         deleted = await self.store.delete_instances([i.pk for i in instances])
         # A deleted row is never claimed again, so every runner of it may go, wherever it is.
@@ -310,6 +355,7 @@ class Control:
             await self.engine.stop_local(instance.pk, _EVER)
         return deleted
 
+    @_runs_to_the_end
     async def send_event(self, instance: InstanceRecord, event_type: str, payload: object) -> None:
         check_event_type(event_type)
         text = check_json_size(payload, what="event payload")
@@ -317,25 +363,20 @@ class Control:
         # An instance the event wakes is claimed in the same transaction when this engine has
         # room, and its runner starts at once: no notice, no scheduling pass, no second write.
         claim_for = self.engine.owner if self.engine.has_room() else None
-        await _to_the_end(self._buffer_and_wake(instance, event_type, text, claim_for, now))
-
-    async def _buffer_and_wake(
-        self, instance: InstanceRecord, event_type: str, text: str, owner: str | None, now: int
-    ) -> None:
         buffered = await self.store.buffer_event(
             instance.pk,
             event_type,
             text,
             now=now,
-            owner=owner,
+            owner=claim_for,
             lease_until=now + self.engine.lease_ms,
         )
         if buffered.claimed is not None:
             await self.engine.take(*buffered.claimed)
             return
         before = buffered.before
-        runs_it = before.lease_owner if before.status in ACTIVE_STATUSES else None
-        await self.store.publish(Notice("event", instance.pk, runs_it))
+        owner = before.lease_owner if before.status in ACTIVE_STATUSES else None
+        await self.store.publish(Notice("event", instance.pk, owner))
 
     async def _current_status(self, instance: InstanceRecord) -> str:
         current = await self.store.get_instance_by_pk(instance.pk)
@@ -369,32 +410,6 @@ def _checked_settings(settings: WorkflowSettings) -> WorkflowSettings:
     if settings.concurrency_limit is not None and settings.concurrency_limit < 1:
         raise InvalidRequest("concurrency.limit must be at least 1")
     return settings
-
-
-async def _to_the_end(work: Coroutine[Any, Any, T]) -> T:
-    """Await ``work``, which runs to its end even when the caller is cancelled meanwhile.
-
-    For a write that claims instances for this engine and then starts them: once submitted
-    the write commits whoever waits for it, and an instance it claimed but nobody started
-    would wait until its lease, which nobody renews, lapsed. The caller still gets its
-    ``CancelledError``; a failure after that is logged, as nobody is left to be told."""
-    task = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        if not task.done():
-            _LEFT_RUNNING.add(task)  # the loop itself keeps only a weak reference
-            task.add_done_callback(_left_done)
-        raise
-
-
-_LEFT_RUNNING: set[asyncio.Future[Any]] = set()
-
-
-def _left_done(task: asyncio.Future[Any]) -> None:
-    _LEFT_RUNNING.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.error("a write whose caller was cancelled failed", exc_info=task.exception())
 
 
 def _claim(record: InstanceRecord, owner: str, *, now: int, lease_until: int) -> None:
