@@ -10,23 +10,32 @@ from tests.conftest import SUSPEND, MakeStepline
 from tests.engine.helpers import finished
 
 
+async def busy_step(env, step) -> str:
+    """A step held open until gate "release"; counts how many are inside at once."""
+
+    @step.do("busy")
+    async def busy():
+        env.calls["inside"] += 1
+        env.calls["most inside"] = max(env.calls["most inside"], env.calls["inside"])
+        env.hit("entered")
+        try:
+            await env.gate("release").wait()
+        finally:
+            env.calls["inside"] -= 1
+        return "done"
+
+    return await busy()
+
+
 class Busy(WorkflowEntrypoint):
-    """Holds a step open until gate "release"; tracks how many are inside at once."""
-
     async def run(self, event, step):
-        @step.do("busy")
-        async def busy():
-            env = self.env
-            env.calls["inside"] += 1
-            env.calls["most inside"] = max(env.calls["most inside"], env.calls["inside"])
-            env.hit("entered")
-            try:
-                await env.gate("release").wait()
-            finally:
-                env.calls["inside"] -= 1
-            return "done"
+        return await busy_step(self.env, step)
 
-        return await busy()
+
+class BusyOnEvent(WorkflowEntrypoint):
+    async def run(self, event, step):
+        await step.wait_for_event("go", "go", timeout="1 day")
+        return await busy_step(self.env, step)
 
 
 async def test_at_most_the_concurrency_limit_runs_at_once(make_stepline: MakeStepline, probe):
@@ -44,6 +53,47 @@ async def test_at_most_the_concurrency_limit_runs_at_once(make_stepline: MakeSte
     views = [await finished(i) for i in instances]
     assert [v["status"] for v in views] == ["complete"] * 5
     assert probe.calls["most inside"] == 2
+
+
+async def test_creates_at_the_same_moment_share_the_free_slots(make_stepline: MakeStepline, probe):
+    """Each create that would claim its batch for this engine holds its slots from the check
+    on, so that three batches of two, each fitting alone, do not all start on two slots."""
+    stepline = await make_stepline(concurrency=2)
+    workflow = await stepline.register("busy", Busy)
+    batches = [[{"id": f"b{n}-{m}"} for m in range(2)] for n in range(3)]
+    created = await asyncio.gather(*(workflow.create_batch(b) for b in batches))
+    await probe.wait_for("entered", 2)
+    await asyncio.sleep(0.1)
+
+    assert probe.calls["most inside"] == 2
+    assert len(stepline.engine.runners) == 2
+    probe.gate("release").set()
+    views = [await finished(i) for batch in created for i in batch]
+    assert [v["status"] for v in views] == ["complete"] * 6
+    assert probe.calls["most inside"] == 2
+
+
+async def test_events_at_the_same_moment_wake_no_more_than_the_free_slots(
+    make_stepline: MakeStepline, probe, clock: TestClock
+):
+    clock.auto_skip = False
+    stepline = await make_stepline(concurrency=1, suspend_after=SUSPEND)
+    workflow = await stepline.register("busy-on-event", BusyOnEvent)
+    waiters = [await workflow.create(id=f"w{n}") for n in range(3)]
+    for waiter in waiters:
+        await wait_for_status(waiter, "waiting")
+    await asyncio.sleep(SUSPEND / 1000 + 0.05)  # parked: no runner, no slot
+    assert stepline.engine.runners == {}
+
+    await asyncio.gather(*(w.send_event("go", None) for w in waiters))
+    await probe.wait_for("entered")
+    await asyncio.sleep(0.1)
+
+    assert probe.calls["most inside"] == 1
+    probe.gate("release").set()
+    views = [await finished(w) for w in waiters]
+    assert [v["output"] for v in views] == ["done"] * 3
+    assert probe.calls["most inside"] == 1
 
 
 class SleepsOrWaits(WorkflowEntrypoint):

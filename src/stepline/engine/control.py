@@ -214,20 +214,28 @@ class Control:
         claimed = (
             self.store.exclusive
             and workflow.concurrency_limit is None
-            and self.engine.free_slots() >= len(records)
+            and self.engine.promise(len(records))
         )
-        if claimed:
-            lease_until = now + self.engine.lease_ms
-            for record in records:
-                _claim(record, self.engine.owner, now=now, lease_until=lease_until)
-        created = await self.store.insert_instances(records, skip_existing=skip_existing, now=now)
-        if not created:
-            return created
         if not claimed:
-            await self.store.publish(Notice("wake"))
+            created = await self.store.insert_instances(
+                records, skip_existing=skip_existing, now=now
+            )
+            if created:
+                await self.store.publish(Notice("wake"))
             return created
-        for record in created:
-            await self.engine.take(record, [])
+        lease_until = now + self.engine.lease_ms
+        for record in records:
+            _claim(record, self.engine.owner, now=now, lease_until=lease_until)
+        taken = 0
+        try:
+            created = await self.store.insert_instances(
+                records, skip_existing=skip_existing, now=now
+            )
+            for record in created:
+                taken += 1
+                await self.engine.take(record, [])
+        finally:
+            self.engine.unpromise(len(records) - taken)
         return created
 
     async def instance(self, workflow: WorkflowRecord, instance_id: str) -> InstanceRecord:
@@ -362,18 +370,25 @@ class Control:
         now = self.clock.now_ms()
         # An instance the event wakes is claimed in the same transaction when this engine has
         # room, and its runner starts at once: no notice, no scheduling pass, no second write.
-        claim_for = self.engine.owner if self.engine.has_room() else None
-        buffered = await self.store.buffer_event(
-            instance.pk,
-            event_type,
-            text,
-            now=now,
-            owner=claim_for,
-            lease_until=now + self.engine.lease_ms,
-        )
+        claim_for = self.engine.owner if self.engine.promise(1) else None
+        try:
+            buffered = await self.store.buffer_event(
+                instance.pk,
+                event_type,
+                text,
+                now=now,
+                owner=claim_for,
+                lease_until=now + self.engine.lease_ms,
+            )
+        except BaseException:
+            if claim_for is not None:
+                self.engine.unpromise(1)
+            raise
         if buffered.claimed is not None:
             await self.engine.take(*buffered.claimed)
             return
+        if claim_for is not None:
+            self.engine.unpromise(1)
         before = buffered.before
         owner = before.lease_owner if before.status in ACTIVE_STATUSES else None
         await self.store.publish(Notice("event", instance.pk, owner))

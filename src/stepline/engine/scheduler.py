@@ -67,6 +67,9 @@ class Engine:
         self.deadlines = Deadlines()
         self.step_executor = ThreadPoolExecutor(step_threads, thread_name_prefix="stepline-step")
         self.runners: dict[int, Runner] = {}
+        self._promised = 0
+        """Slots held for instances claimed for this engine whose runners have not started
+        yet (a claim's or a create's write is in flight): the cap counts them as running."""
         self._pending_pause: set[int] = set()
         self._stopping: set[asyncio.Task[None]] = set()
         self._poked = False
@@ -137,22 +140,38 @@ class Engine:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def has_room(self) -> bool:
-        """Whether a runner could start here now: the engine runs and a slot is free."""
-        return self._running and len(self.runners) < self.concurrency
-
     def free_slots(self) -> int:
         """How many more runners could start here now (none once ``stop`` has begun)."""
-        return self.concurrency - len(self.runners) if self._running else 0
+        if not self._running:
+            return 0
+        return self.concurrency - len(self.runners) - self._promised
+
+    def promise(self, count: int) -> bool:
+        """Hold ``count`` slots for instances about to be claimed for this engine, all or
+        none. Each is given back by :meth:`take` or :meth:`unpromise`. Held from before the
+        claim's write, they keep concurrent claims (creates, events, the scheduler's) from
+        all counting the same free slots."""
+        if self.free_slots() < count:
+            return False
+        self._promised += count
+        return True
+
+    def unpromise(self, count: int) -> None:
+        """Give back slots held for claims that did not happen."""
+        self._promised -= count
 
     async def take(self, instance: InstanceRecord, steps: list[StepRecord]) -> None:
-        """Run an instance that a control operation has claimed for this engine."""
-        if not self._running:
-            # Stopped meanwhile: like a crash, the instance is recovered by this file's next
-            # engine (SQLite) or by another engine once its lease lapses (PostgreSQL).
-            log.info("not starting %s: the engine has stopped", instance.id)
-            return
-        await self._start_runner(instance, steps)
+        """Run an instance that a control operation has claimed for this engine, on one of
+        the slots it was promised."""
+        try:
+            if not self._running:
+                # Stopped meanwhile: like a crash, the instance is recovered by this file's
+                # next engine (SQLite) or by another engine once its lease lapses (PostgreSQL).
+                log.info("not starting %s: the engine has stopped", instance.id)
+                return
+            await self._start_runner(instance, steps)
+        finally:
+            self._promised -= 1
 
     async def wait_idle(self) -> None:
         """Until no runner is in memory (tests and graceful shutdown)."""
@@ -238,16 +257,24 @@ class Engine:
 
     async def _claim_some(self) -> bool:
         """Claim a batch if there is room; True when a full batch came back (look again)."""
-        free = self.concurrency - len(self.runners)
-        if free <= 0:
+        want = min(self.free_slots(), _CLAIM_BATCH)
+        if want <= 0 or not self.promise(want):
             return False
-        want = min(free, _CLAIM_BATCH)
         now = self.clock.now_ms()
-        batch = await self.store.claim_runnable(
-            now, want, owner=self.owner, lease_until=now + self.lease_ms
-        )
-        for instance, steps in batch:
-            await self._start_runner(instance, steps)
+        try:
+            batch = await self.store.claim_runnable(
+                now, want, owner=self.owner, lease_until=now + self.lease_ms
+            )
+        except BaseException:
+            self.unpromise(want)
+            raise
+        taken = 0
+        try:
+            for instance, steps in batch:
+                taken += 1
+                await self.take(instance, steps)
+        finally:
+            self.unpromise(want - taken)
         return len(batch) == want
 
     async def _fire_schedules(self) -> None:
