@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import socket
@@ -82,6 +83,9 @@ class Engine:
         self._idle.set()
         self._running = False
         """Between ``start`` and the beginning of ``stop``: runners may start here."""
+        self._context = contextvars.copy_context()
+        """What ``start`` was called in; every run starts in a copy of it, whatever claimed
+        it (the scheduler, or a create or an event in some request's context)."""
         self.clock.on_advance(self.wake)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -94,6 +98,7 @@ class Engine:
         if recovered:
             log.info("recovered %d interrupted instances", recovered)
         self.store.subscribe(self.handle_notice)
+        self._context = contextvars.copy_context()
         self._running = True
         self._tasks = [
             asyncio.create_task(self._schedule_loop(), name="stepline-scheduler"),
@@ -347,7 +352,9 @@ class Engine:
         if instance.pk in self._pending_pause:
             self._pending_pause.discard(instance.pk)
             runner.request_pause()
-        runner.task = asyncio.create_task(self._drive(runner), name=f"stepline-run-{instance.id}")
+        runner.task = asyncio.create_task(
+            self._drive(runner), name=f"stepline-run-{instance.id}", context=self._context.copy()
+        )
 
     async def _make_runner(self, instance: InstanceRecord, steps: list[StepRecord]) -> Runner:
         version = self._versions.get(instance.version_id)
