@@ -10,20 +10,31 @@ working side by side.
 
     python -m bench.split                       # 2,000 instances; 0, 1, 3 and 10 steps; 3 runs
     python -m bench.split --instances 5000 --steps 3,10 --runs 5 --synchronous NORMAL
+    python -m bench.split --steps 3,10 --runs 5 --steps-not-written
+
+``--steps-not-written`` is an experiment, not a mode of Stepline: each step's write is
+settled in the next loop turn without reaching SQLite (instances' inserts, claims and ends
+still do). What is left is the engine's own cost a step, with no writer thread beside it:
+the bound on what a writer that did not share the GIL could give.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from bench._common import count_status, fresh_dir, wait_count
 from bench.workflows import Trivial
 from stepline import Stepline
 from stepline.engine.tuning import tune_garbage_collector
+from stepline.store.sqlite_queries import UPSERT_STEP_FENCED
+from stepline.store.sqlite_writer import FencedWrite, SqliteWriter
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,36 @@ async def measure(instances: int, steps: int, synchronous: str) -> Split:
     return Split(wall * per, loop_cpu * per, process_cpu * per)
 
 
+@contextlib.contextmanager
+def steps_not_written() -> Iterator[None]:
+    """While inside: every step write (``UPSERT_STEP_FENCED``) is settled, unwritten, in the
+    loop's next turn, all of a turn's together, as the writer's delivery would."""
+    real_run = SqliteWriter.run
+    turn: list[asyncio.Future[Any]] = []
+
+    def settle() -> None:
+        settled = turn[:]
+        turn.clear()
+        for future in settled:
+            future.set_result(None)
+
+    def run(self: SqliteWriter, operation: Any, *, key: object = None) -> Any:
+        if not (isinstance(operation, FencedWrite) and operation.sql == UPSERT_STEP_FENCED):
+            return real_run(self, operation, key=key)
+        loop = asyncio.get_running_loop()
+        if not turn:
+            loop.call_soon(settle)
+        future = loop.create_future()
+        turn.append(future)
+        return future
+
+    SqliteWriter.run = run  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        SqliteWriter.run = real_run  # type: ignore[method-assign]
+
+
 async def main(instances: int, step_counts: list[int], runs: int, synchronous: str) -> None:
     print(
         f"{instances} instances, synchronous={synchronous}, median of {runs} runs, µs per instance"
@@ -87,7 +128,11 @@ if __name__ == "__main__":
     parser.add_argument("--steps", default="0,1,3,10", help="step counts, e.g. 1,3,10")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    parser.add_argument(
+        "--steps-not-written", action="store_true", help="an experiment: see the module's doc"
+    )
     args = parser.parse_args()
     tune_garbage_collector()
     counts = [int(s) for s in args.steps.split(",")]
-    asyncio.run(main(args.instances, counts, args.runs, args.synchronous))
+    with steps_not_written() if args.steps_not_written else contextlib.nullcontext():
+        asyncio.run(main(args.instances, counts, args.runs, args.synchronous))

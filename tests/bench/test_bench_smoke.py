@@ -92,3 +92,46 @@ def test_split_prints_a_row_per_step_count() -> None:
     for row in rows:
         wall, loop_cpu, process_cpu = (float(v) for v in row[1:])
         assert wall > 0 and 0 < loop_cpu <= process_cpu
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_split_can_leave_the_steps_unwritten(tmp_path: Path) -> None:
+    """The experiment's stand-in settles step writes without SQLite and only while asked:
+    the run completes, its steps are nowhere in the database, and the writer is itself again
+    afterwards."""
+    from bench.split import steps_not_written
+    from bench.workflows import Trivial
+    from stepline import Stepline
+    from stepline.store.sqlite_writer import SqliteWriter
+
+    real_run = SqliteWriter.run
+
+    async def run_one(name: str) -> dict:
+        async with Stepline(f"sqlite:///{tmp_path / name}") as stepline:
+            flow = await stepline.register("trivial", Trivial)
+            instance = await flow.create(params={"steps": 2})
+            for _ in range(500):
+                view = await instance.status()
+                if view["status"] == "complete":
+                    return view
+                await asyncio.sleep(0.01)
+            raise AssertionError(view)
+
+    with steps_not_written():
+        unwritten = asyncio.run(run_one("unwritten.sqlite3"))
+    assert SqliteWriter.run is real_run
+    written = asyncio.run(run_one("written.sqlite3"))
+    assert unwritten["output"] == written["output"] == 1
+    assert unwritten["steps"] == [] and len(written["steps"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_sqlite_share_prints_the_statement_and_the_commit() -> None:
+    command = [sys.executable, "-m", "bench.sqlite_share", "--instances", "50", "--batches", "2"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "50 step rows a batch, 2 batches, synchronous=FULL"
+    assert [line.split(":")[0].strip() for line in lines[1:]] == ["statement", "commit"]
