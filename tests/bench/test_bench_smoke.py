@@ -102,6 +102,7 @@ def test_split_can_leave_the_steps_unwritten(tmp_path: Path) -> None:
     afterwards."""
     from bench.split import steps_not_written
     from bench.workflows import Trivial
+
     from stepline import Stepline
     from stepline.store.sqlite_writer import SqliteWriter
 
@@ -135,3 +136,22 @@ def test_sqlite_share_prints_the_statement_and_the_commit() -> None:
     lines = done.stdout.splitlines()
     assert lines[0] == "50 step rows a batch, 2 batches, synchronous=FULL"
     assert [line.split(":")[0].strip() for line in lines[1:]] == ["statement", "commit"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_writer_process_trial_prints_both_writers() -> None:
+    """The trial's step writer in a child process writes every step: ``measure`` waits for
+    every instance to complete, so a lost or unsettled write would hang it."""
+    command = [sys.executable, "-m", "bench.writer_process_trial", "--instances", "40"]
+    command += ["--steps", "0,2", "--runs", "1"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fields = [line.split() for line in done.stdout.splitlines()]
+    rows = [f for f in fields if len(f) == 5 and f[0] in ("thread", "process")]
+    assert [(row[0], row[1]) for row in rows] == [
+        ("thread", "0"),
+        ("thread", "2"),
+        ("process", "0"),
+        ("process", "2"),
+    ]
