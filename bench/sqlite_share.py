@@ -7,6 +7,12 @@ prints is what the writer would cost if taking turns with the loop cost nothing.
 
     python -m bench.sqlite_share                    # 1,000 instances, 10 batches, FULL
     python -m bench.sqlite_share --instances 2000 --batches 20 --synchronous NORMAL
+
+With ``--inserts``, it times a create batch's write instead: 100 new instances at a time,
+with random ids (version 4 UUIDs, as the engine makes them) and then with ids in order, on a
+table that already holds ``--instances`` rows; each part of the write on its own.
+
+    python -m bench.sqlite_share --inserts --instances 30000 --batches 30
 """
 
 from __future__ import annotations
@@ -21,19 +27,24 @@ from pathlib import Path
 from bench._common import fresh_dir
 from bench.workflows import Trivial
 from stepline import Stepline
-from stepline.store.records import Attempt, StepRecord
-from stepline.store.sqlite import _STEPS_MANY, _fenced_step_params
-from stepline.store.sqlite_queries import UPSERT_STEP_FENCED
+from stepline.engine.instances import new_instance_record, random_instance_ids
+from stepline.store.records import Attempt, StepRecord, WorkflowRecord
+from stepline.store.sqlite import _STEPS_MANY, _fenced_step_params, _insert_part, _instance_values
+from stepline.store.sqlite_queries import DELETE_EXPIRED_IDS, TOUCH_TRIGGERED, UPSERT_STEP_FENCED
+from stepline.store.sqlite_rows import marks
 from stepline.store.sqlite_writer import FencedWrite, _run_fenced
 
 
-async def create_instances(path: Path, instances: int) -> None:
+async def create_instances(path: Path, instances: int) -> WorkflowRecord:
     stepline = Stepline(f"sqlite:///{path}", account_id="bench", run_engine=False)
     await stepline.start()
     try:
         flow = await stepline.register("trivial", Trivial, script_name="bench.workflows")
         for first in range(0, instances, 100):
             await flow.create_batch([{"params": {"steps": 1}}] * min(100, instances - first))
+        workflow = await stepline.store.get_workflow("bench", "trivial")
+        assert workflow is not None
+        return workflow
     finally:
         await stepline.store.close()
 
@@ -81,6 +92,58 @@ def measure(path: Path, batches: int, synchronous: str) -> tuple[list[float], li
         conn.close()
 
 
+def measure_inserts(
+    path: Path, workflow: WorkflowRecord, batches: int, synchronous: str, *, in_order: bool
+) -> dict[str, list[float]]:
+    """CPU ms of each part of a 100-instance create, as ``insert_instances`` writes it."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    parts: dict[str, list[float]] = {"expired ids": [], "insert": [], "touch": [], "commit": []}
+    try:
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        for batch in range(batches):
+            if in_order:
+                ids = [f"in-order-{batch:05d}-{n:03d}" for n in range(100)]
+            else:
+                ids = random_instance_ids(100)
+            now = int(time.time() * 1000)
+            records = [
+                new_instance_record(workflow, i, "{}", now=now, trigger_source="api") for i in ids
+            ]
+            values = [v for r in records for v in _instance_values(r)]
+            conn.execute("BEGIN IMMEDIATE")
+            marks_at = [time.thread_time()]
+            conn.execute(DELETE_EXPIRED_IDS.format(marks=marks(100)), (workflow.id, now, *ids))
+            marks_at.append(time.thread_time())
+            _insert_part(conn, records, values)
+            marks_at.append(time.thread_time())
+            conn.execute(TOUCH_TRIGGERED, (now, workflow.id))
+            marks_at.append(time.thread_time())
+            conn.execute("COMMIT")
+            marks_at.append(time.thread_time())
+            for times, start, end in zip(parts.values(), marks_at, marks_at[1:], strict=False):
+                times.append((end - start) * 1000)
+        return parts
+    finally:
+        conn.close()
+
+
+def main_inserts(instances: int, batches: int, synchronous: str) -> None:
+    with fresh_dir() as folder:
+        path = folder / "stepline.sqlite3"
+        workflow = asyncio.run(create_instances(path, instances))
+        print(f"creates of 100 on {instances} rows, {batches} batches each, {synchronous}")
+        print("CPU ms a batch (median): " + ", ".join(["expired ids", "insert", "touch", "commit"]))
+        for in_order in (False, True, False):
+            parts = measure_inserts(path, workflow, batches, synchronous, in_order=in_order)
+            medians = [statistics.median(times) for times in parts.values()]
+            label = "in order" if in_order else "random"
+            print(
+                f"{label:>9}: "
+                + ", ".join(f"{m:.3f}" for m in medians)
+                + f"; all {sum(medians):.3f}"
+            )
+
+
 def main(instances: int, batches: int, synchronous: str) -> None:
     with fresh_dir() as folder:
         path = folder / "stepline.sqlite3"
@@ -100,5 +163,9 @@ if __name__ == "__main__":
     parser.add_argument("--instances", type=int, default=1_000)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL"])
+    parser.add_argument("--inserts", action="store_true", help="time creates, not step writes")
     args = parser.parse_args()
-    main(args.instances, args.batches, args.synchronous)
+    if args.inserts:
+        main_inserts(args.instances, args.batches, args.synchronous)
+    else:
+        main(args.instances, args.batches, args.synchronous)

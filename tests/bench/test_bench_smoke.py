@@ -155,3 +155,17 @@ def test_writer_process_trial_prints_both_writers() -> None:
         ("process", "0"),
         ("process", "2"),
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_sqlite_share_times_the_parts_of_a_create() -> None:
+    command = [sys.executable, "-m", "bench.sqlite_share", "--inserts", "--instances", "200"]
+    command += ["--batches", "2"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split(":") for line in done.stdout.splitlines()[2:]]
+    assert [label.strip() for label, _ in rows] == ["random", "in order", "random"]
+    for _, figures in rows:
+        parts, total = figures.split("; all ")
+        assert sum(float(p) for p in parts.split(", ")) == pytest.approx(float(total), abs=0.01)
