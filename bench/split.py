@@ -43,6 +43,10 @@ class Split:
     loop_cpu_us: float
     process_cpu_us: float
 
+    def row(self) -> str:
+        """The three figures as the printed table's columns."""
+        return f"{self.wall_us:>8.0f} {self.loop_cpu_us:>9.0f} {self.process_cpu_us:>12.0f}"
+
 
 async def measure(instances: int, steps: int, synchronous: str) -> Split:
     """One run: per-instance wall, loop-thread CPU and process CPU of the engine's run."""
@@ -76,6 +80,16 @@ async def measure(instances: int, steps: int, synchronous: str) -> Split:
             await stepline.store.close()
     per = 1e6 / instances
     return Split(wall * per, loop_cpu * per, process_cpu * per)
+
+
+async def medians(instances: int, steps: int, runs: int, synchronous: str) -> Split:
+    """:func:`measure` ``runs`` times; each figure's median."""
+    results = [await measure(instances, steps, synchronous) for _ in range(runs)]
+    return Split(
+        statistics.median(r.wall_us for r in results),
+        statistics.median(r.loop_cpu_us for r in results),
+        statistics.median(r.process_cpu_us for r in results),
+    )
 
 
 @contextlib.contextmanager
@@ -114,12 +128,7 @@ async def main(instances: int, step_counts: list[int], runs: int, synchronous: s
     )
     print(f"{'steps':>5} {'wall':>8} {'loop CPU':>9} {'process CPU':>12}")
     for steps in step_counts:
-        results = [await measure(instances, steps, synchronous) for _ in range(runs)]
-        print(
-            f"{steps:>5} {statistics.median(r.wall_us for r in results):>8.0f} "
-            f"{statistics.median(r.loop_cpu_us for r in results):>9.0f} "
-            f"{statistics.median(r.process_cpu_us for r in results):>12.0f}"
-        )
+        print(f"{steps:>5} {(await medians(instances, steps, runs, synchronous)).row()}")
 
 
 if __name__ == "__main__":

@@ -25,13 +25,12 @@ import contextlib
 import multiprocessing
 import pickle
 import sqlite3
-import statistics
 from collections import deque
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.split import Split, measure
+from bench.split import medians
 from stepline.engine.tuning import tune_garbage_collector
 from stepline.errors import StaleRunError
 from stepline.store.sqlite import _STEPS_MANY
@@ -158,15 +157,6 @@ def steps_in_a_process(synchronous: str) -> Iterator[None]:
         SqliteWriter.stop = real_stop  # type: ignore[method-assign]
 
 
-async def medians(instances: int, steps: int, runs: int, synchronous: str) -> Split:
-    results = [await measure(instances, steps, synchronous) for _ in range(runs)]
-    return Split(
-        statistics.median(r.wall_us for r in results),
-        statistics.median(r.loop_cpu_us for r in results),
-        statistics.median(r.process_cpu_us for r in results),
-    )
-
-
 async def main(instances: int, step_counts: list[int], runs: int, rounds: int, sync: str) -> None:
     print(f"{instances} instances, synchronous={sync}, median of {runs} runs, µs per instance")
     print(f"{'writer':>8} {'steps':>5} {'wall':>8} {'loop CPU':>9} {'process CPU':>12}")
@@ -176,10 +166,7 @@ async def main(instances: int, step_counts: list[int], runs: int, rounds: int, s
             with trial:
                 for steps in step_counts:
                     split = await medians(instances, steps, runs, sync)
-                    print(
-                        f"{label:>8} {steps:>5} {split.wall_us:>8.0f} {split.loop_cpu_us:>9.0f} "
-                        f"{split.process_cpu_us:>12.0f}"
-                    )
+                    print(f"{label:>8} {steps:>5} {split.row()}")
 
 
 if __name__ == "__main__":
