@@ -77,9 +77,11 @@ class Stepline:
         if self._run_engine:
             await self.engine.start()
         self._started = True
+        await self.control.take_up_jobs()
 
     async def stop(self) -> None:
         if self._started:
+            await self.control.stop(grace_s=self.engine.stop_grace_ms / 1000)
             if self._run_engine:
                 await self.engine.stop()
             await self.store.close()

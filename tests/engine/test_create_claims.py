@@ -134,3 +134,27 @@ async def test_a_create_cancelled_while_it_inserts_still_starts_what_it_inserted
     probe.gate("open").set()
     for n in range(3):
         assert (await finished(await workflow.get(f"c{n}")))["output"] == n
+
+
+async def test_a_stop_waits_for_a_create_whose_caller_was_cancelled(
+    make_stepline: MakeStepline, probe, tmp_path
+):
+    """An operation runs to its end once called, a stop coming just after included: the stop
+    waits for it (up to its grace) before the store closes under it."""
+    probe.gate("open").set()
+    first = await make_stepline()
+    workflow = await first.register("held", Held)
+    insert = first.store.insert_instances
+
+    async def slow_insert(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.05)
+        return await insert(*args, **kwargs)
+
+    first.store.insert_instances = slow_insert  # type: ignore[method-assign]
+    await cancelled_inside(first.store, "insert_instances", workflow.create(id="late", params=2))
+    await first.stop()
+
+    second = await make_stepline(directory=tmp_path)
+    await second.register("held", Held)
+    instance = await second.workflow("held").get("late")
+    assert (await finished(instance, timeout=5))["output"] == 2

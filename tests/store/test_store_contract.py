@@ -159,13 +159,34 @@ async def test_list_workflows_searches_without_case_and_orders_by_name(store: St
 async def test_delete_workflow_takes_its_instances_and_versions(store: Store) -> None:
     workflow = await make_workflow(store)
     [instance] = await add(store, workflow, "a")
-    await store.set_terminator_running(workflow.id, True)
+    assert await store.start_terminator(workflow.id, "job")
     flagged = await store.get_workflow_by_id(workflow.id)
     assert flagged is not None and flagged.terminator_running is True
     await store.delete_workflow(workflow.id)
     assert await store.get_workflow_by_id(workflow.id) is None
     assert await store.get_instance_by_pk(instance.pk) is None
     assert await store.get_version(workflow.version_id) is None
+
+
+async def test_a_terminate_all_job_is_set_once_and_ended_only_by_itself(store: Store) -> None:
+    workflow = await make_workflow(store)
+    other = await make_workflow(store, "other")
+    assert await store.terminator_jobs() == []
+    assert await store.start_terminator(workflow.id, "first")
+    assert not await store.start_terminator(workflow.id, "second")  # one job at a time
+    assert await store.terminator_jobs() == [(workflow.id, "first")]
+    flagged = await store.get_workflow_by_id(workflow.id)
+    assert flagged is not None and flagged.terminator_running is True
+    unflagged = await store.get_workflow_by_id(other.id)
+    assert unflagged is not None and unflagged.terminator_running is False
+
+    await store.end_terminator(workflow.id, "second")  # not the job that is set: no change
+    assert await store.terminator_jobs() == [(workflow.id, "first")]
+    await store.end_terminator(workflow.id, "first")
+    assert await store.terminator_jobs() == []
+    ended = await store.get_workflow_by_id(workflow.id)
+    assert ended is not None and ended.terminator_running is False
+    assert await store.start_terminator(workflow.id, "second")
 
 
 # -- instances -----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from stepline.client import views
 from stepline.client.base import JSON, Page, RestartFrom, StatusAction
 from stepline.durations import parse_duration_ms
 from stepline.engine.control import Control, NewInstance
+from stepline.engine.terminators import TERMINABLE_STATUSES
 from stepline.errors import InstanceNotFound, InvalidRequest, VersionNotFound
 from stepline.store.port import InstanceFilter, WorkflowSettings
 from stepline.store.records import LISTABLE_STATUSES, InstanceRecord, WorkflowRecord
@@ -18,7 +19,6 @@ from stepline.validation import check_instance_id, check_workflow_name
 __all__ = ["LocalClient"]
 
 MAX_BATCH = 100
-_TERMINABLE = ("queued", "running", "paused", "waitingForPause", "waiting")
 
 
 class LocalClient:
@@ -280,17 +280,16 @@ class LocalClient:
     async def terminate_all(
         self, account_id: str, name: str, *, status: str | None = None
     ) -> dict[str, JSON]:
-        if status is not None and status not in _TERMINABLE:
-            raise InvalidRequest(f"status must be one of {', '.join(_TERMINABLE)}")
+        if status is not None and status not in TERMINABLE_STATUSES:
+            raise InvalidRequest(f"status must be one of {', '.join(TERMINABLE_STATUSES)}")
         workflow = await self._workflow(account_id, name)
-        statuses = _TERMINABLE if status is None else (status,)
-        started = self.control.start_terminate_all(workflow, statuses)
+        statuses = TERMINABLE_STATUSES if status is None else (status,)
+        started = await self.control.start_terminate_all(workflow, statuses)
         return {"status": "ok" if started else "already_running"}
 
     async def terminate_all_status(self, account_id: str, name: str) -> dict[str, JSON]:
         workflow = await self._workflow(account_id, name)
-        running = self.control.terminate_all_running(workflow)
-        return {"status": "running" if running else "not_running"}
+        return {"status": "running" if workflow.terminator_running else "not_running"}
 
     async def step_output(
         self,

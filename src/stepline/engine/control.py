@@ -10,13 +10,14 @@ import functools
 import logging
 from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from stepline.authoring.entrypoint import WorkflowEntrypoint
 from stepline.cron import MAX_SCHEDULES_PER_ACCOUNT, check_cron, next_fire
 from stepline.engine.instances import new_instance_record, random_instance_ids
 from stepline.engine.registry import code_hash
 from stepline.engine.scheduler import Engine
+from stepline.engine.terminators import Terminators
 from stepline.errors import (
     CannotRestart,
     CannotTerminate,
@@ -57,8 +58,8 @@ class NewInstance:
 
 
 def _runs_to_the_end(
-    operation: Callable[P, Coroutine[Any, Any, T]],
-) -> Callable[P, Coroutine[Any, Any, T]]:
+    operation: Callable[Concatenate[Control, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[Control, P], Coroutine[Any, Any, T]]:
     """A control operation that, once called, runs to its end even when its caller is
     cancelled meanwhile (a client that hangs up, a ``wait_for`` that times out).
 
@@ -67,33 +68,20 @@ def _runs_to_the_end(
     for it (on SQLite); cut off after it, an instance would be left claimed and never
     started, or queued and never looked at, until something else happened. The caller still
     gets its ``CancelledError``; a failure after that is logged, as nobody is left to be
-    told."""
+    told. :meth:`Control.stop` waits for such operations before the engine stops."""
 
     @functools.wraps(operation)
-    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
-        return await _to_the_end(operation(*args, **kwargs))
+    async def run(self: Control, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        task = asyncio.ensure_future(operation(self, *args, **kwargs))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                self._left_running.add(task)  # the loop itself keeps only a weak reference
+                task.add_done_callback(self._left_done)
+            raise
 
     return run
-
-
-async def _to_the_end(work: Coroutine[Any, Any, T]) -> T:
-    task = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        if not task.done():
-            _LEFT_RUNNING.add(task)  # the loop itself keeps only a weak reference
-            task.add_done_callback(_left_done)
-        raise
-
-
-_LEFT_RUNNING: set[asyncio.Future[Any]] = set()
-
-
-def _left_done(task: asyncio.Future[Any]) -> None:
-    _LEFT_RUNNING.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.error("an operation whose caller was cancelled failed", exc_info=task.exception())
 
 
 class Control:
@@ -103,7 +91,31 @@ class Control:
         self.engine = engine
         self.store = engine.store
         self.clock = engine.clock
-        self._terminators: dict[str, asyncio.Task[None]] = {}
+        self._terminators = Terminators(self.store, self._terminate_page)
+        self._left_running: set[asyncio.Future[Any]] = set()
+        """Operations whose callers were cancelled, still running to their end."""
+
+    async def take_up_jobs(self) -> None:
+        """Run the terminate-all jobs that the database holds (at start): a process that
+        stopped in the middle of one left it there."""
+        await self._terminators.take_up()
+
+    async def stop(self, grace_s: float) -> None:
+        """Before the engine stops: stop this process's terminate-all jobs (the database
+        keeps them for the next start), then give operations whose callers were cancelled up
+        to ``grace_s`` to finish, so that what they claimed is handed over by the engine's
+        stop rather than left to a lease that lapses."""
+        await self._terminators.stop()
+        left = list(self._left_running)
+        if left:
+            _, pending = await asyncio.wait(left, timeout=grace_s)
+            if pending:
+                log.warning("stopping with %d operations still running", len(pending))
+
+    def _left_done(self, task: asyncio.Future[Any]) -> None:
+        self._left_running.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("an operation whose caller was cancelled failed", exc_info=task.exception())
 
     # -- workflows -----------------------------------------------------------------------------
     @_runs_to_the_end
@@ -301,32 +313,16 @@ class Control:
         for row in changed:
             await self.engine.stop_local(row.pk, row.generation)
 
-    def start_terminate_all(self, workflow: WorkflowRecord, statuses: Collection[str]) -> bool:
-        """Terminate every instance with one of ``statuses`` in the background.
-        False when such a job is already running for this workflow."""
-        job = self._terminators.get(workflow.id)
-        if job is not None and not job.done():
-            return False
-        self._terminators[workflow.id] = asyncio.create_task(
-            self._terminate_all(workflow, tuple(statuses))
-        )
-        return True
+    @_runs_to_the_end
+    async def start_terminate_all(
+        self, workflow: WorkflowRecord, statuses: Collection[str]
+    ) -> bool:
+        """Terminate every instance with one of ``statuses`` in the background (a job the
+        database keeps until it is done). False when the workflow has such a job already."""
+        return await self._terminators.start(workflow.id, statuses)
 
-    def terminate_all_running(self, workflow: WorkflowRecord) -> bool:
-        job = self._terminators.get(workflow.id)
-        return job is not None and not job.done()
-
-    async def _terminate_all(self, workflow: WorkflowRecord, statuses: tuple[str, ...]) -> None:
-        await self.store.set_terminator_running(workflow.id, True)
-        try:
-            while pks := await self.store.select_instance_pks(
-                workflow.id, statuses=statuses, limit=500
-            ):
-                await self.terminate_many(pks, expect=statuses)
-        except Exception:
-            log.exception("terminating the instances of %s failed", workflow.name)
-        finally:
-            await self.store.set_terminator_running(workflow.id, False)
+    async def _terminate_page(self, pks: Sequence[int], statuses: Collection[str]) -> int:
+        return await self.terminate_many(pks, expect=statuses)
 
     @_runs_to_the_end
     async def restart(

@@ -121,7 +121,18 @@ class Store(Protocol):
 
     async def delete_workflow(self, workflow_id: str) -> None: ...
 
-    async def set_terminator_running(self, workflow_id: str, running: bool) -> None: ...
+    async def start_terminator(self, workflow_id: str, job: str) -> bool:
+        """Set the workflow's terminate-all flag with ``job`` (an opaque text of the
+        caller's), unless a job is set already: True when this call set it."""
+        ...
+
+    async def end_terminator(self, workflow_id: str, job: str | None) -> None:
+        """Clear the flag, if ``job`` is still the one set."""
+        ...
+
+    async def terminator_jobs(self) -> list[tuple[str, str | None]]:
+        """``(workflow id, job)`` of every workflow whose terminate-all flag is set."""
+        ...
 
     async def list_versions(
         self, workflow_id: str, *, offset: int, limit: int

@@ -150,8 +150,14 @@ class PostgresCatalog:
     async def delete_workflow(self, workflow_id: str) -> None:
         await self._execute(q.DELETE_WORKFLOW, workflow_id)
 
-    async def set_terminator_running(self, workflow_id: str, running: bool) -> None:
-        await self._execute(q.SET_TERMINATOR, running, workflow_id)
+    async def start_terminator(self, workflow_id: str, job: str) -> bool:
+        return await self._execute(q.START_TERMINATOR, job, workflow_id) == "UPDATE 1"
+
+    async def end_terminator(self, workflow_id: str, job: str | None) -> None:
+        await self._execute(q.END_TERMINATOR, workflow_id, job)
+
+    async def terminator_jobs(self) -> list[tuple[str, str | None]]:
+        return [(row[0], row[1]) for row in await self._fetch(q.TERMINATOR_JOBS)]
 
     async def list_versions(
         self, workflow_id: str, *, offset: int, limit: int

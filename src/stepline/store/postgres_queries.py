@@ -97,7 +97,15 @@ COUNT_BY_STATUS = (
     "GROUP BY workflow_id, status"
 )
 DELETE_WORKFLOW = "DELETE FROM workflows WHERE id = $1"
-SET_TERMINATOR = "UPDATE workflows SET terminator_running = $1 WHERE id = $2"
+START_TERMINATOR = (
+    "UPDATE workflows SET terminator_running = TRUE, terminator_job = $1 "
+    "WHERE id = $2 AND NOT terminator_running"
+)
+END_TERMINATOR = (
+    "UPDATE workflows SET terminator_running = FALSE, terminator_job = NULL "
+    "WHERE id = $1 AND terminator_job IS NOT DISTINCT FROM $2"
+)
+TERMINATOR_JOBS = "SELECT id, terminator_job FROM workflows WHERE terminator_running"
 LIST_VERSIONS = (
     f"SELECT {VERSION_COLUMNS} FROM versions WHERE workflow_id = $1 "
     "ORDER BY created_on DESC, seq DESC LIMIT $2 OFFSET $3"

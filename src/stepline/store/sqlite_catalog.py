@@ -175,8 +175,17 @@ class SqliteCatalog:
     async def delete_workflow(self: _Database, workflow_id: str) -> None:
         await self._write(lambda c: c.execute(q.DELETE_WORKFLOW, (workflow_id,)))
 
-    async def set_terminator_running(self: _Database, workflow_id: str, running: bool) -> None:
-        await self._write(lambda c: c.execute(q.SET_TERMINATOR, (int(running), workflow_id)))
+    async def start_terminator(self: _Database, workflow_id: str, job: str) -> bool:
+        return bool(
+            await self._write(lambda c: c.execute(q.START_TERMINATOR, (job, workflow_id)).rowcount)
+        )
+
+    async def end_terminator(self: _Database, workflow_id: str, job: str | None) -> None:
+        await self._write(lambda c: c.execute(q.END_TERMINATOR, (workflow_id, job)))
+
+    async def terminator_jobs(self: _Database) -> list[tuple[str, str | None]]:
+        rows = await self._read(lambda c: c.execute(q.TERMINATOR_JOBS).fetchall())
+        return [(workflow_id, job) for workflow_id, job in rows]
 
     async def list_versions(
         self: _Database, workflow_id: str, *, offset: int, limit: int

@@ -48,7 +48,15 @@ COUNT_BY_STATUS = (
     "GROUP BY workflow_id, status"
 )
 DELETE_WORKFLOW = "DELETE FROM workflows WHERE id = ?"
-SET_TERMINATOR = "UPDATE workflows SET terminator_running = ? WHERE id = ?"
+START_TERMINATOR = (
+    "UPDATE workflows SET terminator_running = 1, terminator_job = ? "
+    "WHERE id = ? AND terminator_running = 0"
+)
+END_TERMINATOR = (
+    "UPDATE workflows SET terminator_running = 0, terminator_job = NULL "
+    "WHERE id = ? AND terminator_job IS ?"
+)
+TERMINATOR_JOBS = "SELECT id, terminator_job FROM workflows WHERE terminator_running = 1"
 LIST_VERSIONS = (
     f"SELECT {VERSION_COLUMNS} FROM versions WHERE workflow_id = ? "
     "ORDER BY created_on DESC, rowid DESC LIMIT ? OFFSET ?"

@@ -1,0 +1,117 @@
+"""Terminate-all jobs (spec §1, endpoints 14 and 15): the job and its flag outlive the process
+that started it, and the next process to start finishes it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+from stepline import InstanceHandle, Stepline, WorkflowEntrypoint
+from stepline.testing import TestClock, wait_for_status
+from tests.conftest import MakeStepline
+from tests.engine.helpers import finished
+
+
+class Napper(WorkflowEntrypoint):
+    """Sleeps an hour: on a test clock that does not skip, it waits until it is terminated."""
+
+    async def run(self, event, step):
+        await step.sleep("nap", "1 hour")
+        return "woke"
+
+
+async def _nappers(stepline: Stepline, count: int) -> list[InstanceHandle]:
+    flow = await stepline.register("nappers", Napper)
+    instances = [await flow.create(id=f"n{i}") for i in range(count)]
+    for instance in instances:
+        await wait_for_status(instance, "waiting", timeout=5)
+    return instances
+
+
+async def _job_status(stepline: Stepline) -> str:
+    view = await stepline.client.terminate_all_status(stepline.account_id, "nappers")
+    return str(view["status"])
+
+
+async def _workflow_flag(stepline: Stepline) -> bool:
+    """The flag the workflow's record holds (a PUT's answer shows it as 0 or 1)."""
+    workflow = await stepline.store.get_workflow(stepline.account_id, "nappers")
+    assert workflow is not None
+    return workflow.terminator_running
+
+
+async def test_terminate_all_terminates_what_matches_then_clears_its_flag(
+    make_stepline: MakeStepline, clock: TestClock
+):
+    clock.auto_skip = False
+    stepline = await make_stepline()
+    instances = await _nappers(stepline, 3)
+
+    started = await stepline.client.terminate_all(stepline.account_id, "nappers", status="waiting")
+
+    assert started == {"status": "ok"}
+    for instance in instances:
+        assert (await finished(instance))["status"] == "terminated"
+    for _ in range(200):
+        if await _job_status(stepline) == "not_running":
+            break
+        await asyncio.sleep(0.01)
+    assert await _job_status(stepline) == "not_running"
+    assert await _workflow_flag(stepline) is False
+
+
+async def test_a_second_terminate_all_while_one_runs_is_already_running(
+    make_stepline: MakeStepline, clock: TestClock
+):
+    clock.auto_skip = False
+    stepline = await make_stepline()
+    await _nappers(stepline, 1)
+    gate = asyncio.Event()
+    real = stepline.control.terminate_many
+
+    async def held(pks: Sequence[int], *, expect: Collection[str] | None = None) -> int:
+        await gate.wait()
+        return await real(pks, expect=expect)
+
+    stepline.control.terminate_many = held  # type: ignore[method-assign]
+    client, account = stepline.client, stepline.account_id
+
+    assert await client.terminate_all(account, "nappers") == {"status": "ok"}
+    assert await client.terminate_all(account, "nappers") == {"status": "already_running"}
+    assert await _job_status(stepline) == "running"
+    assert await _workflow_flag(stepline) is True
+    gate.set()
+
+
+async def test_a_job_cut_short_by_a_stop_is_finished_by_the_next_start(
+    make_stepline: MakeStepline, clock: TestClock, tmp_path: Path
+):
+    """Stopped in the middle of its job, a process leaves the job and its flag in the
+    database (not a flag that stays set with nobody running it); the next process to start
+    takes the job up and terminates the rest."""
+    clock.auto_skip = False
+    first = await make_stepline()
+    instances = await _nappers(first, 3)
+    reached = asyncio.Event()
+
+    async def stuck(pks: Sequence[int], *, expect: Collection[str] | None = None) -> int:
+        reached.set()
+        await asyncio.Event().wait()  # until the stop cancels the job
+        return 0
+
+    first.control.terminate_many = stuck  # type: ignore[method-assign]
+    assert await first.client.terminate_all(first.account_id, "nappers") == {"status": "ok"}
+    await asyncio.wait_for(reached.wait(), timeout=5)
+    await first.stop()
+
+    second = await make_stepline(directory=tmp_path)
+    await second.register("nappers", Napper)
+    for instance in instances:
+        again = await second.workflow("nappers").get(instance.id)
+        assert (await finished(again))["status"] == "terminated"
+    for _ in range(200):
+        if await _job_status(second) == "not_running":
+            break
+        await asyncio.sleep(0.01)
+    assert await _workflow_flag(second) is False
