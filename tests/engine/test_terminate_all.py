@@ -115,3 +115,33 @@ async def test_a_job_cut_short_by_a_stop_is_finished_by_the_next_start(
             break
         await asyncio.sleep(0.01)
     assert await _workflow_flag(second) is False
+
+
+async def test_a_new_job_runs_while_a_run_of_the_job_before_it_is_still_ending(
+    make_stepline: MakeStepline, clock: TestClock
+):
+    """Another process may end a job while this one's run of it is still going: a job set
+    after that gets a run here at once, not when the old run is over."""
+    clock.auto_skip = False
+    stepline = await make_stepline()
+    instances = await _nappers(stepline, 2)
+    gate, held = asyncio.Event(), asyncio.Event()
+    real = stepline.control.terminate_many
+
+    async def first_held(pks: Sequence[int], *, expect: Collection[str] | None = None) -> int:
+        if not held.is_set():
+            held.set()
+            await gate.wait()
+        return await real(pks, expect=expect)
+
+    stepline.control.terminate_many = first_held  # type: ignore[method-assign]
+    client, account = stepline.client, stepline.account_id
+    assert await client.terminate_all(account, "nappers") == {"status": "ok"}
+    await asyncio.wait_for(held.wait(), timeout=5)
+    [(workflow_id, job)] = await stepline.store.terminator_jobs()
+    await stepline.store.end_terminator(workflow_id, job)  # as another process's run would
+
+    assert await client.terminate_all(account, "nappers", status="waiting") == {"status": "ok"}
+    for instance in instances:
+        assert (await finished(instance, timeout=5))["status"] == "terminated"
+    gate.set()

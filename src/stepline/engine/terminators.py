@@ -37,7 +37,9 @@ class Terminators:
     def __init__(self, store: Store, terminate_many: TerminateMany) -> None:
         self.store = store
         self._terminate_many = terminate_many
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._running: dict[tuple[str, str | None], asyncio.Task[None]] = {}
+        """This process's runs, by workflow and job: a new job of a workflow gets a run of its
+        own even while a run of the job before it is still ending."""
 
     async def start(self, workflow_id: str, statuses: Collection[str]) -> bool:
         """Start a job for ``statuses``; False when one is set for the workflow already."""
@@ -61,9 +63,12 @@ class Terminators:
         self._running.clear()
 
     def _run(self, workflow_id: str, job: str | None) -> None:
-        current = self._running.get(workflow_id)
-        if current is None or current.done():
-            self._running[workflow_id] = asyncio.create_task(self._terminate(workflow_id, job))
+        key = (workflow_id, job)
+        if key in self._running:
+            return
+        task = asyncio.create_task(self._terminate(workflow_id, job))
+        self._running[key] = task
+        task.add_done_callback(lambda _: self._running.pop(key, None))
 
     async def _terminate(self, workflow_id: str, job: str | None) -> None:
         statuses = _statuses(job)
