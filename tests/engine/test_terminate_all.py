@@ -34,6 +34,14 @@ async def _job_status(stepline: Stepline) -> str:
     return str(view["status"])
 
 
+async def _until_the_job_ends(stepline: Stepline) -> None:
+    """Its run ends the job just after its last terminate: wait up to 2 s for that."""
+    for _ in range(200):
+        if await _job_status(stepline) == "not_running":
+            return
+        await asyncio.sleep(0.01)
+
+
 async def _workflow_flag(stepline: Stepline) -> bool:
     """The flag the workflow's record holds (a PUT's answer shows it as 0 or 1)."""
     workflow = await stepline.store.get_workflow(stepline.account_id, "nappers")
@@ -53,10 +61,7 @@ async def test_terminate_all_terminates_what_matches_then_clears_its_flag(
     assert started == {"status": "ok"}
     for instance in instances:
         assert (await finished(instance))["status"] == "terminated"
-    for _ in range(200):
-        if await _job_status(stepline) == "not_running":
-            break
-        await asyncio.sleep(0.01)
+    await _until_the_job_ends(stepline)
     assert await _job_status(stepline) == "not_running"
     assert await _workflow_flag(stepline) is False
 
@@ -110,10 +115,7 @@ async def test_a_job_cut_short_by_a_stop_is_finished_by_the_next_start(
     for instance in instances:
         again = await second.workflow("nappers").get(instance.id)
         assert (await finished(again))["status"] == "terminated"
-    for _ in range(200):
-        if await _job_status(second) == "not_running":
-            break
-        await asyncio.sleep(0.01)
+    await _until_the_job_ends(second)
     assert await _workflow_flag(second) is False
 
 

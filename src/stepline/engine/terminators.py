@@ -59,8 +59,7 @@ class Terminators:
         runs = [task for task in self._running.values() if not task.done()]
         for task in runs:
             task.cancel()
-        await asyncio.gather(*runs, return_exceptions=True)
-        self._running.clear()
+        await asyncio.gather(*runs, return_exceptions=True)  # each run leaves _running itself
 
     def _run(self, workflow_id: str, job: str | None) -> None:
         key = (workflow_id, job)
