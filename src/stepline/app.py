@@ -77,7 +77,7 @@ class Stepline:
         if self._run_engine:
             await self.engine.start()
         self._started = True
-        await self.control.take_up_jobs()
+        self.control.take_up_jobs()
 
     async def stop(self) -> None:
         if self._started:

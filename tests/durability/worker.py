@@ -28,6 +28,13 @@ LEDGER_FD = -1
 
 
 def ledger(line: str) -> None:
+    """Append ``line`` to the ledger. The engine may load this module's classes by import
+    (as ``tests.durability.worker``, not ``__main__``) when it claims an instance before
+    ``register`` has run: that copy opens the ledger from the environment."""
+    global LEDGER_FD
+    if LEDGER_FD < 0:
+        path = os.environ["STEPLINE_TEST_LEDGER"]
+        LEDGER_FD = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.write(LEDGER_FD, (line + "\n").encode())
 
 
@@ -151,5 +158,5 @@ async def sleeper_scenario(stepline, sleeper, count: int, sleep_s: float) -> Non
 
 if __name__ == "__main__":
     database, ledger_path, mode, *rest = sys.argv[1:]
-    LEDGER_FD = os.open(ledger_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.environ["STEPLINE_TEST_LEDGER"] = ledger_path
     asyncio.run(main(database, mode, rest))

@@ -147,3 +147,63 @@ async def test_a_new_job_runs_while_a_run_of_the_job_before_it_is_still_ending(
     for instance in instances:
         assert (await finished(instance, timeout=5))["status"] == "terminated"
     gate.set()
+
+
+async def test_a_job_whose_process_died_is_taken_up_once_its_lease_lapses(
+    make_stepline: MakeStepline, clock: TestClock
+):
+    """A process that dies in the middle of a job cannot give it back: a process that is
+    running takes it up once the job's lease has lapsed, without waiting for one to start."""
+    clock.auto_skip = False
+    stepline = await make_stepline(lease=300)  # looks for jobs every 100 ms
+    instances = await _nappers(stepline, 2)
+    workflow = await stepline.store.get_workflow(stepline.account_id, "nappers")
+    assert workflow is not None
+    # Set as the dead process set it: held by that process for its lease, a minute from now
+    # (the test clock is wall-clock time plus what the test adds).
+    job = '{"run": "of a process that died", "statuses": ["waiting"]}'
+    lease_until = clock.now_ms() + 60_000
+    assert await stepline.store.start_terminator(workflow.id, job, lease_until=lease_until)
+
+    await asyncio.sleep(0.35)  # three looks, all before the lease lapses
+    for instance in instances:
+        assert (await instance.status())["status"] == "waiting"
+    assert await _job_status(stepline) == "running"
+
+    clock.advance(60_000)
+    for instance in instances:
+        assert (await finished(instance, timeout=5))["status"] == "terminated"
+    await _until_the_job_ends(stepline)
+    assert await _workflow_flag(stepline) is False
+
+
+async def test_a_running_job_keeps_its_lease_and_is_not_taken_by_another_process(
+    make_stepline: MakeStepline, clock: TestClock, tmp_path: Path
+):
+    """The process running a job renews its lease: another process sharing the database
+    leaves the job to it, however long it runs."""
+    clock.auto_skip = False
+    first = await make_stepline(lease=600)
+    await _nappers(first, 1)
+    gate, calls = asyncio.Event(), []
+    real = first.control.terminate_many
+
+    async def slow(pks: Sequence[int], *, expect: Collection[str] | None = None) -> int:
+        calls.append("first")
+        await gate.wait()
+        return await real(pks, expect=expect)
+
+    first.control.terminate_many = slow  # type: ignore[method-assign]
+    assert await first.client.terminate_all(first.account_id, "nappers") == {"status": "ok"}
+    second = await make_stepline(directory=tmp_path, lease=600)
+
+    async def counted(pks: Sequence[int], *, expect: Collection[str] | None = None) -> int:
+        calls.append("second")
+        return 0
+
+    second.control.terminate_many = counted  # type: ignore[method-assign]
+    await asyncio.sleep(1.5)  # two and a half leases, renewed every 200 ms by the first
+    assert calls == ["first"]
+    gate.set()
+    await _until_the_job_ends(first)
+    assert await _workflow_flag(first) is False

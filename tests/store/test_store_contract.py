@@ -159,7 +159,7 @@ async def test_list_workflows_searches_without_case_and_orders_by_name(store: St
 async def test_delete_workflow_takes_its_instances_and_versions(store: Store) -> None:
     workflow = await make_workflow(store)
     [instance] = await add(store, workflow, "a")
-    assert await store.start_terminator(workflow.id, "job")
+    assert await store.start_terminator(workflow.id, "job", lease_until=NOW + LEASE)
     flagged = await store.get_workflow_by_id(workflow.id)
     assert flagged is not None and flagged.terminator_running is True
     await store.delete_workflow(workflow.id)
@@ -172,8 +172,9 @@ async def test_a_terminate_all_job_is_set_once_and_ended_only_by_itself(store: S
     workflow = await make_workflow(store)
     other = await make_workflow(store, "other")
     assert await store.terminator_jobs() == []
-    assert await store.start_terminator(workflow.id, "first")
-    assert not await store.start_terminator(workflow.id, "second")  # one job at a time
+    assert await store.start_terminator(workflow.id, "first", lease_until=NOW + LEASE)
+    # one job at a time
+    assert not await store.start_terminator(workflow.id, "second", lease_until=NOW + LEASE)
     assert await store.terminator_jobs() == [(workflow.id, "first")]
     flagged = await store.get_workflow_by_id(workflow.id)
     assert flagged is not None and flagged.terminator_running is True
@@ -186,7 +187,39 @@ async def test_a_terminate_all_job_is_set_once_and_ended_only_by_itself(store: S
     assert await store.terminator_jobs() == []
     ended = await store.get_workflow_by_id(workflow.id)
     assert ended is not None and ended.terminator_running is False
-    assert await store.start_terminator(workflow.id, "second")
+    assert await store.start_terminator(workflow.id, "second", lease_until=NOW + LEASE)
+
+
+async def test_a_terminate_all_job_is_taken_up_once_its_lease_lapses_or_is_given_back(
+    store: Store,
+) -> None:
+    workflow = await make_workflow(store)
+    other = await make_workflow(store, "other")
+    assert await store.start_terminator(workflow.id, "a", lease_until=NOW + LEASE)
+    assert await store.start_terminator(other.id, "b", lease_until=NOW + LEASE)
+
+    assert await store.take_terminator_jobs(now=NOW, lease_until=NOW + LEASE) == []  # held
+    await store.hold_terminator_jobs([(workflow.id, "a")], lease_until=NOW + 2 * LEASE)
+    # At NOW + LEASE only "b" has lapsed ("a" was renewed); taken, it is held by the taker.
+    later = NOW + LEASE
+    assert await store.take_terminator_jobs(now=later, lease_until=later + LEASE) == [
+        (other.id, "b")
+    ]
+    assert await store.take_terminator_jobs(now=later, lease_until=later + LEASE) == []
+
+    # Given back (a stop), a job is free at once; a renewal of a job that is not the one
+    # set changes nothing.
+    await store.hold_terminator_jobs([(workflow.id, "a")], lease_until=None)
+    await store.hold_terminator_jobs([(other.id, "old")], lease_until=None)
+    assert await store.take_terminator_jobs(now=later, lease_until=later + LEASE) == [
+        (workflow.id, "a")
+    ]
+
+    # An ended job is not taken, and a job set afterwards starts with its own lease.
+    await store.end_terminator(other.id, "b")
+    assert await store.start_terminator(other.id, "c", lease_until=later + LEASE)
+    assert await store.take_terminator_jobs(now=later, lease_until=later + LEASE) == []
+    assert sorted(await store.terminator_jobs()) == sorted([(workflow.id, "a"), (other.id, "c")])
 
 
 # -- instances -----------------------------------------------------------------------------------

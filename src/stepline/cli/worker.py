@@ -69,9 +69,13 @@ async def run_worker(options: WorkerOptions, stop: asyncio.Event | None = None) 
             # no new version, so workers starting together agree on one.
             await register_declared(stepline, project, account_id)
         await stepline.engine.start()
+        # Terminate-all jobs whose process stopped or died are taken up here too, as they
+        # are by `stepline serve`: a deployment's API processes may all be gone.
+        stepline.control.take_up_jobs()
         log.info("worker %s running up to %d instances", stepline.engine.owner, options.concurrency)
         await stop.wait()
         log.info("worker %s stopping", stepline.engine.owner)
+        await stepline.control.stop(grace_s=stepline.engine.stop_grace_ms / 1000)
         await stepline.engine.stop()  # hands its instances over to the other engines
     finally:
         await stepline.store.close()

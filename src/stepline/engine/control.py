@@ -91,14 +91,16 @@ class Control:
         self.engine = engine
         self.store = engine.store
         self.clock = engine.clock
-        self._terminators = Terminators(self.store, self._terminate_page)
+        self._terminators = Terminators(
+            self.store, self._terminate_page, self.clock, engine.lease_ms
+        )
         self._left_running: set[asyncio.Future[Any]] = set()
         """Operations whose callers were cancelled, still running to their end."""
 
-    async def take_up_jobs(self) -> None:
-        """Run the terminate-all jobs that the database holds (at start): a process that
-        stopped in the middle of one left it there."""
-        await self._terminators.take_up()
+    def take_up_jobs(self) -> None:
+        """Run the terminate-all jobs that no process holds, from start on: a process that
+        stopped or died in the middle of one left it in the database."""
+        self._terminators.take_up()
 
     async def stop(self, grace_s: float) -> None:
         """Before the engine stops: stop this process's terminate-all jobs (the database

@@ -3,9 +3,12 @@ some statuses is terminated in the background, a page at a time.
 
 A job lives in the database, not only in the process that started it: the workflow's flag
 (``terminator_running``) and a job text naming its statuses stay set until the job has
-terminated the last matching instance. A process that stops in the middle leaves the job set,
-and the next one to start takes it up; two processes running one job do no harm, as each
-terminate is conditional on the instance's status.
+terminated the last matching instance. The process running a job holds it by a lease, which
+it renews every third of a lease while it runs. A process that stops in the middle gives the
+lease back, and one that dies lets it lapse; either way every running process looks for jobs
+nobody holds as often as it renews, and takes them up (``serve`` and ``worker`` alike). Two
+processes running one job, as when a lease lapsed while its holder was only slow, do no harm:
+each terminate is conditional on the instance's status.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Sequence
 
+from stepline.engine.clock import Clock
 from stepline.store.port import Store
 
 __all__ = ["TERMINABLE_STATUSES", "Terminators"]
@@ -32,34 +36,68 @@ TerminateMany = Callable[[Sequence[int], Collection[str]], Awaitable[int]]
 
 
 class Terminators:
-    """This process's runs of terminate-all jobs."""
+    """This process's runs of terminate-all jobs, and its watch for jobs nobody holds."""
 
-    def __init__(self, store: Store, terminate_many: TerminateMany) -> None:
+    def __init__(
+        self, store: Store, terminate_many: TerminateMany, clock: Clock, lease_ms: int
+    ) -> None:
         self.store = store
         self._terminate_many = terminate_many
+        self.clock = clock
+        self.lease_ms = lease_ms
         self._running: dict[tuple[str, str | None], asyncio.Task[None]] = {}
         """This process's runs, by workflow and job: a new job of a workflow gets a run of its
         own even while a run of the job before it is still ending."""
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self, workflow_id: str, statuses: Collection[str]) -> bool:
         """Start a job for ``statuses``; False when one is set for the workflow already."""
         job = json.dumps({"run": uuid.uuid4().hex, "statuses": list(statuses)})
-        if not await self.store.start_terminator(workflow_id, job):
+        lease_until = self.clock.now_ms() + self.lease_ms
+        if not await self.store.start_terminator(workflow_id, job, lease_until=lease_until):
             return False
         self._run(workflow_id, job)
         return True
 
-    async def take_up(self) -> None:
-        """Run every job that the database holds and this process does not run yet."""
-        for workflow_id, job in await self.store.terminator_jobs():
-            self._run(workflow_id, job)
+    def take_up(self) -> None:
+        """Run the jobs that nobody holds, from now on: at once, then every third of a lease
+        (renewing this process's jobs), take up those whose holder stopped or died."""
+        if self._watch is None:
+            self._watch = asyncio.create_task(self._watch_jobs(), name="stepline-terminators")
 
     async def stop(self) -> None:
-        """Stop this process's runs; their jobs stay set for the next process to take up."""
-        runs = [task for task in self._running.values() if not task.done()]
-        for task in runs:
+        """Stop watching and stop this process's runs; their jobs stay set, given back for the
+        next process to take up at once."""
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+            self._watch = None
+        runs = dict(self._running)
+        for task in runs.values():
             task.cancel()
-        await asyncio.gather(*runs, return_exceptions=True)  # each run leaves _running itself
+        await asyncio.gather(*runs.values(), return_exceptions=True)  # each leaves _running
+        if not runs:
+            return
+        try:
+            await self.store.hold_terminator_jobs(list(runs), lease_until=None)
+        except Exception as exc:  # they lapse instead
+            log.warning("could not give back %d terminate-all jobs: %s", len(runs), exc)
+
+    async def _watch_jobs(self) -> None:
+        while True:
+            try:
+                now = self.clock.now_ms()
+                if self._running:
+                    await self.store.hold_terminator_jobs(
+                        list(self._running), lease_until=now + self.lease_ms
+                    )
+                for workflow_id, job in await self.store.take_terminator_jobs(
+                    now=now, lease_until=now + self.lease_ms
+                ):
+                    self._run(workflow_id, job)
+            except Exception as exc:  # the store is down: look again next time
+                log.error("watching terminate-all jobs failed: %s", exc)
+            await asyncio.sleep(self.lease_ms / 3000)
 
     def _run(self, workflow_id: str, job: str | None) -> None:
         key = (workflow_id, job)

@@ -121,9 +121,10 @@ class Store(Protocol):
 
     async def delete_workflow(self, workflow_id: str) -> None: ...
 
-    async def start_terminator(self, workflow_id: str, job: str) -> bool:
+    async def start_terminator(self, workflow_id: str, job: str, *, lease_until: int) -> bool:
         """Set the workflow's terminate-all flag with ``job`` (an opaque text of the
-        caller's), unless a job is set already: True when this call set it."""
+        caller's), held by the caller until ``lease_until``, unless a job is set already:
+        True when this call set it."""
         ...
 
     async def end_terminator(self, workflow_id: str, job: str | None) -> None:
@@ -132,6 +133,19 @@ class Store(Protocol):
 
     async def terminator_jobs(self) -> list[tuple[str, str | None]]:
         """``(workflow id, job)`` of every workflow whose terminate-all flag is set."""
+        ...
+
+    async def take_terminator_jobs(
+        self, *, now: int, lease_until: int
+    ) -> list[tuple[str, str | None]]:
+        """Hold until ``lease_until`` every set job that nobody holds at ``now`` (its lease
+        lapsed, or was given back), and return them: each is taken by one caller only."""
+        ...
+
+    async def hold_terminator_jobs(
+        self, jobs: Sequence[tuple[str, str | None]], *, lease_until: int | None
+    ) -> None:
+        """Renew the lease of each ``(workflow id, job)`` still set, or give it back (None)."""
         ...
 
     async def list_versions(

@@ -150,14 +150,26 @@ class PostgresCatalog:
     async def delete_workflow(self, workflow_id: str) -> None:
         await self._execute(q.DELETE_WORKFLOW, workflow_id)
 
-    async def start_terminator(self, workflow_id: str, job: str) -> bool:
-        return await self._execute(q.START_TERMINATOR, job, workflow_id) == "UPDATE 1"
+    async def start_terminator(self, workflow_id: str, job: str, *, lease_until: int) -> bool:
+        return await self._execute(q.START_TERMINATOR, job, lease_until, workflow_id) == "UPDATE 1"
 
     async def end_terminator(self, workflow_id: str, job: str | None) -> None:
         await self._execute(q.END_TERMINATOR, workflow_id, job)
 
     async def terminator_jobs(self) -> list[tuple[str, str | None]]:
         return [(row[0], row[1]) for row in await self._fetch(q.TERMINATOR_JOBS)]
+
+    async def take_terminator_jobs(
+        self, *, now: int, lease_until: int
+    ) -> list[tuple[str, str | None]]:
+        rows = await self._fetch(q.TAKE_TERMINATOR_JOBS, lease_until, now)
+        return [(row[0], row[1]) for row in rows]
+
+    async def hold_terminator_jobs(
+        self, jobs: Sequence[tuple[str, str | None]], *, lease_until: int | None
+    ) -> None:
+        for workflow_id, job in jobs:
+            await self._execute(q.HOLD_TERMINATOR_JOB, lease_until, workflow_id, job)
 
     async def list_versions(
         self, workflow_id: str, *, offset: int, limit: int

@@ -98,14 +98,22 @@ COUNT_BY_STATUS = (
 )
 DELETE_WORKFLOW = "DELETE FROM workflows WHERE id = $1"
 START_TERMINATOR = (
-    "UPDATE workflows SET terminator_running = TRUE, terminator_job = $1 "
-    "WHERE id = $2 AND NOT terminator_running"
+    "UPDATE workflows SET terminator_running = TRUE, terminator_job = $1, terminator_lease = $2 "
+    "WHERE id = $3 AND NOT terminator_running"
 )
 END_TERMINATOR = (
-    "UPDATE workflows SET terminator_running = FALSE, terminator_job = NULL "
-    "WHERE id = $1 AND terminator_job IS NOT DISTINCT FROM $2"
+    "UPDATE workflows SET terminator_running = FALSE, terminator_job = NULL, "
+    "terminator_lease = NULL WHERE id = $1 AND terminator_job IS NOT DISTINCT FROM $2"
 )
 TERMINATOR_JOBS = "SELECT id, terminator_job FROM workflows WHERE terminator_running"
+TAKE_TERMINATOR_JOBS = (
+    "UPDATE workflows SET terminator_lease = $1 WHERE terminator_running "
+    "AND (terminator_lease IS NULL OR terminator_lease <= $2) RETURNING id, terminator_job"
+)
+HOLD_TERMINATOR_JOB = (
+    "UPDATE workflows SET terminator_lease = $1 "
+    "WHERE id = $2 AND terminator_running AND terminator_job IS NOT DISTINCT FROM $3"
+)
 LIST_VERSIONS = (
     f"SELECT {VERSION_COLUMNS} FROM versions WHERE workflow_id = $1 "
     "ORDER BY created_on DESC, seq DESC LIMIT $2 OFFSET $3"

@@ -175,10 +175,13 @@ class SqliteCatalog:
     async def delete_workflow(self: _Database, workflow_id: str) -> None:
         await self._write(lambda c: c.execute(q.DELETE_WORKFLOW, (workflow_id,)))
 
-    async def start_terminator(self: _Database, workflow_id: str, job: str) -> bool:
-        return bool(
-            await self._write(lambda c: c.execute(q.START_TERMINATOR, (job, workflow_id)).rowcount)
-        )
+    async def start_terminator(
+        self: _Database, workflow_id: str, job: str, *, lease_until: int
+    ) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            return bool(conn.execute(q.START_TERMINATOR, (job, lease_until, workflow_id)).rowcount)
+
+        return await self._write(op)
 
     async def end_terminator(self: _Database, workflow_id: str, job: str | None) -> None:
         await self._write(lambda c: c.execute(q.END_TERMINATOR, (workflow_id, job)))
@@ -186,6 +189,21 @@ class SqliteCatalog:
     async def terminator_jobs(self: _Database) -> list[tuple[str, str | None]]:
         rows = await self._read(lambda c: c.execute(q.TERMINATOR_JOBS).fetchall())
         return [(workflow_id, job) for workflow_id, job in rows]
+
+    async def take_terminator_jobs(
+        self: _Database, *, now: int, lease_until: int
+    ) -> list[tuple[str, str | None]]:
+        def op(conn: sqlite3.Connection) -> list[tuple[str, str | None]]:
+            rows = conn.execute(q.TAKE_TERMINATOR_JOBS, (lease_until, now)).fetchall()
+            return [(workflow_id, job) for workflow_id, job in rows]
+
+        return await self._write(op)
+
+    async def hold_terminator_jobs(
+        self: _Database, jobs: Sequence[tuple[str, str | None]], *, lease_until: int | None
+    ) -> None:
+        rows = [(lease_until, workflow_id, job) for workflow_id, job in jobs]
+        await self._write(lambda c: c.executemany(q.HOLD_TERMINATOR_JOB, rows))
 
     async def list_versions(
         self: _Database, workflow_id: str, *, offset: int, limit: int

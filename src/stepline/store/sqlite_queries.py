@@ -49,14 +49,22 @@ COUNT_BY_STATUS = (
 )
 DELETE_WORKFLOW = "DELETE FROM workflows WHERE id = ?"
 START_TERMINATOR = (
-    "UPDATE workflows SET terminator_running = 1, terminator_job = ? "
+    "UPDATE workflows SET terminator_running = 1, terminator_job = ?, terminator_lease = ? "
     "WHERE id = ? AND terminator_running = 0"
 )
 END_TERMINATOR = (
-    "UPDATE workflows SET terminator_running = 0, terminator_job = NULL "
+    "UPDATE workflows SET terminator_running = 0, terminator_job = NULL, terminator_lease = NULL "
     "WHERE id = ? AND terminator_job IS ?"
 )
 TERMINATOR_JOBS = "SELECT id, terminator_job FROM workflows WHERE terminator_running = 1"
+TAKE_TERMINATOR_JOBS = (
+    "UPDATE workflows SET terminator_lease = ? WHERE terminator_running = 1 "
+    "AND (terminator_lease IS NULL OR terminator_lease <= ?) RETURNING id, terminator_job"
+)
+HOLD_TERMINATOR_JOB = (
+    "UPDATE workflows SET terminator_lease = ? "
+    "WHERE id = ? AND terminator_running = 1 AND terminator_job IS ?"
+)
 LIST_VERSIONS = (
     f"SELECT {VERSION_COLUMNS} FROM versions WHERE workflow_id = ? "
     "ORDER BY created_on DESC, rowid DESC LIMIT ? OFFSET ?"
