@@ -38,6 +38,8 @@ class ServerOptions:
     synchronous: str = "FULL"
     concurrency: int = 10_000
     run_engine: bool = True
+    lease_ms: int = 30_000
+    """How long a claim lasts unless renewed: what a dead process held waits this long."""
     log_level: str = "info"
 
 
@@ -106,6 +108,7 @@ async def serve(options: ServerOptions) -> None:
         account_id=account_id,
         synchronous=options.synchronous,
         concurrency=options.concurrency,
+        lease=options.lease_ms,
         run_engine=options.run_engine,
     )
     await stepline.start()

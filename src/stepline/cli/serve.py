@@ -15,6 +15,7 @@ __all__ = [
     "AccountOwnerOption",
     "ConfigOption",
     "DatabaseOption",
+    "LeaseOption",
     "serve_command",
 ]
 
@@ -53,6 +54,14 @@ AccountOwnerOption = Annotated[
         show_default=False,
     ),
 ]
+LeaseOption = Annotated[
+    str,
+    typer.Option(
+        "--lease",
+        help="How long this process's claim on an instance or a terminate-all job lasts "
+        "unless renewed; another process takes over what a dead one held after this.",
+    ),
+]
 
 
 def serve_command(
@@ -75,11 +84,13 @@ def serve_command(
     no_engine: Annotated[
         bool, typer.Option("--no-engine", help="Serve the API only; run no instances.")
     ] = False,
+    lease: LeaseOption = "30 seconds",
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
 ) -> None:
     """Serve the Cloudflare-compatible REST API and run workflow instances."""
     # Imported here: the server pulls in FastAPI and uvicorn, which every other command (each
     # one a fresh process) would otherwise pay for at start-up.
+    from stepline.durations import parse_duration_ms
     from stepline.server import ServerOptions, run_server
 
     with report_errors():
@@ -95,6 +106,7 @@ def serve_command(
                 synchronous=synchronous,
                 concurrency=concurrency,
                 run_engine=not no_engine,
+                lease_ms=parse_duration_ms(lease, what="lease"),
                 log_level=log_level,
             )
         )

@@ -18,7 +18,7 @@ import typer
 
 from stepline.app import Stepline
 from stepline.cli.output import report_errors
-from stepline.cli.serve import AccountOwnerOption, ConfigOption, DatabaseOption
+from stepline.cli.serve import AccountOwnerOption, ConfigOption, DatabaseOption, LeaseOption
 from stepline.config import load_config
 from stepline.durations import parse_duration_ms
 from stepline.engine.tuning import run_owned_process
@@ -90,14 +90,7 @@ def worker_command(
     concurrency: Annotated[
         int, typer.Option("--concurrency", help="Instances running at once (sleepers excluded).")
     ] = 10_000,
-    lease: Annotated[
-        str,
-        typer.Option(
-            "--lease",
-            help="How long a claim lasts unless renewed; a dead worker's instances are taken "
-            "over after this.",
-        ),
-    ] = "30 seconds",
+    lease: LeaseOption = "30 seconds",
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
 ) -> None:
     """Run workflow instances without serving HTTP (one of many workers on PostgreSQL)."""
