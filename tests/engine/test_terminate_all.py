@@ -8,6 +8,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from stepline import InstanceHandle, Stepline, WorkflowEntrypoint
+from stepline.engine.terminators import Terminators
 from stepline.testing import TestClock, wait_for_status
 from tests.conftest import MakeStepline
 from tests.engine.helpers import finished
@@ -183,7 +184,7 @@ async def test_a_running_job_keeps_its_lease_and_is_not_taken_by_another_process
     """The process running a job renews its lease: another process sharing the database
     leaves the job to it, however long it runs."""
     clock.auto_skip = False
-    first = await make_stepline(lease=600)
+    first = await make_stepline(lease=1200)
     await _nappers(first, 1)
     gate, calls = asyncio.Event(), []
     real = first.control.terminate_many
@@ -195,15 +196,57 @@ async def test_a_running_job_keeps_its_lease_and_is_not_taken_by_another_process
 
     first.control.terminate_many = slow  # type: ignore[method-assign]
     assert await first.client.terminate_all(first.account_id, "nappers") == {"status": "ok"}
-    second = await make_stepline(directory=tmp_path, lease=600)
+    second = await make_stepline(directory=tmp_path, lease=1200)
 
     async def counted(pks: Sequence[int], *, expect: Collection[str] | None = None) -> int:
         calls.append("second")
         return 0
 
     second.control.terminate_many = counted  # type: ignore[method-assign]
-    await asyncio.sleep(1.5)  # two and a half leases, renewed every 200 ms by the first
+    await asyncio.sleep(2.6)  # over two leases, renewed every 400 ms by the first
     assert calls == ["first"]
     gate.set()
     await _until_the_job_ends(first)
     assert await _workflow_flag(first) is False
+
+
+async def test_a_stop_during_a_look_for_jobs_gives_back_what_the_look_took(
+    make_stepline: MakeStepline, clock: TestClock
+):
+    """A look that has just taken a job when the process stops runs it and gives it back,
+    rather than leaving it held by nobody until its lease lapses."""
+    clock.auto_skip = False
+    stepline = await make_stepline()
+    await _nappers(stepline, 1)
+    workflow = await stepline.store.get_workflow(stepline.account_id, "nappers")
+    assert workflow is not None
+    store = stepline.store
+    real_take = store.take_terminator_jobs
+    took, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_take(*, now: int, lease_until: int) -> list[tuple[str, str | None]]:
+        taken = await real_take(now=now, lease_until=lease_until)
+        if taken:
+            took.set()
+            await release.wait()
+        return taken
+
+    store.take_terminator_jobs = slow_take  # type: ignore[method-assign]
+
+    async def never_ends(pks: Sequence[int], statuses: Collection[str]) -> int:
+        await asyncio.Event().wait()
+        return 0
+
+    # A job left by a process that died long ago, and a watch with a lease of a minute.
+    job = '{"run": "left", "statuses": ["waiting"]}'
+    assert await store.start_terminator(workflow.id, job, lease_until=clock.now_ms() - 1)
+    terminators = Terminators(store, never_ends, clock, lease_ms=60_000)
+    terminators.take_up()
+    await asyncio.wait_for(took.wait(), timeout=5)
+    stopping = asyncio.create_task(terminators.stop())
+    await asyncio.sleep(0.05)
+    release.set()
+    await asyncio.wait_for(stopping, timeout=10)
+
+    later = clock.now_ms()
+    assert await real_take(now=later, lease_until=later + 1) == [(workflow.id, job)]

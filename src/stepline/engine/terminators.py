@@ -14,6 +14,7 @@ each terminate is conditional on the instance's status.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -31,6 +32,9 @@ _PAGE = 500
 _RETRY_S = (1.0, 60.0)
 """A job whose store call failed tries again after 1 s, then twice as long each time, up to
 a minute."""
+_STOP_WAIT_S = 5.0
+"""How long a stop lets a look for jobs in progress finish (so that what it took is run, then
+given back) before cutting it off."""
 
 TerminateMany = Callable[[Sequence[int], Collection[str]], Awaitable[int]]
 
@@ -49,6 +53,7 @@ class Terminators:
         """This process's runs, by workflow and job: a new job of a workflow gets a run of its
         own even while a run of the job before it is still ending."""
         self._watch: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def start(self, workflow_id: str, statuses: Collection[str]) -> bool:
         """Start a job for ``statuses``; False when one is set for the workflow already."""
@@ -63,14 +68,18 @@ class Terminators:
         """Run the jobs that nobody holds, from now on: at once, then every third of a lease
         (renewing this process's jobs), take up those whose holder stopped or died."""
         if self._watch is None:
+            self._stopping = asyncio.Event()  # of this loop, for this watch
             self._watch = asyncio.create_task(self._watch_jobs(), name="stepline-terminators")
 
     async def stop(self) -> None:
         """Stop watching and stop this process's runs; their jobs stay set, given back for the
         next process to take up at once."""
         if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.gather(self._watch, return_exceptions=True)
+            # Not cancelled in the middle of a look: jobs it took would be held by nobody
+            # until their lease lapsed, instead of given back below.
+            self._stopping.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._watch, timeout=_STOP_WAIT_S)
             self._watch = None
         runs = dict(self._running)
         for task in runs.values():
@@ -84,7 +93,7 @@ class Terminators:
             log.warning("could not give back %d terminate-all jobs: %s", len(runs), exc)
 
     async def _watch_jobs(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 now = self.clock.now_ms()
                 if self._running:
@@ -97,7 +106,8 @@ class Terminators:
                     self._run(workflow_id, job)
             except Exception as exc:  # the store is down: look again next time
                 log.error("watching terminate-all jobs failed: %s", exc)
-            await asyncio.sleep(self.lease_ms / 3000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.lease_ms / 3000)
 
     def _run(self, workflow_id: str, job: str | None) -> None:
         key = (workflow_id, job)
