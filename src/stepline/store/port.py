@@ -131,10 +131,6 @@ class Store(Protocol):
         """Clear the flag, if ``job`` is still the one set."""
         ...
 
-    async def terminator_jobs(self) -> list[tuple[str, str | None]]:
-        """``(workflow id, job)`` of every workflow whose terminate-all flag is set."""
-        ...
-
     async def take_terminator_jobs(
         self, *, now: int, lease_until: int
     ) -> list[tuple[str, str | None]]:

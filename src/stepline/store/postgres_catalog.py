@@ -156,9 +156,6 @@ class PostgresCatalog:
     async def end_terminator(self, workflow_id: str, job: str | None) -> None:
         await self._execute(q.END_TERMINATOR, workflow_id, job)
 
-    async def terminator_jobs(self) -> list[tuple[str, str | None]]:
-        return [(row[0], row[1]) for row in await self._fetch(q.TERMINATOR_JOBS)]
-
     async def take_terminator_jobs(
         self, *, now: int, lease_until: int
     ) -> list[tuple[str, str | None]]:

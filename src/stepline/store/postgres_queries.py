@@ -105,7 +105,6 @@ END_TERMINATOR = (
     "UPDATE workflows SET terminator_running = FALSE, terminator_job = NULL, "
     "terminator_lease = NULL WHERE id = $1 AND terminator_job IS NOT DISTINCT FROM $2"
 )
-TERMINATOR_JOBS = "SELECT id, terminator_job FROM workflows WHERE terminator_running"
 TAKE_TERMINATOR_JOBS = (
     "UPDATE workflows SET terminator_lease = $1 WHERE terminator_running "
     "AND (terminator_lease IS NULL OR terminator_lease <= $2) RETURNING id, terminator_job"

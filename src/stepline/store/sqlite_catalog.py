@@ -186,10 +186,6 @@ class SqliteCatalog:
     async def end_terminator(self: _Database, workflow_id: str, job: str | None) -> None:
         await self._write(lambda c: c.execute(q.END_TERMINATOR, (workflow_id, job)))
 
-    async def terminator_jobs(self: _Database) -> list[tuple[str, str | None]]:
-        rows = await self._read(lambda c: c.execute(q.TERMINATOR_JOBS).fetchall())
-        return [(workflow_id, job) for workflow_id, job in rows]
-
     async def take_terminator_jobs(
         self: _Database, *, now: int, lease_until: int
     ) -> list[tuple[str, str | None]]:

@@ -56,7 +56,6 @@ END_TERMINATOR = (
     "UPDATE workflows SET terminator_running = 0, terminator_job = NULL, terminator_lease = NULL "
     "WHERE id = ? AND terminator_job IS ?"
 )
-TERMINATOR_JOBS = "SELECT id, terminator_job FROM workflows WHERE terminator_running = 1"
 TAKE_TERMINATOR_JOBS = (
     "UPDATE workflows SET terminator_lease = ? WHERE terminator_running = 1 "
     "AND (terminator_lease IS NULL OR terminator_lease <= ?) RETURNING id, terminator_job"
