@@ -106,6 +106,16 @@ class Fleet:
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
 
+    async def wait_for_worker(self, name: str, timeout: float = 60) -> None:
+        """Until worker ``name`` has started its engine (a worker that cannot reach the
+        database while it starts exits, as it should; one that runs rides outages out)."""
+        deadline = time.monotonic() + timeout
+        while "running up to" not in self.log(name):
+            process = self.processes[name]
+            assert process.poll() is None, f"{name} exited:\n{self.log(name)[-3000:]}"
+            assert time.monotonic() < deadline, self.log(name)[-3000:]
+            await asyncio.sleep(0.05)
+
     async def wait_for_api(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         async with self.client() as http:

@@ -70,6 +70,7 @@ async def test_a_worker_rides_out_a_database_restart(
     fleet.start_worker("worker", concurrency=100, lease="5 seconds")
     try:
         await fleet.wait_for_api()
+        await fleet.wait_for_worker("worker")  # the restart is meant for a running worker
         async with fleet.client() as http:
             await create_instances(fleet, http, 200)
             creating = asyncio.create_task(create_instances(fleet, http, INSTANCES, start=200))
