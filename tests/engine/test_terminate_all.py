@@ -225,7 +225,7 @@ async def test_a_stop_during_a_look_for_jobs_gives_back_what_the_look_took(
     real_take = store.take_terminator_jobs
     took, release = asyncio.Event(), asyncio.Event()
 
-    async def slow_take(*, now: int, lease_until: int) -> list[tuple[str, str | None]]:
+    async def slow_take(*, now: int, lease_until: int) -> list[tuple[str, str]]:
         taken = await real_take(now=now, lease_until=lease_until)
         if taken:
             took.set()

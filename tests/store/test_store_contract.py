@@ -168,7 +168,7 @@ async def test_delete_workflow_takes_its_instances_and_versions(store: Store) ->
     assert await store.get_version(workflow.version_id) is None
 
 
-async def set_jobs(store: Store) -> list[tuple[str, str | None]]:
+async def set_jobs(store: Store) -> list[tuple[str, str]]:
     """Every job set, whoever holds it (taking them all, as at a time far ahead)."""
     far = NOW + 1_000 * LEASE
     return sorted(await store.take_terminator_jobs(now=far, lease_until=far))

@@ -49,7 +49,7 @@ class Terminators:
         self._terminate_many = terminate_many
         self.clock = clock
         self.lease_ms = lease_ms
-        self._running: dict[tuple[str, str | None], asyncio.Task[None]] = {}
+        self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
         """This process's runs, by workflow and job: a new job of a workflow gets a run of its
         own even while a run of the job before it is still ending."""
         self._watch: asyncio.Task[None] | None = None
@@ -109,7 +109,7 @@ class Terminators:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self.lease_ms / 3000)
 
-    def _run(self, workflow_id: str, job: str | None) -> None:
+    def _run(self, workflow_id: str, job: str) -> None:
         key = (workflow_id, job)
         if key in self._running:
             return
@@ -117,8 +117,8 @@ class Terminators:
         self._running[key] = task
         task.add_done_callback(lambda _: self._running.pop(key, None))
 
-    async def _terminate(self, workflow_id: str, job: str | None) -> None:
-        statuses = _statuses(job)
+    async def _terminate(self, workflow_id: str, job: str) -> None:
+        statuses = tuple(json.loads(job)["statuses"])
         delay, longest = _RETRY_S
         while True:
             try:
@@ -134,10 +134,3 @@ class Terminators:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, longest)
-
-
-def _statuses(job: str | None) -> tuple[str, ...]:
-    """The statuses a job terminates (a flag set without a job text: every one)."""
-    if job is None:
-        return TERMINABLE_STATUSES
-    return tuple(json.loads(job)["statuses"])

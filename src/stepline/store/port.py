@@ -127,19 +127,17 @@ class Store(Protocol):
         True when this call set it."""
         ...
 
-    async def end_terminator(self, workflow_id: str, job: str | None) -> None:
+    async def end_terminator(self, workflow_id: str, job: str) -> None:
         """Clear the flag, if ``job`` is still the one set."""
         ...
 
-    async def take_terminator_jobs(
-        self, *, now: int, lease_until: int
-    ) -> list[tuple[str, str | None]]:
+    async def take_terminator_jobs(self, *, now: int, lease_until: int) -> list[tuple[str, str]]:
         """Hold until ``lease_until`` every set job that nobody holds at ``now`` (its lease
         lapsed, or was given back), and return them: each is taken by one caller only."""
         ...
 
     async def hold_terminator_jobs(
-        self, jobs: Sequence[tuple[str, str | None]], *, lease_until: int | None
+        self, jobs: Sequence[tuple[str, str]], *, lease_until: int | None
     ) -> None:
         """Renew the lease of each ``(workflow id, job)`` still set, or give it back (None)."""
         ...

@@ -153,17 +153,15 @@ class PostgresCatalog:
     async def start_terminator(self, workflow_id: str, job: str, *, lease_until: int) -> bool:
         return await self._execute(q.START_TERMINATOR, job, lease_until, workflow_id) == "UPDATE 1"
 
-    async def end_terminator(self, workflow_id: str, job: str | None) -> None:
+    async def end_terminator(self, workflow_id: str, job: str) -> None:
         await self._execute(q.END_TERMINATOR, workflow_id, job)
 
-    async def take_terminator_jobs(
-        self, *, now: int, lease_until: int
-    ) -> list[tuple[str, str | None]]:
+    async def take_terminator_jobs(self, *, now: int, lease_until: int) -> list[tuple[str, str]]:
         rows = await self._fetch(q.TAKE_TERMINATOR_JOBS, lease_until, now)
         return [(row[0], row[1]) for row in rows]
 
     async def hold_terminator_jobs(
-        self, jobs: Sequence[tuple[str, str | None]], *, lease_until: int | None
+        self, jobs: Sequence[tuple[str, str]], *, lease_until: int | None
     ) -> None:
         for workflow_id, job in jobs:
             await self._execute(q.HOLD_TERMINATOR_JOB, lease_until, workflow_id, job)

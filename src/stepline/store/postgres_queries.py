@@ -103,7 +103,7 @@ START_TERMINATOR = (
 )
 END_TERMINATOR = (
     "UPDATE workflows SET terminator_running = FALSE, terminator_job = NULL, "
-    "terminator_lease = NULL WHERE id = $1 AND terminator_job IS NOT DISTINCT FROM $2"
+    "terminator_lease = NULL WHERE id = $1 AND terminator_job = $2"
 )
 TAKE_TERMINATOR_JOBS = (
     "UPDATE workflows SET terminator_lease = $1 WHERE terminator_running "
@@ -111,7 +111,7 @@ TAKE_TERMINATOR_JOBS = (
 )
 HOLD_TERMINATOR_JOB = (
     "UPDATE workflows SET terminator_lease = $1 "
-    "WHERE id = $2 AND terminator_running AND terminator_job IS NOT DISTINCT FROM $3"
+    "WHERE id = $2 AND terminator_running AND terminator_job = $3"
 )
 LIST_VERSIONS = (
     f"SELECT {VERSION_COLUMNS} FROM versions WHERE workflow_id = $1 "

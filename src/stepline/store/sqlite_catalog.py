@@ -183,20 +183,20 @@ class SqliteCatalog:
 
         return await self._write(op)
 
-    async def end_terminator(self: _Database, workflow_id: str, job: str | None) -> None:
+    async def end_terminator(self: _Database, workflow_id: str, job: str) -> None:
         await self._write(lambda c: c.execute(q.END_TERMINATOR, (workflow_id, job)))
 
     async def take_terminator_jobs(
         self: _Database, *, now: int, lease_until: int
-    ) -> list[tuple[str, str | None]]:
-        def op(conn: sqlite3.Connection) -> list[tuple[str, str | None]]:
+    ) -> list[tuple[str, str]]:
+        def op(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             rows = conn.execute(q.TAKE_TERMINATOR_JOBS, (lease_until, now)).fetchall()
             return [(workflow_id, job) for workflow_id, job in rows]
 
         return await self._write(op)
 
     async def hold_terminator_jobs(
-        self: _Database, jobs: Sequence[tuple[str, str | None]], *, lease_until: int | None
+        self: _Database, jobs: Sequence[tuple[str, str]], *, lease_until: int | None
     ) -> None:
         rows = [(lease_until, workflow_id, job) for workflow_id, job in jobs]
         await self._write(lambda c: c.executemany(q.HOLD_TERMINATOR_JOB, rows))

@@ -54,7 +54,7 @@ START_TERMINATOR = (
 )
 END_TERMINATOR = (
     "UPDATE workflows SET terminator_running = 0, terminator_job = NULL, terminator_lease = NULL "
-    "WHERE id = ? AND terminator_job IS ?"
+    "WHERE id = ? AND terminator_job = ?"
 )
 TAKE_TERMINATOR_JOBS = (
     "UPDATE workflows SET terminator_lease = ? WHERE terminator_running = 1 "
@@ -62,7 +62,7 @@ TAKE_TERMINATOR_JOBS = (
 )
 HOLD_TERMINATOR_JOB = (
     "UPDATE workflows SET terminator_lease = ? "
-    "WHERE id = ? AND terminator_running = 1 AND terminator_job IS ?"
+    "WHERE id = ? AND terminator_running = 1 AND terminator_job = ?"
 )
 LIST_VERSIONS = (
     f"SELECT {VERSION_COLUMNS} FROM versions WHERE workflow_id = ? "
