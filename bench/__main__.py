@@ -20,6 +20,7 @@ import sqlite3
 import sys
 import time
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from bench._harness import Size, run_scenario, summarise
@@ -88,6 +89,10 @@ def _num(value: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    if args.json_path:
+        # Its folder (``bench/results`` is not in a clone) is made now, not found missing
+        # after the runs.
+        Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
     peer = not args.no_peer
     if peer:
         try:
