@@ -7,6 +7,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -169,3 +170,57 @@ def test_sqlite_share_times_the_parts_of_a_create() -> None:
     for _, figures in rows:
         parts, total = figures.split("; all ")
         assert sum(float(p) for p in parts.split(", ")) == pytest.approx(float(total), abs=0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_shared_file_trial_runs_every_process_share() -> None:
+    """Each process's share completes (``wait_complete`` in the child would hang otherwise),
+    and the two process counts take turns."""
+    command = [sys.executable, "-m", "bench.shared_file_trial", "--instances", "30"]
+    command += ["--steps", "2", "--rounds", "1"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split(maxsplit=3) for line in done.stdout.splitlines()[2:4]]
+    assert [(row[0], row[1]) for row in rows] == [("1", "1"), ("1", "2")]
+    assert len(rows[1][3].split(", ")) == 2  # a time for each of the two processes
+    assert "2 processes:" in done.stdout
+
+
+def test_spinning_connection_waits_for_another_connections_write_lock(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from bench.shared_file_trial import SpinningConnection
+
+    path = tmp_path / "lock.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("CREATE TABLE t (x)")
+    waiter = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, factory=SpinningConnection
+    )
+    waiter.execute("PRAGMA busy_timeout = 0")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    took: list[float] = []
+
+    def take() -> None:
+        waiter.execute("BEGIN IMMEDIATE")
+        took.append(time.monotonic())
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    time.sleep(0.05)
+    assert not took  # still waiting: the holder has the lock
+    released = time.monotonic()
+    holder.execute("COMMIT")
+    thread.join(timeout=5)
+    assert took and took[0] >= released
+    assert waiter.in_transaction
+    assert waiter.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    waiter.execute("COMMIT")
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        waiter.execute("SELECT * FROM missing")  # other errors are not retried
+    holder.close()
+    waiter.close()
