@@ -1,7 +1,8 @@
 """``python -m bench.shared_file_trial``: the most that engine processes sharing one SQLite file
 could give the throughput scenario.
 
-An experiment, not a mode of Stepline: a SQLite file has one engine. Here each of P child
+An experiment, not a mode of Stepline: a SQLite file has one engine, and a second is
+refused (``EngineAlreadyRunning``); the trial sets that lock aside. Here each of P child
 processes opens a Stepline of its own on the same file, registers a workflow of its own and,
 from a common start, creates and runs its share of N instances of K trivial steps (the
 throughput scenario's workload, split in advance: no process waits for work, claims another's
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import queue
 import sqlite3
 import statistics
 import time
@@ -61,8 +63,16 @@ class SpinningConnection(sqlite3.Connection):
             time.sleep(_RETRY_S)
 
 
-class SpinningStore(SqliteStore):
-    """The SQLite store with :class:`SpinningConnection` and no busy handler."""
+class SharedStore(SqliteStore):
+    """The SQLite store without its engine lock: the one thing Stepline does to keep a
+    second engine off a SQLite file, set aside because that is what the trial measures."""
+
+    def hold_engine(self, owner: str) -> None:
+        """Hold nothing."""
+
+
+class SpinningStore(SharedStore):
+    """:class:`SharedStore` with :class:`SpinningConnection` and no busy handler."""
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -93,7 +103,7 @@ async def _child(
     from bench.workflows import Trivial
     from stepline import Stepline
 
-    store = SpinningStore(Path(path)) if lock == "spin" else SqliteStore(Path(path))
+    store = SpinningStore(Path(path)) if lock == "spin" else SharedStore(Path(path))
     name = f"trivial-{index}"
     async with Stepline(store, account_id="bench") as stepline:
         flow = await stepline.register(name, Trivial, script_name="bench.workflows")
@@ -105,6 +115,17 @@ async def _child(
             await flow.create_batch([{"params": {"steps": steps}}] * count)
         await wait_complete(stepline, name, instances)
         results.put((started, time.monotonic()))
+
+
+def _wait_ready(ready: Any, process: Any) -> None:
+    """Until ``process`` says it is ready; an error if it ends first."""
+    while True:
+        try:
+            ready.get(timeout=0.2)
+            return
+        except queue.Empty:
+            if not process.is_alive():
+                raise RuntimeError(f"an engine process ended with {process.exitcode}") from None
 
 
 def run_once(processes: int, instances: int, steps: int, lock: str) -> tuple[float, list[float]]:
@@ -120,8 +141,8 @@ def run_once(processes: int, instances: int, steps: int, lock: str) -> tuple[flo
                 target=child, args=(path, index, share, steps, lock, ready, go, results)
             )
             process.start()
-            ready.get(timeout=60)  # one at a time: each opens the file after the last did
             children.append(process)
+            _wait_ready(ready, process)  # one at a time: each opens the file after the last
         go.set()
         spans = [results.get(timeout=600) for _ in children]
         for process in children:

@@ -75,7 +75,11 @@ class Stepline:
     async def start(self) -> None:
         await self.store.open()
         if self._run_engine:
-            await self.engine.start()
+            try:
+                await self.engine.start()
+            except BaseException:  # another engine holds the SQLite file, say
+                await self.store.close()
+                raise
         self._started = True
         self.control.take_up_jobs()
 

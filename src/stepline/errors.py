@@ -27,6 +27,7 @@ The hierarchy::
     │   ├── StoreUnavailable          10001  503  workflows.api.error.internal_server
     │   └── InternalServerError       10001  500  workflows.api.error.internal_server
     ├── ConfigError                   a bad stepline.toml or an unimportable workflow class
+    │   └── EngineAlreadyRunning      a second engine on a SQLite file
     └── StaleRunError                 a runner's write lost to terminate/restart/delete (internal)
 
 Errors raised *inside* workflow code are plain exceptions, as in Cloudflare:
@@ -46,6 +47,7 @@ __all__ = [
     "CannotSendEvent",
     "CannotTerminate",
     "ConfigError",
+    "EngineAlreadyRunning",
     "InstanceAlreadyExists",
     "InstanceNotFound",
     "InternalServerError",
@@ -200,6 +202,10 @@ class InternalServerError(ApiError):
 
 class ConfigError(SteplineError):
     """A ``stepline.toml`` that cannot be read or names a class that cannot be imported."""
+
+
+class EngineAlreadyRunning(ConfigError):
+    """An engine is already running on this SQLite database (it has one engine at most)."""
 
 
 class StaleRunError(SteplineError):

@@ -90,6 +90,9 @@ class Engine:
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
+        # First, as what follows takes back instances left running: on SQLite, this must be
+        # the file's only engine (EngineAlreadyRunning otherwise).
+        self.store.hold_engine(self.owner)
         now = self.clock.now_ms()
         # Alone on the database (SQLite), every running instance was ours and is orphaned;
         # sharing it, only instances whose lease has lapsed are.
@@ -128,6 +131,7 @@ class Engine:
         self.step_executor.shutdown(wait=False, cancel_futures=True)
         if not self.store.exclusive:
             await self._hand_over()
+        self.store.release_engine()
 
     async def _hand_over(self) -> None:
         """Give this engine's instances back now rather than when their leases lapse."""

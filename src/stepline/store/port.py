@@ -79,7 +79,19 @@ class Store(Protocol):
 
     async def open(self) -> None: ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Close the connections, and let go of the engine (``release_engine``)."""
+        ...
+
+    def hold_engine(self, owner: str) -> None:
+        """Before engine ``owner`` starts: where the database has one engine (SQLite), hold
+        it for this one, or raise ``EngineAlreadyRunning`` if another engine does; where
+        engines share it (PostgreSQL), nothing."""
+        ...
+
+    def release_engine(self) -> None:
+        """Let another engine start on the database (after ``hold_engine``)."""
+        ...
 
     @property
     def available(self) -> bool:

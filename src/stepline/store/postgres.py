@@ -64,6 +64,12 @@ class PostgresStore(PostgresCatalog):
     exclusive = False
     """Engines share the database: each takes over only instances whose lease lapsed."""
 
+    def hold_engine(self, owner: str) -> None:
+        """Engines share a PostgreSQL database: there is nothing to hold."""
+
+    def release_engine(self) -> None:
+        """Nothing was held."""
+
     def __init__(
         self,
         dsn: str,

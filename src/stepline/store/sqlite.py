@@ -34,6 +34,7 @@ from stepline.store.records import (
     StepRecord,
 )
 from stepline.store.sqlite_catalog import SqliteCatalog
+from stepline.store.sqlite_engine_lock import EngineLock
 from stepline.store.sqlite_rows import (
     chunks,
     event_from_row,
@@ -72,6 +73,7 @@ class SqliteStore(SqliteCatalog):
         self._read_connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[Notice], None]] = []
+        self._engine_lock = EngineLock(self.path)
 
     # -- connections -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -136,6 +138,13 @@ class SqliteStore(SqliteCatalog):
         except (sqlite3.Error, RuntimeError):  # RuntimeError: the store is closed
             return False
 
+    def hold_engine(self, owner: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._engine_lock.acquire(owner)
+
+    def release_engine(self) -> None:
+        self._engine_lock.release()
+
     async def close(self) -> None:
         self._writer.flush()
         await asyncio.to_thread(self._writer.stop)
@@ -145,6 +154,7 @@ class SqliteStore(SqliteCatalog):
                 conn.close()
             self._read_connections.clear()
         self._local = threading.local()  # the calling thread's connection is closed too
+        self._engine_lock.release()  # last: nothing of this process's is left to write
 
     # -- instances: creation and reading -----------------------------------------------------
     async def insert_instances(
