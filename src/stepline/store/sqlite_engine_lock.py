@@ -44,9 +44,9 @@ class EngineLock:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise EngineAlreadyRunning(
-                f"another Stepline engine ({holder}) is running on {self.database}: a SQLite "
-                "database has one engine. Stop that one first, or use PostgreSQL to run "
-                "several engines."
+                f"another Stepline engine ({holder}) is running on {self.database.absolute()}: "
+                "a SQLite database has one engine. Stop that one first, or use PostgreSQL to "
+                "run several engines."
             ) from None
         except BaseException:
             os.close(fd)
