@@ -64,12 +64,6 @@ class PostgresStore(PostgresCatalog):
     exclusive = False
     """Engines share the database: each takes over only instances whose lease lapsed."""
 
-    def hold_engine(self, owner: str) -> None:
-        """Engines share a PostgreSQL database: there is nothing to hold."""
-
-    def release_engine(self) -> None:
-        """Nothing was held."""
-
     def __init__(
         self,
         dsn: str,
@@ -127,6 +121,12 @@ class PostgresStore(PostgresCatalog):
         await self._queued.stop(timeout=5)
         await self._listener.stop()
         await self._db.close()
+
+    def hold_engine(self, owner: str) -> None:
+        """Engines share a PostgreSQL database: there is nothing to hold."""
+
+    def release_engine(self) -> None:
+        """Nothing was held."""
 
     def _on_reconnect(self) -> None:
         self._listener.deliver(Notice("wake"))  # whatever became runnable meanwhile

@@ -29,10 +29,6 @@ class EngineLock:
         self.path = database.with_name(database.name + "-engine.lock")
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def acquire(self, owner: str) -> None:
         """Hold the lock for engine ``owner``, or raise :class:`EngineAlreadyRunning`."""
         if self._fd is not None:
