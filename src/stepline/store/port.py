@@ -8,6 +8,7 @@ Every method is one transaction; nothing is half-written.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,7 +23,15 @@ from stepline.store.records import (
     WorkflowRecord,
 )
 
-__all__ = ["BufferedEvent", "InstanceFilter", "Notice", "Store", "WorkflowSettings"]
+__all__ = [
+    "BufferedEvent",
+    "InstanceFilter",
+    "Notice",
+    "Store",
+    "WorkflowSettings",
+    "notice_from_json",
+    "notice_to_json",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,30 @@ class Notice:
     pk: int = 0
     owner: str | None = None
     generation: int = 0
+
+
+def notice_to_json(notice: Notice) -> str:
+    """A notice as the text that crosses between processes (``NOTIFY``, a datagram)."""
+    return json.dumps(
+        {
+            "kind": notice.kind,
+            "pk": notice.pk,
+            "owner": notice.owner,
+            "generation": notice.generation,
+        },
+        separators=(",", ":"),
+    )
+
+
+def notice_from_json(text: str) -> Notice:
+    """The notice ``notice_to_json`` wrote (``KeyError``, ``ValueError`` if it is not one)."""
+    raw = json.loads(text)
+    return Notice(
+        kind=str(raw["kind"]),
+        pk=int(raw.get("pk", 0)),
+        owner=raw.get("owner"),
+        generation=int(raw.get("generation", 0)),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,9 +29,9 @@ from stepline.errors import (
 )
 from stepline.store import postgres_queries as q
 from stepline.store.migrations import load_migrations
-from stepline.store.port import BufferedEvent, InstanceFilter, Notice
+from stepline.store.port import BufferedEvent, InstanceFilter, Notice, notice_to_json
 from stepline.store.postgres_catalog import PostgresCatalog
-from stepline.store.postgres_notices import NoticeListener, notice_to_json
+from stepline.store.postgres_notices import NoticeListener
 from stepline.store.postgres_pool import Database
 from stepline.store.postgres_writer import Finishes, QueuedSteps, StepBatch, StepRows
 from stepline.store.records import (

@@ -12,44 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 
-from stepline.store.port import Notice
+from stepline.store.port import Notice, notice_from_json
 from stepline.store.postgres_queries import NOTICE_CHANNEL
 
-__all__ = ["NoticeListener", "notice_from_json", "notice_to_json"]
+__all__ = ["NoticeListener"]
 
 log = logging.getLogger("stepline.store.postgres")
 
 _KEEPALIVE_S = 5.0
 _MAX_BACKOFF_S = 2.0
-
-
-def notice_to_json(notice: Notice) -> str:
-    return json.dumps(
-        {
-            "kind": notice.kind,
-            "pk": notice.pk,
-            "owner": notice.owner,
-            "generation": notice.generation,
-        },
-        separators=(",", ":"),
-    )
-
-
-def notice_from_json(text: str) -> Notice:
-    raw = json.loads(text)
-    return Notice(
-        kind=str(raw["kind"]),
-        pk=int(raw.get("pk", 0)),
-        owner=raw.get("owner"),
-        generation=int(raw.get("generation", 0)),
-    )
 
 
 class NoticeListener:

@@ -35,6 +35,7 @@ from stepline.store.records import (
 )
 from stepline.store.sqlite_catalog import SqliteCatalog
 from stepline.store.sqlite_engine_lock import EngineLock
+from stepline.store.sqlite_notices import NoticeInbox, NoticeSender, socket_path
 from stepline.store.sqlite_rows import (
     chunks,
     event_from_row,
@@ -74,6 +75,9 @@ class SqliteStore(SqliteCatalog):
         self._lock = threading.Lock()
         self._subscribers: list[Callable[[Notice], None]] = []
         self._engine_lock = EngineLock(self.path)
+        self._inbox: NoticeInbox | None = None
+        """While this process runs the file's engine: the notices of the other processes."""
+        self._sender = NoticeSender(socket_path(self.path))
 
     # -- connections -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -141,8 +145,19 @@ class SqliteStore(SqliteCatalog):
     def hold_engine(self, owner: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._engine_lock.acquire(owner)
+        if self._inbox is None:
+            inbox = NoticeInbox(socket_path(self.path), self._deliver)
+            try:
+                inbox.open(asyncio.get_running_loop())
+            except BaseException:
+                self._engine_lock.release()
+                raise
+            self._inbox = inbox
 
     def release_engine(self) -> None:
+        inbox, self._inbox = self._inbox, None
+        if inbox is not None:
+            inbox.close()
         self._engine_lock.release()
 
     async def close(self) -> None:
@@ -154,7 +169,8 @@ class SqliteStore(SqliteCatalog):
                 conn.close()
             self._read_connections.clear()
         self._local = threading.local()  # the calling thread's connection is closed too
-        self._engine_lock.release()  # last: nothing of this process's is left to write
+        self._sender.close()
+        self.release_engine()  # last: nothing of this process's is left to write
 
     # -- instances: creation and reading -----------------------------------------------------
     async def insert_instances(
@@ -546,7 +562,13 @@ class SqliteStore(SqliteCatalog):
 
     # -- notices -----------------------------------------------------------------------------
     async def publish(self, notice: Notice) -> None:
-        # One process owns a SQLite file's engine, so notices never leave this process.
+        # A SQLite file has one engine: in its process a notice is handed over here; from any
+        # other process it is sent to that engine's socket.
+        if self._inbox is None:
+            self._sender.send(notice)
+        self._deliver(notice)
+
+    def _deliver(self, notice: Notice) -> None:
         for handler in list(self._subscribers):
             handler(notice)
 

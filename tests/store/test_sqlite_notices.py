@@ -1,0 +1,160 @@
+"""A process without an engine on a SQLite file (an API served with ``--no-engine``) tells the
+file's engine, in another process, what it changed: a create, an event, a pause, a resume,
+a terminate. Each test runs the two as two Steplines on one file, each with its own store, as
+two processes would; the engine acts within a second, not at its next timer (an hour away,
+or never)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from stepline import Stepline, WorkflowEntrypoint
+from stepline.store.sqlite_notices import socket_path
+from stepline.testing import wait_for_status
+from tests.engine.test_create_claims import Held
+from tests.engine.test_lifecycle import Blocking
+from tests.workflows.probe import Probe
+
+SCRIPT = "tests.store.test_sqlite_notices"
+HELD_SCRIPT = "tests.engine.test_create_claims"
+BLOCKING_SCRIPT = "tests.engine.test_lifecycle"
+
+
+class Approval(WorkflowEntrypoint):
+    """Waits an hour for an "approved" event; returns its payload."""
+
+    async def run(self, event, step):
+        approval = await step.wait_for_event("approval", "approved", timeout="1 hour")
+        return approval["payload"]
+
+
+class Quick(WorkflowEntrypoint):
+    async def run(self, event, step):
+        return await step.do("one", lambda: event.payload)
+
+
+async def _pair(database: Path, probe: Probe) -> tuple[Stepline, Stepline]:
+    """The engine's process, then an API-only process, on ``database``, both started."""
+    url = f"sqlite:///{database}"
+    engine = Stepline(url, account_id="acct", env=probe, stop_grace=200)
+    await engine.start()
+    api = Stepline(url, account_id="acct", run_engine=False)
+    await api.start()
+    for stepline in (engine, api):
+        await stepline.register("approval", Approval, script_name=SCRIPT)
+        await stepline.register("quick", Quick, script_name=SCRIPT)
+        await stepline.register("held", Held, script_name=HELD_SCRIPT)
+        await stepline.register("blocking", Blocking, script_name=BLOCKING_SCRIPT)
+    return engine, api
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, probe: Probe) -> AsyncIterator[tuple[Stepline, Stepline]]:
+    engine, api = await _pair(tmp_path / "stepline.sqlite3", probe)
+    yield engine, api
+    await api.stop()
+    await engine.stop()
+
+
+async def test_the_engine_runs_what_the_api_process_creates(
+    pair: tuple[Stepline, Stepline],
+) -> None:
+    _, api = pair
+    instance = await api.workflow("quick").create(params="made elsewhere")
+    view = await wait_for_status(instance, "complete", timeout=5)
+    assert view["output"] == "made elsewhere"
+    batch = await api.workflow("quick").create_batch([{"params": i} for i in range(20)])
+    for handle in batch:
+        assert (await wait_for_status(handle, "complete", timeout=5))["output"] is not None
+
+
+async def test_an_event_sent_from_the_api_process_resumes_a_parked_instance(
+    pair: tuple[Stepline, Stepline],
+) -> None:
+    _, api = pair
+    instance = await api.workflow("approval").create()
+    await wait_for_status(instance, "waiting", timeout=5)
+    await instance.send_event("approved", {"by": "ops"})
+    view = await wait_for_status(instance, "complete", timeout=5)
+    assert view["output"] == {"by": "ops"}
+
+
+async def test_pause_resume_and_terminate_from_the_api_process_reach_the_runner(
+    pair: tuple[Stepline, Stepline], probe: Probe
+) -> None:
+    engine, api = pair
+    paused = await api.workflow("blocking").create()
+    await probe.wait_for("hold")
+    await paused.pause()  # "hold" is executing in the engine: it finishes, then the run parks
+    probe.gate("release").set()
+    await wait_for_status(paused, "paused", timeout=5)
+    assert probe.calls["after"] == 0
+    await paused.resume()
+    assert (await wait_for_status(paused, "complete", timeout=5))["output"] == "after"
+
+    stopped = await api.workflow("held").create(params="stopped")
+    await probe.wait_for("entered")
+    workflow = await engine.store.get_workflow("acct", "held")
+    assert workflow is not None
+    row = await engine.store.get_instance(workflow.id, stopped.id)
+    assert row is not None and engine.engine.runner_of(row.pk) is not None
+    await stopped.terminate()
+    await wait_for_status(stopped, "terminated", timeout=5)
+    for _ in range(500):  # the runner is cancelled in the engine's process, not left running
+        if engine.engine.runner_of(row.pk) is None:
+            break
+        await asyncio.sleep(0.01)
+    assert engine.engine.runner_of(row.pk) is None
+
+
+async def test_a_notice_without_an_engine_is_dropped(tmp_path: Path) -> None:
+    database = tmp_path / "stepline.sqlite3"
+    async with Stepline(f"sqlite:///{database}", account_id="acct", run_engine=False) as api:
+        await api.register("quick", Quick, script_name=SCRIPT)
+        instance = await api.workflow("quick").create(params=1)
+        assert (await instance.status())["status"] == "queued"
+    assert not socket_path(database).exists()
+    async with Stepline(f"sqlite:///{database}", account_id="acct") as engine:
+        await engine.register("quick", Quick, script_name=SCRIPT)
+        handle = await engine.workflow("quick").get(instance.id)
+        assert (await wait_for_status(handle, "complete", timeout=5))["output"] == 1
+    assert not socket_path(database).exists()  # removed when the engine stopped
+
+
+async def test_a_database_path_too_long_for_a_socket_uses_a_folder_of_the_users(
+    tmp_path: Path, probe: Probe
+) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    database = deep / "stepline.sqlite3"
+    path = socket_path(database)
+    assert path.parent.name == f"stepline-{os.getuid()}"
+    engine, api = await _pair(database, probe)
+    try:
+        assert path.exists()
+        assert path.parent.stat().st_mode & 0o777 == 0o700
+        instance = await api.workflow("quick").create(params="far")
+        assert (await wait_for_status(instance, "complete", timeout=5))["output"] == "far"
+    finally:
+        await api.stop()
+        await engine.stop()
+
+
+async def test_a_malformed_datagram_is_ignored(
+    pair: tuple[Stepline, Stepline], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, api = pair
+    path = socket_path(tmp_path / "stepline.sqlite3")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as stray:
+        stray.sendto(b"not a notice", os.fspath(path))
+        stray.sendto(b'{"no": "kind"}', os.fspath(path))
+    instance = await api.workflow("quick").create(params="after")
+    assert (await wait_for_status(instance, "complete", timeout=5))["output"] == "after"
+    ignored = [r for r in caplog.records if "ignoring a malformed notice" in r.getMessage()]
+    assert len(ignored) == 2
