@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -112,25 +116,59 @@ async def serve(options: ServerOptions) -> None:
         run_engine=options.run_engine,
     )
     await stepline.start()
-    try:
-        if project is not None:
-            await register_declared(stepline, project, account_id)
-        app = create_app(
-            stepline.client, build_authenticator(stepline), health=health_check(stepline)
-        )
-        config = uvicorn.Config(
-            app,
-            host=options.host,
-            port=options.port,
-            log_level=options.log_level,
-            access_log=False,
-            http="httptools",
-            lifespan="off",
-        )
-        server = uvicorn.Server(config)
-        await server.serve()
-    finally:
-        await stepline.stop()
+    with _StopSignals() as stop_signals:
+        try:
+            if project is not None:
+                await register_declared(stepline, project, account_id)
+            app = create_app(
+                stepline.client, build_authenticator(stepline), health=health_check(stepline)
+            )
+            config = uvicorn.Config(
+                app,
+                host=options.host,
+                port=options.port,
+                log_level=options.log_level,
+                access_log=False,
+                http="httptools",
+                lifespan="off",
+            )
+            if not stop_signals.received:  # none came while the workflows were registered
+                await uvicorn.Server(config).serve()
+        finally:
+            await stepline.stop()
+
+
+class _StopSignals:
+    """SIGTERM and SIGINT while the server starts, serves and stops.
+
+    Uvicorn handles them while it serves, and once it has shut down it raises the signal
+    again for the handler it found: this one, which notes it and lets Stepline's own stop run
+    (executing steps finish, instances are parked or handed over, the store is closed),
+    where the signal's default handler would end the process first. A second signal during
+    that stop ends the process at once, as the default handler does.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():  # else no signal comes here
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = True
+        log.info("stopping: executing steps finish, then the store closes")
+        default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        signal.signal(signum, default)
 
 
 def run_server(options: ServerOptions) -> None:
