@@ -18,7 +18,14 @@ from pathlib import Path
 
 from stepline.errors import EngineAlreadyRunning
 
-__all__ = ["EngineLock"]
+__all__ = ["EngineLock", "beside_database"]
+
+
+def beside_database(database: Path, suffix: str) -> Path:
+    """A file of Stepline's next to the database's real file (symbolic links followed, as
+    SQLite follows them for its ``-wal``), the same for every process however it names it."""
+    real = Path(os.path.realpath(database))
+    return real.with_name(real.name + suffix)
 
 
 class EngineLock:
@@ -26,7 +33,7 @@ class EngineLock:
 
     def __init__(self, database: Path) -> None:
         self.database = database
-        self.path = database.with_name(database.name + "-engine.lock")
+        self.path = beside_database(database, "-engine.lock")
         self._fd: int | None = None
 
     def acquire(self, owner: str) -> None:

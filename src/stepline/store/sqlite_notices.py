@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stepline.store.port import Notice, notice_from_json, notice_to_json
+from stepline.store.sqlite_engine_lock import beside_database
 
 __all__ = ["NoticeInbox", "NoticeSender", "socket_path"]
 
@@ -40,11 +41,10 @@ _MAX_NOTICE = 4096
 
 def socket_path(database: Path) -> Path:
     """Where the engine of ``database`` listens, the same for every process using the file."""
-    real = Path(os.path.realpath(database))
-    beside = real.with_name(real.name + "-engine.sock")
+    beside = beside_database(database, "-engine.sock")
     if len(os.fsencode(beside)) <= _MAX_ADDRESS:
         return beside
-    digest = hashlib.sha256(os.fsencode(real)).hexdigest()[:32]
+    digest = hashlib.sha256(os.fsencode(os.path.realpath(database))).hexdigest()[:32]
     return _private_folder() / f"{digest}.sock"
 
 
