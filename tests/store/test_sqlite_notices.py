@@ -7,6 +7,8 @@ or never)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -15,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from stepline import Stepline, WorkflowEntrypoint
-from stepline.store.sqlite_notices import socket_path
+from stepline.store.port import Notice, notice_from_object
+from stepline.store.sqlite_notices import NoticeInbox, NoticeSender, socket_path
 from stepline.testing import wait_for_status
 from tests.engine.test_create_claims import Held
 from tests.engine.test_lifecycle import Blocking
@@ -158,3 +161,63 @@ async def test_a_malformed_datagram_is_ignored(
     assert (await wait_for_status(instance, "complete", timeout=5))["output"] == "after"
     ignored = [r for r in caplog.records if "ignoring a malformed notice" in r.getMessage()]
     assert len(ignored) == 2
+
+
+async def test_a_burst_of_pauses_reaches_every_runner(
+    pair: tuple[Stepline, Stepline], probe: Probe
+) -> None:
+    # Thirty pauses commit together and send their notices in one go: more than a datagram
+    # socket queues by default (10 on Linux) before the engine reads. None may be lost, or
+    # its runner runs on to the end instead of parking as paused.
+    _, api = pair
+    handles = await api.workflow("blocking").create_batch([{} for _ in range(30)])
+    await probe.wait_for("hold", 30)
+    await asyncio.gather(*(h.pause() for h in handles))
+    probe.gate("release").set()
+    for handle in handles:
+        await wait_for_status(handle, "paused", timeout=5)
+    assert probe.calls["after"] == 0
+
+
+async def test_notices_wait_while_the_engines_queue_is_full_and_arrive_in_order(
+    tmp_path: Path,
+) -> None:
+    # The engine's socket, not read for a while: its queue fills after a few datagrams.
+    path = tmp_path / "engine.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as engine_side:
+        engine_side.bind(os.fspath(path))
+        engine_side.setblocking(False)
+        sender = NoticeSender(path)
+        for pk in range(1, 41):  # one notice a loop turn: forty datagrams
+            sender.send(Notice("pause", pk, "engine-a"))
+            await asyncio.sleep(0)
+        sender.send(Notice("wake"))
+        sender.send(Notice("wake"))  # a second wake adds nothing
+        received: list[Notice] = []
+        for _ in range(500):
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    raw = json.loads(engine_side.recv(65_536))
+                    received.extend(notice_from_object(item) for item in raw)
+            if len(received) >= 41:
+                break
+            await asyncio.sleep(0.01)
+        sender.close()
+    assert [n.pk for n in received] == [*range(1, 41), 0]
+    assert received[-1].kind == "wake"
+
+
+async def test_a_closing_sender_hands_over_what_it_holds(tmp_path: Path) -> None:
+    path = tmp_path / "engine.sock"
+    delivered: list[Notice] = []
+    inbox = NoticeInbox(path, delivered.append)
+    inbox.open(asyncio.get_running_loop())
+    try:
+        sender = NoticeSender(path)
+        for pk in range(1, 6):
+            sender.send(Notice("stop", pk, None, 2))
+        sender.close()  # before the end of the loop turn that would have sent them
+        await asyncio.sleep(0.05)
+    finally:
+        inbox.close()
+    assert delivered == [Notice("stop", pk, None, 2) for pk in range(1, 6)]

@@ -30,6 +30,7 @@ __all__ = [
     "Store",
     "WorkflowSettings",
     "notice_from_json",
+    "notice_from_object",
     "notice_to_json",
 ]
 
@@ -82,7 +83,12 @@ def notice_to_json(notice: Notice) -> str:
 
 def notice_from_json(text: str) -> Notice:
     """The notice ``notice_to_json`` wrote (``KeyError``, ``ValueError`` if it is not one)."""
-    raw = json.loads(text)
+    return notice_from_object(json.loads(text))
+
+
+def notice_from_object(raw: Any) -> Notice:
+    """The notice of one decoded ``notice_to_json`` text (``KeyError``, ``ValueError``,
+    ``TypeError`` if it is not one)."""
     return Notice(
         kind=str(raw["kind"]),
         pk=int(raw.get("pk", 0)),

@@ -8,6 +8,13 @@ socket whose address follows from the database's path, and the other processes s
 notices there. A notice that finds no engine is dropped: an engine looks at everything
 runnable when it starts.
 
+None may be lost while an engine runs: a lost pause lets its runner run on to the end, a
+lost resume leaves it parked. The engine reads its socket on its event loop, and the kernel
+queues only a few datagrams for it meanwhile (10 on Linux by default), while one group
+commit of many pauses or events publishes all their notices at once. So a sender puts all
+the notices of one loop turn into one datagram, in order, and when the engine's queue is
+full it keeps them and sends them again shortly, in the same order.
+
 The socket lies beside the database (``<database>-engine.sock``), so that reaching it takes
 the same folder permissions as the database. Where that path is too long for a socket address
 (about 100 bytes), it lies in a folder of the user's own in the temporary directory instead,
@@ -19,15 +26,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import socket
 import stat
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from stepline.store.port import Notice, notice_from_json, notice_to_json
+from stepline.store.port import Notice, notice_from_object, notice_to_json
 from stepline.store.sqlite_engine_lock import beside_database
 
 __all__ = ["NoticeInbox", "NoticeSender", "socket_path"]
@@ -36,7 +45,14 @@ log = logging.getLogger("stepline.store.sqlite")
 
 _MAX_ADDRESS = 100
 """Bytes of a socket path that every system takes (Linux takes 107, macOS 103)."""
-_MAX_NOTICE = 4096
+_MAX_DATAGRAM = 65_536
+"""Bytes of one datagram: the notices of a loop turn, as many as fit."""
+_RETRY_FIRST = 0.001
+_RETRY_MAX = 0.1
+"""Seconds between tries to send to an engine whose queue is full: from the first, doubling
+up to the most."""
+_CLOSE_WAIT = 1.0
+"""Seconds a closing sender keeps trying to hand over the notices it still holds."""
 
 
 def socket_path(database: Path) -> Path:
@@ -89,15 +105,21 @@ class NoticeInbox:
         assert self._sock is not None
         while True:
             try:
-                data = self._sock.recv(_MAX_NOTICE)
+                data = self._sock.recv(_MAX_DATAGRAM)
             except BlockingIOError:
                 return
             try:
-                notice = notice_from_json(data.decode())
-            except (ValueError, KeyError, TypeError):
+                raw = json.loads(data)
+            except ValueError:
                 log.warning("ignoring a malformed notice: %r", data[:200])
                 continue
-            self._deliver(notice)
+            for item in raw if isinstance(raw, list) else [raw]:
+                try:
+                    notice = notice_from_object(item)
+                except (ValueError, KeyError, TypeError):
+                    log.warning("ignoring a malformed notice: %r", item)
+                    continue
+                self._deliver(notice)
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
@@ -110,29 +132,101 @@ class NoticeInbox:
 
 
 class NoticeSender:
-    """Another process's side: one unbound socket, a datagram for each notice."""
+    """Another process's side: one unbound socket; the notices of a loop turn as one datagram
+    (a JSON list), sent again shortly while the engine's queue is full."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._sock: socket.socket | None = None
+        self._pending: list[str] = []
+        """Notices not sent yet, as text, oldest first."""
+        self._wake_pending = False
+        """A ``wake`` is among them: another adds nothing (a wake makes the engine look at
+        everything runnable)."""
+        self._flush_handle: asyncio.Handle | None = None
+        self._delay = 0.0
 
     def send(self, notice: Notice) -> None:
+        """Send ``notice`` at the end of this loop turn (at once, outside an event loop)."""
+        if notice.kind == "wake":
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        self._pending.append(notice_to_json(notice))
+        if self._flush_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._flush()
+            return
+        self._flush_handle = loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Send what is pending, in order; when the engine's queue is full, try again later."""
+        self._flush_handle = None
         if self._sock is None:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._sock.setblocking(False)
+        address = os.fspath(self.path)
+        while self._pending:
+            count, size = 0, 1
+            for text in self._pending:
+                if count and size + len(text) + 1 > _MAX_DATAGRAM:
+                    break
+                count, size = count + 1, size + len(text) + 1
+            data = ("[" + ",".join(self._pending[:count]) + "]").encode()
+            try:
+                self._sock.sendto(data, address)
+            except BlockingIOError:
+                self._retry_later()
+                return
+            except (FileNotFoundError, ConnectionRefusedError):
+                # No engine is running: the next one to start looks at everything.
+                self._pending.clear()
+            except OSError as exc:
+                log.warning(
+                    "could not tell the engine of %d changes (%s): it acts on them at its "
+                    "next look for work",
+                    count,
+                    exc,
+                )
+                del self._pending[:count]
+            else:
+                del self._pending[:count]
+        self._wake_pending = False
+        self._delay = 0.0
+
+    def _retry_later(self) -> None:
+        self._delay = min(max(self._delay * 2, _RETRY_FIRST), _RETRY_MAX)
         try:
-            self._sock.sendto(notice_to_json(notice).encode(), os.fspath(self.path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            pass  # no engine is running: the next one to start looks at everything
-        except OSError as exc:  # its queue is full, say
-            log.warning(
-                "could not tell the engine of %s (%s): it acts on the change at its next look "
-                "for work",
-                notice,
-                exc,
-            )
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # outside a loop: the next send, or close, tries again
+        self._flush_handle = loop.call_later(self._delay, self._flush)
 
     def close(self) -> None:
+        """Hand over what is still pending (for up to a second), then close the socket."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        deadline = time.monotonic() + _CLOSE_WAIT
+        while self._pending:
+            self._flush()
+            if self._flush_handle is not None:
+                self._flush_handle.cancel()
+                self._flush_handle = None
+            if not self._pending:
+                break
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "the engine did not take %d notices before this process closed the "
+                    "database: it acts on them at its next look for work",
+                    len(self._pending),
+                )
+                self._pending.clear()
+                break
+            time.sleep(_RETRY_FIRST)
         sock, self._sock = self._sock, None
         if sock is not None:
             with contextlib.suppress(OSError):
