@@ -8,6 +8,7 @@ import pytest
 
 from stepline import InstanceHandle, InstanceNotFound, Stepline, WorkflowEntrypoint
 from stepline.errors import CannotTerminate
+from stepline.store.port import Notice
 from stepline.testing import TestClock, wait_for_status
 from tests.conftest import HOT, SUSPEND, MakeStepline
 from tests.engine.helpers import cancelled_inside, finished, ms, poke, step
@@ -380,3 +381,31 @@ async def test_delete_removes_the_instance_from_any_status(
     await asyncio.sleep(0.1)
     await stepline.engine.wait_idle()
     assert probe.calls["after"] == after_before
+
+
+async def test_an_engine_started_again_hears_each_notice_once(make_stepline: MakeStepline):
+    stepline = await make_stepline()
+    engine = stepline.engine
+    heard: list[Notice] = []
+    handle = engine.handle_notice
+
+    def counting(notice: Notice) -> None:
+        heard.append(notice)
+        handle(notice)
+
+    engine.handle_notice = counting  # type: ignore[method-assign]
+    await engine.stop()
+    for _ in range(3):
+        await engine.start()
+        await engine.stop()
+    await stepline.store.publish(Notice("unpause", 1, engine.owner))
+    await asyncio.sleep(0.05)
+    assert heard == []  # a stopped engine hears nothing
+    await engine.start()
+    await stepline.store.publish(Notice("unpause", 1, engine.owner))
+    for _ in range(100):  # on PostgreSQL the notice comes back through LISTEN
+        if heard:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert heard == [Notice("unpause", 1, engine.owner)]

@@ -131,6 +131,7 @@ class Engine:
         self.step_executor.shutdown(wait=False, cancel_futures=True)
         if not self.store.exclusive:
             await self._hand_over()
+        self.store.unsubscribe(self.handle_notice)
         self.store.release_engine()
 
     async def _hand_over(self) -> None:

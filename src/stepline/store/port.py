@@ -384,6 +384,10 @@ class Store(Protocol):
         """Call ``handler`` on the event loop for every notice published."""
         ...
 
+    def unsubscribe(self, handler: Callable[[Notice], None]) -> None:
+        """No longer call ``handler`` (one that ``subscribe`` was given; another is ignored)."""
+        ...
+
     # -- tokens --------------------------------------------------------------------------------
     async def save_token(self, token: TokenRecord) -> None: ...
 

@@ -569,6 +569,9 @@ class PostgresStore(PostgresCatalog):
     def subscribe(self, handler: Callable[[Notice], None]) -> None:
         self._listener.subscribe(handler)
 
+    def unsubscribe(self, handler: Callable[[Notice], None]) -> None:
+        self._listener.unsubscribe(handler)
+
 
 async def _claim_limited(
     conn: asyncpg.Connection, now: int, limit: int, owner: str, lease_until: int

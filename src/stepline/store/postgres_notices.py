@@ -46,6 +46,10 @@ class NoticeListener:
     def subscribe(self, handler: Callable[[Notice], None]) -> None:
         self._handlers.append(handler)
 
+    def unsubscribe(self, handler: Callable[[Notice], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._handlers.remove(handler)
+
     async def start(self) -> None:
         """Connect and LISTEN (raising if the database cannot be reached), then keep at it."""
         await self._listen()

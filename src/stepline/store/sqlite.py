@@ -8,6 +8,7 @@ loss. SQL lives in :mod:`stepline.store.sqlite_queries`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sqlite3
 import threading
@@ -574,6 +575,10 @@ class SqliteStore(SqliteCatalog):
 
     def subscribe(self, handler: Callable[[Notice], None]) -> None:
         self._subscribers.append(handler)
+
+    def unsubscribe(self, handler: Callable[[Notice], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(handler)
 
 
 # -- helpers run on the writer thread ------------------------------------------------------------
