@@ -178,3 +178,12 @@ def test_completion_is_offered(cli: CliInvoker) -> None:
 
     assert "--install-completion" in result.stdout
     assert "--show-completion" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_help_names_the_config_files_table_as_written(cli: CliInvoker, command: str) -> None:
+    # Rich markup took "[[workflows]]" for a style tag and showed "[]".
+    result = cli(command, "--help")
+
+    assert result.exit_code == 0, result.output
+    assert "[[workflows]]" in " ".join(result.stdout.split())

@@ -42,7 +42,7 @@ ConfigOption = Annotated[
         "--config",
         "-c",
         envvar="STEPLINE_CONFIG",
-        help="stepline.toml declaring [[workflows]] (default: ./stepline.toml if present).",
+        help="stepline.toml declaring \\[\\[workflows]] (default: ./stepline.toml if present).",
     ),
 ]
 AccountOwnerOption = Annotated[
