@@ -221,3 +221,40 @@ async def test_a_closing_sender_hands_over_what_it_holds(tmp_path: Path) -> None
     finally:
         inbox.close()
     assert delivered == [Notice("stop", pk, None, 2) for pk in range(1, 6)]
+
+
+async def test_a_wake_after_a_burst_sent_in_part_is_kept(tmp_path: Path) -> None:
+    # The engine's queue has room for one datagram; the burst takes two (over 64 KB), so its
+    # second half waits. A wake that comes meanwhile is the only one still to be sent.
+    path = tmp_path / "engine.sock"
+    with (
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as engine_side,
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as filler,
+    ):
+        engine_side.bind(os.fspath(path))
+        engine_side.setblocking(False)
+        filler.setblocking(False)
+        fillers = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                filler.sendto(b"[]", os.fspath(path))
+                fillers += 1
+        engine_side.recv(65_536)
+        sender = NoticeSender(path)
+        sender.send(Notice("wake"))
+        for pk in range(1, 2001):
+            sender.send(Notice("pause", pk, "engine-a"))
+        await asyncio.sleep(0)  # the burst's first datagram goes; the rest waits
+        sender.send(Notice("wake"))
+        received: list[Notice] = []
+        for _ in range(500):
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    raw = json.loads(engine_side.recv(65_536))
+                    received.extend(notice_from_object(item) for item in raw)
+            if len(received) >= 2002:
+                break
+            await asyncio.sleep(0.01)
+        sender.close()
+    assert fillers > 0
+    assert [n.kind for n in received] == ["wake", *["pause"] * 2000, "wake"]

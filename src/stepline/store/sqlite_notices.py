@@ -53,6 +53,7 @@ _RETRY_MAX = 0.1
 up to the most."""
 _CLOSE_WAIT = 1.0
 """Seconds a closing sender keeps trying to hand over the notices it still holds."""
+_WAKE = notice_to_json(Notice("wake"))
 
 
 def socket_path(database: Path) -> Path:
@@ -183,7 +184,7 @@ class NoticeSender:
                 return
             except (FileNotFoundError, ConnectionRefusedError):
                 # No engine is running: the next one to start looks at everything.
-                self._pending.clear()
+                self._drop(len(self._pending))
             except OSError as exc:
                 log.warning(
                     "could not tell the engine of %d changes (%s): it acts on them at its "
@@ -191,11 +192,16 @@ class NoticeSender:
                     count,
                     exc,
                 )
-                del self._pending[:count]
+                self._drop(count)
             else:
-                del self._pending[:count]
-        self._wake_pending = False
+                self._drop(count)
         self._delay = 0.0
+
+    def _drop(self, count: int) -> None:
+        """Forget the oldest ``count`` pending notices: sent, or given up on."""
+        del self._pending[:count]
+        if self._wake_pending:
+            self._wake_pending = _WAKE in self._pending
 
     def _retry_later(self) -> None:
         self._delay = min(max(self._delay * 2, _RETRY_FIRST), _RETRY_MAX)
@@ -221,10 +227,11 @@ class NoticeSender:
             if time.monotonic() >= deadline:
                 log.warning(
                     "the engine did not take %d notices before this process closed the "
-                    "database: it acts on them at its next look for work",
+                    "database: it acts on those changes when it next looks for work (at its "
+                    "next timer, notice or start)",
                     len(self._pending),
                 )
-                self._pending.clear()
+                self._drop(len(self._pending))
                 break
             time.sleep(_RETRY_FIRST)
         sock, self._sock = self._sock, None
