@@ -19,6 +19,7 @@ from stepline.engine.control import Control
 from stepline.engine.hooks import NO_HOOKS, StepHooks
 from stepline.engine.registry import WorkflowClasses
 from stepline.engine.scheduler import Engine
+from stepline.engine.shared_clock import ClockKeeper
 from stepline.store.open import DEFAULT_DATABASE, open_store
 from stepline.store.port import Store, WorkflowSettings
 from stepline.validation import check_workflow_name
@@ -63,6 +64,7 @@ class Stepline:
             env=env,
         )
         self.control = Control(self.engine)
+        self._clock_keeper = ClockKeeper(self.engine.clock, self.store)
         self.client = LocalClient(self.control)
         self._run_engine = run_engine
         self._started = False
@@ -73,12 +75,12 @@ class Stepline:
         return self._run_engine and self._started
 
     async def start(self) -> None:
-        await self.store.open()
+        await self.open_store()
         if self._run_engine:
             try:
                 await self.engine.start()
             except BaseException:  # another engine holds the SQLite file, say
-                await self.store.close()
+                await self.close_store()
                 raise
         self._started = True
         self.control.take_up_jobs()
@@ -88,8 +90,22 @@ class Stepline:
             await self.control.stop(grace_s=self.engine.stop_grace_ms / 1000)
             if self._run_engine:
                 await self.engine.stop()
-            await self.store.close()
+            await self.close_store()
             self._started = False
+
+    async def open_store(self) -> None:
+        """Open the store (``start`` does it first): on a database shared between machines
+        (PostgreSQL), this process's clock goes by the database's from here on."""
+        await self.store.open()
+        try:
+            await self._clock_keeper.start()
+        except BaseException:
+            await self.store.close()
+            raise
+
+    async def close_store(self) -> None:
+        await self._clock_keeper.stop()
+        await self.store.close()
 
     async def __aenter__(self) -> Stepline:
         await self.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Callable
 
 import pytest
@@ -980,3 +981,12 @@ async def test_claims_respect_a_workflows_concurrency_limit(open_store: OpenStor
     )  # fmt: skip
     assert [i.workflow_id for i in await claim(two, "e9")] == [capped.id]
     assert await claim(one, "e9") == []
+
+
+async def test_the_database_time_is_the_servers_or_none_for_a_local_file(store: Store) -> None:
+    theirs = await store.database_time_ms()
+    if store.exclusive:  # SQLite: one machine's file, read by that machine's clock
+        assert theirs is None
+    else:  # the server is on this machine here: the same clock
+        assert theirs is not None
+        assert abs(theirs - int(time.time() * 1000)) < 1_000

@@ -62,7 +62,7 @@ async def run_worker(options: WorkerOptions, stop: asyncio.Event | None = None) 
         concurrency=options.concurrency,
         lease=options.lease_ms,
     )
-    await stepline.store.open()
+    await stepline.open_store()
     try:
         if project is not None:
             # Every process registers: the store serialises it, and unchanged code makes
@@ -78,7 +78,7 @@ async def run_worker(options: WorkerOptions, stop: asyncio.Event | None = None) 
         await stepline.control.stop(grace_s=stepline.engine.stop_grace_ms / 1000)
         await stepline.engine.stop()  # hands its instances over to the other engines
     finally:
-        await stepline.store.close()
+        await stepline.close_store()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
 

@@ -30,12 +30,17 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """Wall-clock time."""
+    """Wall-clock time: this machine's, or the shared database's once ``offset_ms`` is set
+    (``stepline.engine.shared_clock``)."""
 
     auto_skip = False
 
+    def __init__(self) -> None:
+        self.offset_ms = 0
+        """Added to this machine's time: how far the database's clock is ahead of it."""
+
     def now_ms(self) -> int:
-        return int(time.time() * 1000)
+        return int(time.time() * 1000) + self.offset_ms
 
     async def sleep_ms(self, ms: int) -> None:
         await asyncio.sleep(ms / 1000)

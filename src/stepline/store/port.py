@@ -375,6 +375,12 @@ class Store(Protocol):
 
     async def next_schedule_fire(self) -> int | None: ...
 
+    # -- time ---------------------------------------------------------------------------------
+    async def database_time_ms(self) -> int | None:
+        """The database server's clock (ms since the epoch), which every process sharing the
+        database goes by; None where the database is a file of this machine's (SQLite)."""
+        ...
+
     # -- notices ------------------------------------------------------------------------------
     async def publish(self, notice: Notice) -> None:
         """Send ``notice`` to every engine subscribed to this database (this process too)."""

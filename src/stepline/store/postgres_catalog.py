@@ -219,6 +219,10 @@ class PostgresCatalog:
             return None
         return None if value is None else int(value)
 
+    # -- time --------------------------------------------------------------------------------
+    async def database_time_ms(self) -> int | None:
+        return int(await self._fetchval(q.DATABASE_TIME_MS))
+
     # -- tokens ------------------------------------------------------------------------------
     async def save_token(self, token: TokenRecord) -> None:
         await self._execute(

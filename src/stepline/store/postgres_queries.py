@@ -378,6 +378,9 @@ ADVANCE_SCHEDULE = (
 )
 NEXT_SCHEDULE_FIRE = "SELECT MIN(next_fire_at) FROM schedules"
 
+# -- time ----------------------------------------------------------------------------------
+DATABASE_TIME_MS = "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint"
+
 # -- tokens --------------------------------------------------------------------------------
 INSERT_TOKEN = f"INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
 TOKEN_BY_HASH = f"SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = $1"

@@ -250,6 +250,11 @@ class SqliteCatalog:
         row = self._lookup(q.NEXT_SCHEDULE_FIRE)
         return None if row is None or row[0] is None else int(row[0])
 
+    # -- time --------------------------------------------------------------------------------
+    async def database_time_ms(self: _Database) -> int | None:
+        """A file of this machine's: its clock is this machine's, shared by nobody else."""
+        return None
+
     # -- tokens ------------------------------------------------------------------------------
     async def save_token(self: _Database, token: TokenRecord) -> None:
         values = (
