@@ -99,3 +99,23 @@ async def test_a_sqlite_file_has_no_clock_to_share(tmp_path: Path) -> None:
         assert clock.offset_ms == 0
     finally:
         await store.close()
+
+
+async def test_a_later_measurement_within_the_noise_leaves_the_clock_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(shared_clock, "_EVERY_S", 0.01)
+    database = RemoteClock(ahead_ms=5_000)
+    clock = SystemClock()
+    keeper = ClockKeeper(clock, cast(Store, database))
+    await keeper.start()
+    try:
+        clock.offset_ms = 5_003  # three milliseconds off: below what a round trip tells
+        reads = database.reads
+        for _ in range(200):
+            if database.reads > reads + 6:
+                break
+            await asyncio.sleep(0.01)
+        assert clock.offset_ms == 5_003
+    finally:
+        await keeper.stop()

@@ -31,6 +31,9 @@ _SAMPLES = 3
 _EVERY_S = 60.0
 _REPORTED_MS = 1_000
 """A machine's clock this far from the database's is reported: it should be set right."""
+_NOISE_MS = 10
+"""A later measurement moves the clock only by more than this plus half its round trip (what
+a round trip cannot tell apart), so that the clock does not jitter back and forth."""
 
 
 class ClockKeeper:
@@ -43,7 +46,7 @@ class ClockKeeper:
 
     async def start(self) -> None:
         """Go by the database's time from now on (a store error propagates)."""
-        if not isinstance(self.clock, SystemClock) or not await self._measure(report=True):
+        if not isinstance(self.clock, SystemClock) or not await self._measure(first=True):
             return
         self._task = asyncio.create_task(self._keep(), name="stepline-clock")
 
@@ -58,11 +61,11 @@ class ClockKeeper:
         while True:
             await asyncio.sleep(_EVERY_S)
             try:
-                await self._measure(report=False)
+                await self._measure(first=False)
             except (SteplineError, OSError) as exc:  # keep the last difference measured
                 log.debug("could not read the database's clock: %s", exc)
 
-    async def _measure(self, *, report: bool) -> bool:
+    async def _measure(self, *, first: bool) -> bool:
         """Set the clock's offset to the database's; False when the store has no clock."""
         assert isinstance(self.clock, SystemClock)
         best: tuple[int, int] | None = None
@@ -75,10 +78,12 @@ class ClockKeeper:
             sample = (after - before, theirs - (before + after) // 2)
             best = sample if best is None else min(best, sample)
         assert best is not None
-        moved = best[1]
+        round_trip, moved = best
+        if not first and abs(moved) <= round_trip // 2 + _NOISE_MS:
+            return True
         self.clock.offset_ms += moved
         database_ahead = self.clock.offset_ms
-        if (report and abs(database_ahead) >= _REPORTED_MS) or abs(moved) >= _REPORTED_MS:
+        if (first and abs(database_ahead) >= _REPORTED_MS) or abs(moved) >= _REPORTED_MS:
             log.warning(
                 "this machine's clock is %.1f s %s the database's: Stepline goes by the "
                 "database's time so that leases and timers mean the same on every machine, "
