@@ -258,3 +258,13 @@ async def test_a_wake_after_a_burst_sent_in_part_is_kept(tmp_path: Path) -> None
         sender.close()
     assert fillers > 0
     assert [n.kind for n in received] == ["wake", *["pause"] * 2000, "wake"]
+
+
+@pytest.mark.parametrize("mode", [0o660, 0o600, 0o644], ids=["group", "owner", "others-read"])
+async def test_the_socket_lets_in_whoever_may_write_the_database(tmp_path: Path, mode: int) -> None:
+    database = tmp_path / "stepline.sqlite3"
+    async with Stepline(f"sqlite:///{database}", account_id="acct", run_engine=False):
+        pass  # makes the file
+    database.chmod(mode)
+    async with Stepline(f"sqlite:///{database}", account_id="acct"):
+        assert socket_path(database).stat().st_mode & 0o777 == mode

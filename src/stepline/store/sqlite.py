@@ -147,7 +147,7 @@ class SqliteStore(SqliteCatalog):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._engine_lock.acquire(owner)
         if self._inbox is None:
-            inbox = NoticeInbox(socket_path(self.path), self._deliver)
+            inbox = NoticeInbox(socket_path(self.path), self._deliver, database=self.path)
             try:
                 inbox.open(asyncio.get_running_loop())
             except BaseException:

@@ -80,10 +80,16 @@ def _prepare_private_folder(folder: Path) -> None:
 
 class NoticeInbox:
     """The engine's side: the socket, read on the event loop, while the engine holds the file
-    (so no other process binds it; one left by a crashed engine is removed first)."""
+    (so no other process binds it; one left by a crashed engine is removed first).
 
-    def __init__(self, path: Path, deliver: Callable[[Notice], None]) -> None:
+    ``database``: the socket takes its read and write permissions, as whoever may change the
+    database may tell its engine so (an API run as another user of the database's group)."""
+
+    def __init__(
+        self, path: Path, deliver: Callable[[Notice], None], *, database: Path | None = None
+    ) -> None:
         self.path = path
+        self.database = database
         self._deliver = deliver
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -96,6 +102,8 @@ class NoticeInbox:
         try:
             sock.setblocking(False)
             sock.bind(os.fspath(self.path))
+            if self.database is not None and self.database.exists():
+                os.chmod(self.path, stat.S_IMODE(os.stat(self.database).st_mode) & 0o666)
             loop.add_reader(sock.fileno(), self._receive)
         except BaseException:
             sock.close()
