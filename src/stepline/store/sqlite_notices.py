@@ -83,7 +83,9 @@ class NoticeInbox:
     (so no other process binds it; one left by a crashed engine is removed first).
 
     ``database``: the socket takes its read and write permissions, as whoever may change the
-    database may tell its engine so (an API run as another user of the database's group)."""
+    database may tell its engine so (an API run as another user of the database's group).
+    That holds beside the database only: the folder used for a path too long for a socket is
+    each user's own, so there only the engine's user reaches it."""
 
     def __init__(
         self, path: Path, deliver: Callable[[Notice], None], *, database: Path | None = None
