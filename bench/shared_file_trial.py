@@ -12,9 +12,10 @@ after round, each on a fresh file.
 
 Two ways to wait for SQLite's write lock, which the processes' writers now contend for:
 
-- ``--lock spin`` (the default): the writer's connection tries again every 0.1 ms;
-- ``--lock sqlite``: SQLite's own busy handler, as Stepline's connections have it
-  (``busy_timeout``), which sleeps 1, 2, 5, 10 ms and longer between its tries.
+- ``--lock spin`` (the default): the writer's connection tries again every 0.1 ms, as
+  Stepline's writer does (``stepline.store.sqlite_lock_wait``);
+- ``--lock sqlite``: SQLite's own busy handler (``busy_timeout``), which sleeps 1, 2, 5,
+  10 ms and longer between its tries, as Stepline's writer did before.
 
     python -m bench.shared_file_trial               # 1 and 2 processes, 1,000 x 3, 5 rounds
     python -m bench.shared_file_trial --lock sqlite --rounds 3
@@ -30,7 +31,6 @@ import queue
 import sqlite3
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,49 +38,23 @@ from bench._common import fresh_dir, wait_complete
 from stepline.engine.tuning import tune_garbage_collector
 from stepline.store.sqlite import SqliteStore
 
-_RETRY_S = 0.0001
-
-
-class SpinningConnection(sqlite3.Connection):
-    """A connection that, outside a transaction, retries a statement turned away by another
-    process's write lock every 0.1 ms, instead of sleeping in SQLite's busy handler.
-    (Such a statement wrote nothing, so trying it again is safe.)"""
-
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        return self._retried(lambda: sqlite3.Connection.execute(self, sql, parameters))
-
-    def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
-        rows = list(parameters)
-        return self._retried(lambda: sqlite3.Connection.executemany(self, sql, rows))
-
-    def _retried(self, statement: Callable[[], sqlite3.Cursor]) -> sqlite3.Cursor:
-        while True:
-            try:
-                return statement()
-            except sqlite3.OperationalError as error:
-                if self.in_transaction or "locked" not in str(error):
-                    raise
-            time.sleep(_RETRY_S)
-
 
 class SharedStore(SqliteStore):
     """The SQLite store without its engine lock: the one thing Stepline does to keep a
-    second engine off a SQLite file, set aside because that is what the trial measures."""
+    second engine off a SQLite file, set aside because that is what the trial measures. Its
+    writer waits for another process's lock as Stepline's does: it tries again every 0.1 ms
+    (``stepline.store.sqlite_lock_wait``)."""
 
     def hold_engine(self, owner: str) -> None:
         """Hold nothing."""
 
 
-class SpinningStore(SharedStore):
-    """:class:`SharedStore` with :class:`SpinningConnection` and no busy handler."""
+class BusyHandlerStore(SharedStore):
+    """:class:`SharedStore` whose writer waits in SQLite's busy handler instead (as Stepline's
+    writer did before it tried again itself)."""
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, factory=SpinningConnection
-        )
-        conn.execute("PRAGMA busy_timeout = 0")
-        conn.execute("PRAGMA foreign_keys = ON")
-        return conn
+    def _connect_writer(self) -> sqlite3.Connection:
+        return self._set_up_writer(self._connect())  # with busy_timeout: SQLite's handler
 
 
 def child(*args: Any) -> None:
@@ -103,7 +77,7 @@ async def _child(
     from bench.workflows import Trivial
     from stepline import Stepline
 
-    store = SpinningStore(Path(path)) if lock == "spin" else SharedStore(Path(path))
+    store = SharedStore(Path(path)) if lock == "spin" else BusyHandlerStore(Path(path))
     name = f"trivial-{index}"
     async with Stepline(store, account_id="bench") as stepline:
         flow = await stepline.register(name, Trivial, script_name="bench.workflows")

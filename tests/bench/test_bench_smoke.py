@@ -7,7 +7,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -185,42 +184,3 @@ def test_shared_file_trial_runs_every_process_share() -> None:
     assert [(row[0], row[1]) for row in rows] == [("1", "1"), ("1", "2")]
     assert len(rows[1][3].split(", ")) == 2  # a time for each of the two processes
     assert "2 processes:" in done.stdout
-
-
-def test_spinning_connection_waits_for_another_connections_write_lock(tmp_path: Path) -> None:
-    import threading
-    import time
-
-    from bench.shared_file_trial import SpinningConnection
-
-    path = tmp_path / "lock.sqlite3"
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("PRAGMA journal_mode = WAL")
-    holder.execute("CREATE TABLE t (x)")
-    waiter = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, factory=SpinningConnection
-    )
-    waiter.execute("PRAGMA busy_timeout = 0")
-    holder.execute("BEGIN IMMEDIATE")
-    holder.execute("INSERT INTO t VALUES (1)")
-    took: list[float] = []
-
-    def take() -> None:
-        waiter.execute("BEGIN IMMEDIATE")
-        took.append(time.monotonic())
-
-    thread = threading.Thread(target=take)
-    thread.start()
-    time.sleep(0.05)
-    assert not took  # still waiting: the holder has the lock
-    released = time.monotonic()
-    holder.execute("COMMIT")
-    thread.join(timeout=5)
-    assert took and took[0] >= released
-    assert waiter.in_transaction
-    assert waiter.execute("SELECT count(*) FROM t").fetchone() == (1,)
-    waiter.execute("COMMIT")
-    with pytest.raises(sqlite3.OperationalError, match="no such table"):
-        waiter.execute("SELECT * FROM missing")  # other errors are not retried
-    holder.close()
-    waiter.close()

@@ -36,6 +36,7 @@ from stepline.store.records import (
 )
 from stepline.store.sqlite_catalog import SqliteCatalog
 from stepline.store.sqlite_engine_lock import EngineLock
+from stepline.store.sqlite_lock_wait import LockWaitingConnection
 from stepline.store.sqlite_notices import NoticeInbox, NoticeSender, socket_path
 from stepline.store.sqlite_rows import (
     chunks,
@@ -88,7 +89,18 @@ class SqliteStore(SqliteCatalog):
         return conn
 
     def _connect_writer(self) -> sqlite3.Connection:
-        conn = self._connect()
+        # No busy handler: the connection waits for another process's lock itself.
+        conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            factory=LockWaitingConnection,
+            timeout=0,
+        )
+        conn.execute("PRAGMA foreign_keys = ON")
+        return self._set_up_writer(conn)
+
+    def _set_up_writer(self, conn: sqlite3.Connection) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA cache_size = -65536")

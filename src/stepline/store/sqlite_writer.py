@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from stepline.errors import StaleRunError
+from stepline.store.sqlite_lock_wait import LockHeld, LockWaitingConnection
 from stepline.store.sqlite_rows import value_rows
 
 __all__ = ["BeforeCommit", "FencedWrite", "ManyRows", "NoSync", "SqliteWriter"]
@@ -228,13 +229,26 @@ class SqliteWriter:
                 if self._pending == 0:
                     self._commit_on_loop(conn, batch)
                     return
+            except LockHeld:
+                pass  # another process is writing the file: the writer's thread waits for it
             finally:
                 self._conn_lock.release()
         self._hand_over(batch)
 
     def _commit_on_loop(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        """Commit a turn's writes on the loop's thread, without waiting for the disk: every
-        write of an ``inline`` writer, or a turn of only :class:`NoSync` writes of any writer."""
+        """Commit a turn's writes on the loop's thread, without waiting for the disk (every
+        write of an ``inline`` writer, or a turn of only :class:`NoSync` writes of any writer)
+        nor for another process's lock: :class:`LockHeld` if one holds it, nothing written."""
+        if not isinstance(conn, LockWaitingConnection):
+            self._commit_on_loop_now(conn, batch)
+            return
+        conn.wait_for_lock = False
+        try:
+            self._commit_on_loop_now(conn, batch)
+        finally:
+            conn.wait_for_lock = True
+
+    def _commit_on_loop_now(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
         if self._inline:
             self._commit_batch(conn, _without_superseded(batch), on_loop=True)
             self._unchecked += len(batch)
@@ -305,6 +319,8 @@ class SqliteWriter:
             # One statement is its own transaction: no BEGIN and COMMIT round trips.
             try:
                 outcomes = _run_fenced(conn, batch)
+            except LockHeld:
+                raise  # nothing ran: the caller hands the batch to the writer's thread
             except Exception as error:  # one write's failure, handed back
                 log.error("write failed: %s", error)
                 outcomes = [(batch[0][1], None, error, batch[0][2])]
@@ -332,6 +348,8 @@ class SqliteWriter:
                 outcomes.append(_run_operation(conn, batch[index], early=not on_loop))
                 index += 1
             conn.execute("COMMIT")
+        except LockHeld:
+            raise  # turned away at BEGIN, before anything ran: see the single write above
         except Exception as commit_error:  # the thread must live on
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
