@@ -184,3 +184,15 @@ def test_shared_file_trial_runs_every_process_share() -> None:
     assert [(row[0], row[1]) for row in rows] == [("1", "1"), ("1", "2")]
     assert len(rows[1][3].split(", ")) == 2  # a time for each of the two processes
     assert "2 processes:" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_api_beside_engine_prints_both_waits() -> None:
+    command = [sys.executable, "-m", "bench.api_beside_engine", "--rounds", "1"]
+    command += ["--instances", "300", "--steps", "2", "--seconds", "0.5"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split() for line in done.stdout.splitlines()[2:4]]
+    assert [row[:2] for row in rows] == [["1", "stepline"], ["1", "sqlite"]]
+    assert all(int(row[2]) > 0 for row in rows)  # creates got through in both
