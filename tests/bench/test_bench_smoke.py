@@ -193,6 +193,8 @@ def test_api_beside_engine_prints_both_waits() -> None:
     command += ["--instances", "300", "--steps", "2", "--seconds", "0.5"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line.split() for line in done.stdout.splitlines()[2:4]]
-    assert [row[:2] for row in rows] == [["1", "stepline"], ["1", "sqlite"]]
-    assert all(int(row[2]) > 0 for row in rows)  # creates got through in both
+    rows = [line.split() for line in done.stdout.splitlines()[2:5]]
+    assert [row[:2] for row in rows] == [["1", "stepline"], ["1", "sqlite"], ["1", "alone"]]
+    assert all(int(row[2]) > 0 for row in rows[:2])  # creates got through in both
+    assert rows[2][2] == "0"  # none beside the engine alone
+    assert all(float(row[-1].replace(",", "")) > 0 for row in rows)  # the engine's steps/s
