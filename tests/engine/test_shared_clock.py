@@ -46,21 +46,21 @@ async def test_the_clock_goes_by_the_databases_and_follows_it(
     with caplog.at_level(logging.WARNING, logger="stepline"):
         await keeper.start()
     try:
-        assert abs(clock.offset_ms + 30_000) <= 20
+        assert abs(clock.offset_ms + 30_000) <= 100
         assert any("30.0 s ahead of the database's" in r.getMessage() for r in caplog.records)
         database.ahead_ms = 2_000  # this machine's clock was stepped back
         for _ in range(200):
-            if abs(clock.offset_ms - 2_000) <= 20:
+            if abs(clock.offset_ms - 2_000) <= 100:
                 break
             await asyncio.sleep(0.01)
-        assert abs(clock.offset_ms - 2_000) <= 20
+        assert abs(clock.offset_ms - 2_000) <= 100
         database.down = True  # a lost database keeps the last difference measured
         reads = database.reads
         for _ in range(200):
             if database.reads > reads + 2:
                 break
             await asyncio.sleep(0.01)
-        assert abs(clock.offset_ms - 2_000) <= 20
+        assert abs(clock.offset_ms - 2_000) <= 100
     finally:
         await keeper.stop()
 
@@ -73,7 +73,7 @@ async def test_a_small_difference_is_applied_without_a_report(
     with caplog.at_level(logging.WARNING, logger="stepline"):
         await keeper.start()
     await keeper.stop()
-    assert abs(clock.offset_ms - 300) <= 20
+    assert abs(clock.offset_ms - 300) <= 100
     assert not caplog.records
 
 

@@ -36,6 +36,7 @@ from stepline.store.records import (
 )
 from stepline.store.sqlite_catalog import SqliteCatalog
 from stepline.store.sqlite_engine_lock import EngineLock
+from stepline.store.sqlite_errors import as_store_error
 from stepline.store.sqlite_lock_wait import LockWaitingConnection
 from stepline.store.sqlite_notices import NoticeInbox, NoticeSender, socket_path
 from stepline.store.sqlite_rows import (
@@ -121,7 +122,10 @@ class SqliteStore(SqliteCatalog):
 
     async def _read(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, lambda: operation(self._reader()))
+        try:
+            return await loop.run_in_executor(self._readers, lambda: operation(self._reader()))
+        except sqlite3.Error as error:
+            raise as_store_error(error) from error
 
     def _lookup(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         """One indexed row, read on the calling thread (``None`` if there is none).
@@ -130,11 +134,17 @@ class SqliteStore(SqliteCatalog):
         than the two thread switches of :meth:`_read`; the request and engine hot paths use
         this. Scans and anything that can return many rows stay on the reader threads.
         """
-        return self._reader().execute(sql, params).fetchone()
+        try:
+            return self._reader().execute(sql, params).fetchone()
+        except sqlite3.Error as error:
+            raise as_store_error(error) from error
 
     def _lookup_rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """Like :meth:`_lookup`, for an indexed query whose ``LIMIT`` bounds its rows."""
-        return self._reader().execute(sql, params).fetchall()
+        try:
+            return self._reader().execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise as_store_error(error) from error
 
     async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         return await self._writer.run(operation)

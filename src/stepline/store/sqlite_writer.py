@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from stepline.errors import StaleRunError
+from stepline.store.sqlite_errors import as_store_error
 from stepline.store.sqlite_lock_wait import LockHeld, LockWaitingConnection
 from stepline.store.sqlite_rows import value_rows
 
@@ -406,6 +407,10 @@ def _run_operation(
     try:
         result = call(conn)
     except BaseException as exc:  # handed back to the caller, not lost
+        if not conn.in_transaction:
+            # SQLite rolled the whole transaction back (a full disk, an I/O error): the
+            # batch's other writes are gone too, and all fail with this error.
+            raise
         conn.execute("ROLLBACK TO op")
         conn.execute("RELEASE op")
         if future is None:
@@ -521,4 +526,4 @@ def _deliver(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]])
         if exc is None:
             future.set_result(result)
         else:
-            future.set_exception(exc)
+            future.set_exception(as_store_error(exc))
