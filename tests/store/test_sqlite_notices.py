@@ -179,6 +179,20 @@ async def test_a_burst_of_pauses_reaches_every_runner(
     assert probe.calls["after"] == 0
 
 
+async def _read_notices(engine_side: socket.socket, want: int) -> list[Notice]:
+    """Read the engine's socket, as its loop would, until ``want`` notices came (or 5 s)."""
+    received: list[Notice] = []
+    for _ in range(500):
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                raw = json.loads(engine_side.recv(65_536))
+                received.extend(notice_from_object(item) for item in raw)
+        if len(received) >= want:
+            break
+        await asyncio.sleep(0.01)
+    return received
+
+
 async def test_notices_wait_while_the_engines_queue_is_full_and_arrive_in_order(
     tmp_path: Path,
 ) -> None:
@@ -193,15 +207,7 @@ async def test_notices_wait_while_the_engines_queue_is_full_and_arrive_in_order(
             await asyncio.sleep(0)
         sender.send(Notice("wake"))
         sender.send(Notice("wake"))  # a second wake adds nothing
-        received: list[Notice] = []
-        for _ in range(500):
-            with contextlib.suppress(BlockingIOError):
-                while True:
-                    raw = json.loads(engine_side.recv(65_536))
-                    received.extend(notice_from_object(item) for item in raw)
-            if len(received) >= 41:
-                break
-            await asyncio.sleep(0.01)
+        received = await _read_notices(engine_side, 41)
         sender.close()
     assert [n.pk for n in received] == [*range(1, 41), 0]
     assert received[-1].kind == "wake"
@@ -246,15 +252,7 @@ async def test_a_wake_after_a_burst_sent_in_part_is_kept(tmp_path: Path) -> None
             sender.send(Notice("pause", pk, "engine-a"))
         await asyncio.sleep(0)  # the burst's first datagram goes; the rest waits
         sender.send(Notice("wake"))
-        received: list[Notice] = []
-        for _ in range(500):
-            with contextlib.suppress(BlockingIOError):
-                while True:
-                    raw = json.loads(engine_side.recv(65_536))
-                    received.extend(notice_from_object(item) for item in raw)
-            if len(received) >= 2002:
-                break
-            await asyncio.sleep(0.01)
+        received = await _read_notices(engine_side, 2002)
         sender.close()
     assert fillers > 0
     assert [n.kind for n in received] == ["wake", *["pause"] * 2000, "wake"]
