@@ -29,7 +29,7 @@ from stepline.engine.step_errors import (
     is_non_retryable,
     rebuild_error,
 )
-from stepline.engine.waits import WaitingSteps
+from stepline.engine.waits import WaitingSteps, take_value
 from stepline.errors import (
     InvalidStepConfig,
     StaleRunError,
@@ -232,7 +232,7 @@ class Runner(WaitingSteps):
             )
         record = self.steps.get(key)
         if record is not None and record.status == "complete":
-            return None if record.output is None else json.loads(record.output)
+            return take_value(record)
         if record is not None and record.status == "errored":
             raise rebuild_error(record)
         await self._at_boundary()
@@ -291,6 +291,7 @@ class Runner(WaitingSteps):
                     attempt.end, attempt.success = now, True
                     record.status, record.end, record.output = "complete", now, text
                     await self._save(record, now)
+                    record.output = None  # stored: this run never reads it again
                     if isinstance(value, _PRIMITIVES):
                         return value
                     return json.loads(text)

@@ -192,9 +192,17 @@ class WaitingSteps:
         return "signal" if arrived in done else "timeout"
 
 
+def take_value(record: StepRecord) -> Any:
+    """A finished step's stored value, decoded; the record lets go of its text. A run reaches
+    each step key once (a replay is a new run, which reads the store), so nothing reads it
+    again, and an instance that takes a thousand 1 MiB results does not hold a GiB."""
+    text, record.output = record.output, None
+    return None if text is None else json.loads(text)
+
+
 def _event_value(record: StepRecord) -> dict[str, Any]:
     return {
-        "payload": None if record.output is None else json.loads(record.output),
+        "payload": take_value(record),
         "timestamp": datetime.fromtimestamp((record.end or record.start) / 1000, UTC),
         "type": record.event_type,
     }
