@@ -14,6 +14,7 @@ from stepline.errors import (
 )
 
 __all__ = [
+    "MAX_INSTANCE_STORAGE_BYTES",
     "MAX_PAYLOAD_BYTES",
     "check_account_id",
     "check_event_type",
@@ -23,9 +24,12 @@ __all__ = [
     "check_workflow_name",
     "dump_json",
     "storable_text",
+    "utf8_size",
 ]
 
 MAX_PAYLOAD_BYTES = 1 << 20
+MAX_INSTANCE_STORAGE_BYTES = 1 << 30
+"""The state one instance may persist by default (Cloudflare's paid plan)."""
 _NAME = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9\-_]*$")
 _RESERVED_ID = re.compile(r"^cf_[0-9a-f]{64}$")
 _ROUTE_WORDS = frozenset({"batch", "terminate"})
@@ -111,6 +115,12 @@ def dump_json(value: Any) -> str:
     if not text.isascii():  # a flag CPython keeps: free for ASCII text
         text.encode()  # raises UnicodeEncodeError (a ValueError) on a lone surrogate
     return text
+
+
+def utf8_size(text: str) -> int:
+    """``text``'s size in UTF-8 bytes, without encoding it when it is ASCII (a flag
+    CPython keeps)."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def storable_text(text: str) -> str:

@@ -39,7 +39,7 @@ from stepline.errors import (
 )
 from stepline.step_config import config_text, parse_step_config
 from stepline.store.records import Attempt, InstanceRecord, StepRecord
-from stepline.validation import MAX_PAYLOAD_BYTES, check_step_name, dump_json
+from stepline.validation import MAX_PAYLOAD_BYTES, check_step_name, dump_json, utf8_size
 
 if TYPE_CHECKING:
     from stepline.engine.scheduler import Engine
@@ -96,6 +96,10 @@ class Runner(WaitingSteps):
         self.workflow_name = workflow_name
         self.step_limit = step_limit
         self.steps = {s.key: s for s in steps if s.kind != "termination"}
+        self.stored_bytes = utf8_size(instance.params) + sum(
+            utf8_size(s.output) for s in steps if s.output is not None
+        )
+        """What the instance has persisted, counted against ``engine.storage_limit``."""
         self._next_seq = max((s.seq for s in steps), default=0) + 1
         self._counters: dict[tuple[str, str], int] = {}
         self._reached: set[str] = set()
@@ -362,22 +366,42 @@ class Runner(WaitingSteps):
         try:
             text = dump_json(value)
         except (TypeError, ValueError):
-            now = self.clock.now_ms()
-            attempt.end, attempt.success = now, False
-            message = (
+            raise self._fatal_step(
+                record,
+                attempt,
                 "The execution of the Workflow instance was terminated, as the step "
-                f'"{label}" returned a value which is not serialisable'
-            )
-            attempt.error_name, attempt.error_message = "WorkflowFatalError", message
-            record.status, record.end = "errored", now
-            record.error_name, record.error_message = "WorkflowFatalError", message
-            self.store.queue_step(self.pk, self.generation, record, now=now)
-            raise FatalInstanceError(message) from None
-        if len(text) > MAX_PAYLOAD_BYTES // 4 and len(text.encode()) > MAX_PAYLOAD_BYTES:
+                f'"{label}" returned a value which is not serialisable',
+            ) from None
+        size = utf8_size(text)
+        if size > MAX_PAYLOAD_BYTES:
             raise WorkflowInternalError(
                 f"Step {label} output is too large. Maximum allowed size is 1MiB."
             )
+        try:
+            self.count_stored(size)
+        except FatalInstanceError as fatal:
+            raise self._fatal_step(record, attempt, fatal.message) from None
         return text
+
+    def _fatal_step(self, record: StepRecord, attempt: Attempt, message: str) -> FatalInstanceError:
+        """Record the attempt and its step as failed by ``message``, which fails the instance."""
+        now = self.clock.now_ms()
+        attempt.end, attempt.success = now, False
+        attempt.error_name, attempt.error_message = "WorkflowFatalError", message
+        record.status, record.end = "errored", now
+        record.error_name, record.error_message = "WorkflowFatalError", message
+        self.store.queue_step(self.pk, self.generation, record, now=now)
+        return FatalInstanceError(message)
+
+    def count_stored(self, size: int) -> None:
+        """Count ``size`` more bytes of persisted state; past the engine's limit, the instance
+        fails (``FatalInstanceError``) and nothing is counted."""
+        limit = self.engine.storage_limit
+        if self.stored_bytes + size > limit:
+            raise FatalInstanceError(
+                f"The Workflow instance exceeded the {_size_label(limit)} storage limit"
+            )
+        self.stored_bytes += size
 
     # -- waiting and suspending ----------------------------------------------------------------
     async def _wait_until(self, wake_at: int) -> None:
@@ -454,3 +478,11 @@ class Runner(WaitingSteps):
         seq = self._next_seq
         self._next_seq += 1
         return seq
+
+
+def _size_label(size: int) -> str:
+    """``1GiB``, ``4KiB``, ``1500B``: a limit as a user would write it."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size % scale == 0:
+            return f"{size // scale}{unit}"
+    return f"{size}B"

@@ -27,6 +27,7 @@ from stepline.engine.runner import Runner
 from stepline.errors import SteplineError, StoreUnavailable
 from stepline.store.port import Notice, Store
 from stepline.store.records import InstanceRecord, StepRecord, VersionRecord
+from stepline.validation import MAX_INSTANCE_STORAGE_BYTES
 
 __all__ = ["Engine"]
 
@@ -50,6 +51,7 @@ class Engine:
         lease_ms: int = 30_000,
         stop_grace_ms: int = 10_000,
         step_threads: int = 32,
+        storage_limit: int = MAX_INSTANCE_STORAGE_BYTES,
         env: Any = None,
         hooks: StepHooks = NO_HOOKS,
     ) -> None:
@@ -61,6 +63,13 @@ class Engine:
         self.retention_sweep_ms = retention_sweep_ms
         self.lease_ms = lease_ms
         self.stop_grace_ms = stop_grace_ms
+        if type(storage_limit) is not int or storage_limit < 1:
+            raise ValueError(
+                f"storage_limit must be a number of bytes above 0, not {storage_limit!r}"
+            )
+        self.storage_limit = storage_limit
+        """The UTF-8 bytes one instance may persist: its params, step results and the event
+        payloads its waits took."""
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         """This engine's name on the leases it holds."""
         self.env = env

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from stepline.errors import InvalidStepConfig, WorkflowTimeoutError
 from stepline.store.records import StepRecord
-from stepline.validation import check_event_type, check_step_name, dump_json
+from stepline.validation import check_event_type, check_step_name, dump_json, utf8_size
 
 if TYPE_CHECKING:
     from stepline.engine.clock import Clock
@@ -44,6 +44,8 @@ class _RunState(Protocol):
     def _occurrence(self, kind: str, name: str) -> int: ...
 
     def _take_seq(self) -> int: ...
+
+    def count_stored(self, size: int) -> None: ...
 
     async def _at_boundary(self) -> None: ...
 
@@ -151,7 +153,9 @@ class WaitingSteps:
         mocked, payload = self.engine.hooks.mocked_event(event_type)
         if mocked:
             now = self.clock.now_ms()
-            record.status, record.end, record.output = "complete", now, dump_json(payload)
+            text = dump_json(payload)
+            self.count_stored(utf8_size(text))
+            record.status, record.end, record.output = "complete", now, text
             await self._save(record, now)
             return _event_value(record)
         while True:
@@ -163,6 +167,8 @@ class WaitingSteps:
             )
             if event is not None:
                 record.status, record.end, record.output = "complete", now, event.payload
+                # Taken already: past the storage limit, the instance fails after the wait.
+                self.count_stored(utf8_size(event.payload))
                 return _event_value(record)
             now = self.clock.now_ms()
             if now >= deadline:

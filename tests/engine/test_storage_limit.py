@@ -1,0 +1,143 @@
+"""The state one instance may persist (§2.3, §4): 1 GiB by default, counted in UTF-8 bytes
+of its params, its step results and the event payloads its waits took. The step or wait that
+would take it past the limit fails the instance, which no ``try`` in ``run`` can catch."""
+
+from __future__ import annotations
+
+import pytest
+
+from stepline import Stepline, WorkflowEntrypoint
+from stepline.testing import StepMocks
+from stepline.validation import dump_json
+from tests.conftest import MakeStepline
+from tests.engine.helpers import finished, step
+
+LIMIT = 4096
+"""A small limit, so that a test need not write a GiB: four 1,000-byte values fit, five do not."""
+MESSAGE = "The Workflow instance exceeded the 4KiB storage limit"
+
+
+class Results(WorkflowEntrypoint):
+    """``params["sizes"]``: one step per size, returning a string of ``params["char"]``
+    (default ``x``) whose stored JSON is that many UTF-8 bytes; ``params["nap"]``: after how
+    many steps to sleep an hour (so that a suspended run replays the ones before)."""
+
+    async def run(self, event, step):
+        char = event.payload.get("char", "x")
+        for n, size in enumerate(event.payload["sizes"]):
+            if n == event.payload.get("nap"):
+                await step.sleep("nap", "1 hour")
+            text = char * ((size - 2) // len(char.encode()))
+            await step.do(f"step {n}", lambda text=text: text)
+        return "done"
+
+
+async def test_the_step_that_would_pass_the_limit_fails_the_instance(
+    make_stepline: MakeStepline,
+):
+    stepline = await make_stepline(storage_limit=LIMIT)
+    workflow = await stepline.register("results", Results)
+    # The params (36 bytes) and four results of 1,000 bytes fit in 4,096; a fifth does not.
+    view = await finished(await workflow.create(params={"sizes": [1_000] * 5}))
+
+    assert view["status"] == "errored", view
+    assert view["error"] == {"name": "WorkflowFatalError", "message": MESSAGE}
+    assert [s["success"] for s in view["steps"]] == [True, True, True, True, False]
+    last = step(view, "step 4-1")
+    assert last["attempts"][-1]["error"] == {"name": "WorkflowFatalError", "message": MESSAGE}
+    assert last["output"] is None
+
+
+async def test_values_up_to_the_limit_are_kept(make_stepline: MakeStepline):
+    stepline = await make_stepline(storage_limit=LIMIT)
+    workflow = await stepline.register("results", Results)
+    params = {"sizes": [1_000, 1_000, 1_000, 1_000]}
+    # The last result takes what the params and the others leave, to the byte.
+    params["sizes"][-1] = LIMIT - 3_000 - len(dump_json(params))
+    assert len(dump_json(params)) + sum(params["sizes"]) == LIMIT
+    view = await finished(await workflow.create(params=params))
+
+    assert view["status"] == "complete", view["error"]
+
+
+async def test_the_count_survives_a_replay(make_stepline: MakeStepline):
+    stepline = await make_stepline(storage_limit=LIMIT, suspend_after=50)
+    workflow = await stepline.register("results", Results)
+    view = await finished(await workflow.create(params={"sizes": [1_000] * 5, "nap": 3}))
+
+    assert view["status"] == "errored", view
+    assert view["error"]["message"] == MESSAGE
+    steps = [s["success"] for s in view["steps"] if s["type"] == "step"]
+    assert steps == [True, True, True, True, False]
+
+
+async def test_the_limit_counts_utf8_bytes_not_characters(make_stepline: MakeStepline):
+    stepline = await make_stepline(storage_limit=LIMIT)
+    workflow = await stepline.register("results", Results)
+    # 699 characters of two bytes each: 1,400 bytes a result, so the third passes 4 KiB.
+    view = await finished(await workflow.create(params={"sizes": [1_400] * 3, "char": "é"}))
+
+    assert view["status"] == "errored", view
+    assert [s["success"] for s in view["steps"]] == [True, True, False]
+
+
+class Waits(WorkflowEntrypoint):
+    async def run(self, event, step):
+        sizes = []
+        for n in range(5):
+            got = await step.wait_for_event(f"wait {n}", "big", timeout="1 hour")
+            sizes.append(len(got["payload"]))
+        return sizes
+
+
+async def test_event_payloads_that_waits_take_count(make_stepline: MakeStepline):
+    stepline = await make_stepline(storage_limit=LIMIT)
+    workflow = await stepline.register("waits", Waits)
+    instance = await workflow.create()
+    for _ in range(5):
+        await instance.send_event("big", "x" * 998)  # 1,000 bytes stored
+    view = await finished(instance)
+
+    assert view["status"] == "errored", view
+    assert view["error"] == {"name": "WorkflowFatalError", "message": MESSAGE}
+    # The fifth wait took its event before the count: it is recorded, and the instance fails.
+    assert [(s["finished"], s["error"]) for s in view["steps"]] == [(True, None)] * 5
+
+
+async def test_a_mocked_event_counts_too(make_stepline: MakeStepline, mocks: StepMocks):
+    mocks.mock_event("big", "x" * 998)
+    stepline = await make_stepline(storage_limit=LIMIT)
+    workflow = await stepline.register("waits", Waits)
+    view = await finished(await workflow.create())
+
+    assert view["status"] == "errored", view
+    assert view["error"] == {"name": "WorkflowFatalError", "message": MESSAGE}
+
+
+class CatchesIt(WorkflowEntrypoint):
+    async def run(self, event, step):
+        for n in range(5):
+            try:
+                await step.do(f"step {n}", lambda: "x" * 998)
+            except Exception as exc:
+                return f"caught {type(exc).__name__}"
+        return "no limit"
+
+
+async def test_the_limit_cannot_be_caught(make_stepline: MakeStepline):
+    stepline = await make_stepline(storage_limit=LIMIT)
+    workflow = await stepline.register("catches-it", CatchesIt)
+    view = await finished(await workflow.create())
+
+    assert view["status"] == "errored", view
+    assert view["error"]["message"] == MESSAGE
+
+
+async def test_the_default_is_1_gib(stepline: Stepline):
+    assert stepline.engine.storage_limit == 2**30
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1.5, "1GiB", True])
+async def test_a_limit_that_is_not_a_positive_number_of_bytes_is_refused(tmp_path, limit):
+    with pytest.raises(ValueError, match="storage_limit"):
+        Stepline(f"sqlite:///{tmp_path}/db.sqlite3", storage_limit=limit)
