@@ -20,6 +20,7 @@ from stepline.engine.hooks import NO_HOOKS, StepHooks
 from stepline.engine.registry import WorkflowClasses
 from stepline.engine.scheduler import Engine
 from stepline.engine.shared_clock import ClockKeeper
+from stepline.sizes import parse_size
 from stepline.store.open import DEFAULT_DATABASE, open_store
 from stepline.store.port import Store, WorkflowSettings
 from stepline.validation import MAX_INSTANCE_STORAGE_BYTES, check_workflow_name
@@ -42,7 +43,7 @@ class Stepline:
         suspend_after: Duration = "1 second",
         stop_grace: Duration = "10 seconds",
         lease: Duration = "30 seconds",
-        storage_limit: int = MAX_INSTANCE_STORAGE_BYTES,
+        storage_limit: int | str = MAX_INSTANCE_STORAGE_BYTES,
         clock: Clock | None = None,
         hooks: StepHooks = NO_HOOKS,
         run_engine: bool = True,
@@ -61,7 +62,9 @@ class Stepline:
             suspend_after_ms=parse_duration_ms(suspend_after, what="suspend_after"),
             stop_grace_ms=parse_duration_ms(stop_grace, what="stop_grace"),
             lease_ms=parse_duration_ms(lease, what="lease"),
-            storage_limit=storage_limit,
+            storage_limit=parse_size(storage_limit, what="storage_limit")
+            if isinstance(storage_limit, str)
+            else storage_limit,
             hooks=hooks,
             env=env,
         )

@@ -26,6 +26,7 @@ from stepline.engine.tuning import run_owned_process
 from stepline.store.open import DEFAULT_DATABASE
 from stepline.store.port import WorkflowSettings
 from stepline.tokens import StoreTokenAuthenticator
+from stepline.validation import MAX_INSTANCE_STORAGE_BYTES
 
 __all__ = ["ServerOptions", "run_server", "serve"]
 
@@ -44,6 +45,8 @@ class ServerOptions:
     run_engine: bool = True
     lease_ms: int = 30_000
     """How long a claim lasts unless renewed: what a dead process held waits this long."""
+    storage_limit: int = MAX_INSTANCE_STORAGE_BYTES
+    """The UTF-8 bytes one instance may persist."""
     log_level: str = "info"
 
 
@@ -113,6 +116,7 @@ async def serve(options: ServerOptions) -> None:
         synchronous=options.synchronous,
         concurrency=options.concurrency,
         lease=options.lease_ms,
+        storage_limit=options.storage_limit,
         run_engine=options.run_engine,
     )
     await stepline.start()

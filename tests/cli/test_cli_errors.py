@@ -187,3 +187,16 @@ def test_help_names_the_config_files_table_as_written(cli: CliInvoker, command: 
 
     assert result.exit_code == 0, result.output
     assert "[[workflows]]" in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+@pytest.mark.parametrize(
+    ("limit", "fragment"), [("lots", "is not a size"), ("0", "must be at least 1 byte")]
+)
+def test_a_storage_limit_that_is_not_a_size(
+    cli: CliInvoker, command: str, limit: str, fragment: str
+) -> None:
+    result = cli(command, "--storage-limit", limit)
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "--storage-limit", repr(limit), fragment)

@@ -10,6 +10,9 @@ from stepline import Stepline
 from stepline.cli.worker import WorkerOptions, run_worker
 from stepline.engine.terminators import TERMINABLE_STATUSES
 from stepline.store.open import open_store
+from stepline.testing import wait_for_status
+from tests.engine.helpers import FINISHED
+from tests.engine.test_storage_limit import Results
 from tests.engine.test_terminate_all import Napper
 
 CONFIG = """\
@@ -57,3 +60,31 @@ async def test_a_worker_takes_up_a_terminate_all_job_that_no_process_holds(tmp_p
         await look.close()
         stop.set()
         await asyncio.wait_for(worker, timeout=30)
+
+
+async def test_a_worker_fails_an_instance_past_its_storage_limit(tmp_path: Path):
+    database = f"sqlite:///{tmp_path / 'stepline.sqlite3'}"
+    config = tmp_path / "stepline.toml"
+    config.write_text(
+        '[[workflows]]\nname = "results"\nclass_name = "Results"\n'
+        'script_name = "tests.engine.test_storage_limit"\n'
+    )
+    options = WorkerOptions(config=config, database=database, account_id="acct", storage_limit=4096)
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(options, stop))
+    try:
+        async with Stepline(database, account_id="acct", run_engine=False) as api:
+            flow = await api.register(
+                "results", Results, script_name="tests.engine.test_storage_limit"
+            )
+            fits = await flow.create(params={"sizes": [1_000] * 4})
+            passes = await flow.create(params={"sizes": [1_000] * 5})
+            fitting = await wait_for_status(fits, FINISHED, timeout=30)
+            passing = await wait_for_status(passes, FINISHED, timeout=30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, timeout=30)
+
+    assert fitting["status"] == "complete", fitting
+    assert passing["status"] == "errored", passing
+    assert passing["error"]["message"] == "The Workflow instance exceeded the 4KiB storage limit"

@@ -137,7 +137,13 @@ async def test_the_default_is_1_gib(stepline: Stepline):
     assert stepline.engine.storage_limit == 2**30
 
 
-@pytest.mark.parametrize("limit", [0, -1, 1.5, "1GiB", True])
+@pytest.mark.parametrize(("limit", "size"), [(4096, 4096), ("4KiB", 4096), ("100MB", 10**8)])
+async def test_a_limit_is_bytes_or_a_size_with_its_unit(tmp_path, limit, size):
+    stepline = Stepline(f"sqlite:///{tmp_path}/db.sqlite3", storage_limit=limit)
+    assert stepline.engine.storage_limit == size
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1.5, "lots", "0 GiB", True])
 async def test_a_limit_that_is_not_a_positive_number_of_bytes_is_refused(tmp_path, limit):
     with pytest.raises(ValueError, match="storage_limit"):
         Stepline(f"sqlite:///{tmp_path}/db.sqlite3", storage_limit=limit)

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from stepline.cli.output import report_errors
+from stepline.cli.output import UserError, report_errors
+from stepline.sizes import parse_size
 from stepline.store.open import DEFAULT_DATABASE
 
 __all__ = [
@@ -16,7 +17,9 @@ __all__ = [
     "ConfigOption",
     "DatabaseOption",
     "LeaseOption",
+    "StorageLimitOption",
     "serve_command",
+    "storage_limit_bytes",
 ]
 
 SERVE_EPILOG = (
@@ -62,6 +65,22 @@ LeaseOption = Annotated[
         "unless renewed; another process takes over what a dead one held after this.",
     ),
 ]
+StorageLimitOption = Annotated[
+    str,
+    typer.Option(
+        "--storage-limit",
+        help="The state one instance may persist (its params, step results and the event "
+        "payloads it took), as bytes or with a unit: 100MB, 1GiB. Past it, the instance fails.",
+    ),
+]
+
+
+def storage_limit_bytes(text: str) -> int:
+    """``--storage-limit`` in bytes; a user error when it is not a size."""
+    try:
+        return parse_size(text, what="--storage-limit")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
 
 
 def serve_command(
@@ -85,6 +104,7 @@ def serve_command(
         bool, typer.Option("--no-engine", help="Serve the API only; run no instances.")
     ] = False,
     lease: LeaseOption = "30 seconds",
+    storage_limit: StorageLimitOption = "1GiB",
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
 ) -> None:
     """Serve the Cloudflare-compatible REST API and run workflow instances."""
@@ -107,6 +127,7 @@ def serve_command(
                 concurrency=concurrency,
                 run_engine=not no_engine,
                 lease_ms=parse_duration_ms(lease, what="lease"),
+                storage_limit=storage_limit_bytes(storage_limit),
                 log_level=log_level,
             )
         )

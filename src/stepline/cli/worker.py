@@ -18,12 +18,20 @@ import typer
 
 from stepline.app import Stepline
 from stepline.cli.output import report_errors
-from stepline.cli.serve import AccountOwnerOption, ConfigOption, DatabaseOption, LeaseOption
+from stepline.cli.serve import (
+    AccountOwnerOption,
+    ConfigOption,
+    DatabaseOption,
+    LeaseOption,
+    StorageLimitOption,
+    storage_limit_bytes,
+)
 from stepline.config import load_config
 from stepline.durations import parse_duration_ms
 from stepline.engine.tuning import run_owned_process
 from stepline.server import register_declared, resolve_account
 from stepline.store.open import DEFAULT_DATABASE
+from stepline.validation import MAX_INSTANCE_STORAGE_BYTES
 
 __all__ = ["WORKER_EPILOG", "WorkerOptions", "run_worker", "worker_command"]
 
@@ -45,6 +53,8 @@ class WorkerOptions:
     concurrency: int = 10_000
     lease_ms: int = 30_000
     """How long a claim lasts unless renewed: a dead worker's instances wait this long."""
+    storage_limit: int = MAX_INSTANCE_STORAGE_BYTES
+    """The UTF-8 bytes one instance may persist."""
     log_level: str = "info"
 
 
@@ -61,6 +71,7 @@ async def run_worker(options: WorkerOptions, stop: asyncio.Event | None = None) 
         account_id=account_id,
         concurrency=options.concurrency,
         lease=options.lease_ms,
+        storage_limit=options.storage_limit,
     )
     await stepline.open_store()
     try:
@@ -91,6 +102,7 @@ def worker_command(
         int, typer.Option("--concurrency", help="Instances running at once (sleepers excluded).")
     ] = 10_000,
     lease: LeaseOption = "30 seconds",
+    storage_limit: StorageLimitOption = "1GiB",
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
 ) -> None:
     """Run workflow instances without serving HTTP (one of many workers on PostgreSQL)."""
@@ -106,6 +118,7 @@ def worker_command(
             account_id=account_id,
             concurrency=concurrency,
             lease_ms=parse_duration_ms(lease, what="lease"),
+            storage_limit=storage_limit_bytes(storage_limit),
             log_level=log_level,
         )
         run_owned_process(run_worker(options))
