@@ -1,13 +1,14 @@
 """The state one instance may persist (§2.3, §4): 1 GiB by default, counted in UTF-8 bytes
-of its params, its step results and the event payloads its waits took. The step or wait that
-would take it past the limit fails the instance, which no ``try`` in ``run`` can catch."""
+of its params, its step results, the event payloads its waits took and its output. The step,
+wait or output that would take it past the limit fails the instance, which no ``try`` in
+``run`` can catch."""
 
 from __future__ import annotations
 
 import pytest
 
 from stepline import Stepline, WorkflowEntrypoint
-from stepline.testing import StepMocks
+from stepline.testing import StepMocks, wait_for_status
 from stepline.validation import dump_json
 from tests.conftest import MakeStepline
 from tests.engine.helpers import finished, step
@@ -20,7 +21,8 @@ MESSAGE = "The Workflow instance exceeded the 4KiB storage limit"
 class Results(WorkflowEntrypoint):
     """``params["sizes"]``: one step per size, returning a string of ``params["char"]``
     (default ``x``) whose stored JSON is that many UTF-8 bytes; ``params["nap"]``: after how
-    many steps to sleep an hour (so that a suspended run replays the ones before)."""
+    many steps to sleep an hour (so that a suspended run replays the ones before);
+    ``params["output"]``: the size of the string it returns (6 bytes by default)."""
 
     async def run(self, event, step):
         char = event.payload.get("char", "x")
@@ -29,7 +31,7 @@ class Results(WorkflowEntrypoint):
                 await step.sleep("nap", "1 hour")
             text = char * ((size - 2) // len(char.encode()))
             await step.do(f"step {n}", lambda text=text: text)
-        return "done"
+        return "x" * (event.payload.get("output", 6) - 2)
 
 
 async def test_the_step_that_would_pass_the_limit_fails_the_instance(
@@ -51,10 +53,10 @@ async def test_the_step_that_would_pass_the_limit_fails_the_instance(
 async def test_values_up_to_the_limit_are_kept(make_stepline: MakeStepline):
     stepline = await make_stepline(storage_limit=LIMIT)
     workflow = await stepline.register("results", Results)
-    params = {"sizes": [1_000, 1_000, 1_000, 1_000]}
-    # The last result takes what the params and the others leave, to the byte.
+    params = {"sizes": [1_000, 1_000, 1_000], "output": 1_000}
+    # The last result takes what the params, the others and the output leave, to the byte.
     params["sizes"][-1] = LIMIT - 3_000 - len(dump_json(params))
-    assert len(dump_json(params)) + sum(params["sizes"]) == LIMIT
+    assert len(dump_json(params)) + sum(params["sizes"]) + params["output"] == LIMIT
     view = await finished(await workflow.create(params=params))
 
     assert view["status"] == "complete", view["error"]
@@ -82,9 +84,11 @@ async def test_the_limit_counts_utf8_bytes_not_characters(make_stepline: MakeSte
 
 
 class Waits(WorkflowEntrypoint):
+    """``params["waits"]`` (default 5) waits for a ``big`` event, one after the other."""
+
     async def run(self, event, step):
         sizes = []
-        for n in range(5):
+        for n in range((event.payload or {}).get("waits", 5)):
             got = await step.wait_for_event(f"wait {n}", "big", timeout="1 hour")
             sizes.append(len(got["payload"]))
         return sizes
@@ -102,6 +106,32 @@ async def test_event_payloads_that_waits_take_count(make_stepline: MakeStepline)
     assert view["error"] == {"name": "WorkflowFatalError", "message": MESSAGE}
     # The fifth wait took its event before the count: it is recorded, and the instance fails.
     assert [(s["finished"], s["error"]) for s in view["steps"]] == [(True, None)] * 5
+
+
+async def test_an_event_that_wakes_a_parked_wait_counts(make_stepline: MakeStepline):
+    """The wake takes the event for the wait before the run starts; the run fails at once."""
+    stepline = await make_stepline(storage_limit=LIMIT, suspend_after=50)
+    workflow = await stepline.register("waits", Waits)
+    instance = await workflow.create(params={"waits": 1})
+    await wait_for_status(instance, "waiting")  # parked: the status is written as it parks
+    await instance.send_event("big", "x" * LIMIT)
+    view = await finished(instance)
+
+    assert view["status"] == "errored", view
+    assert view["error"] == {"name": "WorkflowFatalError", "message": MESSAGE}
+
+
+async def test_the_workflow_output_counts(make_stepline: MakeStepline):
+    stepline = await make_stepline(storage_limit=LIMIT)
+    workflow = await stepline.register("results", Results)
+    fits = await workflow.create(params={"sizes": [1_000] * 3, "output": 1_000})
+    passes = await workflow.create(params={"sizes": [1_000] * 4, "output": 1_000})
+
+    assert (await finished(fits))["status"] == "complete"
+    view = await finished(passes)
+    assert view["status"] == "errored", view
+    assert view["error"] == {"name": "WorkflowFatalError", "message": MESSAGE}
+    assert view["output"] is None
 
 
 async def test_a_mocked_event_counts_too(make_stepline: MakeStepline, mocks: StepMocks):

@@ -69,8 +69,9 @@ StorageLimitOption = Annotated[
     str,
     typer.Option(
         "--storage-limit",
-        help="The state one instance may persist (its params, step results and the event "
-        "payloads it took), as bytes or with a unit: 100MB, 1GiB. Past it, the instance fails.",
+        help="The state one instance may persist (its params, step results, the event "
+        "payloads it took and its output), as bytes or with a unit: 100MB, 1GiB. Past it, "
+        "the instance fails.",
     ),
 ]
 

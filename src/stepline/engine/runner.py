@@ -151,6 +151,9 @@ class Runner(WaitingSteps):
             else {"cron": instance.schedule_cron, "scheduledTime": instance.scheduled_time},
         )
         try:
+            # Past the limit already (a wake took an event for a wait, or the limit was
+            # lowered since): nothing to count, and no run.
+            self.count_stored(0)
             entry = self.workflow_cls(env=self.engine.env)
             output = await entry.run(event, WorkflowStep(self))
             await self._quiet.wait()
@@ -160,6 +163,7 @@ class Runner(WaitingSteps):
                 raise FatalInstanceError(
                     f"The workflow returned a value which is not JSON: {exc}"
                 ) from None
+            self.count_stored(utf8_size(text))
             await self._finish("complete", output=text)
         except Suspended:
             pass

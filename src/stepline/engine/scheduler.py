@@ -68,8 +68,8 @@ class Engine:
                 f"storage_limit must be a number of bytes above 0, not {storage_limit!r}"
             )
         self.storage_limit = storage_limit
-        """The UTF-8 bytes one instance may persist: its params, step results and the event
-        payloads its waits took."""
+        """The UTF-8 bytes one instance may persist: its params, step results, the event
+        payloads its waits took and its output."""
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         """This engine's name on the leases it holds."""
         self.env = env
