@@ -73,6 +73,19 @@ async def test_the_count_survives_a_replay(make_stepline: MakeStepline):
     assert steps == [True, True, True, True, False]
 
 
+async def test_the_count_survives_a_replay_of_large_results(make_stepline: MakeStepline):
+    """Results over 16 KiB stay in the store at a wake until the replay reads them; they
+    count from the start all the same."""
+    stepline = await make_stepline(storage_limit=64 * 1024, suspend_after=50)
+    workflow = await stepline.register("results", Results)
+    view = await finished(await workflow.create(params={"sizes": [20_000] * 4, "nap": 3}))
+
+    assert view["status"] == "errored", view
+    assert view["error"]["message"] == "The Workflow instance exceeded the 64KiB storage limit"
+    steps = [s["success"] for s in view["steps"] if s["type"] == "step"]
+    assert steps == [True, True, True, False]
+
+
 async def test_the_limit_counts_utf8_bytes_not_characters(make_stepline: MakeStepline):
     stepline = await make_stepline(storage_limit=LIMIT)
     workflow = await stepline.register("results", Results)

@@ -19,6 +19,7 @@ from stepline.store.records import (
     TokenRecord,
     WorkflowRecord,
 )
+from stepline.store.sqlite_rows import DEFERRED_OUTPUT_BYTES
 
 from .conftest import OpenStore
 
@@ -372,6 +373,45 @@ async def test_claim_marks_running_bumps_generation_and_returns_steps(store: Sto
     assert [s.key for s in steps] == ["do:1:s"] and steps[0].attempts == [Attempt(start=NOW)]
     assert claimed[1][0].generation == 1 and claimed[1][1] == []
     assert await store.claim_runnable(NOW + 10, 5, owner="e2", lease_until=NOW + 99) == []
+
+
+async def test_a_claim_leaves_large_outputs_in_the_store_with_their_size(store: Store) -> None:
+    workflow = await make_workflow(store)
+    await add(store, workflow, "a")
+    first = await claim_one(store)
+    large = '"' + "é" * (DEFERRED_OUTPUT_BYTES // 2) + '"'  # over it in bytes, not characters
+    edge = '"' + "x" * (DEFERRED_OUTPUT_BYTES - 2) + '"'
+    for seq, (name, output) in enumerate([("small", "1"), ("large", large), ("edge", edge)], 1):
+        done = do_step(first.pk, name, seq, status="complete", output=output)
+        await store.save_step(first.pk, first.generation, done, now=NOW)
+    await store.suspend(
+        first.pk, first.generation, status="waiting", wake_at=NOW + 5, wake_kind="timer",
+        steps=[], now=NOW,
+    )  # fmt: skip
+
+    [(again, steps)] = await store.claim_runnable(NOW + 10, 5, owner="e2", lease_until=NOW + 99)
+    by_key = {s.key: s for s in steps}
+    assert (by_key["do:1:small"].output, by_key["do:1:small"].deferred_bytes) == ("1", None)
+    assert (by_key["do:1:edge"].output, by_key["do:1:edge"].deferred_bytes) == (edge, None)
+    deferred = by_key["do:1:large"]
+    assert (deferred.output, deferred.deferred_bytes) == (None, len(large.encode()))
+    assert await store.step_output(again.pk, "do:1:large") == large
+    assert await store.step_output(again.pk, "do:1:none") is None
+    # What the API reads is whole.
+    assert (await steps_by_key(store, again.pk))["do:1:large"].output == large
+
+
+async def test_an_event_claim_leaves_large_outputs_in_the_store(store: Store) -> None:
+    run, wait = await park_waiting_for(store, await make_workflow(store), "go")
+    payload = '"' + "x" * DEFERRED_OUTPUT_BYTES + '"'
+    woken = await store.buffer_event(
+        run.pk, "go", payload, now=NOW + 2, owner="e2", lease_until=NOW + LEASE
+    )
+    assert woken.claimed is not None
+    [done] = woken.claimed[1]
+    assert (done.key, done.status, done.output) == (wait.key, "complete", None)
+    assert done.deferred_bytes == len(payload)
+    assert await store.step_output(run.pk, wait.key) == payload
 
 
 async def test_claim_takes_due_sleepers_before_the_queue_and_respects_limit(store: Store) -> None:

@@ -97,7 +97,7 @@ class Runner(WaitingSteps):
         self.step_limit = step_limit
         self.steps = {s.key: s for s in steps if s.kind != "termination"}
         self.stored_bytes = utf8_size(instance.params) + sum(
-            utf8_size(s.output) for s in steps if s.output is not None
+            utf8_size(s.output) if s.output is not None else s.deferred_bytes or 0 for s in steps
         )
         """What the instance has persisted, counted against ``engine.storage_limit``."""
         self._next_seq = max((s.seq for s in steps), default=0) + 1
@@ -240,6 +240,8 @@ class Runner(WaitingSteps):
             )
         record = self.steps.get(key)
         if record is not None and record.status == "complete":
+            if record.deferred_bytes is not None:
+                await self._read_deferred(record)
             return take_value(record)
         if record is not None and record.status == "errored":
             raise rebuild_error(record)

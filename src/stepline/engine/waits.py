@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from stepline.errors import InvalidStepConfig, WorkflowTimeoutError
+from stepline.errors import InvalidStepConfig, StaleRunError, WorkflowTimeoutError
 from stepline.store.records import StepRecord
 from stepline.validation import check_event_type, check_step_name, dump_json, utf8_size
 
@@ -60,6 +60,8 @@ class _RunState(Protocol):
     async def _sleep(self, name: str, identity: str, wake_at: Callable[[int], int]) -> None: ...
 
     async def _wait_for_signal(self, arrived: asyncio.Future[None], ms: int) -> str: ...
+
+    async def _read_deferred(self, record: StepRecord) -> None: ...
 
 
 class WaitingSteps:
@@ -126,6 +128,8 @@ class WaitingSteps:
         self._reached.add(key)
         record = self.steps.get(key)
         if record is not None and record.status == "complete":
+            if record.deferred_bytes is not None:
+                await self._read_deferred(record)
             return _event_value(record)
         if record is not None and record.status == "errored":
             raise WorkflowTimeoutError(record.error_message or "")
@@ -183,6 +187,13 @@ class WaitingSteps:
                 await self._suspend()
             if arrived.done() and arrived is self._event_arrived:
                 self._event_arrived = asyncio.get_running_loop().create_future()
+
+    async def _read_deferred(self: _RunState, record: StepRecord) -> None:
+        """Read the output the claim left in the store for being large, as its replay needs it."""
+        record.output = await self._durable(self.store.step_output(self.pk, record.key))
+        record.deferred_bytes = None
+        if record.output is None:  # deleted or restarted since the claim: this run is over
+            raise StaleRunError(f"step {record.key!r} of instance {self.pk} is gone")
 
     async def _wait_for_signal(self: _RunState, arrived: asyncio.Future[None], ms: int) -> str:
         interrupt: asyncio.Future[Any] = asyncio.ensure_future(self._interrupt.wait())

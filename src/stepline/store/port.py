@@ -231,6 +231,11 @@ class Store(Protocol):
 
     async def load_steps(self, pk: int) -> list[StepRecord]: ...
 
+    async def step_output(self, pk: int, key: str) -> str | None:
+        """The output of step ``key`` of instance ``pk``; ``None`` when the step is gone (or
+        has none). For the outputs a claim leaves in the store (``deferred_bytes``)."""
+        ...
+
     # -- the engine's operations ---------------------------------------------------------------
     async def recover_interrupted(self, now: int, *, lapsed_before: int) -> int:
         """Instances whose engine is gone (lease expired before ``lapsed_before``): running

@@ -214,6 +214,10 @@ class PostgresStore(PostgresCatalog):
     async def load_steps(self, pk: int) -> list[StepRecord]:
         return [step_from_row(r) for r in await self._fetch(q.STEPS_OF, pk)]
 
+    async def step_output(self, pk: int, key: str) -> str | None:
+        row = await self._fetchrow(q.STEP_OUTPUT, pk, key)
+        return None if row is None else row[0]
+
     # -- the engine's operations -------------------------------------------------------------
     async def recover_interrupted(self, now: int, *, lapsed_before: int) -> int:
         return int(await self._fetchval(q.RECOVER_INTERRUPTED, now, lapsed_before))
@@ -242,7 +246,7 @@ class PostgresStore(PostgresCatalog):
                 # Steps are read after the claim took its row locks, so a step that a lapsed
                 # runner committed just before is seen; one it tries after is fenced off.
                 steps: dict[int, list[StepRecord]] = {i.pk: [] for i in claimed}
-                for row in await conn.fetch(q.STEPS_OF_MANY, list(steps)):
+                for row in await conn.fetch(q.RUN_STEPS_OF_MANY, list(steps)):
                     steps[row[0]].append(step_from_row(row))
             return [(i, steps[i.pk]) for i in claimed]
 
@@ -441,7 +445,7 @@ class PostgresStore(PostgresCatalog):
                     )
                     if claimed is not None:
                         await conn.execute(q.HAND_TO_WAIT, pk, event_type, now)
-                        steps = [step_from_row(r) for r in await conn.fetch(q.STEPS_OF, pk)]
+                        steps = [step_from_row(r) for r in await conn.fetch(q.RUN_STEPS_OF, pk)]
                         return BufferedEvent(instance, (instance_from_row(claimed), steps))
                 await conn.execute(q.WAKE_FOR_EVENT, pk, event_type, now)
             return BufferedEvent(instance)

@@ -17,6 +17,7 @@ from stepline.store.sqlite_rows import (
     TOKEN_COLUMNS,
     VERSION_COLUMNS,
     WORKFLOW_COLUMNS,
+    run_step_columns,
 )
 
 INSTANCE_COLS = INSTANCE_COLUMNS
@@ -156,6 +157,13 @@ STEPS_OF_MANY = (
     f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk = ANY($1::bigint[]) "
     "ORDER BY instance_pk, seq"
 )
+_RUN_STEP_COLUMNS = run_step_columns("octet_length(output)")
+RUN_STEPS_OF = f"SELECT {_RUN_STEP_COLUMNS} FROM steps WHERE instance_pk = $1 ORDER BY seq"
+RUN_STEPS_OF_MANY = (
+    f"SELECT {_RUN_STEP_COLUMNS} FROM steps WHERE instance_pk = ANY($1::bigint[]) "
+    "ORDER BY instance_pk, seq"
+)
+STEP_OUTPUT = "SELECT output FROM steps WHERE instance_pk = $1 AND key = $2"
 
 # -- the engine ----------------------------------------------------------------------------
 _LEASE_LAPSED = "(lease_expires IS NULL OR lease_expires < $2)"

@@ -179,6 +179,10 @@ class StepRecord:
     error_class: str | None = None
     wake_at: int | None = None
     event_type: str | None = None
+    deferred_bytes: int | None = None
+    """Set on the steps a run is handed when ``output`` was left in the store for being over
+    :data:`~stepline.store.sqlite_rows.DEFERRED_OUTPUT_BYTES` (its size); ``output`` is then
+    ``None`` until the run reads it (``Store.step_output``). Not a column."""
 
 
 @dataclass(slots=True)

@@ -274,6 +274,10 @@ class SqliteStore(SqliteCatalog):
         rows = await self._read(lambda c: c.execute(q.STEPS_OF, (pk,)).fetchall())
         return [step_from_row(r) for r in rows]
 
+    async def step_output(self, pk: int, key: str) -> str | None:
+        row = await self._read(lambda c: c.execute(q.STEP_OUTPUT, (pk, key)).fetchone())
+        return None if row is None else row[0]
+
     # -- the engine's operations -------------------------------------------------------------
     async def recover_interrupted(self, now: int, *, lapsed_before: int) -> int:
         def op(conn: sqlite3.Connection) -> int:
@@ -325,7 +329,7 @@ class SqliteStore(SqliteCatalog):
             claimed = [instance_from_row(r) for r in rows]
             steps: dict[int, list[StepRecord]] = {i.pk: [] for i in claimed}
             for chunk in chunks([i.pk for i in claimed], 500):
-                sql = q.STEPS_OF_MANY.format(marks=marks(len(chunk)))
+                sql = q.RUN_STEPS_OF_MANY.format(marks=marks(len(chunk)))
                 for row in conn.execute(sql, chunk):
                     steps[row[0]].append(step_from_row(row))
             return [(i, steps[i.pk]) for i in claimed]
@@ -471,7 +475,7 @@ class SqliteStore(SqliteCatalog):
                 claimed = conn.execute(q.CLAIM_WOKEN, (*lease, pk, pk, event_type)).fetchone()
                 if claimed is not None:
                     _hand_to_wait(conn, pk, event_type, now)
-                    steps = [step_from_row(r) for r in conn.execute(q.STEPS_OF, (pk,))]
+                    steps = [step_from_row(r) for r in conn.execute(q.RUN_STEPS_OF, (pk,))]
                     return BufferedEvent(instance, (instance_from_row(claimed), steps))
             conn.execute(q.WAKE_FOR_EVENT, (now, now, pk, pk, event_type))
             return BufferedEvent(instance)

@@ -12,6 +12,7 @@ from stepline.store.sqlite_rows import (
     TOKEN_COLUMNS,
     VERSION_COLUMNS,
     WORKFLOW_COLUMNS,
+    run_step_columns,
 )
 
 INSTANCE_COLS = INSTANCE_COLUMNS
@@ -104,6 +105,13 @@ STEPS_OF = f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk = ? ORDER BY seq
 STEPS_OF_MANY = (
     f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk IN ({{marks}}) ORDER BY instance_pk, seq"
 )
+_RUN_STEP_COLUMNS = run_step_columns("length(CAST(output AS BLOB))")
+RUN_STEPS_OF = f"SELECT {_RUN_STEP_COLUMNS} FROM steps WHERE instance_pk = ? ORDER BY seq"
+RUN_STEPS_OF_MANY = (
+    f"SELECT {_RUN_STEP_COLUMNS} FROM steps WHERE instance_pk IN ({{marks}}) "
+    "ORDER BY instance_pk, seq"
+)
+STEP_OUTPUT = "SELECT output FROM steps WHERE instance_pk = ? AND key = ?"
 
 # -- the engine ----------------------------------------------------------------------------
 _LEASE_LAPSED = "(lease_expires IS NULL OR lease_expires < ?)"

@@ -17,6 +17,7 @@ from stepline.store.records import (
 )
 
 __all__ = [
+    "DEFERRED_OUTPUT_BYTES",
     "EVENT_COLUMNS",
     "INSTANCE_COLUMNS",
     "STEP_COLUMNS",
@@ -29,6 +30,7 @@ __all__ = [
     "event_from_row",
     "instance_from_row",
     "marks",
+    "run_step_columns",
     "step_from_row",
     "step_to_row",
     "token_from_row",
@@ -56,6 +58,24 @@ STEP_COLUMNS = (
     "instance_pk, key, seq, kind, name, status, start_at, end_at, config, attempts, output, "
     "error_name, error_message, error_class, wake_at, event_type"
 )
+DEFERRED_OUTPUT_BYTES = 16_384
+"""A step output over this many bytes stays in the store when a run's steps are loaded, and
+is read when the replay reaches its step: a wake holds one large value at a time, not every
+one the instance has (up to its storage limit), and a SQLite claim does not copy them all on
+the writer's thread."""
+
+
+def run_step_columns(output_bytes: str) -> str:
+    """``STEP_COLUMNS`` for the steps a run is handed: ``output`` NULL when over
+    :data:`DEFERRED_OUTPUT_BYTES`, and its size as one more column (``deferred_bytes``).
+    ``output_bytes``: the dialect's expression for the output's size in bytes."""
+    large = f"{output_bytes} > {DEFERRED_OUTPUT_BYTES}"
+    return (
+        STEP_COLUMNS.replace(" output,", f" CASE WHEN {large} THEN NULL ELSE output END,")
+        + f", CASE WHEN {large} THEN {output_bytes} END"
+    )
+
+
 EVENT_COLUMNS = "id, instance_pk, type, payload, created_on, consumed_by"
 TOKEN_COLUMNS = "token_hash, account_id, can_write, name, created_on"
 
