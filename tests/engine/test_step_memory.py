@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from stepline import Stepline, WorkflowEntrypoint
+from stepline.validation import dump_json
 from tests.engine.helpers import finished
 
 BIG = 1_000_000
@@ -138,3 +139,33 @@ async def test_a_replay_gives_back_large_values_read_from_the_store(suspending: 
         {"small": True},
         ["z", LARGE],
     ]
+
+
+async def test_a_replay_whose_large_value_is_gone_ends_and_the_new_run_goes_on(
+    suspending: Stepline, probe, clock, monkeypatch
+):
+    """Restarted by another process between the wake and the replay's read: the read finds
+    no row, the old run ends without a write, and the restarted run does the work again."""
+    workflow = await suspending.register("large-results", LargeResults)
+    instance = await workflow.create()
+    await instance.send_event("large", "z" * LARGE)
+    store = suspending.store
+    read = store.step_output
+    restarted: list[int] = []
+
+    async def restarted_first(pk: int, key: str) -> str | None:
+        if not restarted:  # what another process's restart does to the rows
+            again = await store.restart(pk, from_seq=None, now=clock.now_ms())
+            assert again is not None
+            restarted.append(again.generation)
+            await store.buffer_event(pk, "large", dump_json("y" * LARGE), now=clock.now_ms())
+            suspending.engine.wake()  # its notice
+        return await read(pk, key)
+
+    monkeypatch.setattr(store, "step_output", restarted_first)
+    view = await finished(instance)
+
+    assert len(restarted) == 1
+    assert view["status"] == "complete", view
+    expected = [["a", LARGE], ["b", LARGE], ["c", LARGE], {"small": True}, ["y", LARGE]]
+    assert view["output"] == expected
