@@ -153,10 +153,6 @@ LIST_INSTANCES = (
 )
 COUNT_INSTANCES = "SELECT COUNT(*) FROM instances WHERE {where}"
 STEPS_OF = f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk = $1 ORDER BY seq"
-STEPS_OF_MANY = (
-    f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk = ANY($1::bigint[]) "
-    "ORDER BY instance_pk, seq"
-)
 _RUN_STEP_COLUMNS = run_step_columns("octet_length(output)")
 RUN_STEPS_OF = f"SELECT {_RUN_STEP_COLUMNS} FROM steps WHERE instance_pk = $1 ORDER BY seq"
 RUN_STEPS_OF_MANY = (

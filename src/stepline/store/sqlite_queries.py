@@ -102,9 +102,6 @@ LIST_INSTANCES = (
 )
 COUNT_INSTANCES = "SELECT COUNT(*) FROM instances WHERE {where}"
 STEPS_OF = f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk = ? ORDER BY seq"
-STEPS_OF_MANY = (
-    f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk IN ({{marks}}) ORDER BY instance_pk, seq"
-)
 _RUN_STEP_COLUMNS = run_step_columns("length(CAST(output AS BLOB))")
 RUN_STEPS_OF = f"SELECT {_RUN_STEP_COLUMNS} FROM steps WHERE instance_pk = ? ORDER BY seq"
 RUN_STEPS_OF_MANY = (
