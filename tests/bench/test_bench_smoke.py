@@ -198,3 +198,17 @@ def test_api_beside_engine_prints_both_waits() -> None:
     assert all(int(row[2]) > 0 for row in rows[:2])  # creates got through in both
     assert rows[2][2] == "0"  # none beside the engine alone
     assert all(float(row[-1].replace(",", "")) > 0 for row in rows)  # the engine's steps/s
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_wake_memory_prints_both_phases() -> None:
+    command = [sys.executable, "-m", "bench.wake_memory", "--instances", "3", "--steps", "2"]
+    command += ["--size", "20000"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("3 instances x 2 results of 20,000 bytes")
+    phases = [line.rsplit(None, 1) for line in lines[2:]]
+    assert [p[0].split(" (")[0] for p in phases] == ["run, then park", "wake and replay"]
+    assert all(float(p[1]) >= 0 for p in phases)
