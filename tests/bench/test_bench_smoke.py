@@ -16,6 +16,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def bench_output(module: str, args: str, *, timeout: float) -> str:
+    """What ``python -m module args`` printed (``args`` split at spaces), once it has
+    exited 0."""
+    command = [sys.executable, "-m", module, *args.split()]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_quick_bench_writes_results(tmp_path: Path) -> None:
@@ -82,11 +91,8 @@ async def _databases(url: str) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_split_prints_a_row_per_step_count() -> None:
-    command = [sys.executable, "-m", "bench.split", "--instances", "40", "--steps", "0,2"]
-    command += ["--runs", "1"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=110)
-    assert done.returncode == 0, done.stderr[-3000:]
-    fields = [line.split() for line in done.stdout.splitlines()]
+    stdout = bench_output("bench.split", "--instances 40 --steps 0,2 --runs 1", timeout=110)
+    fields = [line.split() for line in stdout.splitlines()]
     rows = [f for f in fields if len(f) == 4 and f[0].isdigit()]  # steps, wall, loop, process
     assert [row[0] for row in rows] == ["0", "2"]
     for row in rows:
@@ -130,10 +136,8 @@ def test_split_can_leave_the_steps_unwritten(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_sqlite_share_prints_the_statement_and_the_commit() -> None:
-    command = [sys.executable, "-m", "bench.sqlite_share", "--instances", "50", "--batches", "2"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=110)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
+    stdout = bench_output("bench.sqlite_share", "--instances 50 --batches 2", timeout=110)
+    lines = stdout.splitlines()
     assert lines[0] == "50 step rows a batch, 2 batches, synchronous=FULL"
     assert [line.split(":")[0].strip() for line in lines[1:]] == ["statement", "commit"]
 
@@ -143,11 +147,10 @@ def test_sqlite_share_prints_the_statement_and_the_commit() -> None:
 def test_writer_process_trial_prints_both_writers() -> None:
     """The trial's step writer in a child process writes every step: ``measure`` waits for
     every instance to complete, so a lost or unsettled write would hang it."""
-    command = [sys.executable, "-m", "bench.writer_process_trial", "--instances", "40"]
-    command += ["--steps", "0,2", "--runs", "1"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170)
-    assert done.returncode == 0, done.stderr[-3000:]
-    fields = [line.split() for line in done.stdout.splitlines()]
+    stdout = bench_output(
+        "bench.writer_process_trial", "--instances 40 --steps 0,2 --runs 1", timeout=170
+    )
+    fields = [line.split() for line in stdout.splitlines()]
     rows = [f for f in fields if len(f) == 5 and f[0] in ("thread", "process")]
     assert [(row[0], row[1]) for row in rows] == [
         ("thread", "0"),
@@ -160,11 +163,10 @@ def test_writer_process_trial_prints_both_writers() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_sqlite_share_times_the_parts_of_a_create() -> None:
-    command = [sys.executable, "-m", "bench.sqlite_share", "--inserts", "--instances", "200"]
-    command += ["--batches", "2"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=110)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line.split(":") for line in done.stdout.splitlines()[2:]]
+    stdout = bench_output(
+        "bench.sqlite_share", "--inserts --instances 200 --batches 2", timeout=110
+    )
+    rows = [line.split(":") for line in stdout.splitlines()[2:]]
     assert [label.strip() for label, _ in rows] == ["random", "in order", "random"]
     for _, figures in rows:
         parts, total = figures.split("; all ")
@@ -176,24 +178,22 @@ def test_sqlite_share_times_the_parts_of_a_create() -> None:
 def test_shared_file_trial_runs_every_process_share() -> None:
     """Each process's share completes (``wait_complete`` in the child would hang otherwise),
     and the two process counts take turns."""
-    command = [sys.executable, "-m", "bench.shared_file_trial", "--instances", "30"]
-    command += ["--steps", "2", "--rounds", "1"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line.split(maxsplit=3) for line in done.stdout.splitlines()[2:4]]
+    stdout = bench_output(
+        "bench.shared_file_trial", "--instances 30 --steps 2 --rounds 1", timeout=170
+    )
+    rows = [line.split(maxsplit=3) for line in stdout.splitlines()[2:4]]
     assert [(row[0], row[1]) for row in rows] == [("1", "1"), ("1", "2")]
     assert len(rows[1][3].split(", ")) == 2  # a time for each of the two processes
-    assert "2 processes:" in done.stdout
+    assert "2 processes:" in stdout
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_api_beside_engine_prints_both_waits() -> None:
-    command = [sys.executable, "-m", "bench.api_beside_engine", "--rounds", "1"]
-    command += ["--instances", "300", "--steps", "2", "--seconds", "0.5"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line.split() for line in done.stdout.splitlines()[2:5]]
+    stdout = bench_output(
+        "bench.api_beside_engine", "--rounds 1 --instances 300 --steps 2 --seconds 0.5", timeout=170
+    )
+    rows = [line.split() for line in stdout.splitlines()[2:5]]
     assert [row[:2] for row in rows] == [["1", "stepline"], ["1", "sqlite"], ["1", "alone"]]
     assert all(int(row[2]) > 0 for row in rows[:2])  # creates got through in both
     assert rows[2][2] == "0"  # none beside the engine alone
@@ -203,11 +203,8 @@ def test_api_beside_engine_prints_both_waits() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_wake_memory_prints_both_phases() -> None:
-    command = [sys.executable, "-m", "bench.wake_memory", "--instances", "3", "--steps", "2"]
-    command += ["--size", "20000"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=110)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
+    stdout = bench_output("bench.wake_memory", "--instances 3 --steps 2 --size 20000", timeout=110)
+    lines = stdout.splitlines()
     assert lines[0].startswith("3 instances x 2 results of 20,000 bytes")
     phases = [line.rsplit(None, 1) for line in lines[2:]]
     assert [p[0].split(" (")[0] for p in phases] == ["run, then park", "wake and replay"]
