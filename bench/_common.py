@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import httpx
 __all__ = [
     "ACCOUNT",
     "TOKEN",
+    "PeakRss",
     "Server",
     "count_status",
     "fresh_dir",
@@ -54,6 +55,50 @@ def rss_mb(pid: int | str = "self") -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS in /proc")
+
+
+class PeakRss:
+    """The highest resident memory seen, and how it split then into anonymous memory and
+    mapped files (SQLite's WAL index): sampled at each ``sample``, at each ``sampled`` poll,
+    or every ``interval`` seconds inside ``async with peak.sampling(interval)``."""
+
+    def __init__(self) -> None:
+        self.mb = rss_mb()
+        self.parts: dict[str, float] = {}
+
+    def sample(self) -> None:
+        now = rss_mb()
+        if now > self.mb:
+            self.mb = now
+            self.parts = _rss_parts()
+
+    async def sampled(self, count: Awaitable[int]) -> int:
+        self.sample()
+        return await count
+
+    @contextlib.asynccontextmanager
+    async def sampling(self, interval: float = 0.01) -> AsyncIterator[PeakRss]:
+        async def every() -> None:
+            while True:
+                self.sample()
+                await asyncio.sleep(interval)
+
+        task = asyncio.create_task(every())
+        try:
+            yield self
+        finally:
+            task.cancel()
+            self.sample()
+
+
+def _rss_parts() -> dict[str, float]:
+    parts = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(("RssAnon:", "RssFile:", "RssShmem:")):
+                name, value = line.split()[:2]
+                parts[name.rstrip(":")] = int(value) / 1024
+    return parts
 
 
 def percentile(values: Sequence[float], q: float) -> float:

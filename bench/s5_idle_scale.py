@@ -16,10 +16,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Awaitable
 from typing import Any
 
-from bench._common import count_status, fresh_dir, percentile, rss_mb, wait_count
+from bench._common import PeakRss, count_status, fresh_dir, percentile, rss_mb, wait_count
 from bench._harness import Case, Metric, Size
 
 NAME = "idle scale"
@@ -82,7 +81,7 @@ async def local(synchronous: str, instances: int, wake_rate: int) -> dict[str, A
             in_memory = len(stepline.engine.runners)
             gc.collect()
             parked = rss_mb()
-            peak = _PeakRss()
+            peak = PeakRss()
             await wait_count(
                 lambda: peak.sampled(count_status(stepline, "sleeper", "complete")),
                 instances,
@@ -114,29 +113,3 @@ async def local(synchronous: str, instances: int, wake_rate: int) -> dict[str, A
         "late_max_ms": max(lateness),
         "woke": len(lateness),
     }
-
-
-class _PeakRss:
-    """The highest resident memory seen while the instances wake (sampled with each poll),
-    and how it splits into anonymous memory and mapped files (SQLite's WAL index)."""
-
-    def __init__(self) -> None:
-        self.mb = rss_mb()
-        self.parts: dict[str, float] = {}
-
-    async def sampled(self, count: Awaitable[int]) -> int:
-        now = rss_mb()
-        if now > self.mb:
-            self.mb = now
-            self.parts = _rss_parts()
-        return await count
-
-
-def _rss_parts() -> dict[str, float]:
-    parts = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(("RssAnon:", "RssFile:", "RssShmem:")):
-                name, value = line.split()[:2]
-                parts[name.rstrip(":")] = int(value) / 1024
-    return parts

@@ -23,7 +23,7 @@ import subprocess
 import sys
 from typing import Any
 
-from bench._common import count_status, fresh_dir, rss_mb, wait_complete, wait_count
+from bench._common import PeakRss, count_status, fresh_dir, rss_mb, wait_complete, wait_count
 from stepline import Stepline, WorkflowEntrypoint
 
 
@@ -44,54 +44,29 @@ class Hoarder(WorkflowEntrypoint):
         return sum(lengths)
 
 
-class PeakRss:
-    """The highest resident set (MB) seen since ``reset``, sampled every 10 ms."""
-
-    def __init__(self) -> None:
-        self.peak = rss_mb()
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> PeakRss:
-        self._task = asyncio.create_task(self._sample())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-    def reset(self) -> float:
-        peak, self.peak = self.peak, rss_mb()
-        return peak
-
-    async def _sample(self) -> None:
-        while True:
-            self.peak = max(self.peak, rss_mb())
-            await asyncio.sleep(0.01)
-
-
 async def run_and_park(database: str, instances: int, steps: int, size: int) -> dict[str, Any]:
     """Create the instances and wait until every one has parked; the peak while they ran."""
     async with Stepline(database, account_id="bench", synchronous="NORMAL") as stepline:
         flow = await stepline.register("hoarder", Hoarder, script_name="bench.wake_memory")
         waiting = functools.partial(count_status, stepline, "hoarder", "waiting")
         base = rss_mb()
-        async with PeakRss() as rss:
+        async with PeakRss().sampling() as peak:
             params = {"steps": steps, "size": size}
             await flow.create_batch([{"params": params}] * instances)
             await wait_count(waiting, instances, interval=0.01)
-            peak = rss.reset()
-    return {"peak_mb": peak - base}
+    return {"peak_mb": peak.mb - base}
 
 
 async def wake(database: str, instances: int) -> dict[str, Any]:
     """Start an engine on a database of parked instances and wait until they are complete;
     the peak while they woke and replayed."""
     base = rss_mb()
-    async with PeakRss() as rss:
-        async with Stepline(database, account_id="bench", synchronous="NORMAL") as stepline:
-            await wait_complete(stepline, "hoarder", instances)
-        peak = rss.reset()
-    return {"peak_mb": peak - base}
+    async with (
+        PeakRss().sampling() as peak,
+        Stepline(database, account_id="bench", synchronous="NORMAL") as stepline,
+    ):
+        await wait_complete(stepline, "hoarder", instances)
+    return {"peak_mb": peak.mb - base}
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["parse_size"]
+__all__ = ["format_size", "parse_size"]
 
 _UNITS = {
     "": 1,
@@ -47,3 +47,12 @@ def parse_size(text: str, *, what: str = "size") -> int:
     if size < 1:
         raise ValueError(f"{what} must be at least 1 byte, not {text!r}")
     return size
+
+
+def format_size(size: int) -> str:
+    """``size`` bytes in the largest binary unit that holds it whole: ``1GiB``, ``4KiB``,
+    ``1500B`` (what ``parse_size`` reads back)."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size % scale == 0:
+            return f"{size // scale}{unit}"
+    return f"{size}B"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stepline.sizes import parse_size
+from stepline.sizes import format_size, parse_size
 
 
 @pytest.mark.parametrize(
@@ -42,3 +42,11 @@ def test_what_is_not_a_size_is_refused_with_the_units_named(text: str) -> None:
 def test_less_than_a_byte_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="storage limit"):
         parse_size(text, what="storage limit")
+
+
+@pytest.mark.parametrize(
+    ("size", "text"), [(2**30, "1GiB"), (3 * 2**20, "3MiB"), (4096, "4KiB"), (1500, "1500B")]
+)
+def test_a_size_is_written_in_the_largest_unit_that_holds_it_whole(size: int, text: str) -> None:
+    assert format_size(size) == text
+    assert parse_size(text) == size

@@ -37,6 +37,7 @@ from stepline.errors import (
     WorkflowInternalError,
     WorkflowTimeoutError,
 )
+from stepline.sizes import format_size
 from stepline.step_config import config_text, parse_step_config
 from stepline.store.records import Attempt, InstanceRecord, StepRecord
 from stepline.validation import MAX_PAYLOAD_BYTES, check_step_name, dump_json, utf8_size
@@ -405,7 +406,7 @@ class Runner(WaitingSteps):
         limit = self.engine.storage_limit
         if self.stored_bytes + size > limit:
             raise FatalInstanceError(
-                f"The Workflow instance exceeded the {_size_label(limit)} storage limit"
+                f"The Workflow instance exceeded the {format_size(limit)} storage limit"
             )
         self.stored_bytes += size
 
@@ -484,11 +485,3 @@ class Runner(WaitingSteps):
         seq = self._next_seq
         self._next_seq += 1
         return seq
-
-
-def _size_label(size: int) -> str:
-    """``1GiB``, ``4KiB``, ``1500B``: a limit as a user would write it."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size % scale == 0:
-            return f"{size // scale}{unit}"
-    return f"{size}B"
