@@ -1,13 +1,17 @@
 """The state one instance may persist (§2.3, §4): 1 GiB by default, counted in UTF-8 bytes
 of its params, its step results, the event payloads its waits took and its output. The step,
 wait or output that would take it past the limit fails the instance, which no ``try`` in
-``run`` can catch."""
+``run`` can catch. Events sent and not yet taken by a wait are held to the limit too, on
+their own: the send that would pass it is refused, and the instance goes on."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 
 from stepline import Stepline, WorkflowEntrypoint
+from stepline.errors import CannotSendEvent
 from stepline.testing import StepMocks, wait_for_status
 from stepline.validation import dump_json
 from tests.conftest import MakeStepline
@@ -111,8 +115,9 @@ async def test_event_payloads_that_waits_take_count(make_stepline: MakeStepline)
     stepline = await make_stepline(storage_limit=LIMIT)
     workflow = await stepline.register("waits", Waits)
     instance = await workflow.create()
-    for _ in range(5):
+    for n in range(5):
         await instance.send_event("big", "x" * 998)  # 1,000 bytes stored
+        await until_taken(instance, n + 1)  # five held at once would be refused at the send
     view = await finished(instance)
 
     assert view["status"] == "errored", view
@@ -125,13 +130,92 @@ async def test_an_event_that_wakes_a_parked_wait_counts(make_stepline: MakeStepl
     """The wake takes the event for the wait before the run starts; the run fails at once."""
     stepline = await make_stepline(storage_limit=LIMIT, suspend_after=50)
     workflow = await stepline.register("waits", Waits)
-    instance = await workflow.create(params={"waits": 1})
+    # The params take 1,000 bytes, so an event that fits the limit on its own passes it here.
+    instance = await workflow.create(params={"waits": 1, "pad": "x" * 980})
     await wait_for_status(instance, "waiting")  # parked: the status is written as it parks
-    await instance.send_event("big", "x" * LIMIT)
+    await instance.send_event("big", "x" * 3_500)
     view = await finished(instance)
 
     assert view["status"] == "errored", view
     assert view["error"] == {"name": "WorkflowFatalError", "message": MESSAGE}
+
+
+async def until_taken(instance, count: int) -> None:
+    """Until ``count`` of the instance's waits have taken their events."""
+    for _ in range(1_000):
+        view = await instance.status()
+        if sum(s["type"] == "waitForEvent" and s["finished"] for s in view["steps"]) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"fewer than {count} waits finished: {view['steps']}")
+
+
+class Holds(WorkflowEntrypoint):
+    """Waits for an ``open`` event, then for as many ``big`` events as ``params["take"]``."""
+
+    async def run(self, event, step):
+        await step.wait_for_event("open", "open", timeout="1 hour")
+        for n in range(event.payload["take"]):
+            await step.wait_for_event(f"take {n}", "big", timeout="1 hour")
+        return "done"
+
+
+SEND_MESSAGE = (
+    "the events this instance holds and has not yet taken would exceed its 4KiB storage "
+    "limit; it takes more once a wait takes some"
+)
+
+
+async def held(make_stepline: MakeStepline, parked: bool, take: int):
+    """A ``Holds`` instance that holds four ``big`` events of 1,000 bytes, and was refused a
+    fifth."""
+    stepline = await make_stepline(storage_limit=LIMIT, suspend_after=50 if parked else 60_000)
+    workflow = await stepline.register("holds", Holds)
+    instance = await workflow.create(params={"take": take})
+    await wait_for_status(instance, "waiting" if parked else "running")
+    for _ in range(4):  # 4,000 bytes held: they fit
+        await instance.send_event("big", "x" * 998)
+    with pytest.raises(CannotSendEvent, match="4KiB storage limit") as refused:
+        await instance.send_event("big", "x" * 998)
+    assert refused.value.detail == SEND_MESSAGE
+    assert refused.value.http_status == 409 and refused.value.code == 10403
+    return instance
+
+
+@pytest.mark.parametrize("parked", [False, True])
+async def test_events_held_untaken_are_limited_at_the_send(
+    make_stepline: MakeStepline, parked: bool
+):
+    instance = await held(make_stepline, parked, take=4)
+    # The refusal does not touch the instance: it takes what it holds and completes (its
+    # params, the open event and the four it took are 4,014 bytes of its 4,096).
+    await instance.send_event("open", None)
+    view = await finished(instance)
+    assert view["status"] == "complete", view
+    assert [s["finished"] for s in view["steps"]] == [True] * 5
+
+
+async def test_a_wait_that_takes_an_event_makes_room_for_another(make_stepline: MakeStepline):
+    instance = await held(make_stepline, parked=False, take=5)
+    await instance.send_event("open", None)
+    await until_taken(instance, 5)
+    await instance.send_event("big", "x" * 998)  # nothing held: it is taken in
+    # and when the fifth wait takes it, the instance has stored more than its limit.
+    view = await finished(instance)
+    assert view["status"] == "errored", view
+    assert view["error"] == {"name": "WorkflowFatalError", "message": MESSAGE}
+
+
+async def test_an_event_larger_than_the_limit_is_refused(make_stepline: MakeStepline):
+    stepline = await make_stepline(storage_limit=LIMIT)
+    workflow = await stepline.register("holds", Holds)
+    instance = await workflow.create(params={"take": 0})
+    with pytest.raises(CannotSendEvent):
+        await instance.send_event("open", "x" * (LIMIT - 1))  # its JSON is a byte over
+    await instance.send_event("open", "x" * (LIMIT - 2))  # its JSON is the limit, to the byte
+    view = await finished(instance)
+    assert view["status"] == "errored", view  # it took the event: with the params, too much
+    assert view["error"]["message"] == MESSAGE
 
 
 async def test_the_workflow_output_counts(make_stepline: MakeStepline):

@@ -13,10 +13,13 @@ from typing import Any
 import asyncpg
 import pytest
 
+from stepline.errors import CannotSendEvent
 from stepline.store import postgres as postgres_module
 from stepline.store import sqlite as sqlite_module
 from stepline.store.migrations import Migration, load_migrations
+from stepline.store.port import WorkflowSettings
 from stepline.store.postgres import PostgresStore
+from stepline.store.records import InstanceRecord
 from stepline.store.sqlite import SqliteStore
 
 from .databases import blocking, create_database, drop_database, postgres_url, unique_name
@@ -179,3 +182,82 @@ def test_postgres_tables_mirror_sqlite_tables(
     sqlite_tables, pg_tables = both_schemas
     pg_tables["versions"].remove("seq")  # SQLite's implicit rowid, made explicit
     assert pg_tables == sqlite_tables
+
+
+async def test_sqlite_upgrade_counts_the_events_already_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    with monkeypatch.context() as patch:
+        applying_first(patch, sqlite_module, 3)  # before untaken events were counted
+        store = SqliteStore(path)
+        await store.open()
+        pk = await one_instance(store)
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO events (instance_pk, type, payload, created_on, consumed_by) "
+            "VALUES (?, ?, ?, 0, ?)",
+            [(pk, t, payload, by) for t, payload, by in _EVENTS_BEFORE],
+        )
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await full_after_the_upgrade(store, pk)
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_upgrade_counts_the_events_already_waiting(
+    postgres_databases: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = await postgres_databases()
+    with monkeypatch.context() as patch:
+        applying_first(patch, postgres_module, 3)
+        store = PostgresStore(url)
+        await store.open()
+        pk = await one_instance(store)
+        await store.close()
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.executemany(
+            "INSERT INTO events (instance_pk, type, payload, created_on, consumed_by) "
+            "VALUES ($1, $2, $3, 0, $4)",
+            [(pk, t, payload, by) for t, payload, by in _EVENTS_BEFORE],
+        )
+    finally:
+        await conn.close()
+    store = PostgresStore(url)
+    await store.open()
+    try:
+        await full_after_the_upgrade(store, pk)
+    finally:
+        await store.close()
+
+
+_EVENTS_BEFORE = [
+    ("go", '"é1"', None),  # 5 bytes in UTF-8, untaken
+    ("other", "12", None),  # 2, untaken
+    ("go", '"taken by a wait"', "wait:1:w"),  # taken: does not count
+]
+
+
+async def one_instance(store: SqliteStore | PostgresStore) -> int:
+    workflow, _ = await store.save_workflow(
+        "acct", "flow", class_name="Flow", script_name="flows", code_hash="h",
+        settings=WorkflowSettings(), now=1,
+    )  # fmt: skip
+    record = InstanceRecord(
+        pk=0, workflow_id=workflow.id, id="a", version_id=workflow.version_id,
+        status="running", params="{}", created_on=1, modified_on=1,
+    )  # fmt: skip
+    [inserted] = await store.insert_instances([record], skip_existing=False, now=1)
+    return inserted.pk
+
+
+async def full_after_the_upgrade(store: SqliteStore | PostgresStore, pk: int) -> None:
+    """The 7 bytes sent before the upgrade count: 3 more fill a limit of 10, 1 more passes it."""
+    await store.buffer_event(pk, "go", "123", now=2, limit=10)
+    with pytest.raises(CannotSendEvent):
+        await store.buffer_event(pk, "go", "1", now=2, limit=10)

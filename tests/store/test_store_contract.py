@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 
@@ -818,6 +819,92 @@ async def test_an_event_claim_hands_the_oldest_event_to_the_first_wait(store: St
     assert steps[second.key].status == "waiting"
     got = await store.consume_event(run.pk, woken.claimed[0].generation, second, now=NOW + 3)
     assert got is not None and got.payload == '"new"'
+
+
+async def test_buffer_event_refuses_what_would_pass_the_limit_and_writes_nothing(
+    store: Store,
+) -> None:
+    await add(store, await make_workflow(store), "a")
+    run = await claim_one(store)
+    limit = 20
+    await store.buffer_event(run.pk, "go", '"12345678"', now=NOW, limit=limit)  # 10 bytes
+    await store.buffer_event(run.pk, "go", '"é123456"', now=NOW, limit=limit)  # 10 in UTF-8
+    with pytest.raises(CannotSendEvent, match="20B storage limit"):
+        await store.buffer_event(run.pk, "go", "1", now=NOW, limit=limit)
+    await store.buffer_event(run.pk, "go", "1", now=NOW)  # no limit, no check
+
+    waits = [wait_step(run.pk, f"w{n}", n, "go", NOW + 9) for n in (1, 2, 3, 4)]
+    taken = [await store.consume_event(run.pk, run.generation, w, now=NOW) for w in waits]
+    assert [e.payload if e else None for e in taken] == ['"12345678"', '"é123456"', "1", None]
+
+
+async def test_what_a_wait_takes_no_longer_counts_toward_the_limit(store: Store) -> None:
+    await add(store, await make_workflow(store), "a")
+    run = await claim_one(store)
+    await store.buffer_event(run.pk, "go", '"12345678"', now=NOW, limit=10)
+    with pytest.raises(CannotSendEvent):
+        await store.buffer_event(run.pk, "go", "1", now=NOW, limit=10)
+    first = wait_step(run.pk, "w1", 1, "go", NOW + 9)
+    assert await store.consume_event(run.pk, run.generation, first, now=NOW) is not None
+    await store.buffer_event(run.pk, "go", '"12345678"', now=NOW, limit=10)
+
+
+async def test_an_event_handed_to_a_wait_at_once_counts_only_while_it_waits(
+    store: Store,
+) -> None:
+    run, _ = await park_waiting_for(store, await make_workflow(store), "go")
+    await store.buffer_event(run.pk, "other", '"123"', now=NOW, limit=10)  # 5 held
+    lease = {"owner": "e2", "lease_until": NOW + LEASE}
+    woken = await store.buffer_event(run.pk, "go", '"12"', now=NOW + 1, limit=10, **lease)
+    assert woken.claimed is not None  # taken by the wait in the same transaction
+    await store.buffer_event(run.pk, "other", '"1"', now=NOW + 2, limit=10)  # 5 + 3
+    with pytest.raises(CannotSendEvent):
+        await store.buffer_event(run.pk, "other", '"12"', now=NOW + 2, limit=10)
+
+
+async def test_two_waits_of_one_run_take_their_events_at_the_same_time(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # On PostgreSQL both statements update the instance's count of untaken events: each must
+    # hold the row before it takes its event, or the two wait for each other until PostgreSQL
+    # rolls one back as a deadlock (which the store then retries, and logs).
+    await add(store, await make_workflow(store), "a")
+    run = await claim_one(store)
+    rounds, types = 10, [f"t{n}" for n in range(6)]
+    for n in range(rounds):
+        for kind in types:
+            await store.buffer_event(run.pk, kind, f'"{kind}.{n}"', now=NOW)
+    seq = 0
+    for n in range(rounds):
+        waits = []
+        for kind in types:
+            seq += 1
+            waits.append(wait_step(run.pk, f"{kind}.{n}", seq, kind, NOW + 9))
+        got = await asyncio.gather(
+            *(store.consume_event(run.pk, run.generation, w, now=NOW) for w in waits)
+        )
+        assert [e.payload if e else None for e in got] == [f'"{k}.{n}"' for k in types]
+    await store.buffer_event(run.pk, "go", "1", now=NOW, limit=1)  # nothing left untaken
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize("from_seq", [None, 2])
+async def test_a_restart_counts_only_the_events_it_keeps(
+    store: Store, from_seq: int | None
+) -> None:
+    await add(store, await make_workflow(store), "a")
+    run = await claim_one(store)
+    await store.buffer_event(run.pk, "go", '"12345678"', now=NOW, limit=10)
+    kept = wait_step(run.pk, "w1", 1, "go", NOW + 9)
+    await store.consume_event(run.pk, run.generation, kept, now=NOW)
+    await store.buffer_event(run.pk, "go", '"123456"', now=NOW, limit=10)
+    assert await store.restart(run.pk, from_seq=from_seq, now=NOW + 1) is not None
+    if from_seq is None:  # every event is gone with the steps: the whole limit is free
+        await store.buffer_event(run.pk, "go", '"12345678"', now=NOW + 2, limit=10)
+    else:  # the untaken event is kept, and still counts
+        with pytest.raises(CannotSendEvent):
+            await store.buffer_event(run.pk, "go", '"12"', now=NOW + 2, limit=10)
+        await store.buffer_event(run.pk, "go", "12", now=NOW + 2, limit=10)
 
 
 async def test_buffer_event_leaves_a_limited_workflow_to_the_claim(store: Store) -> None:

@@ -377,6 +377,7 @@ class Control:
                 now=now,
                 owner=claim_for,
                 lease_until=now + self.engine.lease_ms,
+                limit=self.engine.storage_limit,
             )
         except BaseException:
             if claim_for is not None:

@@ -318,12 +318,15 @@ class Store(Protocol):
         now: int,
         owner: str | None = None,
         lease_until: int = 0,
+        limit: int | None = None,
     ) -> BufferedEvent:
         """Keep an event for the instance and wake it if a wait needs it. With ``owner``, a
         woken instance of a workflow without a concurrency limit is claimed for ``owner``
         too, and the event is handed to the wait, as ``consume_event`` would on the replay:
         the engine makes no claim of its own, and the runner finds the wait complete.
-        Raises ``CannotSendEvent`` for a finished instance, ``InstanceNotFound`` if gone."""
+        Raises ``CannotSendEvent`` for a finished instance, or when the events the instance
+        holds and no wait has taken would weigh more than ``limit`` bytes with this one
+        (nothing is written); ``InstanceNotFound`` if gone."""
         ...
 
     async def update_instance(

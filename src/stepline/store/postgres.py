@@ -28,6 +28,7 @@ from stepline.errors import (
     StoreUnavailable,
 )
 from stepline.store import postgres_queries as q
+from stepline.store.buffered import check_buffered
 from stepline.store.migrations import load_migrations
 from stepline.store.port import BufferedEvent, InstanceFilter, Notice, notice_to_json
 from stepline.store.postgres_catalog import PostgresCatalog
@@ -426,16 +427,19 @@ class PostgresStore(PostgresCatalog):
         now: int,
         owner: str | None = None,
         lease_until: int = 0,
+        limit: int | None = None,
     ) -> BufferedEvent:
         async def op(conn: asyncpg.Connection) -> BufferedEvent:
             async with conn.transaction():
                 # The row lock orders this against a runner suspending the instance.
-                row = await conn.fetchrow(q.LOCK_INSTANCE, pk)
+                row = await conn.fetchrow(q.LOCK_EVENT_TARGET, pk)
                 if row is None:
                     raise InstanceNotFound()
-                instance = instance_from_row(row)
+                values = tuple(row)
+                instance = instance_from_row(values[:-1])
                 if instance.status in FINISHED_STATUSES:
                     raise CannotSendEvent(f"instance is {instance.status}; it takes no more events")
+                check_buffered(values[-1], payload, limit)
                 await conn.execute(q.INSERT_EVENT, pk, event_type, payload, now)
                 if instance.status != "waiting":
                     return BufferedEvent(instance)

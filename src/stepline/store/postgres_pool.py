@@ -148,9 +148,11 @@ class Database:
                     return await operation(conn)
                 finally:
                     await self._release(pool, conn)
-            except asyncpg.TransactionRollbackError:
+            except asyncpg.TransactionRollbackError as exc:
                 # A deadlock or serialisation failure rolled everything back: safe to redo.
+                # Said aloud, as PostgreSQL takes a second to find a deadlock.
                 deadlocks += 1
+                log.warning("PostgreSQL rolled a transaction back (%s); trying again", exc)
                 if deadlocks >= _DEADLOCK_RETRIES:
                     raise
                 await asyncio.sleep(0.005 * deadlocks)

@@ -3,8 +3,10 @@
 Parameters are numbered (``$1``); arrays of steps travel as one array per column and come
 back as rows through ``unnest``, so that a batch of any size is one statement. Statements that
 a runner makes are fenced by the instance's ``generation`` and take a row lock on the instance
-(``FOR SHARE`` to write a step, ``FOR UPDATE`` to change the instance), so a concurrent
-terminate, restart or claim either waits for them or makes them fail the fence.
+(``FOR SHARE`` to write a step, ``FOR UPDATE`` or ``FOR NO KEY UPDATE`` to change the
+instance, which taking an event does: it lowers the count of what untaken events weigh),
+so a concurrent terminate, restart or claim either waits for them or makes them fail the
+fence.
 """
 
 from __future__ import annotations
@@ -247,8 +249,11 @@ FINISH_MANY = (
 )
 """End many instances' runs (each fenced by its generation); answers the pks it ended."""
 # The event this wait already took (a retry after a lost reply) or else the oldest free one.
+# The instance's row is locked first, as every path that changes events does: the trigger that
+# counts untaken events then updates a row this statement already holds.
 CONSUME_EVENT = (
-    "WITH fence AS (SELECT pk FROM instances WHERE pk = $1 AND generation = $2 FOR SHARE), "
+    "WITH fence AS (SELECT pk FROM instances WHERE pk = $1 AND generation = $2 "
+    "FOR NO KEY UPDATE), "
     f"prior AS (SELECT {EVENT_COLUMNS} FROM events WHERE instance_pk = $1 AND type = $3 "
     "AND consumed_by = $4 AND EXISTS (SELECT 1 FROM fence) ORDER BY id LIMIT 1), "
     "pick AS (SELECT id FROM events WHERE instance_pk = $1 AND type = $3 "
@@ -267,7 +272,10 @@ CONSUME_EVENT = (
 )
 
 # -- control -------------------------------------------------------------------------------
-LOCK_INSTANCE = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE pk = $1 FOR UPDATE"
+LOCK_EVENT_TARGET = (
+    f"SELECT {INSTANCE_COLUMNS}, buffered_bytes FROM instances WHERE pk = $1 FOR UPDATE"
+)
+"""The instance an event is sent to, and what its untaken events weigh, its row locked."""
 INSERT_EVENT = "INSERT INTO events (instance_pk, type, payload, created_on) VALUES ($1, $2, $3, $4)"
 _A_WAIT_NEEDS_IT = (
     "EXISTS (SELECT 1 FROM steps WHERE instance_pk = $1 AND kind = 'wait' "

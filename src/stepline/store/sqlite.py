@@ -25,6 +25,7 @@ from stepline.errors import (
     StaleRunError,
 )
 from stepline.store import sqlite_queries as q
+from stepline.store.buffered import check_buffered
 from stepline.store.migrations import load_migrations
 from stepline.store.port import BufferedEvent, InstanceFilter, Notice
 from stepline.store.records import (
@@ -459,14 +460,16 @@ class SqliteStore(SqliteCatalog):
         now: int,
         owner: str | None = None,
         lease_until: int = 0,
+        limit: int | None = None,
     ) -> BufferedEvent:
         def op(conn: sqlite3.Connection) -> BufferedEvent:
-            row = conn.execute(q.INSTANCE_BY_PK, (pk,)).fetchone()
+            row = conn.execute(q.EVENT_TARGET, (pk,)).fetchone()
             if row is None:
                 raise InstanceNotFound()
-            instance = instance_from_row(row)
+            instance = instance_from_row(row[:-1])
             if instance.status in FINISHED_STATUSES:
                 raise CannotSendEvent(f"instance is {instance.status}; it takes no more events")
+            check_buffered(row[-1], payload, limit)
             conn.execute(q.INSERT_EVENT, (pk, event_type, payload, now))
             if instance.status != "waiting":
                 return BufferedEvent(instance)
@@ -639,8 +642,19 @@ def _claim_pair(
 
 
 def _split_sql(script: str) -> list[str]:
-    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    """The script's statements, one each; a trigger's body, with its own semicolons, stays
+    in its ``CREATE TRIGGER``."""
+    statements, pending = [], ""
+    for line in script.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        pending += line + "\n"
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip().removesuffix(";"))
+            pending = ""
+    if pending.strip():
+        statements.append(pending.strip())
+    return statements
 
 
 def _fence(conn: sqlite3.Connection, pk: int, generation: int) -> None:

@@ -96,6 +96,8 @@ INSTANCES_AFTER = "SELECT pk, id FROM instances WHERE pk > ?"
 TOUCH_TRIGGERED = "UPDATE workflows SET triggered_on = ? WHERE id = ?"
 INSTANCE_BY_ID = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow_id = ? AND id = ?"
 INSTANCE_BY_PK = f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE pk = ?"
+EVENT_TARGET = f"SELECT {INSTANCE_COLUMNS}, buffered_bytes FROM instances WHERE pk = ?"
+"""The instance an event is sent to, and what its untaken events weigh."""
 LIST_INSTANCES = (
     f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE {{where}} "
     "ORDER BY created_on {order}, pk {order} LIMIT ? OFFSET ?"
