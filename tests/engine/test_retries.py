@@ -283,6 +283,33 @@ async def test_an_error_raised_outside_steps_errors_the_instance(stepline: Stepl
     assert step(view, "fine-1")["success"] is True
 
 
+class MissingThings(WorkflowEntrypoint):
+    """Raises, outside a step, the built-in error named by ``params`` with a ``name`` of its
+    own: the attribute, module or variable it is about."""
+
+    async def run(self, event, step):
+        kind = event.payload
+        if kind == "attribute":
+            return event.payload.get("sku")  # a str has no .get
+        if kind == "module":
+            raise ModuleNotFoundError("No module named 'gone'", name="gone")
+        return undefined_name  # type: ignore[name-defined]  # noqa: F821
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [("attribute", "AttributeError"), ("module", "ModuleNotFoundError"), ("name", "NameError")],
+)
+async def test_a_built_in_error_is_named_by_its_class_not_by_what_it_is_about(
+    stepline: Stepline, kind: str, name: str
+):
+    workflow = await stepline.register("missing-things", MissingThings)
+    view = await finished(await workflow.create(params=kind))
+
+    assert view["status"] == "errored"
+    assert view["error"]["name"] == name, view["error"]
+
+
 class SlowSyncStep(WorkflowEntrypoint):
     async def run(self, event, step):
         @step.do("blocking", config={"timeout": 100, "retries": {"limit": 0}})

@@ -24,8 +24,14 @@ def is_non_retryable(exc: BaseException) -> bool:
     )
 
 
+_NAMED_FOR_WHAT_IS_MISSING = (AttributeError, ImportError, NameError)
+"""Built-in errors whose ``name`` is the attribute, module or variable they are about."""
+
+
 def error_name(exc: BaseException) -> str:
-    name = getattr(exc, "name", None)
+    """The error's ``name``, as a JavaScript error's (an error may set its own), or else its
+    class's name."""
+    name = None if isinstance(exc, _NAMED_FOR_WHAT_IS_MISSING) else getattr(exc, "name", None)
     return storable_text(name if isinstance(name, str) and name else type(exc).__name__)
 
 
