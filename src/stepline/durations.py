@@ -3,7 +3,9 @@
 A duration is a number of milliseconds, a numeric string (milliseconds too), or
 ``"<number> <unit>"`` where unit is second, minute, hour, day, week, month (30 days) or
 year (365.25 days), singular or plural: ``"10 seconds"``, ``"1 day"``, ``"1.5 hours"``.
-Unknown units are errors (Cloudflare's own parser multiplies them by one; we refuse).
+Unknown units are errors (Cloudflare's own parser multiplies them by one; we refuse). So is
+a duration over 100,000 years: every time Stepline keeps is a 64-bit count of milliseconds,
+and a time so far off would not fit it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import timedelta
 
 from stepline.errors import InvalidDuration
 
-__all__ = ["Duration", "parse_duration_ms"]
+__all__ = ["MAX_DURATION_MS", "Duration", "parse_duration_ms"]
 
 Duration = int | float | str | timedelta
 
@@ -29,6 +31,7 @@ _UNIT_MS = {
     "month": 30 * 86_400_000,
     "year": int(365.25 * 86_400_000),
 }
+MAX_DURATION_MS = 100_000 * _UNIT_MS["year"]
 _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s+([A-Za-z]+)\s*$")
 
 
@@ -74,4 +77,6 @@ def parse_duration_ms(value: object, *, what: str = "duration") -> int:
 def _checked(ms: float, what: str, original: object) -> int:
     if not math.isfinite(ms) or ms < 0:
         raise InvalidDuration(f"{what} {original!r} must be a finite, non-negative duration")
+    if ms > MAX_DURATION_MS:
+        raise InvalidDuration(f"{what} {original!r} is longer than 100,000 years")
     return round(ms)

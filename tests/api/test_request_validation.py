@@ -34,12 +34,19 @@ BAD_BODIES: list[tuple[str, str, Any]] = [
     ("POST", f"{BASE}/{WF}/instances", {"instance_retention": {"error_retention": "1 fortnight"}}),
     ("POST", f"{BASE}/{WF}/instances", {"instance_retention": {"success_retention": -1}}),
     ("POST", f"{BASE}/{WF}/instances", {"instance_retention": {"success_retention": True}}),
+    ("POST", f"{BASE}/{WF}/instances", {"instance_retention": {"success_retention": 1e300}}),
+    (
+        "POST",
+        f"{BASE}/{WF}/instances",
+        {"instance_retention": {"error_retention": "100000000000 years"}},
+    ),
     # batch create
     ("POST", f"{BASE}/{WF}/instances/batch", None),
     ("POST", f"{BASE}/{WF}/instances/batch", []),
     ("POST", f"{BASE}/{WF}/instances/batch", {"instance_id": "a"}),
     ("POST", f"{BASE}/{WF}/instances/batch", [{}] * 101),
     ("POST", f"{BASE}/{WF}/instances/batch", [{}, {"instance_id": "bad id"}]),
+    ("POST", f"{BASE}/{WF}/instances/batch", [{"instance_retention": {"error_retention": 1e300}}]),
     # status
     ("PATCH", f"{BASE}/{WF}/instances/inst-1/status", None),
     ("PATCH", f"{BASE}/{WF}/instances/inst-1/status", {}),
@@ -75,6 +82,11 @@ BAD_BODIES: list[tuple[str, str, Any]] = [
     # workflow upsert
     ("PUT", f"{BASE}/{WF}", None),
     ("PUT", f"{BASE}/{WF}", {"class_name": "C"}),
+    (
+        "PUT",
+        f"{BASE}/{WF}",
+        {"class_name": "C", "script_name": "s", "default_retention": {"success_retention": 1e300}},
+    ),
     ("PUT", f"{BASE}/{WF}", {"class_name": "", "script_name": "s"}),
     ("PUT", f"{BASE}/{WF}", {"class_name": "C", "script_name": "s", "limits": {"steps": 0}}),
     ("PUT", f"{BASE}/{WF}", {"class_name": "C", "script_name": "s", "limits": {"steps": 25001}}),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from stepline import Stepline, WorkflowEntrypoint
-from stepline.durations import parse_duration_ms
+from stepline.durations import MAX_DURATION_MS, parse_duration_ms
 from stepline.errors import InvalidDuration, InvalidStepConfig
 from stepline.step_config import parse_step_config
 from tests.engine.helpers import finished
@@ -72,6 +74,13 @@ def test_an_unknown_unit_is_an_invalid_duration_naming_the_unit(text):
 def test_values_that_are_not_durations_are_rejected(value):
     with pytest.raises(InvalidDuration):
         parse_duration_ms(value)
+
+
+@pytest.mark.parametrize("value", ["100001 years", "1e300 seconds", 1e300, 2**63, timedelta.max])
+def test_a_duration_too_long_to_keep_is_rejected(value):
+    with pytest.raises(InvalidDuration, match="longer than 100,000 years"):
+        parse_duration_ms(value)
+    assert parse_duration_ms("100000 years") == MAX_DURATION_MS
 
 
 def test_the_default_config_is_the_spec_default():
