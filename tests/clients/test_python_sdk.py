@@ -9,6 +9,7 @@ strictly (``_strict_response_validation=True``), which turns any shape mismatch 
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -150,10 +151,13 @@ def test_update_get_versions_and_delete(sdk: Cloudflare, lenient: Cloudflare, ac
     assert gone.value.errors[0].message == "workflows.api.error.workflow.not_found"
 
 
-def test_update_with_a_class_the_server_cannot_import(sdk: Cloudflare, account: str) -> None:
+@pytest.mark.parametrize("script_name", ["no_such_module", "../../etc/passwd", ".relative"])
+def test_update_with_a_class_the_server_cannot_import(
+    sdk: Cloudflare, account: str, script_name: str
+) -> None:
     with pytest.raises(cloudflare.BadRequestError) as refused:
         sdk.workflows.update(
-            "sdk-ghost", account_id=account, class_name="Ghost", script_name="no_such_module"
+            "sdk-ghost", account_id=account, class_name="Ghost", script_name=script_name
         )
     assert refused.value.status_code == 400
     assert refused.value.errors[0].code == 10201
@@ -554,12 +558,26 @@ def test_bad_requests(sdk: Cloudflare, account: str) -> None:
             "sdk-one", account_id=account, workflow_name="sdk-quick", name="", type="step"
         ),
         lambda: instances.bulk("sdk-quick", account_id=account, body=[]),
+        # Well-formed, but past what the database keeps (a 64-bit count of ms):
+        lambda: instances.list(
+            "sdk-quick", account_id=account, cursor=cursor_of("99999999999999999999.1")
+        ),
+        lambda: instances.create(
+            "sdk-quick",
+            account_id=account,
+            instance_retention={"success_retention": "100000000000 years"},
+        ),
     ]
     for call in cases:
         with pytest.raises(cloudflare.BadRequestError) as refused:
             call()
         assert refused.value.status_code == 400
         assert refused.value.errors and refused.value.errors[0].code == 10002
+
+
+def cursor_of(text: str) -> str:
+    """A cursor as the server writes them: URL-safe base64 of ``created.pk``, unpadded."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 # -- the async client ------------------------------------------------------------------------

@@ -408,6 +408,8 @@ def _decode_cursor(cursor: str) -> tuple[int, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, pk = base64.urlsafe_b64decode(padded.encode()).decode().split(".")
-        return int(created), int(pk)
+        if created.isdigit() and pk.isdigit() and max(int(created), int(pk)) < 2**63:
+            return int(created), int(pk)
     except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("cursor is not one this server gave out") from None
+        pass
+    raise InvalidRequest("cursor is not one this server gave out")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import re
 import sys
 from dataclasses import dataclass
 
@@ -12,6 +13,9 @@ from stepline.authoring.entrypoint import WorkflowEntrypoint
 from stepline.errors import WorkflowClassNotFound
 
 __all__ = ["WorkflowClasses", "code_hash"]
+
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*", re.ASCII)
+"""A module's dotted name: never a path, nor a relative import."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +46,17 @@ class WorkflowClasses:
         found = self._classes.get(key)
         if found is not None:
             return found
+        if _MODULE_NAME.fullmatch(script_name) is None:
+            raise WorkflowClassNotFound(
+                f"script_name {script_name!r} is not a Python module name (such as 'orders' "
+                "or 'app.workflows')"
+            )
         try:
             module = importlib.import_module(script_name)
-        except ImportError as exc:
-            raise WorkflowClassNotFound(f"cannot import module {script_name!r}: {exc}") from exc
+        except Exception as exc:  # a module that is missing, or fails as it is imported
+            raise WorkflowClassNotFound(
+                f"cannot import module {script_name!r}: {type(exc).__name__}: {exc}"
+            ) from exc
         cls = getattr(module, class_name, None)
         _check_class(cls, class_name, script_name)
         assert isinstance(cls, type)
