@@ -200,3 +200,15 @@ def test_a_storage_limit_that_is_not_a_size(
 
     assert result.exit_code == 1
     assert_one_line_error(result.stderr, "--storage-limit", repr(limit), fragment)
+
+
+def test_a_token_made_in_a_new_database_says_so(cli: CliInvoker, tmp_path: Any) -> None:
+    database = f"sqlite:///{tmp_path}/not-the-servers.sqlite3"
+
+    made = cli("tokens", "create", "--account", "acct", "--database", database)
+    again = cli("tokens", "create", "--account", "acct", "--database", database)
+
+    assert made.exit_code == 0 and again.exit_code == 0
+    assert len(made.stdout.split()) == 1 and made.stdout != again.stdout  # the token alone
+    assert made.stderr.startswith(f"note: {tmp_path}/not-the-servers.sqlite3 did not exist")
+    assert again.stderr == ""  # the database was there: nothing to say
