@@ -202,6 +202,14 @@ def test_a_storage_limit_that_is_not_a_size(
     assert_one_line_error(result.stderr, "--storage-limit", repr(limit), fragment)
 
 
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_log_level_that_is_not_one(cli: CliInvoker, command: str) -> None:
+    result = cli(command, "--log-level", "loud")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "--log-level must be one of", "'loud'")
+
+
 def test_a_token_made_in_a_new_database_says_so(cli: CliInvoker, tmp_path: Any) -> None:
     database = f"sqlite:///{tmp_path}/not-the-servers.sqlite3"
 

@@ -26,3 +26,15 @@ def test_storage_limit_fails_an_instance_past_it(tmp_path: Path) -> None:
         "name": "WorkflowFatalError",
         "message": "The Workflow instance exceeded the 4KiB storage limit",
     }
+
+
+def test_at_the_info_level_an_errored_instance_is_logged(tmp_path: Path) -> None:
+    for server in start_server(tmp_path, {"quick": "QuickWorkflow"}, "--storage-limit", "4KiB",
+                               "--log-level", "info"):  # fmt: skip
+        server.create("quick", "large", {"numbers": NUMBERS})
+        assert server.wait_for_status("quick", "large")["status"] == "errored"
+    log = (tmp_path / "server.log").read_text()
+    assert (
+        "INFO stepline.engine: instance large of quick errored: WorkflowFatalError: "
+        "The Workflow instance exceeded the 4KiB storage limit"
+    ) in log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -328,3 +329,15 @@ async def test_the_attempt_timeout_applies_to_sync_steps(stepline: Stepline):
         "name": "WorkflowTimeoutError",
         "message": "Execution timed out after 100ms",
     }
+
+
+async def test_an_instance_that_errors_says_so_in_the_log(
+    stepline: Stepline, caplog: pytest.LogCaptureFixture
+):
+    workflow = await stepline.register("raises", RaisesInRun)
+    with caplog.at_level(logging.INFO, logger="stepline.engine"):
+        instance = await workflow.create(id="logged")
+        await finished(instance)
+
+    said = [r.getMessage() for r in caplog.records if r.name == "stepline.engine"]
+    assert "instance logged of raises errored: LookupError: no such order" in said

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +18,9 @@ __all__ = [
     "ConfigOption",
     "DatabaseOption",
     "LeaseOption",
+    "LogLevelOption",
     "StorageLimitOption",
+    "configure_logging",
     "serve_command",
     "storage_limit_bytes",
 ]
@@ -76,6 +79,26 @@ StorageLimitOption = Annotated[
 ]
 
 
+LogLevelOption = Annotated[
+    str,
+    typer.Option(
+        "--log-level",
+        help="debug, info, warning: at info, the engine's own events too (recoveries, "
+        "instances that errored).",
+    ),
+]
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def configure_logging(level: str) -> None:
+    """Log Stepline's records at ``level`` and above on stderr, one line each."""
+    if level.lower() not in _LOG_LEVELS:
+        raise UserError(f"--log-level must be one of {', '.join(_LOG_LEVELS)}, not {level!r}")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 def storage_limit_bytes(text: str) -> int:
     """``--storage-limit`` in bytes; a user error when it is not a size."""
     try:
@@ -106,7 +129,7 @@ def serve_command(
     ] = False,
     lease: LeaseOption = "30 seconds",
     storage_limit: StorageLimitOption = "1GiB",
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Serve the Cloudflare-compatible REST API and run workflow instances."""
     # Imported here: the server pulls in FastAPI and uvicorn, which every other command (each
@@ -117,6 +140,7 @@ def serve_command(
     with report_errors():
         if config is None and Path("stepline.toml").is_file():
             config = Path("stepline.toml")
+        configure_logging(log_level)
         run_server(
             ServerOptions(
                 config=config,

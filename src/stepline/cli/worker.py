@@ -23,7 +23,9 @@ from stepline.cli.serve import (
     ConfigOption,
     DatabaseOption,
     LeaseOption,
+    LogLevelOption,
     StorageLimitOption,
+    configure_logging,
     storage_limit_bytes,
 )
 from stepline.config import load_config
@@ -103,15 +105,13 @@ def worker_command(
     ] = 10_000,
     lease: LeaseOption = "30 seconds",
     storage_limit: StorageLimitOption = "1GiB",
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning")] = "info",
+    log_level: LogLevelOption = "info",
 ) -> None:
     """Run workflow instances without serving HTTP (one of many workers on PostgreSQL)."""
     with report_errors():
         if config is None and Path("stepline.toml").is_file():
             config = Path("stepline.toml")
-        logging.basicConfig(
-            level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        configure_logging(log_level)
         options = WorkerOptions(
             config=config,
             database=database,

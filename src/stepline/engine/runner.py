@@ -217,6 +217,14 @@ class Runner(WaitingSteps):
             )
         except (StaleRunError, StoreUnavailable):
             return  # moved on, or left to recovery with the store down
+        if error is not None:
+            log.info(
+                "instance %s of %s errored: %s: %s",
+                self.instance.id,
+                self.workflow_name,
+                error[0],
+                error[1],
+            )
 
     # -- step.do -------------------------------------------------------------------------------
     async def run_do(
