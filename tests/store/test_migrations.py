@@ -190,22 +190,14 @@ async def test_sqlite_upgrade_counts_the_events_already_waiting(
     path = tmp_path / "old.sqlite3"
     with monkeypatch.context() as patch:
         applying_first(patch, sqlite_module, 3)  # before untaken events were counted
-        store = SqliteStore(path)
-        await store.open()
-        pk = await one_instance(store)
-        await store.close()
+        pk = await one_instance(SqliteStore(path))
     with sqlite3.connect(path) as conn:
         conn.executemany(
             "INSERT INTO events (instance_pk, type, payload, created_on, consumed_by) "
             "VALUES (?, ?, ?, 0, ?)",
             [(pk, t, payload, by) for t, payload, by in _EVENTS_BEFORE],
         )
-    store = SqliteStore(path)
-    await store.open()
-    try:
-        await full_after_the_upgrade(store, pk)
-    finally:
-        await store.close()
+    await full_after_the_upgrade(SqliteStore(path), pk)
 
 
 @pytest.mark.postgres
@@ -215,10 +207,7 @@ async def test_postgres_upgrade_counts_the_events_already_waiting(
     url = await postgres_databases()
     with monkeypatch.context() as patch:
         applying_first(patch, postgres_module, 3)
-        store = PostgresStore(url)
-        await store.open()
-        pk = await one_instance(store)
-        await store.close()
+        pk = await one_instance(PostgresStore(url))
     conn = await asyncpg.connect(url)
     try:
         await conn.executemany(
@@ -228,12 +217,7 @@ async def test_postgres_upgrade_counts_the_events_already_waiting(
         )
     finally:
         await conn.close()
-    store = PostgresStore(url)
-    await store.open()
-    try:
-        await full_after_the_upgrade(store, pk)
-    finally:
-        await store.close()
+    await full_after_the_upgrade(PostgresStore(url), pk)
 
 
 _EVENTS_BEFORE = [
@@ -244,20 +228,30 @@ _EVENTS_BEFORE = [
 
 
 async def one_instance(store: SqliteStore | PostgresStore) -> int:
-    workflow, _ = await store.save_workflow(
-        "acct", "flow", class_name="Flow", script_name="flows", code_hash="h",
-        settings=WorkflowSettings(), now=1,
-    )  # fmt: skip
-    record = InstanceRecord(
-        pk=0, workflow_id=workflow.id, id="a", version_id=workflow.version_id,
-        status="running", params="{}", created_on=1, modified_on=1,
-    )  # fmt: skip
-    [inserted] = await store.insert_instances([record], skip_existing=False, now=1)
-    return inserted.pk
+    """Open ``store``, give it one running instance (its pk is the answer), and close it."""
+    await store.open()
+    try:
+        workflow, _ = await store.save_workflow(
+            "acct", "flow", class_name="Flow", script_name="flows", code_hash="h",
+            settings=WorkflowSettings(), now=1,
+        )  # fmt: skip
+        record = InstanceRecord(
+            pk=0, workflow_id=workflow.id, id="a", version_id=workflow.version_id,
+            status="running", params="{}", created_on=1, modified_on=1,
+        )  # fmt: skip
+        [inserted] = await store.insert_instances([record], skip_existing=False, now=1)
+        return inserted.pk
+    finally:
+        await store.close()
 
 
 async def full_after_the_upgrade(store: SqliteStore | PostgresStore, pk: int) -> None:
-    """The 7 bytes sent before the upgrade count: 3 more fill a limit of 10, 1 more passes it."""
-    await store.buffer_event(pk, "go", "123", now=2, limit=10)
-    with pytest.raises(CannotSendEvent):
-        await store.buffer_event(pk, "go", "1", now=2, limit=10)
+    """Open ``store`` (which migrates it): the 7 bytes sent before the upgrade count, so 3
+    more fill a limit of 10 and 1 more passes it."""
+    await store.open()
+    try:
+        await store.buffer_event(pk, "go", "123", now=2, limit=10)
+        with pytest.raises(CannotSendEvent):
+            await store.buffer_event(pk, "go", "1", now=2, limit=10)
+    finally:
+        await store.close()
