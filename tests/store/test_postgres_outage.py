@@ -9,12 +9,15 @@ import time
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlparse, urlunparse
 
+import asyncpg
 import pytest
 
 from stepline.errors import StoreUnavailable
 from stepline.store.port import Notice
 from stepline.store.postgres import PostgresStore
 from stepline.store.records import InstanceRecord, StepRecord
+
+from .databases import postgres_url
 
 pytestmark = pytest.mark.postgres
 
@@ -164,3 +167,31 @@ async def test_open_raises_store_unavailable_when_nothing_answers() -> None:
     store = PostgresStore("postgresql://postgres@127.0.0.1:1/none", connect_timeout=1)
     with pytest.raises(StoreUnavailable):
         await store.open()
+
+
+async def test_a_database_that_takes_no_connections_is_an_outage(postgres_database: str) -> None:
+    """``ALLOW_CONNECTIONS false`` answers a connection with 55000, not a network error: it is
+    an outage all the same (503), and the store carries on once the database takes them."""
+    name = urlparse(postgres_database).path.lstrip("/")
+    admin = await asyncpg.connect(postgres_url())
+    store = PostgresStore(postgres_database, connect_timeout=2)
+    await store.open()
+    heard: list[Notice] = []
+    store.subscribe(heard.append)
+    try:
+        await admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        for _ in range(3):
+            with pytest.raises(StoreUnavailable):
+                await store.get_workflow("acct", "flow")
+        assert store.available is False
+        with pytest.raises(StoreUnavailable):  # a process that starts during it
+            await PostgresStore(postgres_database, connect_timeout=2).open()
+    finally:
+        await admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        await admin.close()
+    await eventually(lambda: store.available and Notice("wake") in heard)
+    assert await store.get_workflow("acct", "flow") is None
+    await store.close()

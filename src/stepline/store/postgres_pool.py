@@ -35,6 +35,9 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,  # "connection is closed", "pool is closing"
     asyncpg.InternalClientError,  # a connection left mid-operation by a drop
 )
+_REFUSING_CONNECTIONS = asyncpg.ObjectNotInPrerequisiteStateError
+"""55000 itself (not its subclasses, such as 55P03 lock_not_available): what a connection gets
+from a database that takes none (``ALTER DATABASE ... ALLOW_CONNECTIONS false``)."""
 _DEADLOCK_RETRIES = 5
 _MAX_BACKOFF_S = 2.0
 
@@ -50,7 +53,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 def is_connection_error(exc: BaseException) -> bool:
     """True for errors that say the database cannot be reached (not that a query is wrong)."""
-    return isinstance(exc, _CONNECTION_ERRORS)
+    return isinstance(exc, _CONNECTION_ERRORS) or type(exc) is _REFUSING_CONNECTIONS
 
 
 class Database:
