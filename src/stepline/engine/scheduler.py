@@ -139,15 +139,18 @@ class Engine:
         self.deadlines.close()
         self.step_executor.shutdown(wait=False, cancel_futures=True)
         if not self.store.exclusive:
-            await self._hand_over()
+            await self._hand_over(parked=bool(runners))
         self.store.unsubscribe(self.handle_notice)
         self.store.release_engine()
 
-    async def _hand_over(self) -> None:
-        """Give this engine's instances back now rather than when their leases lapse."""
+    async def _hand_over(self, *, parked: bool) -> None:
+        """Give this engine's instances back now rather than when their leases lapse, and
+        have the other engines look again if there is anything for them: instances it gave
+        back, or ``parked`` as it stopped (due at once, and no other engine knows)."""
         try:
             await self.store.renew_leases(self.owner, 0)
-            if await self.store.recover_interrupted(self.clock.now_ms(), lapsed_before=1):
+            recovered = await self.store.recover_interrupted(self.clock.now_ms(), lapsed_before=1)
+            if recovered or parked:
                 await self.store.publish(Notice("wake"))
         except SteplineError as exc:  # they will be taken over when the leases lapse
             log.warning("could not hand instances over: %s", exc)
@@ -251,11 +254,16 @@ class Engine:
                 if await self._claim_some():
                     continue
                 timeout = await self._until_next_wake(looked_at)
-            except (SteplineError, OSError) as exc:
-                # A store outage must not end the loop: wait, then look again (a reconnect
-                # also publishes a wake).
-                log.error("scheduling failed: %s; retrying", exc)
+            except Exception as exc:
+                # Nothing may end the loop, an outage least of all: wait, then look again (a
+                # reconnect also publishes a wake).
+                _log_failure("scheduling", exc)
                 timeout = 1.0
+            if not self.store.exclusive:
+                # An engine that parks an instance with a timer and then dies tells no one:
+                # its time is in the database alone. Look there at least once a lease period.
+                cap = self.lease_ms / 3000
+                timeout = cap if timeout is None else min(timeout, cap)
             if timeout is None or timeout > 0:
                 await self._until_poked(timeout)
 
@@ -422,18 +430,29 @@ class Engine:
                     await self.store.renew_leases(
                         self.owner, now + self.lease_ms, list(self.runners)
                     )
-                if await self.store.recover_interrupted(now, lapsed_before=now):
+                taken = await self.store.recover_interrupted(now, lapsed_before=now)
+                if taken:
+                    log.info("took over instances whose engine's lease lapsed: %d", taken)
                     self.wake()
-            except (SteplineError, OSError) as exc:
-                log.error("renewing leases failed: %s", exc)
+            except Exception as exc:  # nothing may end the loop
+                _log_failure("renewing leases", exc)
 
     async def _retention_loop(self) -> None:
         while True:
             try:
                 await self.sweep_expired()
-            except (SteplineError, OSError) as exc:
-                log.error("retention sweep failed: %s", exc)
+            except Exception as exc:  # nothing may end the loop
+                _log_failure("retention sweep", exc)
             await asyncio.sleep(self.retention_sweep_ms / 1000)
+
+
+def _log_failure(what: str, exc: Exception) -> None:
+    """An error in one of the engine's loops, which goes on: an outage is one line, anything
+    else its traceback too."""
+    if isinstance(exc, SteplineError | OSError):
+        log.error("%s failed: %s; retrying", what, exc)
+    else:
+        log.exception("%s failed; retrying", what)
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:
