@@ -284,9 +284,15 @@ async def test_an_error_raised_outside_steps_errors_the_instance(stepline: Stepl
     assert step(view, "fine-1")["success"] is True
 
 
+class MissingField(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"missing field {name}")
+        self.name = name
+
+
 class MissingThings(WorkflowEntrypoint):
-    """Raises, outside a step, the built-in error named by ``params`` with a ``name`` of its
-    own: the attribute, module or variable it is about."""
+    """Raises, outside a step, an error named by ``params`` with a ``name`` attribute of its
+    own: the attribute, module, variable or field it is about."""
 
     async def run(self, event, step):
         kind = event.payload
@@ -294,14 +300,21 @@ class MissingThings(WorkflowEntrypoint):
             return event.payload.get("sku")  # a str has no .get
         if kind == "module":
             raise ModuleNotFoundError("No module named 'gone'", name="gone")
+        if kind == "field":
+            raise MissingField("email")
         return undefined_name  # type: ignore[name-defined]  # noqa: F821
 
 
 @pytest.mark.parametrize(
     ("kind", "name"),
-    [("attribute", "AttributeError"), ("module", "ModuleNotFoundError"), ("name", "NameError")],
+    [
+        ("attribute", "AttributeError"),
+        ("module", "ModuleNotFoundError"),
+        ("name", "NameError"),
+        ("field", "MissingField"),
+    ],
 )
-async def test_a_built_in_error_is_named_by_its_class_not_by_what_it_is_about(
+async def test_an_error_is_named_by_its_class_not_by_what_it_is_about(
     stepline: Stepline, kind: str, name: str
 ):
     workflow = await stepline.register("missing-things", MissingThings)
@@ -341,3 +354,34 @@ async def test_an_instance_that_errors_says_so_in_the_log(
 
     said = [r.getMessage() for r in caplog.records if r.name == "stepline.engine"]
     assert "instance logged of raises errored: LookupError: no such order" in said
+
+
+class LetsACancellationOut(WorkflowEntrypoint):
+    """Step "inner" awaits a task that gets cancelled, and lets the CancelledError out."""
+
+    async def run(self, event, step):
+        @step.do("inner", config={"retries": {"limit": 1, "delay": 10}})
+        async def inner(ctx):
+            self.env.hit("inner", ctx.attempt)
+            task = asyncio.ensure_future(asyncio.sleep(10))
+            await asyncio.sleep(0)
+            task.cancel()
+            await task
+
+        return await inner()
+
+
+async def test_a_cancellation_let_out_by_a_step_is_a_failed_attempt(any_stepline: Stepline, probe):
+    """Not a cancellation of the run: the attempt fails, is retried, and the instance errors
+    once the retries are spent, rather than being left running."""
+    workflow = await any_stepline.register("lets-a-cancellation-out", LetsACancellationOut)
+    view = await finished(await workflow.create())
+
+    assert view["status"] == "errored", view
+    assert view["error"]["name"] == "CancelledError"
+    attempts = step(view, "inner-1")["attempts"]
+    assert [(a["success"], a["error"]["name"]) for a in attempts] == [
+        (False, "CancelledError"),
+        (False, "CancelledError"),
+    ]
+    assert probe.seen["inner"] == [1, 2]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 import pytest
 
 from stepline import Stepline, WorkflowEntrypoint
@@ -112,6 +114,71 @@ async def test_a_failed_step_reraises_the_same_error_on_replay(
     assert view["output"] == expected
 
 
+class PaymentDeclined(Exception):
+    """An error whose ``__init__`` takes other parameters than its ``args``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+
+
+class HttpError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.response = object()  # not JSON: left out, as it cannot be kept
+
+
+ERRORS = {
+    "declined": lambda: PaymentDeclined(402, "insufficient funds"),
+    "http": lambda: HttpError(503),
+    "key": lambda: KeyError("missing"),
+    "os": lambda: FileNotFoundError(2, "No such file", "/tmp/gone"),
+}
+
+
+class RaisesChosenError(WorkflowEntrypoint):
+    """Step "fail" raises ``ERRORS[params]``; ``run`` catches it in every replay and records
+    its class, ``str``, ``args`` and JSON-able attributes."""
+
+    async def run(self, event, step):
+        @step.do("fail", config={"retries": {"limit": 0}})
+        async def fail():
+            raise ERRORS[event.payload]()
+
+        try:
+            await fail()
+        except Exception as exc:
+            attrs = {k: v for k, v in vars(exc).items() if k != "response"}
+            self.env.hit("caught", [type(exc).__name__, str(exc), list(exc.args), attrs])
+        await step.sleep("nap", "1 hour")
+        return self.env.seen["caught"][-1]
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("declined", ["PaymentDeclined", "402: insufficient funds", ["402: insufficient funds"],
+                      {"code": 402}]),
+        ("http", ["HttpError", "HTTP 503", ["HTTP 503"], {"status": 503}]),
+        ("key", ["KeyError", "'missing'", ["missing"], {}]),
+        ("os", ["FileNotFoundError", "[Errno 2] No such file: '/tmp/gone'",
+                [2, "No such file"], {}]),
+    ],
+)  # fmt: skip
+async def test_a_replayed_error_has_its_class_args_and_attributes(
+    suspending: Stepline, probe, kind, expected
+):
+    """§2.3: a cached failure is thrown again identically on replay, so ``except`` and what it
+    reads behave as on the run that failed."""
+    workflow = await suspending.register("chosen-error", RaisesChosenError)
+    view = await finished(await workflow.create(params=kind))
+
+    assert len(probe.seen["caught"]) >= 2, "run() was not replayed; the test proves nothing"
+    assert probe.seen["caught"] == [expected] * len(probe.seen["caught"])
+    assert view["output"] == expected
+
+
 class ReturnsNone(WorkflowEntrypoint):
     async def run(self, event, step):
         @step.do("nothing")
@@ -156,12 +223,49 @@ async def test_step_results_are_json_round_tripped(any_stepline: Stepline, probe
     assert all(seen == expected for seen in probe.seen["types"]), probe.seen["types"]
 
 
+class Color(enum.StrEnum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class ReturnsEnums(WorkflowEntrypoint):
+    """Steps return members of str and int enums; ``run`` records what it got back, in every
+    replay."""
+
+    async def run(self, event, step):
+        color = await step.do("color", lambda: Color.RED)
+        level = await step.do("level", lambda: Level.HIGH)
+        self.env.hit("got", [type(color).__name__, color, type(level).__name__, level])
+        await step.sleep("nap", "1 hour")
+        return self.env.seen["got"][-1]
+
+
+async def test_a_result_that_subclasses_str_or_int_comes_back_as_json_makes_it(
+    any_stepline: Stepline, probe
+):
+    workflow = await any_stepline.register("returns-enums", ReturnsEnums)
+    view = await finished(await workflow.create())
+
+    expected = ["str", "red", "int", 3]
+    assert view["output"] == expected
+    assert all(seen == expected for seen in probe.seen["got"]), probe.seen["got"]
+
+
+OPAQUE = {
+    "object": lambda: {"when": object()},
+    "generator": lambda: (n for n in range(3)),  # on 3.11, asyncio took it for a coroutine
+}
+
+
 class ReturnsObject(WorkflowEntrypoint):
     async def run(self, event, step):
         @step.do("opaque", config={"retries": {"limit": 5, "delay": 10}})
         async def opaque():
             self.env.hit("opaque")
-            return {"when": object()}
+            return OPAQUE[event.payload or "object"]()
 
         try:
             return await opaque()
@@ -169,9 +273,10 @@ class ReturnsObject(WorkflowEntrypoint):
             return f"caught {type(exc).__name__}"
 
 
-async def test_a_non_json_result_fails_the_instance_without_retry(stepline: Stepline, probe):
+@pytest.mark.parametrize("kind", sorted(OPAQUE))
+async def test_a_non_json_result_fails_the_instance_without_retry(stepline: Stepline, probe, kind):
     workflow = await stepline.register("returns-object", ReturnsObject)
-    view = await finished(await workflow.create())
+    view = await finished(await workflow.create(params=kind))
 
     assert view["status"] == "errored"
     assert view["error"]["name"] == "WorkflowFatalError"

@@ -23,9 +23,9 @@ from stepline.authoring.entrypoint import WorkflowEntrypoint, WorkflowEvent
 from stepline.authoring.step import StepConfigInput, StepContext, WorkflowStep
 from stepline.engine.eager import start
 from stepline.engine.step_errors import (
-    class_path,
     error_message,
     error_name,
+    error_state,
     is_non_retryable,
     rebuild_error,
 )
@@ -33,6 +33,7 @@ from stepline.engine.waits import WaitingSteps, take_value
 from stepline.errors import (
     InvalidStepConfig,
     StaleRunError,
+    StepFailedError,
     StoreUnavailable,
     WorkflowInternalError,
     WorkflowTimeoutError,
@@ -50,7 +51,8 @@ __all__ = ["Runner"]
 log = logging.getLogger("stepline.engine")
 T = TypeVar("T")
 
-_PRIMITIVES = (str, int, float, bool, type(None))
+_PRIMITIVES = frozenset((str, int, float, bool, type(None)))
+"""Result types that are their own JSON round trip."""
 _NON_RETRYABLE_MESSAGE = (
     "The execution of the Workflow instance was terminated, as a step threw an "
     "NonRetryableError and it was not handled"
@@ -292,26 +294,24 @@ class Runner(WaitingSteps):
                 try:
                     value = await self._attempt(call, ctx, is_async, resolved.timeout_ms, record)
                     text = self._checked_result(value, label, record, attempt)
-                except (
-                    Suspended,
-                    FatalInstanceError,
-                    StaleRunError,
-                    StoreLost,
-                    asyncio.CancelledError,
-                ):
+                except (Suspended, FatalInstanceError, StaleRunError, StoreLost):
                     raise
+                except asyncio.CancelledError as cancelled:
+                    task = asyncio.current_task()
+                    if task is None or task.cancelling():
+                        raise  # the run itself is cancelled (terminated, stopped)
+                    # Let out by the step's own code (a task it awaited was cancelled): a
+                    # failure of the attempt like any other, named as it was.
+                    failure = self._failed(attempt, _escaped(cancelled))
                 except Exception as exc:
-                    failure = exc
-                    attempt.end = self.clock.now_ms()
-                    attempt.success = False
-                    attempt.error_name, attempt.error_message = error_name(exc), error_message(exc)
+                    failure = self._failed(attempt, exc)
                 else:
                     now = self.clock.now_ms()
                     attempt.end, attempt.success = now, True
                     record.status, record.end, record.output = "complete", now, text
                     await self._save(record, now)
                     record.output = None  # stored: this run never reads it again
-                    if isinstance(value, _PRIMITIVES):
+                    if type(value) in _PRIMITIVES:  # a subclass (an enum) is what JSON makes it
                         return value
                     return json.loads(text)
             number = len(record.attempts)
@@ -320,12 +320,19 @@ class Runner(WaitingSteps):
                 record.status, record.end = "errored", now
                 record.error_name = error_name(failure)
                 record.error_message = error_message(failure)
-                record.error_class = class_path(failure)
+                record.error_class = error_state(failure)
                 await self._save(record, now)
                 raise failure
             record.status = "waiting"
             record.wake_at = self.clock.now_ms() + resolved.retries.delay_after(number)
             self.store.queue_step(self.pk, self.generation, record, now=self.clock.now_ms())
+
+    def _failed(self, attempt: Attempt, exc: Exception) -> Exception:
+        """Record ``attempt`` as failed by ``exc``; returns ``exc``."""
+        attempt.end = self.clock.now_ms()
+        attempt.success = False
+        attempt.error_name, attempt.error_message = error_name(exc), error_message(exc)
+        return exc
 
     def _settle_dangling_attempt(self, record: StepRecord) -> Exception | None:
         """An attempt with no end was cut off by a crash: it counts as a failed attempt."""
@@ -355,7 +362,7 @@ class Runner(WaitingSteps):
             work: Any = call(ctx)
             if type(work) is CoroutineType:
                 finished, work = start(work)
-                if finished and not asyncio.iscoroutine(work):
+                if finished and type(work) is not CoroutineType:
                     return work
         else:
             loop = asyncio.get_running_loop()
@@ -369,7 +376,7 @@ class Runner(WaitingSteps):
                     value = await work
             except TimeoutError:
                 raise WorkflowTimeoutError(f"Execution timed out after {timeout_ms}ms") from None
-            if asyncio.iscoroutine(value):
+            if type(value) is CoroutineType:  # not a generator: that is a (bad) result
                 value = await value
             return value
         finally:
@@ -493,3 +500,12 @@ class Runner(WaitingSteps):
         seq = self._next_seq
         self._next_seq += 1
         return seq
+
+
+def _escaped(cancelled: asyncio.CancelledError) -> StepFailedError:
+    """A cancellation that a step's code let out, as the failure it is recorded as (and
+    raised again as on a replay: a cancellation is no ``Exception`` to rebuild)."""
+    return StepFailedError(
+        str(cancelled) or "the step's code raised CancelledError: a task it awaited was cancelled",
+        name="CancelledError",
+    )

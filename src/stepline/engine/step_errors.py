@@ -1,17 +1,20 @@
 """Step failures: which stop retries, what they are called, and how a cached one is raised
-again, as the same class with the same message, when a run is replayed."""
+again when a run is replayed: the same class, with the same ``args`` and the same JSON-able
+attributes, made without calling its ``__init__`` (whose parameters need not be its
+``args``), so that ``except`` and what it reads behave as on the run that failed."""
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from typing import Any
 
 from stepline.errors import NonRetryableError, StepFailedError
 from stepline.store.records import StepRecord
-from stepline.validation import storable_text
+from stepline.validation import dump_json, storable_text
 
-__all__ = ["class_path", "error_message", "error_name", "is_non_retryable", "rebuild_error"]
+__all__ = ["error_message", "error_name", "error_state", "is_non_retryable", "rebuild_error"]
 
 log = logging.getLogger("stepline.engine")
 
@@ -24,15 +27,21 @@ def is_non_retryable(exc: BaseException) -> bool:
     )
 
 
-_NAMED_FOR_WHAT_IS_MISSING = (AttributeError, ImportError, NameError)
-"""Built-in errors whose ``name`` is the attribute, module or variable they are about."""
+_STATE_MAX_BYTES = 64 * 1024
+"""A failure's ``args`` and attributes are kept up to this size; past it, only its class."""
 
 
 def error_name(exc: BaseException) -> str:
-    """The error's ``name``, as a JavaScript error's (an error may set its own), or else its
-    class's name."""
-    name = None if isinstance(exc, _NAMED_FOR_WHAT_IS_MISSING) else getattr(exc, "name", None)
+    """The class's name; or the name an error of Stepline's carries, as a JavaScript error's
+    would (``NonRetryableError(message, name)``, and a failure replayed as
+    ``StepFailedError``). Any other error's ``name`` attribute is its own business (an
+    ``AttributeError``'s is the missing attribute's)."""
+    name = getattr(exc, "name", None) if _carries_a_name(exc) else None
     return storable_text(name if isinstance(name, str) and name else type(exc).__name__)
+
+
+def _carries_a_name(exc: BaseException) -> bool:
+    return isinstance(exc, NonRetryableError | StepFailedError) or is_non_retryable(exc)
 
 
 def error_message(exc: BaseException) -> str:
@@ -40,26 +49,59 @@ def error_message(exc: BaseException) -> str:
     return storable_text(str(exc))
 
 
-def class_path(exc: BaseException) -> str:
+def error_state(exc: BaseException) -> str:
+    """What :func:`rebuild_error` needs to raise ``exc`` again, as the text of the step's
+    ``error_class`` column: a JSON object of its class's path, its ``args`` and the attributes
+    in its ``__dict__`` that are JSON (the others are left out)."""
     cls = type(exc)
-    return f"{cls.__module__}:{cls.__qualname__}"
+    state: dict[str, Any] = {"class": f"{cls.__module__}:{cls.__qualname__}"}
+    try:
+        args = list(exc.args)
+        if isinstance(exc, OSError) and (exc.filename is not None or exc.filename2 is not None):
+            # What OSError's constructor takes to set them; its args stay (errno, strerror).
+            args = [exc.errno, exc.strerror, exc.filename, None, exc.filename2]
+        dump_json(args)
+        state["args"] = args
+    except (TypeError, ValueError):
+        pass  # rebuilt from its message instead
+    attrs = {}
+    for key, value in getattr(exc, "__dict__", {}).items():
+        try:
+            dump_json(value)
+        except (TypeError, ValueError):
+            continue
+        attrs[key] = value
+    if attrs:
+        state["attrs"] = attrs
+    text = dump_json(state)
+    if len(text) > _STATE_MAX_BYTES:
+        text = dump_json({"class": state["class"]})
+    return text
 
 
 def rebuild_error(record: StepRecord) -> Exception:
-    """The cached failure of a step, as the same class with the same message when possible."""
+    """The cached failure of a step: as the same class with the same state when it can be
+    made, else a :class:`StepFailedError` with the original name and message."""
     message = record.error_message or ""
     name = record.error_name or "Error"
     if record.error_class:
-        module_name, _, qualname = record.error_class.partition(":")
         try:
-            target: Any = importlib.import_module(module_name)
-            for part in qualname.split("."):
-                target = getattr(target, part)
-            if isinstance(target, type) and issubclass(target, Exception):
-                error = target(message)
-                if error_name(error) != name:
-                    error.name = name  # type: ignore[attr-defined]
-                return error
+            return _rebuilt(record.error_class, message)
         except Exception:  # any class that cannot be rebuilt falls back below
             log.debug("could not rebuild %s", record.error_class, exc_info=True)
     return StepFailedError(message, name=name)
+
+
+def _rebuilt(text: str, message: str) -> Exception:
+    # A row written before the state was kept holds only "module:Qualname".
+    state: dict[str, Any] = json.loads(text) if text.startswith("{") else {"class": text}
+    module_name, _, qualname = state["class"].partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    if not (isinstance(target, type) and issubclass(target, Exception)):
+        raise TypeError(f"{state['class']} is not an Exception class")
+    # BaseException.__new__ sets ``args`` (OSError's parses them); __init__ is not called.
+    error: Exception = target.__new__(target, *state.get("args", [message]))
+    error.__dict__.update(state.get("attrs", {}))
+    return error
