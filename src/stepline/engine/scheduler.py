@@ -334,8 +334,11 @@ class Engine:
         if self.clock.auto_skip and not self.runners:
             next_timer = await self.store.next_wake_at(("timer",))
             if next_timer is not None:
-                self.clock.advance_to(next_timer)
-                return 0
+                # Never past a wait_for_event's deadline: a test sends the event, or advances.
+                deadline = await self.store.next_wake_at(("event",))
+                if deadline is None or next_timer < deadline:
+                    self.clock.advance_to(next_timer)
+                    return 0
         wakes = [await self.store.next_wake_at(), await self.store.next_schedule_fire()]
         next_wake = min((w for w in wakes if w is not None), default=None)
         if next_wake is None:

@@ -16,8 +16,9 @@ class TestClock:
 
     With ``auto_skip`` (the default) a step's sleep or retry backoff returns at once, and
     when nothing is running the engine jumps the clock to the next sleep or retry that is
-    due. ``wait_for_event`` deadlines are *not* skipped (a test usually sends the event);
-    move past them with :meth:`advance`.
+    due. ``wait_for_event`` deadlines are *not* skipped (a test usually sends the event), nor
+    jumped past: while a wait is pending, a sleep that ends after its deadline waits for the
+    event or for :meth:`advance`, which moves past them.
     """
 
     __test__ = False  # not a pytest test class
@@ -40,11 +41,16 @@ class TestClock:
     def advance(self, duration: Duration) -> None:
         """Move time forward by ``duration`` (ms or ``"1 day"``); due timers fire."""
         self._offset_ms += parse_duration_ms(duration)
-        for listener in self._listeners:
-            listener()
+        self._moved()
 
     def advance_to(self, when_ms: int) -> None:
+        """Move time forward to ``when_ms`` (epoch ms; never back); due timers fire."""
         self._offset_ms += max(0, when_ms - self.now_ms())
+        self._moved()
+
+    def _moved(self) -> None:
+        for listener in self._listeners:
+            listener()
 
     def on_advance(self, callback: Callable[[], None]) -> None:
         self._listeners.append(callback)

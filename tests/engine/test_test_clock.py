@@ -1,0 +1,57 @@
+"""The ``TestClock`` as its docstring promises: sleeps and backoffs are skipped, a
+``wait_for_event`` deadline is neither skipped nor jumped past, and ``advance`` or
+``advance_to`` fires what comes due."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stepline import Stepline, WorkflowEntrypoint, WorkflowTimeoutError
+from stepline.testing import TestClock, wait_for_status
+from tests.engine.helpers import finished
+
+
+class Approval(WorkflowEntrypoint):
+    async def run(self, event, step):
+        try:
+            got = await step.wait_for_event("approval", "approved", timeout="1 hour")
+        except WorkflowTimeoutError:
+            return "timed out"
+        return got["payload"]
+
+
+class Reminder(WorkflowEntrypoint):
+    async def run(self, event, step):
+        await step.sleep("a day", "1 day")
+        return "reminded"
+
+
+async def test_skipping_a_sleep_never_passes_a_pending_wait_deadline(stepline: Stepline):
+    approval = await (await stepline.register("approval", Approval)).create()
+    await wait_for_status(approval, "waiting")
+    reminder = await (await stepline.register("reminder", Reminder)).create()
+    await wait_for_status(reminder, "waiting")
+    await asyncio.sleep(0.3)  # the engine has looked: it skipped nothing past the deadline
+    assert (await approval.status())["status"] == "waiting"
+    assert (await reminder.status())["status"] == "waiting"
+
+    await approval.send_event("approved", "ada")
+    assert (await finished(approval))["output"] == "ada"
+    # With no deadline pending, the day is skipped.
+    assert (await finished(reminder))["output"] == "reminded"
+
+
+@pytest.mark.parametrize("how", ["advance", "advance_to"])
+async def test_moving_the_clock_past_a_deadline_fires_it(
+    stepline: Stepline, clock: TestClock, how: str
+):
+    approval = await (await stepline.register("approval", Approval)).create()
+    await wait_for_status(approval, "waiting")
+    if how == "advance":
+        clock.advance("2 hours")
+    else:
+        clock.advance_to(clock.now_ms() + 2 * 3_600_000)
+    view = await finished(approval, timeout=5)
+    assert view["output"] == "timed out"
