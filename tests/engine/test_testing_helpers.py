@@ -1,6 +1,7 @@
-"""The ``TestClock`` as its docstring promises: sleeps and backoffs are skipped, a
-``wait_for_event`` deadline is neither skipped nor jumped past, and ``advance`` or
-``advance_to`` fires what comes due."""
+"""The testing helpers as their docstrings promise. ``TestClock``: sleeps and backoffs are
+skipped, a ``wait_for_event`` deadline is neither skipped nor jumped past, and ``advance`` or
+``advance_to`` fires what comes due. ``wait_for_status``: gives up at once on an instance that
+has ended otherwise."""
 
 from __future__ import annotations
 
@@ -55,3 +56,19 @@ async def test_moving_the_clock_past_a_deadline_fires_it(
         clock.advance_to(clock.now_ms() + 2 * 3_600_000)
     view = await finished(approval, timeout=5)
     assert view["output"] == "timed out"
+
+
+class Fails(WorkflowEntrypoint):
+    async def run(self, event, step):
+        raise LookupError("no such order")
+
+
+async def test_waiting_for_a_status_an_ended_instance_will_not_reach_fails_at_once(
+    stepline: Stepline,
+):
+    instance = await (await stepline.register("fails", Fails)).create()
+    await wait_for_status(instance, "errored")
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(TimeoutError, match=r"ended 'errored'.*no such order"):
+        await wait_for_status(instance, "complete", timeout=30)
+    assert asyncio.get_running_loop().time() - started < 5
