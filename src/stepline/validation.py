@@ -88,8 +88,11 @@ def check_event_type(event_type: object) -> str:
 
 def check_step_name(name: object) -> str:
     if not isinstance(name, str) or not 1 <= len(name) <= 256 or _CONTROL.search(name):
+        shown = repr(name)
+        if isinstance(name, str) and len(name) > 60:
+            shown = f"{name[:40]!r}... ({len(name)} characters)"
         raise InvalidRequest(
-            f"step name {name!r} must be 1-256 characters without control characters "
+            f"step name {shown} must be 1-256 characters without control characters "
             "or lone surrogates"
         )
     return name

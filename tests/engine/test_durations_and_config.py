@@ -159,3 +159,35 @@ async def test_a_step_with_an_invalid_config_fails_the_instance(stepline: Stepli
     assert view["error"]["message"].startswith(prefix)
     assert view["error"]["message"].count(prefix) == 1, view["error"]["message"]
     assert probe.calls["x"] == 0
+
+
+class BadCalls(WorkflowEntrypoint):
+    """Makes, in ``run``, the mistake named by ``params``."""
+
+    async def run(self, event, step):
+        if event.payload == "sleep":
+            await step.sleep("nap", "3 fortnights")
+        elif event.payload == "wait":
+            await step.wait_for_event("w", "go", timeout="400 days")
+        else:
+            await step.do("n" * 300, lambda: 1)
+        return "made no mistake"
+
+
+@pytest.mark.parametrize(
+    ("mistake", "message"),
+    [
+        ("sleep", "sleep duration '3 fortnights' has an unknown unit 'fortnights'"),
+        ("wait", "wait_for_event timeout must be 1 second to 365 days"),
+        ("name", "step name 'nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn'... (300 characters) must"),
+    ],
+)
+async def test_a_mistake_in_workflow_code_is_told_in_a_sentence(
+    stepline: Stepline, mistake, message
+):
+    """Not with the REST API's key (``workflows.api.error.body``) in front of it."""
+    workflow = await stepline.register("bad-calls", BadCalls)
+    view = await finished(await workflow.create(params=mistake))
+
+    assert view["status"] == "errored"
+    assert view["error"]["message"].startswith(message), view["error"]

@@ -10,7 +10,7 @@ import json
 import logging
 from typing import Any
 
-from stepline.errors import NonRetryableError, StepFailedError
+from stepline.errors import ApiError, NonRetryableError, StepFailedError
 from stepline.store.records import StepRecord
 from stepline.validation import dump_json, storable_text
 
@@ -45,7 +45,10 @@ def _carries_a_name(exc: BaseException) -> bool:
 
 
 def error_message(exc: BaseException) -> str:
-    """``str(exc)``, in a form every store can keep."""
+    """``str(exc)``, in a form every store can keep; for an error of Stepline's API (a bad
+    step name or duration in workflow code, say), its sentence without the REST key."""
+    if isinstance(exc, ApiError) and exc.detail:
+        return storable_text(exc.detail)
     return storable_text(str(exc))
 
 
