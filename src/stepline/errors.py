@@ -32,7 +32,8 @@ The hierarchy::
 
 Errors raised *inside* workflow code are plain exceptions, as in Cloudflare:
 ``NonRetryableError`` stops retries, ``WorkflowTimeoutError`` is a step attempt or a
-``wait_for_event`` running out of time. Conflicts that a retry cannot fix set
+``wait_for_event`` running out of time, ``NonRetryableDelayError`` a step's delay function
+that failed. Conflicts that a retry cannot fix set
 ``should_retry = False`` so the SDKs do not resend them (clients.md Q9).
 """
 
@@ -59,6 +60,7 @@ __all__ = [
     "InvalidTransition",
     "MethodNotAllowed",
     "MissingCredentials",
+    "NonRetryableDelayError",
     "NonRetryableError",
     "PayloadTooLarge",
     "PermissionDenied",
@@ -232,6 +234,11 @@ class WorkflowTimeoutError(Exception):
 
 class WorkflowFatalError(Exception):
     """An instance-level failure that no retry can mend (a non-serialisable result, a limit)."""
+
+
+class NonRetryableDelayError(WorkflowFatalError):
+    """A step's delay function failed (raised, took over 5 seconds, or gave no duration): the
+    step fails with this, at once, instead of retrying. ``run`` can catch it."""
 
 
 class WorkflowInternalError(Exception):

@@ -3,13 +3,15 @@
 Workflow code passes Cloudflare's shape, ``{"retries": {"limit": 3, "delay": "5 seconds",
 "backoff": "linear"}, "timeout": "30 seconds"}``; the engine, the API and the CLI all read it
 through :func:`parse_step_config`, which fills the spec's defaults and rejects unknown keys.
+``retries.delay`` may also be a function ``(ctx, error)``, sync or async, that gives the base
+delay after each failed attempt (a dynamic delay, §2.4); the log shows it as ``"[dynamic]"``.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -40,6 +42,9 @@ class RetryConfig:
     """The base delay before a retry, in milliseconds."""
     backoff: Backoff = "exponential"
     """constant: delay; linear: delay × n; exponential: delay × 2^(n−1), n the failed attempt."""
+    delay_fn: Callable[..., Any] | None = None
+    """A dynamic delay, called as ``delay_fn(ctx, error)`` after a failed attempt for the base
+    delay (then ``backoff`` applies); ``delay_ms`` is unused with it."""
 
     def _validate(self) -> None:
         if not 0 <= self.limit <= MAX_RETRY_LIMIT:
@@ -47,13 +52,15 @@ class RetryConfig:
         if self.backoff not in _BACKOFFS:
             raise InvalidStepConfig(f"retries.backoff must be one of {', '.join(_BACKOFFS)}")
 
-    def delay_after(self, attempt: int) -> int:
-        """Milliseconds to wait after failed attempt number ``attempt`` (1-based)."""
+    def delay_after(self, attempt: int, base_ms: int | None = None) -> int:
+        """Milliseconds to wait after failed attempt number ``attempt`` (1-based), from the
+        base delay: ``base_ms`` (a delay function's answer) or ``delay_ms``."""
+        base = self.delay_ms if base_ms is None else base_ms
         if self.backoff == "constant":
-            return self.delay_ms
+            return base
         if self.backoff == "linear":
-            return self.delay_ms * attempt
-        return int(self.delay_ms * 2 ** (attempt - 1))
+            return base * attempt
+        return int(base * 2 ** (attempt - 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,16 +79,17 @@ class StepConfig:
         if self.timeout_ms <= 0:
             raise InvalidStepConfig("timeout must be greater than zero")
 
-    def to_json(self) -> dict[str, Any]:
-        """The step log's ``config`` shape (spec §1.3); a fresh dict each call."""
-        out: dict[str, Any] = {
-            "retries": {
-                "limit": self.retries.limit,
-                "delay": self.retries.delay_ms,
-                "backoff": self.retries.backoff,
-            },
-            "timeout": self.timeout_ms,
-        }
+    def to_json(self, *, for_step: bool = False) -> dict[str, Any]:
+        """The step log's ``config`` shape (spec §1.3), a dynamic delay as ``"[dynamic]"``;
+        ``for_step``: the shape a step's ``ctx.config`` gets, which leaves a dynamic delay
+        out. A fresh dict each call."""
+        retries: dict[str, Any] = {"limit": self.retries.limit}
+        if self.retries.delay_fn is None:
+            retries["delay"] = self.retries.delay_ms
+        elif not for_step:
+            retries["delay"] = "[dynamic]"
+        retries["backoff"] = self.retries.backoff
+        out: dict[str, Any] = {"retries": retries, "timeout": self.timeout_ms}
         if self.sensitive_output:
             out["sensitive"] = "output"
         return out
@@ -95,6 +103,8 @@ def config_text(config: StepConfig) -> str:
     default config, the commonest, skips even the cache's hashing)."""
     if config is DEFAULT_STEP_CONFIG:
         return _DEFAULT_TEXT
+    if config.retries.delay_fn is not None:  # a function per run: no cache to hold them all
+        return json.dumps(config.to_json(), separators=(",", ":"))
     return _config_text(config)
 
 
@@ -162,12 +172,13 @@ def _parse_retries(raw: object) -> RetryConfig:
     if isinstance(limit, bool) or not isinstance(limit, int | float) or int(limit) != limit:
         raise InvalidStepConfig("retries.limit must be a whole number")
     delay = raw.get("delay")
+    delay_fn = delay if callable(delay) else None
     delay_ms = (
         DEFAULT_STEP_CONFIG.retries.delay_ms
-        if delay is None
+        if delay is None or delay_fn is not None
         else parse_duration_ms(delay, what="retries.delay")
     )
     backoff = raw.get("backoff", DEFAULT_STEP_CONFIG.retries.backoff)
     if backoff not in _BACKOFFS:
         raise InvalidStepConfig(f"retries.backoff must be one of {', '.join(_BACKOFFS)}")
-    return RetryConfig(limit=int(limit), delay_ms=delay_ms, backoff=backoff)
+    return RetryConfig(limit=int(limit), delay_ms=delay_ms, backoff=backoff, delay_fn=delay_fn)

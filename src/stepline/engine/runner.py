@@ -12,6 +12,7 @@ engine's threshold *suspends* the instance: the runner writes the pending timers
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from stepline.authoring.entrypoint import WorkflowEntrypoint, WorkflowEvent
 from stepline.authoring.step import StepConfigInput, StepContext, WorkflowStep
+from stepline.durations import parse_duration_ms
 from stepline.engine.eager import start
 from stepline.engine.step_errors import (
     error_message,
@@ -31,7 +33,9 @@ from stepline.engine.step_errors import (
 )
 from stepline.engine.waits import WaitingSteps, take_value
 from stepline.errors import (
+    InvalidDuration,
     InvalidStepConfig,
+    NonRetryableDelayError,
     StaleRunError,
     StepFailedError,
     StoreUnavailable,
@@ -51,6 +55,8 @@ __all__ = ["Runner"]
 log = logging.getLogger("stepline.engine")
 T = TypeVar("T")
 
+_DELAY_FUNCTION_S = 5
+"""How long a step's delay function has to answer (§2.4)."""
 _PRIMITIVES = frozenset((str, int, float, bool, type(None)))
 """Result types that are their own JSON round trip."""
 _NON_RETRYABLE_MESSAGE = (
@@ -273,7 +279,7 @@ class Runner(WaitingSteps):
                 config=config_text(resolved),
             )
             self.steps[key] = record
-        context_config = resolved.to_json()
+        context_config = resolved.to_json(for_step=True)
         mocked, mock_value = self.engine.hooks.mocked_result(name)
         if mocked:
 
@@ -316,16 +322,66 @@ class Runner(WaitingSteps):
                     return json.loads(text)
             number = len(record.attempts)
             if is_non_retryable(failure) or number > resolved.retries.limit:
-                now = self.clock.now_ms()
-                record.status, record.end = "errored", now
-                record.error_name = error_name(failure)
-                record.error_message = error_message(failure)
-                record.error_class = error_state(failure)
-                await self._save(record, now)
+                await self._fail_step(record, failure)
                 raise failure
+            base_ms = None
+            if resolved.retries.delay_fn is not None:
+                failed_ctx = StepContext(name, count, number, context_config)
+                try:
+                    base_ms = await self._ask_delay(
+                        resolved.retries.delay_fn, failed_ctx, failure, label
+                    )
+                except NonRetryableDelayError as delay_failure:
+                    await self._fail_step(record, delay_failure)
+                    raise delay_failure from None
             record.status = "waiting"
-            record.wake_at = self.clock.now_ms() + resolved.retries.delay_after(number)
+            record.wake_at = self.clock.now_ms() + resolved.retries.delay_after(number, base_ms)
             self.store.queue_step(self.pk, self.generation, record, now=self.clock.now_ms())
+
+    async def _fail_step(self, record: StepRecord, failure: Exception) -> None:
+        """Record the step as failed by ``failure``, which ``run`` then gets."""
+        now = self.clock.now_ms()
+        record.status, record.end = "errored", now
+        record.error_name = error_name(failure)
+        record.error_message = error_message(failure)
+        record.error_class = error_state(failure)
+        await self._save(record, now)
+
+    async def _ask_delay(
+        self, delay_fn: Callable[..., Any], ctx: StepContext, failure: Exception, label: str
+    ) -> int:
+        """The base delay, in ms, that a step's delay function gives after the attempt of
+        ``ctx`` failed with ``failure``. Sync functions run on the step threads; either kind
+        has 5 seconds. One that raises, runs over or gives no duration spends the step
+        (``NonRetryableDelayError``)."""
+        timer = asyncio.timeout(_DELAY_FUNCTION_S)
+        try:
+            async with timer:
+                if inspect.iscoroutinefunction(delay_fn):
+                    answer = await delay_fn(ctx, failure)
+                else:
+                    loop = asyncio.get_running_loop()
+                    answer = await loop.run_in_executor(
+                        self.engine.step_executor, delay_fn, ctx, failure
+                    )
+                    if type(answer) is CoroutineType:
+                        answer = await answer
+        except Exception as exc:
+            reason = (
+                f"did not return within {_DELAY_FUNCTION_S} seconds"
+                if timer.expired()
+                else f"threw an error: {error_message(exc)}"
+            )
+            raise NonRetryableDelayError(
+                f'The delay function for step "{label}" {reason}'
+            ) from None
+        try:
+            return parse_duration_ms(answer, what="delay")
+        except InvalidDuration:
+            raise NonRetryableDelayError(
+                f'The delay function for step "{label}" returned {answer!r}, which is not '
+                "a duration"
+            ) from None
 
     def _failed(self, attempt: Attempt, exc: Exception) -> Exception:
         """Record ``attempt`` as failed by ``exc``; returns ``exc``."""
