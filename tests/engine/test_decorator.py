@@ -195,3 +195,18 @@ async def test_sync_step_functions_run_in_a_worker_thread(stepline: Stepline):
     assert output["decorated"]["attempt"] == 1
     assert output["decorated"]["thread"] != output["loop"]
     assert output["direct"] != output["loop"]
+
+
+class AwaitsTheDecorator(WorkflowEntrypoint):
+    async def run(self, event, step):
+        return await step.do("charge")
+
+
+async def test_awaiting_step_do_without_a_function_says_what_is_missing(stepline: Stepline):
+    view = await finished(await (await stepline.register("awaits", AwaitsTheDecorator)).create())
+
+    assert view["status"] == "errored"
+    assert view["error"]["name"] == "TypeError"
+    assert view["error"]["message"].startswith(
+        "step.do('charge') was awaited without a function to run"
+    )

@@ -202,10 +202,7 @@ class WorkflowStep:
                 raise TypeError("step.do(name, fn) needs a name")
             return self._call_direct(name, fn, config)
 
-        def decorator(func: Callable[..., Any]) -> StepFunction:
-            return self._declare(func, name, config, concurrent)
-
-        return decorator
+        return _StepDecorator(lambda func: self._declare(func, name, config, concurrent), name)
 
     def _declare(
         self,
@@ -252,3 +249,24 @@ class WorkflowStep:
         ``{"payload", "timestamp", "type"}``. Raises ``WorkflowTimeoutError`` on timeout."""
         timeout_ms = parse_duration_ms(timeout, what="wait_for_event timeout")
         return await self._runtime.wait_for_event(name, event_type, timeout_ms)
+
+
+class _StepDecorator:
+    """What ``step.do(name)`` gives: a decorator for the step's function. Awaited instead,
+    as if it were the step, it says what is missing."""
+
+    __slots__ = ("_declare", "_name")
+
+    def __init__(self, declare: Callable[[Callable[..., Any]], StepFunction], name: str | None):
+        self._declare = declare
+        self._name = name
+
+    def __call__(self, func: Callable[..., Any]) -> StepFunction:
+        return self._declare(func)
+
+    def __await__(self) -> Any:
+        raise TypeError(
+            f"step.do({self._name!r}) was awaited without a function to run: write "
+            f"await step.do({self._name!r}, fn), or decorate a function with "
+            f"@step.do({self._name!r}) and await its call"
+        )
