@@ -120,6 +120,10 @@ class Runner(WaitingSteps):
         self._event_arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pause_requested = False
         self._suspending = False
+        self._fatal: FatalInstanceError | None = None
+        """The fatal error raised into ``run``, kept in case its code swallows it."""
+        self._lost = False
+        """The store was unreachable (``StoreLost`` raised into ``run``)."""
         self._parking_paused = False
         self._draining = False
         self.resume_after_park = False
@@ -166,6 +170,7 @@ class Runner(WaitingSteps):
             entry = self.workflow_cls(env=self.engine.env)
             output = await entry.run(event, WorkflowStep(self))
             await self._quiet.wait()
+            self._raise_swallowed()
             try:
                 text = dump_json(output)
             except (TypeError, ValueError) as exc:
@@ -176,14 +181,31 @@ class Runner(WaitingSteps):
             await self._finish("complete", output=text)
         except Suspended:
             pass
-        except (StaleRunError, asyncio.CancelledError):
+        except StaleRunError:
             pass
+        except asyncio.CancelledError as cancelled:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                return  # the run itself is cancelled (terminated, stopped)
+            # Let out by the workflow's own code (a task it awaited was cancelled): an
+            # uncaught error of ``run`` like any other.
+            await self._finish("errored", error=self._instance_error(_escaped(cancelled)))
         except StoreLost:
             log.warning("instance %s left to recovery: the store is unreachable", instance.id)
         except FatalInstanceError as fatal:
             await self._finish("errored", error=(fatal.name, fatal.message))
         except Exception as exc:
             await self._finish("errored", error=self._instance_error(exc))
+
+    def _raise_swallowed(self) -> None:
+        """``run`` returned, though the engine raised one of its own signals into it, which
+        its code kept (``gather(..., return_exceptions=True)``, say): the signal decides."""
+        if self._suspending:
+            raise Suspended()
+        if self._lost:
+            raise StoreLost()
+        if self._fatal is not None:
+            raise self._fatal
 
     def _instance_error(self, exc: BaseException) -> tuple[str, str]:
         if is_non_retryable(exc) and not self.workflow_cls.preserve_non_retryable_error_message:
@@ -199,6 +221,7 @@ class Runner(WaitingSteps):
         try:
             await self.store.save_step(self.pk, self.generation, record, now=now)
         except StoreUnavailable:
+            self._lost = True
             raise StoreLost() from None
 
     async def _durable(self, write: Awaitable[T]) -> T:
@@ -207,6 +230,7 @@ class Runner(WaitingSteps):
         try:
             return await write
         except StoreUnavailable:
+            self._lost = True
             raise StoreLost() from None
 
     async def _finish(
@@ -251,7 +275,7 @@ class Runner(WaitingSteps):
         label = f"{name}-{count}"
         self._do_calls += 1
         if self._do_calls > self.step_limit:
-            raise FatalInstanceError(
+            raise self._fatal_instance(
                 f"The limit of {self.step_limit} steps has been reached. This limit can be "
                 "changed in your worker configuration."
             )
@@ -266,7 +290,7 @@ class Runner(WaitingSteps):
         try:
             resolved = parse_step_config(config, step=label)
         except InvalidStepConfig as exc:
-            raise FatalInstanceError(exc.detail or error_message(exc)) from None
+            raise self._fatal_instance(exc.detail or error_message(exc)) from None
         if record is None:
             record = StepRecord(
                 instance_pk=self.pk,
@@ -427,10 +451,13 @@ class Runner(WaitingSteps):
         self._executing += 1
         self._quiet.clear()
         try:
+            deadline = self.engine.deadlines.limit(timeout_ms / 1000)
             try:
-                with self.engine.deadlines.limit(timeout_ms / 1000):
+                with deadline:
                     value = await work
             except TimeoutError:
+                if not deadline.expired:
+                    raise  # the step's own (an upstream call's timeout): a failure like any
                 raise WorkflowTimeoutError(f"Execution timed out after {timeout_ms}ms") from None
             if type(value) is CoroutineType:  # not a generator: that is a (bad) result
                 value = await value
@@ -469,14 +496,14 @@ class Runner(WaitingSteps):
         record.status, record.end = "errored", now
         record.error_name, record.error_message = "WorkflowFatalError", message
         self.store.queue_step(self.pk, self.generation, record, now=now)
-        return FatalInstanceError(message)
+        return self._fatal_instance(message)
 
     def count_stored(self, size: int) -> None:
         """Count ``size`` more bytes of persisted state; past the engine's limit, the instance
         fails (``FatalInstanceError``) and nothing is counted."""
         limit = self.engine.storage_limit
         if self.stored_bytes + size > limit:
-            raise FatalInstanceError(
+            raise self._fatal_instance(
                 f"The Workflow instance exceeded the {format_size(limit)} storage limit"
             )
         self.stored_bytes += size
@@ -543,7 +570,15 @@ class Runner(WaitingSteps):
             self.engine.wake()
         raise Suspended()
 
+    def _fatal_instance(self, message: str) -> FatalInstanceError:
+        """The error that fails the instance with ``message``; kept, so that ``run`` cannot
+        swallow it: every later step raises it again, and so does ``run``'s return."""
+        self._fatal = FatalInstanceError(message)
+        return self._fatal
+
     def _guard(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
         if self._suspending:
             raise Suspended()
 

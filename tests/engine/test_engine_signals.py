@@ -1,0 +1,161 @@
+"""What workflow code cannot turn into a result: the engine's own signals (a suspension, a
+fatal limit) passed through ``gather(..., return_exceptions=True)``, a cancellation that
+``run`` lets out, and a ``TimeoutError`` of the step's own that is not its deadline's."""
+
+from __future__ import annotations
+
+import asyncio
+
+from stepline import Stepline, WorkflowEntrypoint
+from tests.engine.helpers import finished, step
+
+
+class GathersASleep(WorkflowEntrypoint):
+    """A sleep and a step in one gather that keeps exceptions as results."""
+
+    async def run(self, event, step):
+        results = await asyncio.gather(
+            step.sleep("nap", "1 minute"), step.do("work", lambda: 1), return_exceptions=True
+        )
+        return [type(r).__name__ if isinstance(r, BaseException) else r for r in results]
+
+
+async def test_a_suspension_gathered_as_a_result_does_not_complete_the_instance(
+    suspending: Stepline,
+):
+    workflow = await suspending.register("gathers-a-sleep", GathersASleep)
+    view = await finished(await workflow.create())
+
+    # The run went on after the sleep, as it would have without return_exceptions.
+    assert view["status"] == "complete"
+    assert view["output"] == [None, 1]
+
+
+class GathersPastTheLimit(WorkflowEntrypoint):
+    async def run(self, event, step):
+        results = await asyncio.gather(
+            *(step.do(f"item {k}", lambda k=k: k) for k in range(5)), return_exceptions=True
+        )
+        return [type(r).__name__ if isinstance(r, BaseException) else r for r in results]
+
+
+async def test_the_step_limit_gathered_as_a_result_still_fails_the_instance(stepline: Stepline):
+    workflow = await stepline.register("gathers-too-many", GathersPastTheLimit, step_limit=3)
+    view = await finished(await workflow.create())
+
+    assert view["status"] == "errored"
+    assert view["error"]["name"] == "WorkflowFatalError"
+    assert view["error"]["message"].startswith("The limit of 3 steps has been reached.")
+
+
+class GathersAnUnstorableResult(WorkflowEntrypoint):
+    async def run(self, event, step):
+        results = await asyncio.gather(
+            step.do("fine", lambda: 1), step.do("a set", lambda: {1, 2}), return_exceptions=True
+        )
+        after = await step.do("after", lambda: "ran")
+        return [results, after]
+
+
+async def test_an_unstorable_result_gathered_as_a_result_still_fails_the_instance(
+    stepline: Stepline,
+):
+    workflow = await stepline.register("gathers-a-set", GathersAnUnstorableResult)
+    view = await finished(await workflow.create())
+
+    assert view["status"] == "errored"
+    assert view["error"]["name"] == "WorkflowFatalError"
+    assert "not serialisable" in view["error"]["message"]
+    assert "after-1" not in [s.get("name") for s in view["steps"]]
+
+
+class LetsOutACancellation(WorkflowEntrypoint):
+    async def run(self, event, step):
+        await step.do("before", lambda: 1)
+        task = asyncio.create_task(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        task.cancel()
+        await task  # CancelledError, from a task of the workflow's, not from the engine
+        return "unreachable"
+
+
+async def test_a_cancellation_let_out_of_run_errors_the_instance(stepline: Stepline):
+    workflow = await stepline.register("lets-out-a-cancellation", LetsOutACancellation)
+    view = await finished(await workflow.create(), timeout=5)
+
+    assert view["status"] == "errored"
+    assert view["error"]["name"] == "CancelledError"
+
+
+async def test_a_cancellation_let_out_of_run_frees_the_concurrency_slot(stepline: Stepline):
+    workflow = await stepline.register(
+        "lets-out-a-cancellation", LetsOutACancellation, concurrency=1
+    )
+    first = await workflow.create()
+    second = await workflow.create()
+
+    assert (await finished(first, timeout=5))["status"] == "errored"
+    assert (await finished(second, timeout=5))["status"] == "errored"
+
+
+class RaisesItsOwnTimeout(WorkflowEntrypoint):
+    async def run(self, event, step):
+        async def slow_upstream():
+            await asyncio.sleep(0)
+            raise TimeoutError("upstream too slow")
+
+        async def waits_for_upstream():
+            await asyncio.wait_for(asyncio.sleep(10), 0.01)
+
+        def sync_upstream():
+            raise TimeoutError("sync upstream too slow")
+
+        seen = []
+        for name, fn in [("async", slow_upstream), ("wait_for", waits_for_upstream)]:
+            try:
+                await step.do(name, fn, config={"retries": {"limit": 0}})
+            except Exception as exc:
+                seen.append([name, type(exc).__name__, str(exc)])
+        try:
+            await step.do("sync", sync_upstream, config={"retries": {"limit": 0}})
+        except Exception as exc:
+            seen.append(["sync", type(exc).__name__, str(exc)])
+        return seen
+
+
+async def test_a_timeout_error_of_the_steps_own_is_not_its_deadline(stepline: Stepline):
+    workflow = await stepline.register("raises-its-own-timeout", RaisesItsOwnTimeout)
+    view = await finished(await workflow.create())
+
+    assert view["status"] == "complete"
+    assert view["output"] == [
+        ["async", "TimeoutError", "upstream too slow"],
+        ["wait_for", "TimeoutError", ""],
+        ["sync", "TimeoutError", "sync upstream too slow"],
+    ]
+    assert step(view, "async-1")["attempts"][0]["error"] == {
+        "name": "TimeoutError",
+        "message": "upstream too slow",
+    }
+
+
+class OutlivesItsTimeout(WorkflowEntrypoint):
+    async def run(self, event, step):
+        async def hangs():
+            await asyncio.sleep(10)
+
+        try:
+            await step.do("hangs", hangs, config={"retries": {"limit": 0}, "timeout": 50})
+        except Exception as exc:
+            return [type(exc).__name__, str(exc)]
+        return None
+
+
+async def test_the_deadline_itself_is_still_a_workflow_timeout(make_stepline):
+    from stepline.engine.clock import SystemClock
+
+    stepline = await make_stepline(clock=SystemClock())
+    workflow = await stepline.register("outlives-its-timeout", OutlivesItsTimeout)
+    view = await finished(await workflow.create())
+
+    assert view["output"] == ["WorkflowTimeoutError", "Execution timed out after 50ms"]
