@@ -5,8 +5,10 @@ fatal limit) passed through ``gather(..., return_exceptions=True)``, a cancellat
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from stepline import Stepline, WorkflowEntrypoint
+from stepline.engine.step_threads import StepThreads
 from tests.engine.helpers import finished, step
 
 
@@ -159,3 +161,48 @@ async def test_the_deadline_itself_is_still_a_workflow_timeout(make_stepline):
     view = await finished(await workflow.create())
 
     assert view["output"] == ["WorkflowTimeoutError", "Execution timed out after 50ms"]
+
+
+_RELEASE = threading.Event()
+
+
+class HangsOnAThread(WorkflowEntrypoint):
+    """A sync step that outlives its timeout (a call with no timeout of its own)."""
+
+    async def run(self, event, step):
+        def hang():
+            _RELEASE.wait(10)
+            return "late"
+
+        try:
+            await step.do("hang", hang, config={"retries": {"limit": 0}, "timeout": 100})
+        except Exception as exc:
+            return type(exc).__name__
+        return None
+
+
+class QuickOnAThread(WorkflowEntrypoint):
+    async def run(self, event, step):
+        return await step.do(
+            "quick", lambda: "done", config={"retries": {"limit": 0}, "timeout": 2000}
+        )
+
+
+async def test_sync_steps_that_outlive_their_timeout_leave_threads_for_the_others(
+    stepline: Stepline,
+):
+    _RELEASE.clear()
+    stepline.engine.step_threads.close()
+    stepline.engine.step_threads = StepThreads(2)
+    hangs = await stepline.register("hangs", HangsOnAThread)
+    quick = await stepline.register("quick", QuickOnAThread)
+    try:
+        hung = [await hangs.create() for _ in range(2)]
+        for instance in hung:
+            assert (await finished(instance))["output"] == "WorkflowTimeoutError"
+        # Both threads are still in the hung calls; a new sync step gets a thread anyway.
+        view = await finished(await quick.create())
+        assert view["status"] == "complete"
+        assert view["output"] == "done"
+    finally:
+        _RELEASE.set()

@@ -384,10 +384,7 @@ class Runner(WaitingSteps):
                 if inspect.iscoroutinefunction(delay_fn):
                     answer = await delay_fn(ctx, failure)
                 else:
-                    loop = asyncio.get_running_loop()
-                    answer = await loop.run_in_executor(
-                        self.engine.step_executor, delay_fn, ctx, failure
-                    )
+                    answer = await self.engine.step_threads.run(delay_fn, ctx, failure)
                     if type(answer) is CoroutineType:
                         answer = await answer
         except Exception as exc:
@@ -445,8 +442,7 @@ class Runner(WaitingSteps):
                 if finished and type(work) is not CoroutineType:
                     return work
         else:
-            loop = asyncio.get_running_loop()
-            work = loop.run_in_executor(self.engine.step_executor, call, ctx)
+            work = self.engine.step_threads.run(call, ctx)
         self._announce(record)
         self._executing += 1
         self._quiet.clear()

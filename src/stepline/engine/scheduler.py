@@ -14,7 +14,6 @@ import logging
 import os
 import socket
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from stepline.cron import cron_instance_id, next_fire
@@ -24,6 +23,7 @@ from stepline.engine.hooks import NO_HOOKS, StepHooks
 from stepline.engine.instances import new_instance_record
 from stepline.engine.registry import WorkflowClasses
 from stepline.engine.runner import Runner
+from stepline.engine.step_threads import StepThreads
 from stepline.errors import SteplineError, StoreUnavailable
 from stepline.store.port import Notice, Store
 from stepline.store.records import InstanceRecord, StepRecord, VersionRecord
@@ -75,7 +75,7 @@ class Engine:
         self.env = env
         self.hooks = hooks
         self.deadlines = Deadlines()
-        self.step_executor = ThreadPoolExecutor(step_threads, thread_name_prefix="stepline-step")
+        self.step_threads = StepThreads(step_threads)
         self.runners: dict[int, Runner] = {}
         self._promised = 0
         """Slots held for instances claimed for this engine whose runners have not started
@@ -137,7 +137,7 @@ class Engine:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         self.deadlines.close()
-        self.step_executor.shutdown(wait=False, cancel_futures=True)
+        self.step_threads.close()
         if not self.store.exclusive:
             await self._hand_over(parked=bool(runners))
         self.store.unsubscribe(self.handle_notice)

@@ -1,0 +1,140 @@
+"""The threads that run synchronous step functions (and delay functions).
+
+Python cannot stop a thread. An attempt given up while its function still runs on one (it
+timed out, or its instance was terminated) keeps that thread until the function returns,
+which for a call without a timeout of its own may be never. With a fixed pool, a handful of
+such calls would leave every later sync step waiting for a thread, and timing out there, in
+every instance of the engine. So each thread given up this way is replaced for as long as its
+function runs: ``size`` threads are always there for attempts that are still wanted.
+
+The threads are daemons: a function that never returns does not keep the process from
+exiting once the engine has stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+__all__ = ["StepThreads"]
+
+
+class _Work:
+    __slots__ = ("args", "fn", "future", "given_up")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+        self.future: Future[Any] = Future()
+        self.given_up = False
+
+
+_STOP = object()
+"""Put on the queue by ``close``: the thread that takes it ends."""
+
+
+class StepThreads:
+    """Up to ``size`` threads at work for attempts still awaited, plus one for each attempt
+    given up whose function is still running."""
+
+    def __init__(self, size: int, name: str = "stepline-step") -> None:
+        if size < 1:
+            raise ValueError("step threads: at least 1")
+        self.size = size
+        self._name = name
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads = 0
+        self._idle = 0
+        """Threads blocked on the queue that no submitted work has yet been counted for."""
+        self._given_up = 0
+        self._closed = False
+
+    @property
+    def given_up(self) -> int:
+        """Functions still running for attempts that no longer wait for them."""
+        return self._given_up
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """``fn(*args)`` on a thread; the future is the loop's. Cancelling it before the
+        function starts means it never does; after, the thread is given up and replaced."""
+        work = _Work(fn, args)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the engine's step threads are shut down")
+            self._queue.put(work)
+            if self._idle:
+                self._idle -= 1
+            elif self._threads < self.size + self._given_up:
+                self._start_thread()
+        waited = asyncio.wrap_future(work.future)
+        waited.add_done_callback(lambda done: self._on_waited(done, work))
+        return waited
+
+    def close(self) -> None:
+        """No more work: what has not started never will; what runs is left to finish."""
+        with self._lock:
+            self._closed = True
+            threads = self._threads
+        while True:
+            try:
+                work = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if work is not _STOP:
+                work.future.cancel()
+        for _ in range(threads):
+            self._queue.put(_STOP)
+
+    def _on_waited(self, waited: asyncio.Future[Any], work: _Work) -> None:
+        # ``wrap_future`` has already tried to cancel the work; a running one cannot be.
+        if not (waited.cancelled() and work.future.running()):
+            return
+        with self._lock:
+            if work.given_up or work.future.done():
+                return
+            work.given_up = True
+            self._given_up += 1
+            if not self._queue.empty() and not self._idle and not self._closed:
+                self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._threads += 1
+        thread = threading.Thread(
+            target=self._work, name=f"{self._name}_{self._threads}", daemon=True
+        )
+        thread.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if self._threads > self.size + self._given_up:
+                    self._threads -= 1  # a given-up function came back: one too many
+                    return
+                try:
+                    work = self._queue.get_nowait()
+                except queue.Empty:
+                    work = None
+                    self._idle += 1  # until a submit counts this thread as taken
+            if work is None:
+                work = self._queue.get()
+            if work is _STOP:
+                with self._lock:
+                    self._threads -= 1
+                return
+            if not work.future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = work.fn(*work.args)
+            except BaseException as exc:
+                work.future.set_exception(exc)
+            else:
+                work.future.set_result(result)
+            with self._lock:
+                if work.given_up:
+                    self._given_up -= 1
+            del work

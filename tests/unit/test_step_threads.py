@@ -1,0 +1,99 @@
+"""The threads of sync step functions: given-up attempts do not take threads from the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from stepline.engine.step_threads import StepThreads
+
+
+def _step_threads(name: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(f"{name}_")]
+
+
+async def _eventually(condition, seconds: float = 2.0) -> bool:
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return condition()
+
+
+async def test_runs_a_function_on_a_thread_and_hands_back_its_outcome():
+    threads = StepThreads(2)
+    try:
+        assert await threads.run(lambda a, b: a + b, 2, 3) == 5
+        with pytest.raises(KeyError):
+            await threads.run({}.__getitem__, "missing")
+        assert await threads.run(threading.current_thread) is not threading.current_thread()
+    finally:
+        threads.close()
+
+
+async def test_work_cancelled_before_it_starts_never_runs():
+    threads = StepThreads(1)
+    release = threading.Event()
+    ran = []
+    try:
+        busy = threads.run(release.wait, 5)
+        queued = threads.run(ran.append, "ran")
+        queued.cancel()
+        release.set()
+        assert await busy is True
+        assert await threads.run(lambda: "next") == "next"
+        assert ran == []
+        assert threads.given_up == 0
+    finally:
+        threads.close()
+
+
+async def test_a_given_up_function_is_replaced_while_it_runs_and_not_after():
+    threads = StepThreads(1, name="given-up")
+    release = threading.Event()
+    try:
+        hung = threads.run(release.wait, 10)
+        await asyncio.sleep(0.05)  # it is running
+        hung.cancel()
+        await asyncio.sleep(0)
+        assert threads.given_up == 1
+        # The one thread is still in release.wait, yet the next function runs at once.
+        assert await asyncio.wait_for(threads.run(lambda: "served"), 2) == "served"
+        release.set()
+        assert await _eventually(lambda: threads.given_up == 0)
+        assert await threads.run(lambda: "still served") == "still served"
+        # Back to its size once the given-up function returned.
+        assert await _eventually(lambda: len(_step_threads("given-up")) <= 1)
+    finally:
+        release.set()
+        threads.close()
+
+
+async def test_close_cancels_what_has_not_started_and_refuses_more():
+    threads = StepThreads(1)
+    release = threading.Event()
+    busy = threads.run(release.wait, 5)
+    queued = threads.run(lambda: "never")
+    await asyncio.sleep(0.05)
+    threads.close()
+    with pytest.raises(asyncio.CancelledError):
+        await queued
+    with pytest.raises(RuntimeError, match="shut down"):
+        threads.run(lambda: None)
+    release.set()
+    assert await busy is True
+
+
+def test_its_threads_do_not_keep_the_process_alive():
+    async def start_one() -> None:
+        threads = StepThreads(1, name="daemon")
+        threads.run(time.sleep, 60)
+        await asyncio.sleep(0.01)
+        threads.close()
+
+    asyncio.run(start_one())
+    assert _step_threads("daemon")
+    assert all(t.daemon for t in _step_threads("daemon"))
