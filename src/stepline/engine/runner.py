@@ -114,12 +114,21 @@ class Runner(WaitingSteps):
         self._reached: set[str] = set()
         self._do_calls = 0
         self._executing = 0
+        self._saving = 0
+        """Step writes awaited by the run's branches right now."""
+        self._saved: asyncio.Future[None] | None = None
+        """Resolved when ``_saving`` falls to 0, for a branch about to park that waits."""
+        self._progress = 0
+        """Counts the run's moves (a step reached, a step written): unchanged across a
+        loop turn, the run's branches are all waiting."""
         self._quiet = asyncio.Event()
         self._quiet.set()
         self._interrupt = asyncio.Event()
         self._event_arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pause_requested = False
         self._suspending = False
+        self._parked: asyncio.Future[None] | None = None
+        """Resolved once the suspension's write is over (done or failed)."""
         self._fatal: FatalInstanceError | None = None
         """The fatal error raised into ``run``, kept in case its code swallows it."""
         self._lost = False
@@ -180,7 +189,11 @@ class Runner(WaitingSteps):
             self.count_stored(utf8_size(text))
             await self._finish("complete", output=text)
         except Suspended:
-            pass
+            if self._parked is not None:
+                # Unwound by another branch's suspension, which may still be writing: the
+                # run ends once it is written, so that whoever looks for the next wake (the
+                # scheduler, as this runner ends) finds it.
+                await asyncio.shield(self._parked)
         except StaleRunError:
             pass
         except asyncio.CancelledError as cancelled:
@@ -218,11 +231,18 @@ class Runner(WaitingSteps):
     async def _save(self, record: StepRecord, now: int) -> None:
         # ``_durable`` inlined: this is every step's write, and its coroutine would be one
         # more frame for the writer's result to pass through.
+        self._saving += 1
         try:
             await self.store.save_step(self.pk, self.generation, record, now=now)
         except StoreUnavailable:
             self._lost = True
             raise StoreLost() from None
+        finally:
+            self._saving -= 1
+            self._progress += 1
+            if self._saved is not None and self._saving == 0:
+                self._saved.set_result(None)
+                self._saved = None
 
     async def _durable(self, write: Awaitable[T]) -> T:
         """Await a store write; an unreachable store ends the run (``StoreLost``), it is not
@@ -519,6 +539,25 @@ class Runner(WaitingSteps):
                 interrupt.cancel()
             if not self._interrupt.is_set():
                 return
+        await self._suspend_when_idle()
+
+    async def _suspend_when_idle(self) -> None:
+        """Park the instance for a long wait, once the run's other branches (a ``gather``)
+        have gone as far as they can: until then their steps run and their own waits join
+        this one, rather than being cut off and started only after it (§2.3). A pause, a
+        stop or another branch's suspension parks at once."""
+        loop = asyncio.get_running_loop()
+        while not self._interrupt.is_set():
+            seen = self._progress
+            await asyncio.sleep(0)
+            if self._executing:
+                await self._quiet.wait()
+            if self._saving:
+                if self._saved is None:
+                    self._saved = loop.create_future()
+                await asyncio.shield(self._saved)
+            if self._progress == seen:
+                break
         await self._suspend()
 
     async def _at_boundary(self) -> None:
@@ -528,11 +567,21 @@ class Runner(WaitingSteps):
     async def _suspend(self) -> None:
         """Park the instance and unwind ``run``. Concurrent branches share one suspension:
         the first waits for every executing attempt to finish, then writes all pending steps
-        and the earliest wake time; the others just unwind."""
+        and the earliest wake time; the others just unwind (and ``run`` ends only once that
+        write is done)."""
         if self._suspending:
             raise Suspended()
         self._suspending = True
         self._interrupt.set()
+        parked = self._parked = asyncio.get_running_loop().create_future()
+        try:
+            await self._park()
+        finally:
+            parked.set_result(None)
+        raise Suspended()
+
+    async def _park(self) -> None:
+        """Write the suspension: the pending steps, the status and the next wake."""
         await self._quiet.wait()
         # Steps stored by an earlier run but not reached in this one (the code changed, say)
         # must not set the wake time: only what this run is waiting on counts.
@@ -564,7 +613,6 @@ class Runner(WaitingSteps):
         )
         if woken or (wake_at is not None and wake_at <= self.clock.now_ms()):
             self.engine.wake()
-        raise Suspended()
 
     def _fatal_instance(self, message: str) -> FatalInstanceError:
         """The error that fails the instance with ``message``; kept, so that ``run`` cannot
@@ -573,6 +621,7 @@ class Runner(WaitingSteps):
         return self._fatal
 
     def _guard(self) -> None:
+        self._progress += 1
         if self._fatal is not None:
             raise self._fatal
         if self._suspending:

@@ -57,6 +57,8 @@ class _RunState(Protocol):
 
     async def _suspend(self) -> None: ...
 
+    async def _suspend_when_idle(self) -> None: ...
+
     async def _sleep(self, name: str, identity: str, wake_at: Callable[[int], int]) -> None: ...
 
     async def _wait_for_signal(self, arrived: asyncio.Future[None], ms: int) -> str: ...
@@ -183,8 +185,10 @@ class WaitingSteps:
                 raise WorkflowTimeoutError(message)
             hot_ms = min(deadline - now, self.engine.suspend_after_ms)
             outcome = await self._wait_for_signal(arrived, hot_ms)
-            if outcome == "interrupted" or (outcome == "timeout" and deadline - now > hot_ms):
+            if outcome == "interrupted":
                 await self._suspend()
+            if outcome == "timeout" and deadline - now > hot_ms:
+                await self._suspend_when_idle()
             if arrived.done() and arrived is self._event_arrived:
                 self._event_arrived = asyncio.get_running_loop().create_future()
 
