@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from stepline.errors import (
@@ -98,7 +99,19 @@ def check_step_name(name: object) -> str:
     return name
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def _javascript_form(value: Any) -> Any:
+    """What ``JSON.stringify`` makes of a ``Date``, for a ``datetime`` that says its zone (the
+    timestamp of an event a wait returns, say): UTC to the millisecond, ``Z``. Anything else
+    the encoder does not know is refused."""
+    if isinstance(value, datetime) and value.utcoffset() is not None:
+        utc = value.astimezone(UTC).replace(tzinfo=None)
+        return utc.isoformat(timespec="milliseconds") + "Z"
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_javascript_form
+)
 
 
 def dump_json(value: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime
 
 import pytest
@@ -386,3 +387,24 @@ async def test_a_wait_timeout_outside_1_second_to_365_days_errors_the_instance(
     view = await finished(await workflow.create(params=timeout))
 
     assert view["status"] == "errored"
+
+
+class ReturnsTheEvent(WorkflowEntrypoint):
+    async def run(self, event, step):
+        return await step.wait_for_event("approval", "approved", timeout="1 hour")
+
+
+async def test_the_value_of_a_wait_can_be_returned_its_timestamp_as_javascript_writes_it(
+    stepline: Stepline,
+):
+    workflow = await stepline.register("returns-the-event", ReturnsTheEvent)
+    instance = await workflow.create()
+    await instance.send_event("approved", {"by": "ada"})
+
+    view = await finished(instance)
+    assert view["status"] == "complete"
+    output = view["output"]
+    assert output["payload"] == {"by": "ada"} and output["type"] == "approved"
+    # JSON.stringify of a Date: UTC, milliseconds, "Z".
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", output["timestamp"])
+    assert output["timestamp"] == step(view, "approval-1")["end"]

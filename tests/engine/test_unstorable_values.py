@@ -1,8 +1,12 @@
 """Text no store can keep, a lone UTF-16 surrogate (what ``json.loads`` makes of ``"\\ud800"``):
 refused where it is a value the workflow hands over, replaced where it is only a message, and
-never the end of the engine (it once stopped SQLite's writer thread, and every run with it)."""
+never the end of the engine (it once stopped SQLite's writer thread, and every run with it).
+And times: kept as JavaScript's ``JSON.stringify`` writes a ``Date``, when they say their
+zone."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -74,3 +78,35 @@ async def test_params_and_event_payloads_with_a_lone_surrogate_are_refused(stepl
     instance = await workflow.create(params={"how": "fine"})
     with pytest.raises(InvalidRequest):
         await instance.send_event("late", {"note": LONE})
+
+
+class HandsATime(WorkflowEntrypoint):
+    async def run(self, event, step):
+        aware = await step.do("aware", lambda: datetime(2026, 1, 2, 3, 4, 5, 678_900, UTC))
+        offset = await step.do(
+            "offset", lambda: datetime(2026, 1, 2, 5, 4, 5, tzinfo=timezone(timedelta(hours=2)))
+        )
+        if event.payload and event.payload.get("naive"):
+            await step.do("naive", lambda: datetime(2026, 1, 2))
+        return {"aware": aware, "offset": offset, "at": datetime(2026, 1, 2, tzinfo=UTC)}
+
+
+async def test_a_time_is_stored_as_javascript_writes_a_date(stepline: Stepline):
+    workflow = await stepline.register("hands-a-time", HandsATime)
+    view = await finished(await workflow.create())
+
+    assert view["status"] == "complete"
+    assert view["output"] == {
+        "aware": "2026-01-02T03:04:05.678Z",
+        "offset": "2026-01-02T03:04:05.000Z",
+        "at": "2026-01-02T00:00:00.000Z",
+    }
+
+
+async def test_a_time_without_a_zone_is_not_serialisable(stepline: Stepline):
+    workflow = await stepline.register("hands-a-time", HandsATime)
+    view = await finished(await workflow.create(params={"naive": True}))
+
+    assert view["status"] == "errored"
+    assert view["error"]["name"] == "WorkflowFatalError"
+    assert '"naive-1" returned a value which is not serialisable' in view["error"]["message"]
