@@ -6,9 +6,12 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
+
 from stepline import Stepline
 from stepline.cli.worker import WorkerOptions, run_worker
 from stepline.engine.terminators import TERMINABLE_STATUSES
+from stepline.errors import EngineAlreadyRunning
 from stepline.store.open import open_store
 from stepline.testing import wait_for_status
 from tests.engine.helpers import FINISHED
@@ -88,3 +91,24 @@ async def test_a_worker_fails_an_instance_past_its_storage_limit(tmp_path: Path)
     assert fitting["status"] == "complete", fitting
     assert passing["status"] == "errored", passing
     assert passing["error"]["message"] == "The Workflow instance exceeded the 4KiB storage limit"
+
+
+async def test_a_worker_refused_on_a_sqlite_file_leaves_its_workflows_alone(tmp_path: Path):
+    """A second engine on a SQLite file is refused before it writes anything: its config
+    does not replace the running engine's workflows, concurrency or schedules."""
+    database = f"sqlite:///{tmp_path / 'stepline.sqlite3'}"
+    running = Stepline(database, account_id="acct")
+    async with running:
+        await running.register(
+            "nappers", Napper, script_name="tests.engine.test_terminate_all", concurrency=3
+        )
+        before = await running.store.get_workflow("acct", "nappers")
+        config = tmp_path / "stepline.toml"
+        config.write_text(CONFIG + 'schedules = ["0 0 1 1 *"]\nconcurrency = 7\n')
+        options = WorkerOptions(config=config, database=database, account_id="acct")
+        with pytest.raises(EngineAlreadyRunning):
+            await run_worker(options, asyncio.Event())
+        after = await running.store.get_workflow("acct", "nappers")
+        assert after == before
+        assert after is not None
+        assert await running.store.list_schedules([after.id]) == []

@@ -77,19 +77,25 @@ async def run_worker(options: WorkerOptions, stop: asyncio.Event | None = None) 
     )
     await stepline.open_store()
     try:
-        if project is not None:
-            # Every process registers: the store serialises it, and unchanged code makes
-            # no new version, so workers starting together agree on one.
-            await register_declared(stepline, project, account_id)
+        # The engine first: on SQLite it is refused when another runs on the file, and a
+        # refused process must not have rewritten that engine's workflows.
         await stepline.engine.start()
-        # Terminate-all jobs whose process stopped or died are taken up here too, as they
-        # are by `stepline serve`: a deployment's API processes may all be gone.
-        stepline.control.take_up_jobs()
-        log.info("worker %s running up to %d instances", stepline.engine.owner, options.concurrency)
-        await stop.wait()
-        log.info("worker %s stopping", stepline.engine.owner)
-        await stepline.control.stop(grace_s=stepline.engine.stop_grace_ms / 1000)
-        await stepline.engine.stop()  # hands its instances over to the other engines
+        try:
+            if project is not None:
+                # Every process registers: the store serialises it, and unchanged code
+                # makes no new version, so workers starting together agree on one.
+                await register_declared(stepline, project, account_id)
+            # Terminate-all jobs whose process stopped or died are taken up here too, as
+            # they are by `stepline serve`: a deployment's API processes may all be gone.
+            stepline.control.take_up_jobs()
+            log.info(
+                "worker %s running up to %d instances", stepline.engine.owner, options.concurrency
+            )
+            await stop.wait()
+            log.info("worker %s stopping", stepline.engine.owner)
+        finally:
+            await stepline.control.stop(grace_s=stepline.engine.stop_grace_ms / 1000)
+            await stepline.engine.stop()  # hands its instances over to the other engines
     finally:
         await stepline.close_store()
         for signum in (signal.SIGTERM, signal.SIGINT):
