@@ -98,8 +98,10 @@ def health_check(stepline: Stepline) -> HealthCheck:
     return check
 
 
-def build_authenticator(stepline: Stepline) -> Authenticator:
-    env_auth = StaticTokenAuthenticator.from_env()
+def build_authenticator(
+    stepline: Stepline, env_auth: StaticTokenAuthenticator | None
+) -> Authenticator:
+    """The environment's token (``StaticTokenAuthenticator.from_env``), then the database's."""
     database_tokens = StoreTokenAuthenticator(stepline.store)
     if env_auth is None:
         return database_tokens
@@ -110,6 +112,7 @@ async def serve(options: ServerOptions) -> None:
     """Run until interrupted."""
     project = load_config(options.config) if options.config is not None else None
     account_id = resolve_account(options.account_id)
+    env_auth = StaticTokenAuthenticator.from_env()  # refused settings: before any write
     stepline = Stepline(
         options.database,
         account_id=account_id,
@@ -125,7 +128,9 @@ async def serve(options: ServerOptions) -> None:
             if project is not None:
                 await register_declared(stepline, project, account_id)
             app = create_app(
-                stepline.client, build_authenticator(stepline), health=health_check(stepline)
+                stepline.client,
+                build_authenticator(stepline, env_auth),
+                health=health_check(stepline),
             )
             config = uvicorn.Config(
                 app,

@@ -102,3 +102,12 @@ def test_version(connection_env: dict[str, str]) -> None:
 
     assert result.returncode == 0
     assert result.stdout.startswith("stepline ")
+
+
+def test_serve_refuses_an_account_without_a_token_before_it_writes(tmp_path: Path) -> None:
+    database = tmp_path / "stepline.sqlite3"
+    result = run({"STEPLINE_ACCOUNT_ID": "acct"}, "serve", "--database", f"sqlite:///{database}")
+
+    assert result.returncode == 1
+    assert "set both STEPLINE_ACCOUNT_ID and STEPLINE_API_TOKEN, or neither" in result.stderr
+    assert not database.exists()
