@@ -195,3 +195,20 @@ async def test_a_database_that_takes_no_connections_is_an_outage(postgres_databa
     await eventually(lambda: store.available and Notice("wake") in heard)
     assert await store.get_workflow("acct", "flow") is None
     await store.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [({"path": "/stepline_no_such_database"}, "does not exist"), ({"user": "no_such_role"}, "")],
+    ids=["database", "role"],
+)
+async def test_a_url_naming_a_missing_database_or_role_is_unreachable(change, said) -> None:
+    parsed = urlparse(postgres_url())
+    if "user" in change:
+        netloc = f"{change['user']}@{parsed.hostname}:{parsed.port or 5432}"
+        url = urlunparse(parsed._replace(netloc=netloc))
+    else:
+        url = urlunparse(parsed._replace(path=change["path"]))
+    store = PostgresStore(url)
+    with pytest.raises(StoreUnavailable, match=f"cannot reach PostgreSQL: .*{said}"):
+        await store.open()

@@ -34,6 +34,8 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.InterfaceError,  # "connection is closed", "pool is closing"
     asyncpg.InternalClientError,  # a connection left mid-operation by a drop
+    asyncpg.InvalidAuthorizationSpecificationError,  # class 28: no such role, a bad password
+    asyncpg.InvalidCatalogNameError,  # 3D000: no such database (a wrong URL, or dropped)
 )
 _REFUSING_CONNECTIONS = asyncpg.ObjectNotInPrerequisiteStateError
 """55000 itself (not its subclasses, such as 55P03 lock_not_available): what a connection gets
