@@ -168,6 +168,37 @@ async def test_pause_of_a_running_instance_waits_for_the_in_flight_step(
     assert probe.calls["after"] == 0
 
 
+class HoldsToTheEnd(WorkflowEntrypoint):
+    """Its one step is its last: ``run`` returns as soon as the step is done."""
+
+    async def run(self, event, step):
+        @step.do("hold")
+        async def hold():
+            self.env.hit("hold")
+            await self.env.gate("release").wait()
+            return "held"
+
+        return await hold()
+
+
+async def test_pause_during_the_last_step_pauses_before_the_end(stepline: Stepline, probe):
+    workflow = await stepline.register("holds-to-the-end", HoldsToTheEnd)
+    instance = await workflow.create()
+    await probe.wait_for("hold")
+
+    assert await instance.pause() == "waitingForPause"
+    probe.gate("release").set()
+    view = await wait_for_status(instance, "paused")
+    assert view["output"] is None
+    assert step(view, "hold-1")["success"] is True
+
+    await instance.resume()
+    view = await finished(instance)
+    assert view["status"] == "complete"
+    assert view["output"] == "held"
+    assert probe.calls["hold"] == 1
+
+
 async def test_pause_waits_for_every_in_flight_step(stepline: Stepline, probe):
     workflow = await stepline.register("two-in-flight", TwoInFlight)
     instance = await workflow.create()

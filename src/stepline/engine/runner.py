@@ -180,6 +180,10 @@ class Runner(WaitingSteps):
             output = await entry.run(event, WorkflowStep(self))
             await self._quiet.wait()
             self._raise_swallowed()
+            if self.pause_requested:
+                # Asked while the last step ran: the end is a step boundary too (§3.2), and
+                # the instance pauses there; resumed, the replay returns at once.
+                await self._suspend()
             try:
                 text = dump_json(output)
             except (TypeError, ValueError) as exc:
