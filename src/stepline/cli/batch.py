@@ -226,7 +226,8 @@ def create_batch(
             )
         if as_json:
             print_json(outcome.instances)
-        else:
+        elif outcome.failure is None or outcome.sent:
+            # After a failure, only when a request went through: what it did stays told.
             created = len(outcome.instances)
             say(
                 f'✅ Created {created} instance{"" if created == 1 else "s"} of "{name}"; '
