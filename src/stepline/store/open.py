@@ -24,6 +24,12 @@ def open_store(url: str = DEFAULT_DATABASE, *, synchronous: str = "FULL") -> Sto
     query parameter (connections per process, default 10). ``synchronous`` is SQLite's.
     """
     if "://" not in url:
+        if url.partition(":")[0] in ("sqlite", *_POSTGRES_SCHEMES):
+            # A URL with its slashes missing, not a file named "sqlite:..." to create.
+            raise ConfigError(
+                f"{url!r} is not a database URL: use sqlite:///path/to/file.sqlite3 or "
+                "postgresql://host/database"
+            )
         return SqliteStore(Path(url), synchronous=synchronous)
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
