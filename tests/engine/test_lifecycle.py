@@ -26,18 +26,24 @@ EVERY_STATUS = (
 )
 
 
+def _held_step(step, env):
+    """Step "hold": it blocks until gate "release" opens, then returns "held"."""
+
+    @step.do("hold")
+    async def hold():
+        env.hit("hold")
+        await env.gate("release").wait()
+        return "held"
+
+    return hold
+
+
 class Blocking(WorkflowEntrypoint):
     """Step "hold" blocks until gate "release" opens; then step "after"; ``params["fail"]``
     raises after "hold" instead."""
 
     async def run(self, event, step):
-        @step.do("hold")
-        async def hold():
-            self.env.hit("hold")
-            await self.env.gate("release").wait()
-            return "held"
-
-        await hold()
+        await _held_step(step, self.env)()
         if (event.payload or {}).get("fail"):
             raise RuntimeError("failed after hold")
 
@@ -172,13 +178,7 @@ class HoldsToTheEnd(WorkflowEntrypoint):
     """Its one step is its last: ``run`` returns as soon as the step is done."""
 
     async def run(self, event, step):
-        @step.do("hold")
-        async def hold():
-            self.env.hit("hold")
-            await self.env.gate("release").wait()
-            return "held"
-
-        return await hold()
+        return await _held_step(step, self.env)()
 
 
 async def test_pause_during_the_last_step_pauses_before_the_end(stepline: Stepline, probe):
