@@ -133,3 +133,27 @@ async def test_a_batch_may_reuse_an_expired_id(stepline: Stepline, clock: TestCl
 
     assert [c.id for c in created] == ["again"]
     assert (await finished(created[0]))["output"] == "second"
+
+
+async def test_an_expired_instance_is_neither_listed_nor_counted_before_the_sweep(
+    stepline: Stepline, clock: TestClock
+):
+    """Until the sweep deletes it, an expired instance is already gone for every read: the
+    list, its total, the workflow's counts (and so wrangler's ``latest``) agree with get."""
+    workflow = await stepline.register("outcome", Outcome)
+    await finished(await workflow.create(id="kept", params="kept"))
+    short = await workflow.create(
+        id="short-lived", params="short", retention={"success_retention": "1 second"}
+    )
+    await finished(short)
+    clock.advance("2 seconds")  # expired, not yet swept
+
+    with pytest.raises(InstanceNotFound):
+        await workflow.get("short-lived")
+    page = await stepline.client.list_instances(stepline.account_id, "outcome")
+    assert [item["id"] for item in page.items] == ["kept"]
+    assert page.total_count == 1
+    view = await stepline.client.get_workflow(stepline.account_id, "outcome")
+    assert {k: v for k, v in view["instances"].items() if v} == {"complete": 1}
+    listed = await stepline.client.list_workflows(stepline.account_id)
+    assert {k: v for k, v in listed.items[0]["instances"].items() if v} == {"complete": 1}

@@ -36,7 +36,9 @@ class LocalClient:
         rows, total = await self.store.list_workflows(
             account_id, offset=(page - 1) * per_page, limit=per_page, search=search
         )
-        counts = await self.store.count_instances_by_status([w.id for w in rows])
+        counts = await self.store.count_instances_by_status(
+            [w.id for w in rows], live_at=self.control.clock.now_ms()
+        )
         schedules = await self.store.list_schedules([w.id for w in rows])
         items = [
             views.workflow_summary(
@@ -48,7 +50,9 @@ class LocalClient:
 
     async def get_workflow(self, account_id: str, name: str) -> dict[str, JSON]:
         workflow = await self._workflow(account_id, name)
-        counts = await self.store.count_instances_by_status([workflow.id])
+        counts = await self.store.count_instances_by_status(
+            [workflow.id], live_at=self.control.clock.now_ms()
+        )
         schedules = await self.store.list_schedules([workflow.id])
         return views.workflow_summary(workflow, counts.get(workflow.id, {}), schedules)
 
@@ -133,6 +137,7 @@ class LocalClient:
             status=status,
             created_from=_date(date_start, "date_start"),
             created_to=_date(date_end, "date_end"),
+            live_at=self.control.clock.now_ms(),
         )
         descending = direction == "desc"
         after = _decode_cursor(cursor) if cursor is not None else None

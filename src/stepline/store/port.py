@@ -50,6 +50,9 @@ class InstanceFilter:
     status: str | None = None
     created_from: int | None = None
     created_to: int | None = None
+    live_at: int | None = None
+    """Only instances not expired at this time (epoch ms): one whose retention has run out is
+    gone for every read, before the sweep deletes it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,8 +170,10 @@ class Store(Protocol):
     ) -> tuple[list[WorkflowRecord], int]: ...
 
     async def count_instances_by_status(
-        self, workflow_ids: Sequence[str]
-    ) -> dict[str, dict[str, int]]: ...
+        self, workflow_ids: Sequence[str], *, live_at: int
+    ) -> dict[str, dict[str, int]]:
+        """Per workflow, its instances by status, leaving out those expired at ``live_at``."""
+        ...
 
     async def delete_workflow(self, workflow_id: str) -> None: ...
 

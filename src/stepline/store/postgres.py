@@ -677,4 +677,7 @@ def _filter_sql(workflow_id: str, where: InstanceFilter) -> tuple[list[str], lis
     if where.created_to is not None:
         params.append(where.created_to)
         clauses.append(f"created_on <= ${len(params)}::bigint")
+    if where.live_at is not None:
+        params.append(where.live_at)
+        clauses.append(f"(expires_on IS NULL OR expires_on > ${len(params)}::bigint)")
     return clauses, params

@@ -138,12 +138,13 @@ class PostgresCatalog:
         return await self._db.run(op)
 
     async def count_instances_by_status(
-        self, workflow_ids: Sequence[str]
+        self, workflow_ids: Sequence[str], *, live_at: int
     ) -> dict[str, dict[str, int]]:
         if not workflow_ids:
             return {}
         out: dict[str, dict[str, int]] = {w: {} for w in workflow_ids}
-        for workflow_id, status, count in await self._fetch(q.COUNT_BY_STATUS, list(workflow_ids)):
+        rows = await self._fetch(q.COUNT_BY_STATUS, list(workflow_ids), live_at)
+        for workflow_id, status, count in rows:
             out[workflow_id][status] = count
         return out
 

@@ -97,7 +97,7 @@ COUNT_WORKFLOWS = (
 )
 COUNT_BY_STATUS = (
     "SELECT workflow_id, status, COUNT(*) FROM instances WHERE workflow_id = ANY($1::text[]) "
-    "GROUP BY workflow_id, status"
+    "AND (expires_on IS NULL OR expires_on > $2) GROUP BY workflow_id, status"
 )
 DELETE_WORKFLOW = "DELETE FROM workflows WHERE id = $1"
 START_TERMINATOR = (

@@ -766,4 +766,7 @@ def _filter_sql(workflow_id: str, where: InstanceFilter) -> tuple[list[str], lis
     if where.created_to is not None:
         clauses.append("created_on <= ?")
         params.append(where.created_to)
+    if where.live_at is not None:
+        clauses.append("(expires_on IS NULL OR expires_on > ?)")
+        params.append(where.live_at)
     return clauses, params

@@ -158,7 +158,7 @@ class SqliteCatalog:
         return await self._read(op)
 
     async def count_instances_by_status(
-        self: _Database, workflow_ids: Sequence[str]
+        self: _Database, workflow_ids: Sequence[str], *, live_at: int
     ) -> dict[str, dict[str, int]]:
         if not workflow_ids:
             return {}
@@ -166,7 +166,7 @@ class SqliteCatalog:
 
         def op(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
             out: dict[str, dict[str, int]] = {w: {} for w in workflow_ids}
-            for workflow_id, status, count in conn.execute(sql, tuple(workflow_ids)):
+            for workflow_id, status, count in conn.execute(sql, (*workflow_ids, live_at)):
                 out[workflow_id][status] = count
             return out
 

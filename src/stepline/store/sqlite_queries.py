@@ -46,7 +46,7 @@ LIST_WORKFLOWS = (
 COUNT_WORKFLOWS = "SELECT COUNT(*) FROM workflows WHERE account_id = ? AND name LIKE ? ESCAPE '\\'"
 COUNT_BY_STATUS = (
     "SELECT workflow_id, status, COUNT(*) FROM instances WHERE workflow_id IN ({marks}) "
-    "GROUP BY workflow_id, status"
+    "AND (expires_on IS NULL OR expires_on > ?) GROUP BY workflow_id, status"
 )
 DELETE_WORKFLOW = "DELETE FROM workflows WHERE id = ?"
 START_TERMINATOR = (
