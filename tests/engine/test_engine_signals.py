@@ -206,3 +206,29 @@ async def test_sync_steps_that_outlive_their_timeout_leave_threads_for_the_other
         assert view["output"] == "done"
     finally:
         _RELEASE.set()
+
+
+class Exits(WorkflowEntrypoint):
+    async def run(self, event, step):
+        if event.payload == "in a step":
+
+            def leave():
+                raise SystemExit(4)
+
+            await step.do("leave", leave, config={"retries": {"limit": 0}})
+        raise SystemExit(3)
+
+
+async def test_a_system_exit_in_workflow_code_errors_its_instance_not_the_engine(
+    stepline: Stepline,
+):
+    workflow = await stepline.register("exits", Exits)
+    first = await finished(await workflow.create())
+    second = await finished(await workflow.create(params="in a step"))
+
+    assert first["status"] == "errored"
+    assert first["error"] == {"name": "SystemExit", "message": "3"}
+    assert second["status"] == "errored"
+    assert second["error"] == {"name": "SystemExit", "message": "4"}
+    quick = await stepline.register("quick", QuickOnAThread)
+    assert (await finished(await quick.create()))["output"] == "done"

@@ -211,7 +211,9 @@ class Runner(WaitingSteps):
             log.warning("instance %s left to recovery: the store is unreachable", instance.id)
         except FatalInstanceError as fatal:
             await self._finish("errored", error=(fatal.name, fatal.message))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
+            # SystemExit too: a workflow that calls sys.exit() errors its instance. Let out,
+            # it would end the engine's process, and every restart would replay it.
             await self._finish("errored", error=self._instance_error(exc))
 
     def _raise_swallowed(self) -> None:
