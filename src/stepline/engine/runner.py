@@ -86,6 +86,18 @@ class FatalInstanceError(BaseException):
 class Runner(WaitingSteps):
     """Drives one instance's ``run`` for as long as it stays in memory."""
 
+    # Defaults, set on a runner only once they change: most runs never change the last four.
+    _saving = 0
+    """Step writes awaited by the run's branches right now."""
+    _saved: asyncio.Future[None] | None = None
+    """Resolved when ``_saving`` falls to 0, for a branch about to park that waits."""
+    _parked: asyncio.Future[None] | None = None
+    """Resolved once the suspension's write is over (done or failed)."""
+    _fatal: FatalInstanceError | None = None
+    """The fatal error raised into ``run``, kept in case its code swallows it."""
+    _lost = False
+    """The store was unreachable (``StoreLost`` raised into ``run``)."""
+
     def __init__(
         self,
         engine: Engine,
@@ -114,25 +126,12 @@ class Runner(WaitingSteps):
         self._reached: set[str] = set()
         self._do_calls = 0
         self._executing = 0
-        self._saving = 0
-        """Step writes awaited by the run's branches right now."""
-        self._saved: asyncio.Future[None] | None = None
-        """Resolved when ``_saving`` falls to 0, for a branch about to park that waits."""
-        self._progress = 0
-        """Counts the run's moves (a step reached, a step written): unchanged across a
-        loop turn, the run's branches are all waiting."""
         self._quiet = asyncio.Event()
         self._quiet.set()
         self._interrupt = asyncio.Event()
         self._event_arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pause_requested = False
         self._suspending = False
-        self._parked: asyncio.Future[None] | None = None
-        """Resolved once the suspension's write is over (done or failed)."""
-        self._fatal: FatalInstanceError | None = None
-        """The fatal error raised into ``run``, kept in case its code swallows it."""
-        self._lost = False
-        """The store was unreachable (``StoreLost`` raised into ``run``)."""
         self._parking_paused = False
         self._draining = False
         self.resume_after_park = False
@@ -245,8 +244,7 @@ class Runner(WaitingSteps):
             raise StoreLost() from None
         finally:
             self._saving -= 1
-            self._progress += 1
-            if self._saved is not None and self._saving == 0:
+            if self._saved is not None and not self._saving:
                 self._saved.set_result(None)
                 self._saved = None
 
@@ -554,7 +552,7 @@ class Runner(WaitingSteps):
         stop or another branch's suspension parks at once."""
         loop = asyncio.get_running_loop()
         while not self._interrupt.is_set():
-            seen = self._progress
+            seen = len(self._reached)  # a branch that moves on reaches a step
             await asyncio.sleep(0)
             if self._executing:
                 await self._quiet.wait()
@@ -562,7 +560,7 @@ class Runner(WaitingSteps):
                 if self._saved is None:
                     self._saved = loop.create_future()
                 await asyncio.shield(self._saved)
-            if self._progress == seen:
+            if len(self._reached) == seen:
                 break
         await self._suspend()
 
@@ -627,7 +625,6 @@ class Runner(WaitingSteps):
         return self._fatal
 
     def _guard(self) -> None:
-        self._progress += 1
         if self._fatal is not None:
             raise self._fatal
         if self._suspending:
