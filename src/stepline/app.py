@@ -20,6 +20,7 @@ from stepline.engine.hooks import NO_HOOKS, StepHooks
 from stepline.engine.registry import WorkflowClasses
 from stepline.engine.scheduler import Engine
 from stepline.engine.shared_clock import ClockKeeper
+from stepline.engine.step_threads import DEFAULT_STEP_THREADS
 from stepline.sizes import parse_size
 from stepline.store.open import DEFAULT_DATABASE, open_store
 from stepline.store.port import Store, WorkflowSettings
@@ -44,6 +45,7 @@ class Stepline:
         stop_grace: Duration = "10 seconds",
         lease: Duration = "30 seconds",
         storage_limit: int | str = MAX_INSTANCE_STORAGE_BYTES,
+        step_threads: int = DEFAULT_STEP_THREADS,
         clock: Clock | None = None,
         hooks: StepHooks = NO_HOOKS,
         run_engine: bool = True,
@@ -67,6 +69,7 @@ class Stepline:
             else storage_limit,
             hooks=hooks,
             env=env,
+            step_threads=step_threads,
         )
         self.control = Control(self.engine)
         self._clock_keeper = ClockKeeper(self.engine.clock, self.store)

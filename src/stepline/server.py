@@ -22,6 +22,7 @@ from stepline.api.app import HealthCheck
 from stepline.api.auth import Authenticator
 from stepline.app import DEFAULT_ACCOUNT, Stepline
 from stepline.config import ProjectConfig, load_config
+from stepline.engine.step_threads import DEFAULT_STEP_THREADS
 from stepline.engine.tuning import run_owned_process
 from stepline.store.open import DEFAULT_DATABASE
 from stepline.store.port import WorkflowSettings
@@ -47,6 +48,7 @@ class ServerOptions:
     """How long a claim lasts unless renewed: what a dead process held waits this long."""
     storage_limit: int = MAX_INSTANCE_STORAGE_BYTES
     """The UTF-8 bytes one instance may persist."""
+    step_threads: int = DEFAULT_STEP_THREADS
     log_level: str = "info"
 
 
@@ -120,6 +122,7 @@ async def serve(options: ServerOptions) -> None:
         concurrency=options.concurrency,
         lease=options.lease_ms,
         storage_limit=options.storage_limit,
+        step_threads=options.step_threads,
         run_engine=options.run_engine,
     )
     await stepline.start()

@@ -5,6 +5,7 @@ fatal limit) passed through ``gather(..., return_exceptions=True)``, a cancellat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 from stepline import Stepline, WorkflowEntrypoint
@@ -163,51 +164,6 @@ async def test_the_deadline_itself_is_still_a_workflow_timeout(make_stepline):
     assert view["output"] == ["WorkflowTimeoutError", "Execution timed out after 50ms"]
 
 
-_RELEASE = threading.Event()
-
-
-class HangsOnAThread(WorkflowEntrypoint):
-    """A sync step that outlives its timeout (a call with no timeout of its own)."""
-
-    async def run(self, event, step):
-        def hang():
-            _RELEASE.wait(10)
-            return "late"
-
-        try:
-            await step.do("hang", hang, config={"retries": {"limit": 0}, "timeout": 100})
-        except Exception as exc:
-            return type(exc).__name__
-        return None
-
-
-class QuickOnAThread(WorkflowEntrypoint):
-    async def run(self, event, step):
-        return await step.do(
-            "quick", lambda: "done", config={"retries": {"limit": 0}, "timeout": 2000}
-        )
-
-
-async def test_sync_steps_that_outlive_their_timeout_leave_threads_for_the_others(
-    stepline: Stepline,
-):
-    _RELEASE.clear()
-    stepline.engine.step_threads.close()
-    stepline.engine.step_threads = StepThreads(2)
-    hangs = await stepline.register("hangs", HangsOnAThread)
-    quick = await stepline.register("quick", QuickOnAThread)
-    try:
-        hung = [await hangs.create() for _ in range(2)]
-        for instance in hung:
-            assert (await finished(instance))["output"] == "WorkflowTimeoutError"
-        # Both threads are still in the hung calls; a new sync step gets a thread anyway.
-        view = await finished(await quick.create())
-        assert view["status"] == "complete"
-        assert view["output"] == "done"
-    finally:
-        _RELEASE.set()
-
-
 class Exits(WorkflowEntrypoint):
     async def run(self, event, step):
         if event.payload == "in a step":
@@ -232,3 +188,77 @@ async def test_a_system_exit_in_workflow_code_errors_its_instance_not_the_engine
     assert second["error"] == {"name": "SystemExit", "message": "4"}
     quick = await stepline.register("quick", QuickOnAThread)
     assert (await finished(await quick.create()))["output"] == "done"
+
+
+_GATE = threading.Event()
+
+
+class HoldsAThread(WorkflowEntrypoint):
+    """A sync step that waits for ``_GATE`` (a call with no timeout of its own); with
+    ``params["timeout"]`` it outlives that timeout and ``run`` returns the error's name."""
+
+    async def run(self, event, step):
+        def hold():
+            _GATE.wait(10)
+            return "held"
+
+        timeout = (event.payload or {}).get("timeout")
+        if timeout is None:
+            return await step.do("hold", hold)
+        try:
+            await step.do("hold", hold, config={"retries": {"limit": 0}, "timeout": timeout})
+        except Exception as exc:
+            return type(exc).__name__
+        return None
+
+
+class QuickOnAThread(WorkflowEntrypoint):
+    async def run(self, event, step):
+        timeout = (event.payload or {}).get("timeout", 2000)
+        return await step.do(
+            "quick", lambda: "done", config={"retries": {"limit": 0}, "timeout": timeout}
+        )
+
+
+@contextlib.asynccontextmanager
+async def step_threads(stepline: Stepline, size: int):
+    """The engine's step threads, ``size`` of them, while ``_GATE`` holds what waits on it."""
+    _GATE.clear()
+    stepline.engine.step_threads.close()
+    stepline.engine.step_threads = StepThreads(size)
+    try:
+        yield
+    finally:
+        _GATE.set()
+
+
+async def test_sync_steps_that_outlive_their_timeout_leave_threads_for_the_others(
+    stepline: Stepline,
+):
+    holds = await stepline.register("holds", HoldsAThread)
+    quick = await stepline.register("quick", QuickOnAThread)
+    async with step_threads(stepline, 2):
+        hung = [await holds.create(params={"timeout": 100}) for _ in range(2)]
+        for instance in hung:
+            assert (await finished(instance))["output"] == "WorkflowTimeoutError"
+        # Both threads are still in the hung calls; a new sync step gets a thread anyway.
+        view = await finished(await quick.create())
+        assert view["status"] == "complete"
+        assert view["output"] == "done"
+
+
+async def test_a_sync_step_times_out_on_its_own_work_not_on_its_wait_for_a_thread(
+    stepline: Stepline,
+):
+    holds = await stepline.register("holds", HoldsAThread)
+    quick = await stepline.register("quick", QuickOnAThread)
+    async with step_threads(stepline, 1):
+        holding = await holds.create()
+        await asyncio.sleep(0.05)  # the one thread is taken
+        waiting = await quick.create(params={"timeout": 200})
+        await asyncio.sleep(0.4)  # longer than the quick step's timeout, queued all along
+        _GATE.set()
+        assert (await finished(holding))["output"] == "held"
+        view = await finished(waiting)
+        assert view["status"] == "complete"
+        assert view["output"] == "done"

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from stepline import Stepline
 from stepline.engine.step_threads import StepThreads
 
 
@@ -97,3 +98,26 @@ def test_its_threads_do_not_keep_the_process_alive():
     asyncio.run(start_one())
     assert _step_threads("daemon")
     assert all(t.daemon for t in _step_threads("daemon"))
+
+
+async def test_work_that_queues_for_a_thread_says_when_one_takes_it_up():
+    threads = StepThreads(1)
+    release = threading.Event()
+    try:
+        busy, at_once = threads.run_queued(release.wait, 5)
+        assert at_once is None  # a thread took it at once
+        queued, started = threads.run_queued(lambda: "second")
+        assert started is not None
+        await asyncio.sleep(0.05)
+        assert not started.done()
+        release.set()
+        await asyncio.wait_for(started, 2)
+        assert await queued == "second"
+        assert await busy is True
+    finally:
+        threads.close()
+
+
+async def test_stepline_takes_the_number_of_step_threads(tmp_path):
+    async with Stepline(f"sqlite:///{tmp_path / 's.sqlite3'}", step_threads=3) as stepline:
+        assert stepline.engine.step_threads.size == 3

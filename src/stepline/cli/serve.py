@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from stepline.cli.output import UserError, report_errors
+from stepline.engine.step_threads import DEFAULT_STEP_THREADS
 from stepline.sizes import parse_size
 from stepline.store.open import DEFAULT_DATABASE
 
@@ -66,6 +67,15 @@ LeaseOption = Annotated[
         "--lease",
         help="How long this process's claim on an instance or a terminate-all job lasts "
         "unless renewed; another process takes over what a dead one held after this.",
+    ),
+]
+StepThreadsOption = Annotated[
+    int,
+    typer.Option(
+        "--step-threads",
+        min=1,
+        help="Threads for synchronous step functions. A step's timeout counts from when one "
+        "takes it up; one kept by a step that timed out is replaced while it runs.",
     ),
 ]
 StorageLimitOption = Annotated[
@@ -129,6 +139,7 @@ def serve_command(
     ] = False,
     lease: LeaseOption = "30 seconds",
     storage_limit: StorageLimitOption = "1GiB",
+    step_threads: StepThreadsOption = DEFAULT_STEP_THREADS,
     log_level: LogLevelOption = "info",
 ) -> None:
     """Serve the Cloudflare-compatible REST API and run workflow instances."""
@@ -153,6 +164,7 @@ def serve_command(
                 run_engine=not no_engine,
                 lease_ms=parse_duration_ms(lease, what="lease"),
                 storage_limit=storage_limit_bytes(storage_limit),
+                step_threads=step_threads,
                 log_level=log_level,
             )
         )

@@ -24,12 +24,14 @@ from stepline.cli.serve import (
     DatabaseOption,
     LeaseOption,
     LogLevelOption,
+    StepThreadsOption,
     StorageLimitOption,
     configure_logging,
     storage_limit_bytes,
 )
 from stepline.config import load_config
 from stepline.durations import parse_duration_ms
+from stepline.engine.step_threads import DEFAULT_STEP_THREADS
 from stepline.engine.tuning import run_owned_process
 from stepline.server import register_declared, resolve_account
 from stepline.store.open import DEFAULT_DATABASE
@@ -57,6 +59,7 @@ class WorkerOptions:
     """How long a claim lasts unless renewed: a dead worker's instances wait this long."""
     storage_limit: int = MAX_INSTANCE_STORAGE_BYTES
     """The UTF-8 bytes one instance may persist."""
+    step_threads: int = DEFAULT_STEP_THREADS
     log_level: str = "info"
 
 
@@ -74,6 +77,7 @@ async def run_worker(options: WorkerOptions, stop: asyncio.Event | None = None) 
         concurrency=options.concurrency,
         lease=options.lease_ms,
         storage_limit=options.storage_limit,
+        step_threads=options.step_threads,
     )
     await stepline.open_store()
     try:
@@ -111,6 +115,7 @@ def worker_command(
     ] = 10_000,
     lease: LeaseOption = "30 seconds",
     storage_limit: StorageLimitOption = "1GiB",
+    step_threads: StepThreadsOption = DEFAULT_STEP_THREADS,
     log_level: LogLevelOption = "info",
 ) -> None:
     """Run workflow instances without serving HTTP (one of many workers on PostgreSQL)."""
@@ -125,6 +130,7 @@ def worker_command(
             concurrency=concurrency,
             lease_ms=parse_duration_ms(lease, what="lease"),
             storage_limit=storage_limit_bytes(storage_limit),
+            step_threads=step_threads,
             log_level=log_level,
         )
         run_owned_process(run_worker(options))

@@ -459,6 +459,7 @@ class Runner(WaitingSteps):
         mocked_error = self.engine.hooks.mocked_error(ctx.step_name)
         if mocked_error is not None:
             raise mocked_error
+        queued: asyncio.Future[None] | None = None
         if is_async:
             work: Any = call(ctx)
             if type(work) is CoroutineType:
@@ -466,11 +467,18 @@ class Runner(WaitingSteps):
                 if finished and type(work) is not CoroutineType:
                     return work
         else:
-            work = self.engine.step_threads.run(call, ctx)
+            work, queued = self.engine.step_threads.run_queued(call, ctx)
         self._announce(record)
         self._executing += 1
         self._quiet.clear()
         try:
+            if queued is not None:
+                # Every step thread is busy: the timeout counts from when one takes it up.
+                try:
+                    await queued
+                except BaseException:
+                    work.cancel()  # it never starts
+                    raise
             deadline = self.engine.deadlines.limit(timeout_ms / 1000)
             try:
                 with deadline:

@@ -23,7 +23,7 @@ from stepline.engine.hooks import NO_HOOKS, StepHooks
 from stepline.engine.instances import new_instance_record
 from stepline.engine.registry import WorkflowClasses
 from stepline.engine.runner import Runner
-from stepline.engine.step_threads import StepThreads
+from stepline.engine.step_threads import DEFAULT_STEP_THREADS, StepThreads
 from stepline.errors import SteplineError, StoreUnavailable
 from stepline.store.port import Notice, Store
 from stepline.store.records import InstanceRecord, StepRecord, VersionRecord
@@ -50,7 +50,7 @@ class Engine:
         retention_sweep_ms: int = 60_000,
         lease_ms: int = 30_000,
         stop_grace_ms: int = 10_000,
-        step_threads: int = 32,
+        step_threads: int = DEFAULT_STEP_THREADS,
         storage_limit: int = MAX_INSTANCE_STORAGE_BYTES,
         env: Any = None,
         hooks: StepHooks = NO_HOOKS,

@@ -20,17 +20,21 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-__all__ = ["StepThreads"]
+__all__ = ["DEFAULT_STEP_THREADS", "StepThreads"]
+
+DEFAULT_STEP_THREADS = 32
 
 
 class _Work:
-    __slots__ = ("args", "fn", "future", "given_up")
+    __slots__ = ("args", "fn", "future", "given_up", "started")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.fn = fn
         self.args = args
         self.future: Future[Any] = Future()
         self.given_up = False
+        self.started: asyncio.Future[None] | None = None
+        """Set when the work had to queue for a thread: resolved as one takes it up."""
 
 
 _STOP = object()
@@ -62,18 +66,29 @@ class StepThreads:
     def run(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """``fn(*args)`` on a thread; the future is the loop's. Cancelling it before the
         function starts means it never does; after, the thread is given up and replaced."""
+        return self.run_queued(fn, *args)[0]
+
+    def run_queued(
+        self, fn: Callable[..., Any], *args: Any
+    ) -> tuple[asyncio.Future[Any], asyncio.Future[None] | None]:
+        """:meth:`run`, and when every thread is busy, a second future that resolves once a
+        thread takes the function up (None: one took it at once). A step's timeout counts
+        from there: the time it queued is not the function's."""
+        loop = asyncio.get_running_loop()
         work = _Work(fn, args)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the engine's step threads are shut down")
-            self._queue.put(work)
             if self._idle:
                 self._idle -= 1
             elif self._threads < self.size + self._given_up:
                 self._start_thread()
+            else:
+                work.started = loop.create_future()
+            self._queue.put(work)
         waited = asyncio.wrap_future(work.future)
         waited.add_done_callback(lambda done: self._on_waited(done, work))
-        return waited
+        return waited, work.started
 
     def close(self) -> None:
         """No more work: what has not started never will; what runs is left to finish."""
@@ -128,6 +143,8 @@ class StepThreads:
                 return
             if not work.future.set_running_or_notify_cancel():
                 continue
+            if work.started is not None:
+                _tell_started(work.started)
             try:
                 result = work.fn(*work.args)
             except BaseException as exc:
@@ -138,3 +155,16 @@ class StepThreads:
                 if work.given_up:
                     self._given_up -= 1
             del work
+
+
+def _tell_started(started: asyncio.Future[None]) -> None:
+    """From a step thread: resolve ``started`` on its loop."""
+    try:
+        started.get_loop().call_soon_threadsafe(_resolve, started)
+    except RuntimeError:  # the loop has closed: nobody waits
+        pass
+
+
+def _resolve(started: asyncio.Future[None]) -> None:
+    if not started.done():
+        started.set_result(None)
