@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
+
+import pytest
 
 from stepline import Stepline, WorkflowEntrypoint
 from stepline.engine.step_threads import StepThreads
@@ -87,7 +90,10 @@ async def test_a_cancellation_let_out_of_run_errors_the_instance(stepline: Stepl
     view = await finished(await workflow.create(), timeout=5)
 
     assert view["status"] == "errored"
-    assert view["error"]["name"] == "CancelledError"
+    assert view["error"] == {
+        "name": "CancelledError",
+        "message": "the workflow's code raised CancelledError: a task it awaited was cancelled",
+    }
 
 
 async def test_a_cancellation_let_out_of_run_frees_the_concurrency_slot(stepline: Stepline):
@@ -262,3 +268,30 @@ async def test_a_sync_step_times_out_on_its_own_work_not_on_its_wait_for_a_threa
         view = await finished(waiting)
         assert view["status"] == "complete"
         assert view["output"] == "done"
+
+
+class ExitsInADecoratedStep(WorkflowEntrypoint):
+    async def run(self, event, step):
+        @step.do("leave", config={"retries": {"limit": 1, "delay": 10}})
+        async def leave():
+            sys.exit(5)
+
+        if event.payload == "gathered":
+            await asyncio.gather(step.do("stay", lambda: 1), leave())
+        else:
+            await leave()
+
+
+@pytest.mark.parametrize("how", ["decorated", "gathered"])
+async def test_a_system_exit_in_a_step_run_as_a_task_errors_its_instance(
+    stepline: Stepline, how: str
+):
+    workflow = await stepline.register("exits-in-a-task", ExitsInADecoratedStep)
+    view = await finished(await workflow.create(params=how))
+
+    assert view["status"] == "errored"
+    assert view["error"] == {"name": "SystemExit", "message": "5"}
+    attempts = step(view, "leave-1")["attempts"]
+    assert [a["error"]["name"] for a in attempts] == ["SystemExit", "SystemExit"]
+    quick = await stepline.register("quick", QuickOnAThread)
+    assert (await finished(await quick.create()))["output"] == "done"

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from stepline import Stepline, WorkflowEntrypoint
 from tests.engine.helpers import finished, ms, step
 
@@ -40,19 +42,6 @@ class SleepBesideAChain(WorkflowEntrypoint):
         return last
 
 
-async def test_steps_beside_a_long_sleep_run_before_it_ends(suspending: Stepline):
-    # (Only where the sleep parks the instance: with the test clock, a sleep in memory
-    # skips its hour at once, before the steps beside it start.)
-    workflow = await suspending.register("sleep-beside-a-chain", SleepBesideAChain)
-    view = await finished(await workflow.create())
-
-    assert view["status"] == "complete"
-    assert view["output"] == 3
-    nap = step(view, "nap-1")
-    for name in ("first-1", "second-1", "third-1"):
-        assert ms(step(view, name)["start"]) < ms(nap["end"]), name
-
-
 class WaitBesideSteps(WorkflowEntrypoint):
     async def run(self, event, step):
         async def slow():
@@ -85,3 +74,46 @@ async def test_steps_beside_a_long_wait_for_an_event_run_before_the_event(
     await instance.send_event("approved", {"by": "ada"})
     view = await finished(instance)
     assert view["output"] == [{"by": "ada"}, "slow then"]
+
+
+class SleepBesideDecoratedSteps(WorkflowEntrypoint):
+    """The same, with steps declared by the decorator (each runs as a task of its own)."""
+
+    async def run(self, event, step):
+        @step.do("first")
+        async def first():
+            return 1
+
+        @step.do("second")
+        async def second(first):
+            return first + 1
+
+        @step.do("third")
+        async def third(ctx):
+            return ctx.attempt + 2
+
+        async def chain():
+            values = [await first(), await second()]
+            await step.sleep("breath", "10 milliseconds")
+            return [*values, await third()]
+
+        _, last = await asyncio.gather(step.sleep("nap", "1 hour"), chain())
+        return last
+
+
+@pytest.mark.parametrize(
+    ("flow", "output"),
+    [(SleepBesideAChain, 3), (SleepBesideDecoratedSteps, [1, 2, 3])],
+    ids=["direct", "decorated"],
+)
+async def test_steps_beside_a_long_sleep_run_before_it_ends(suspending: Stepline, flow, output):
+    # (Only where the sleep parks the instance: with the test clock, a sleep in memory
+    # skips its hour at once, before the steps beside it start.)
+    workflow = await suspending.register("sleep-beside-steps", flow)
+    view = await finished(await workflow.create())
+
+    assert view["status"] == "complete"
+    assert view["output"] == output
+    nap = step(view, "nap-1")
+    for name in ("first-1", "second-1", "third-1"):
+        assert ms(step(view, name)["start"]) < ms(nap["end"]), name

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import CodeType, FunctionType
@@ -52,6 +52,11 @@ class StepRuntime(Protocol):
         is_async: bool,
     ) -> Any: ...
 
+    def start_step(self, work: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        """Run a declared step's ``work`` as a task of the run's own (a branch about to
+        park the instance waits for such a task to start)."""
+        ...
+
     async def sleep_for(self, name: str, duration_ms: int) -> None: ...
 
     async def sleep_until(self, name: str, when_ms: int) -> None: ...
@@ -86,7 +91,7 @@ class StepFunction:
 
     def __call__(self) -> Awaitable[Any]:
         if self._result is None:
-            self._result = asyncio.ensure_future(self._execute())
+            self._result = self._step._runtime.start_step(self._execute())
         return _shield_result(self._result)
 
     async def _execute(self) -> Any:

@@ -15,7 +15,7 @@ import asyncio
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -97,6 +97,8 @@ class Runner(WaitingSteps):
     """The fatal error raised into ``run``, kept in case its code swallows it."""
     _lost = False
     """The store was unreachable (``StoreLost`` raised into ``run``)."""
+    _started_steps = 0
+    """Tasks started for declared steps (``@step.do``), counted as the run's moves."""
 
     def __init__(
         self,
@@ -205,7 +207,8 @@ class Runner(WaitingSteps):
                 return  # the run itself is cancelled (terminated, stopped)
             # Let out by the workflow's own code (a task it awaited was cancelled): an
             # uncaught error of ``run`` like any other.
-            await self._finish("errored", error=self._instance_error(_escaped(cancelled)))
+            escaped = _escaped(cancelled, "the workflow's")
+            await self._finish("errored", error=self._instance_error(escaped))
         except StoreLost:
             log.warning("instance %s left to recovery: the store is unreachable", instance.id)
         except FatalInstanceError as fatal:
@@ -357,6 +360,12 @@ class Runner(WaitingSteps):
                     # Let out by the step's own code (a task it awaited was cancelled): a
                     # failure of the attempt like any other, named as it was.
                     failure = self._failed(attempt, _escaped(cancelled))
+                except SystemExit as exiting:
+                    # sys.exit() in a step: a failure, raised into ``run`` as an Exception. A
+                    # step may run in a task of its own (declared, or gathered), and a task
+                    # lets SystemExit out of the event loop: the engine's process would end.
+                    exited = StepFailedError(str(exiting), name="SystemExit")
+                    failure = self._failed(attempt, exited)
                 except Exception as exc:
                     failure = self._failed(attempt, exc)
                 else:
@@ -560,17 +569,24 @@ class Runner(WaitingSteps):
         stop or another branch's suspension parks at once."""
         loop = asyncio.get_running_loop()
         while not self._interrupt.is_set():
-            seen = len(self._reached)  # a branch that moves on reaches a step
+            # A branch that moves on reaches a step, or starts a declared step's task.
+            seen = (len(self._reached), self._started_steps)
             await asyncio.sleep(0)
             if self._executing:
                 await self._quiet.wait()
+                continue  # an attempt ended: its branch records it and goes on
             if self._saving:
                 if self._saved is None:
                     self._saved = loop.create_future()
                 await asyncio.shield(self._saved)
-            if len(self._reached) == seen:
+                continue  # a write came back: its branch goes on
+            if (len(self._reached), self._started_steps) == seen:
                 break
         await self._suspend()
+
+    def start_step(self, work: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        self._started_steps += 1
+        return asyncio.ensure_future(work)
 
     async def _at_boundary(self) -> None:
         if self.pause_requested or self._draining:
@@ -649,10 +665,10 @@ class Runner(WaitingSteps):
         return seq
 
 
-def _escaped(cancelled: asyncio.CancelledError) -> StepFailedError:
-    """A cancellation that a step's code let out, as the failure it is recorded as (and
+def _escaped(cancelled: asyncio.CancelledError, whose: str = "the step's") -> StepFailedError:
+    """A cancellation that ``whose`` code let out, as the failure it is recorded as (and
     raised again as on a replay: a cancellation is no ``Exception`` to rebuild)."""
     return StepFailedError(
-        str(cancelled) or "the step's code raised CancelledError: a task it awaited was cancelled",
+        str(cancelled) or f"{whose} code raised CancelledError: a task it awaited was cancelled",
         name="CancelledError",
     )
