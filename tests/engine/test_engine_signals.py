@@ -13,7 +13,7 @@ import pytest
 
 from stepline import Stepline, WorkflowEntrypoint
 from stepline.engine.step_threads import StepThreads
-from tests.engine.helpers import finished, step
+from tests.engine.helpers import finished, ms, step
 
 
 class GathersASleep(WorkflowEntrypoint):
@@ -268,6 +268,9 @@ async def test_a_sync_step_times_out_on_its_own_work_not_on_its_wait_for_a_threa
         view = await finished(waiting)
         assert view["status"] == "complete"
         assert view["output"] == "done"
+        # The attempt began when a thread took it up, not when it queued.
+        [attempt] = step(view, "quick-1")["attempts"]
+        assert ms(attempt["end"]) - ms(attempt["start"]) < 200
 
 
 class ExitsInADecoratedStep(WorkflowEntrypoint):

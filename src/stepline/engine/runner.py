@@ -482,12 +482,14 @@ class Runner(WaitingSteps):
         self._quiet.clear()
         try:
             if queued is not None:
-                # Every step thread is busy: the timeout counts from when one takes it up.
+                # Every step thread is busy: the attempt starts, and its timeout counts, from
+                # when one takes it up.
                 try:
                     await queued
                 except BaseException:
                     work.cancel()  # it never starts
                     raise
+                record.attempts[-1].start = self.clock.now_ms()
             deadline = self.engine.deadlines.limit(timeout_ms / 1000)
             try:
                 with deadline:
