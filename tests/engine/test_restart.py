@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from stepline import InstanceHandle, Stepline, WorkflowEntrypoint
@@ -232,3 +234,50 @@ async def test_restart_erases_buffered_events(stepline: Stepline, probe):
     await instance.send_event("go", 3)
 
     assert (await finished(instance))["output"] == 3
+
+
+class HoldsUntilReleased(WorkflowEntrypoint):
+    """Step "hold" waits for gate "release" (and notes a cancellation); then step "after"."""
+
+    async def run(self, event, step):
+        @step.do()
+        async def hold():
+            self.env.hit("hold")
+            try:
+                await self.env.gate("release").wait()
+            except asyncio.CancelledError:
+                self.env.hit("hold cancelled")
+                raise
+            return "held"
+
+        @step.do()
+        async def after():
+            return self.env.hit("after")
+
+        return [await hold(), await after()]
+
+
+async def test_a_new_run_claimed_before_the_stop_notice_stops_the_old_one(
+    stepline: Stepline, probe
+):
+    """On PostgreSQL the stop notice of a restart comes through LISTEN, and the engine that
+    ran the old generation may claim the new one first. Its old run must end there and
+    then, not go on beside the new one, running step bodies that nothing stops."""
+    workflow = await stepline.register("holds", HoldsUntilReleased)
+    instance = await workflow.create()
+    await probe.wait_for("hold")
+    stored = await stepline.store.get_workflow(stepline.account_id, "holds")
+    assert stored is not None
+    record = await stepline.store.get_instance(stored.id, instance.id)
+    assert record is not None
+
+    # The restart as another process makes it, its stop notice not yet delivered here.
+    await stepline.store.restart(record.pk, from_seq=None, now=stepline.engine.clock.now_ms())
+    stepline.engine.wake()
+    await probe.wait_for("hold", 2)
+
+    assert probe.calls["hold cancelled"] == 1
+    probe.gate("release").set()
+    view = await finished(instance)
+    assert view["output"] == ["held", 1]
+    assert probe.calls["after"] == 1

@@ -372,6 +372,16 @@ class Engine:
                 now=self.clock.now_ms(),
             )
             return
+        older = self.runners.get(instance.pk)
+        if older is not None and older.generation < instance.generation:
+            # The instance was restarted while an older run of it is here, and this engine
+            # claimed the new run before the stop notice came (it comes over LISTEN on
+            # PostgreSQL). That notice would find only the new run: stop the old one now,
+            # before the new one starts, so that no step body of it runs beside the new.
+            paused = instance.pk in self._pending_pause  # a pause meant for the new run
+            await self.stop_runner(older)
+            if paused:
+                self._pending_pause.add(instance.pk)
         self.runners[instance.pk] = runner
         self._idle.clear()
         if instance.pk in self._pending_pause:
