@@ -261,6 +261,33 @@ async def test_pause_interrupts_an_event_wait_held_in_memory(
     assert (await finished(instance, timeout=3))["output"] == "after the pause"
 
 
+async def test_a_pause_that_comes_as_the_run_parks_for_a_wait_is_kept(
+    make_stepline: MakeStepline, probe, clock
+):
+    """The pause is written (waitingForPause) while the run is about to park for its wait,
+    its notice not yet come: the park makes the instance paused, not waiting, and an event
+    does not run it on before a resume."""
+    stepline = await make_stepline(suspend_after=SUSPEND)
+    workflow = await stepline.register("event-waiter", EventWaiter)
+    instance = await workflow.create()
+    await probe.wait_for("waiting")
+    stored = await stepline.store.get_workflow(stepline.account_id, "event-waiter")
+    assert stored is not None
+    record = await stepline.store.get_instance(stored.id, instance.id)
+    assert record is not None
+    # As another process's pause does it: the row, with the notice still on its way.
+    await stepline.store.update_instance(
+        record.pk, expect=("running",), changes={"status": "waitingForPause"}
+    )
+
+    await wait_for_status(instance, "paused", timeout=2)
+    await instance.send_event("approved", "after the pause")
+    await asyncio.sleep(0.2)
+    assert (await instance.status())["status"] == "paused"
+    await instance.resume()
+    assert (await finished(instance, timeout=3))["output"] == "after the pause"
+
+
 @pytest.mark.parametrize("status", ["queued", "waitingForPause", "paused"])
 async def test_pause_is_a_no_op(make_stepline: MakeStepline, probe, clock, status):
     _, instance = await in_status(make_stepline, probe, clock, status)

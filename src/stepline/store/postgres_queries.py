@@ -226,14 +226,19 @@ LOCK_FENCED = "SELECT generation FROM instances WHERE pk = $1 FOR UPDATE"
 SUSPEND = (
     f"WITH saved AS (INSERT INTO steps ({STEP_COLUMNS}) SELECT * FROM {_unnest_steps(10)} "
     f"{_UPSERT_STEP}), "
-    "ready AS (SELECT $3::text = 'waiting' AND EXISTS (SELECT 1 FROM events e "
+    "pausing AS (SELECT status = 'waitingForPause' AND $3::text = 'waiting' AS yes "
+    "FROM instances WHERE pk = $1), "
+    "ready AS (SELECT $3::text = 'waiting' AND NOT (SELECT yes FROM pausing) "
+    "AND EXISTS (SELECT 1 FROM events e "
     "WHERE e.instance_pk = $1 AND e.consumed_by IS NULL AND (e.type = ANY($8::text[]) "
     "OR e.type IN (SELECT event_type FROM steps WHERE instance_pk = $1 AND kind = 'wait' "
     "AND status = 'waiting' AND NOT (key = ANY($9::text[]))))) AS woken) "
-    "UPDATE instances SET status = $3::text, "
+    # A run that parks as "waiting" while a pause was written (waitingForPause; its notice
+    # had not reached the runner) parks the instance paused: waits are interrupted at once.
+    "UPDATE instances SET status = CASE WHEN pausing.yes THEN 'paused' ELSE $3::text END, "
     "wake_at = CASE WHEN ready.woken THEN $7::bigint ELSE $4::bigint END, "
-    "wake_kind = $5::text, paused_on = $6::bigint, "
-    "modified_on = $7::bigint, lease_owner = NULL, lease_expires = NULL FROM ready "
+    "wake_kind = $5::text, paused_on = CASE WHEN pausing.yes THEN $7::bigint ELSE $6::bigint END, "
+    "modified_on = $7::bigint, lease_owner = NULL, lease_expires = NULL FROM ready, pausing "
     "WHERE pk = $1 AND generation = $2 RETURNING ready.woken"
 )
 FINISH_MANY = (

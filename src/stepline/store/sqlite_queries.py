@@ -207,8 +207,13 @@ EVENT_READY_FOR_WAIT = (
     "WHERE s.instance_pk = ? AND s.kind = 'wait' AND s.status = 'waiting' LIMIT 1"
 )
 SUSPEND = (
-    "UPDATE instances SET status = ?, wake_at = ?, wake_kind = ?, paused_on = ?, "
-    "modified_on = ?, lease_owner = NULL, lease_expires = NULL WHERE pk = ? AND generation = ?"
+    # A run that parks as "waiting" while a pause was written (waitingForPause; its notice
+    # had not reached the runner) parks the instance paused: waits are interrupted at once.
+    "UPDATE instances SET "
+    "status = CASE WHEN status = 'waitingForPause' AND ?1 = 'waiting' THEN 'paused' ELSE ?1 END, "
+    "paused_on = CASE WHEN status = 'waitingForPause' AND ?1 = 'waiting' THEN ?5 ELSE ?4 END, "
+    "wake_at = ?2, wake_kind = ?3, modified_on = ?5, lease_owner = NULL, lease_expires = NULL "
+    "WHERE pk = ?6 AND generation = ?7"
 )
 FINISH = (
     f"UPDATE instances SET status = ?, output = NULLIF(?, {NULL_MARK}), "
