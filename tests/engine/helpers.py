@@ -10,6 +10,7 @@ from itertools import pairwise
 from typing import Any
 
 from stepline import InstanceHandle, Stepline
+from stepline.store.records import InstanceRecord
 from stepline.testing import wait_for_status
 
 FINISHED = ("complete", "errored", "terminated")
@@ -66,3 +67,12 @@ async def cancelled_inside(store: Any, method: str, call: Coroutine[Any, Any, An
     finally:
         setattr(store, method, original)
     assert caller.cancelled()
+
+
+async def stored_instance(stepline: Stepline, workflow: str, instance_id: str) -> InstanceRecord:
+    """The store's row of an instance, for a test that changes it as another process would."""
+    stored = await stepline.store.get_workflow(stepline.account_id, workflow)
+    assert stored is not None
+    record = await stepline.store.get_instance(stored.id, instance_id)
+    assert record is not None
+    return record

@@ -10,7 +10,7 @@ from typing import Any
 from stepline import Stepline, WorkflowEntrypoint
 from stepline.store.port import WorkflowSettings
 from tests.conftest import MakeStepline
-from tests.engine.helpers import cancelled_inside, finished
+from tests.engine.helpers import cancelled_inside, finished, stored_instance
 
 
 class Held(WorkflowEntrypoint):
@@ -24,14 +24,6 @@ class Held(WorkflowEntrypoint):
             return event.payload
 
         return await held()
-
-
-async def row(stepline: Stepline, workflow: str, instance_id: str) -> Any:
-    record = await stepline.store.get_workflow(stepline.account_id, workflow)
-    assert record is not None
-    found = await stepline.store.get_instance(record.id, instance_id)
-    assert found is not None
-    return found
 
 
 def count_claims(stepline: Stepline) -> list[str]:
@@ -61,7 +53,7 @@ async def test_a_create_with_room_is_running_as_it_returns_when_alone(
     assert [c["status"] for c in created] == ["queued"] * 3
     exclusive = stepline.store.exclusive
     for n in range(3):
-        found = await row(stepline, "held", f"h{n}")
+        found = await stored_instance(stepline, "held", f"h{n}")
         if exclusive:
             owner = stepline.engine.owner
             assert (found.status, found.lease_owner, found.generation) == ("running", owner, 1)
@@ -86,7 +78,7 @@ async def test_a_batch_larger_than_the_free_slots_is_left_to_the_scheduler(
     await workflow.create_batch([{"id": f"b{n}"} for n in range(3)])
     await probe.wait_for("entered", 2)
     await asyncio.sleep(0.05)
-    statuses = sorted([(await row(stepline, "held", f"b{n}")).status for n in range(3)])
+    statuses = sorted([(await stored_instance(stepline, "held", f"b{n}")).status for n in range(3)])
     assert statuses == ["queued", "running", "running"]
     probe.gate("open").set()
     for n in range(3):
@@ -102,7 +94,7 @@ async def test_a_limited_workflow_is_left_to_the_scheduler(make_stepline: MakeSt
     workflow = stepline.workflow("limited")
     claimed = count_claims(stepline)
     first = await workflow.create(id="l0")
-    found = await row(stepline, "limited", "l0")
+    found = await stored_instance(stepline, "limited", "l0")
     if found.status == "queued":  # else the scheduler was first: `claimed` says it was
         assert found.lease_owner is None
     await probe.wait_for("entered", 1)
@@ -116,7 +108,7 @@ async def test_an_engine_that_stopped_claims_nothing_at_create(make_stepline: Ma
     workflow = await stepline.register("held", Held)
     await stepline.engine.stop()
     await workflow.create(id="later")
-    found = await row(stepline, "held", "later")
+    found = await stored_instance(stepline, "held", "later")
     assert found.status == "queued" and found.lease_owner is None
 
 

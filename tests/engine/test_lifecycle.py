@@ -11,7 +11,7 @@ from stepline.errors import CannotTerminate
 from stepline.store.port import Notice
 from stepline.testing import TestClock, wait_for_status
 from tests.conftest import HOT, SUSPEND, MakeStepline
-from tests.engine.helpers import cancelled_inside, finished, ms, poke, step
+from tests.engine.helpers import cancelled_inside, finished, ms, poke, step, stored_instance
 from tests.workflows.probe import Probe
 
 EVERY_STATUS = (
@@ -271,10 +271,7 @@ async def test_a_pause_that_comes_as_the_run_parks_for_a_wait_is_kept(
     workflow = await stepline.register("event-waiter", EventWaiter)
     instance = await workflow.create()
     await probe.wait_for("waiting")
-    stored = await stepline.store.get_workflow(stepline.account_id, "event-waiter")
-    assert stored is not None
-    record = await stepline.store.get_instance(stored.id, instance.id)
-    assert record is not None
+    record = await stored_instance(stepline, "event-waiter", instance.id)
     # As another process's pause does it: the row, with the notice still on its way.
     await stepline.store.update_instance(
         record.pk, expect=("running",), changes={"status": "waitingForPause"}

@@ -9,7 +9,7 @@ import pytest
 from stepline import InstanceHandle, Stepline, WorkflowEntrypoint
 from stepline.errors import CannotRestart
 from stepline.testing import wait_for_status
-from tests.engine.helpers import finished, step_names
+from tests.engine.helpers import finished, step_names, stored_instance
 
 
 class ThreeSteps(WorkflowEntrypoint):
@@ -266,10 +266,7 @@ async def test_a_new_run_claimed_before_the_stop_notice_stops_the_old_one(
     workflow = await stepline.register("holds", HoldsUntilReleased)
     instance = await workflow.create()
     await probe.wait_for("hold")
-    stored = await stepline.store.get_workflow(stepline.account_id, "holds")
-    assert stored is not None
-    record = await stepline.store.get_instance(stored.id, instance.id)
-    assert record is not None
+    record = await stored_instance(stepline, "holds", instance.id)
 
     # The restart as another process makes it, its stop notice not yet delivered here.
     await stepline.store.restart(record.pk, from_seq=None, now=stepline.engine.clock.now_ms())
