@@ -136,3 +136,39 @@ async def test_healthz_is_503_when_the_check_says_unavailable() -> None:
         answer = await http.get("/healthz")
     assert answer.status_code == 503
     assert answer.json()["status"] == "unavailable"
+
+
+async def test_a_client_that_hangs_up_mid_body_is_no_server_error(caplog) -> None:
+    """The body never comes (the client went away): nothing to answer, and no traceback."""
+    from tests.api.http_fakes import FakeClient
+
+    from stepline.api import StaticTokenAuthenticator, create_app
+
+    app = create_app(FakeClient(), StaticTokenAuthenticator("acc", "t"))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "PATCH",
+        "scheme": "http",
+        "path": "/client/v4/accounts/acc/workflows/my-workflow/instances/i-1/status",
+        "raw_path": b"/client/v4/accounts/acc/workflows/my-workflow/instances/i-1/status",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", b"Bearer t"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+    }
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    with caplog.at_level("INFO", logger="stepline.api"):
+        await app(scope, receive, send)
+
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert not [m for m in sent if m.get("status", 0) >= 500]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stepline.api.envelope import error_response
@@ -60,6 +61,9 @@ class UnexpectedErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            # The client went away before its body came: nobody to answer, nothing wrong here.
+            logger.info("client went away during %s %s", scope.get("method"), scope.get("path"))
         except Exception:
             logger.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
             if response_started:
