@@ -267,15 +267,18 @@ async def test_a_pause_that_comes_as_the_run_parks_for_a_wait_is_kept(
     """The pause is written (waitingForPause) while the run is about to park for its wait,
     its notice not yet come: the park makes the instance paused, not waiting, and an event
     does not run it on before a resume."""
-    stepline = await make_stepline(suspend_after=SUSPEND)
+    # The wait is held in memory for half a second before the run parks: time enough for
+    # the pause below to be written while it is still running.
+    stepline = await make_stepline(suspend_after=500)
     workflow = await stepline.register("event-waiter", EventWaiter)
     instance = await workflow.create()
     await probe.wait_for("waiting")
     record = await stored_instance(stepline, "event-waiter", instance.id)
     # As another process's pause does it: the row, with the notice still on its way.
-    await stepline.store.update_instance(
+    pausing = await stepline.store.update_instance(
         record.pk, expect=("running",), changes={"status": "waitingForPause"}
     )
+    assert pausing is not None
 
     await wait_for_status(instance, "paused", timeout=2)
     await instance.send_event("approved", "after the pause")
@@ -283,6 +286,33 @@ async def test_a_pause_that_comes_as_the_run_parks_for_a_wait_is_kept(
     assert (await instance.status())["status"] == "paused"
     await instance.resume()
     assert (await finished(instance, timeout=3))["output"] == "after the pause"
+
+
+async def test_a_pause_that_finds_the_status_moving_tries_again(
+    make_stepline: MakeStepline, probe, clock
+):
+    """The pause looks for ``waiting``, then for ``running``; the run parks in between (its
+    suspension held the row): the pause finds ``waiting`` and pauses it, rather than
+    answering ``waiting`` and doing nothing."""
+    stepline = await make_stepline(suspend_after=SUSPEND)
+    instance = await (await stepline.register("event-waiter", EventWaiter)).create()
+    await wait_for_status(instance, "waiting")
+    real = stepline.store.update_instance
+    looks: list[tuple[str, ...]] = []
+
+    async def parks_in_between(pk, *, expect, changes):
+        looks.append(tuple(expect))
+        if len(looks) == 1:
+            return None  # it was still running when the pause looked for "waiting"
+        return await real(pk, expect=expect, changes=changes)
+
+    stepline.store.update_instance = parks_in_between  # type: ignore[method-assign]
+    try:
+        assert await instance.pause() == "paused"
+    finally:
+        stepline.store.update_instance = real  # type: ignore[method-assign]
+    assert looks[:3] == [("waiting",), ("running",), ("waiting",)]
+    assert (await instance.status())["status"] == "paused"
 
 
 @pytest.mark.parametrize("status", ["queued", "waitingForPause", "paused"])

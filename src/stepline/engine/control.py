@@ -262,19 +262,25 @@ class Control:
 
     @_runs_to_the_end
     async def pause(self, instance: InstanceRecord) -> str:
-        now = self.clock.now_ms()
-        parked = await self.store.update_instance(
-            instance.pk, expect=("waiting",), changes={"status": "paused", "paused_on": now}
-        )
-        if parked is not None:
-            return "paused"
-        pausing = await self.store.update_instance(
-            instance.pk, expect=("running",), changes={"status": "waitingForPause"}
-        )
-        if pausing is not None:
-            await self.store.publish(Notice("pause", instance.pk, pausing.lease_owner))
-            return "waitingForPause"
-        return await self._current_status(instance)
+        # Twice at most: between the two looks the status may move from one the pause acts
+        # on to the other (a run parks for a wait, or a queued instance is claimed).
+        for _ in range(2):
+            now = self.clock.now_ms()
+            parked = await self.store.update_instance(
+                instance.pk, expect=("waiting",), changes={"status": "paused", "paused_on": now}
+            )
+            if parked is not None:
+                return "paused"
+            pausing = await self.store.update_instance(
+                instance.pk, expect=("running",), changes={"status": "waitingForPause"}
+            )
+            if pausing is not None:
+                await self.store.publish(Notice("pause", instance.pk, pausing.lease_owner))
+                return "waitingForPause"
+            current = await self._current_status(instance)
+            if current not in ("waiting", "running"):
+                break
+        return current
 
     @_runs_to_the_end
     async def resume(self, instance: InstanceRecord) -> str:
