@@ -199,6 +199,33 @@ async def test_pause_during_the_last_step_pauses_before_the_end(stepline: Stepli
     assert probe.calls["hold"] == 1
 
 
+async def test_a_pause_written_during_the_last_step_is_kept_at_the_end(stepline: Stepline, probe):
+    """The pause is written (waitingForPause) while the last step runs, its notice not yet
+    at the runner, as another process's pause is: the end of the run parks the instance
+    paused, rather than completing it over the pause."""
+    workflow = await stepline.register("holds-to-the-end", HoldsToTheEnd)
+    instance = await workflow.create()
+    await probe.wait_for("hold")
+    record = await stored_instance(stepline, "holds-to-the-end", instance.id)
+    await stepline.store.update_instance(
+        record.pk, expect=("running",), changes={"status": "waitingForPause"}
+    )
+
+    probe.gate("release").set()
+    view = await wait_for_status(instance, "paused")
+    assert view["output"] is None
+    assert view["end"] is None
+    assert step(view, "hold-1")["success"] is True
+    # The pause's notice comes now, the run gone: it is not kept for the run that the
+    # resume starts, which would pause again at once.
+    stepline.engine.handle_notice(Notice("pause", record.pk, record.lease_owner))
+
+    await instance.resume()
+    view = await finished(instance)
+    assert (view["status"], view["output"]) == ("complete", "held")
+    assert probe.calls["hold"] == 1
+
+
 async def test_pause_waits_for_every_in_flight_step(stepline: Stepline, probe):
     workflow = await stepline.register("two-in-flight", TwoInFlight)
     instance = await workflow.create()

@@ -287,7 +287,9 @@ class Control:
         now = self.clock.now_ms()
         resumed = await self.store.resume(instance.pk, now=now)
         if resumed is not None:
-            await self.store.publish(Notice("wake"))
+            # To every engine (no owner): a pause notice that came after the run had parked
+            # is dropped, not kept for the run this resume starts, and the engines wake.
+            await self.store.publish(Notice("unpause", instance.pk))
             return resumed.status
         unpaused = await self.store.update_instance(
             instance.pk, expect=("waitingForPause",), changes={"status": "running"}

@@ -218,7 +218,9 @@ class Engine:
                 self._pending_pause.add(notice.pk)
         elif notice.kind == "unpause":
             self._pending_pause.discard(notice.pk)
-            if runner is not None:
+            if notice.owner is None:  # resumed from paused: queued again, for any engine
+                self.wake()
+            elif runner is not None:
                 runner.cancel_pause()
         elif notice.kind == "stop":
             self._pending_pause.discard(notice.pk)

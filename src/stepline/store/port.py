@@ -60,7 +60,8 @@ class Notice:
     """Something an engine may need to act on now, sent to every engine sharing the store.
 
     ``kind``: ``wake`` (look for runnable instances), ``event`` (an event arrived for
-    ``pk``), ``pause`` / ``unpause`` / ``stop`` (for the runner of ``pk``). ``owner`` names the
+    ``pk``), ``pause`` / ``unpause`` / ``stop`` (for the runner of ``pk``; an ``unpause``
+    without an owner is a resume from paused, which also wakes). ``owner`` names the
     engine whose runner is meant (None: any); ``generation`` is the instance's generation
     after the change, so a ``stop`` spares a runner that claimed the instance afterwards.
     """

@@ -241,13 +241,21 @@ SUSPEND = (
     "modified_on = $7::bigint, lease_owner = NULL, lease_expires = NULL FROM ready, pausing "
     "WHERE pk = $1 AND generation = $2 RETURNING ready.woken"
 )
+# A run that completes while a pause was written (waitingForPause; its notice had not reached
+# the runner) parks the instance paused instead: the end is a step boundary too (§3.2), and
+# resumed, the replay returns at once.
+_PAUSING_AT_END = "(instances.status = 'waitingForPause' AND f.status = 'complete')"
 FINISH_MANY = (
-    "UPDATE instances SET status = f.status, output = f.output, error_name = f.error_name, "
-    "error_message = f.error_message, ended_on = f.now, modified_on = f.now, wake_at = NULL, "
-    "wake_kind = NULL, lease_owner = NULL, lease_expires = NULL, "
-    "expires_on = f.now + CASE WHEN f.status = 'complete' "
+    f"UPDATE instances SET status = CASE WHEN {_PAUSING_AT_END} THEN 'paused' ELSE f.status END, "
+    f"output = CASE WHEN {_PAUSING_AT_END} THEN NULL ELSE f.output END, "
+    "error_name = f.error_name, error_message = f.error_message, "
+    f"ended_on = CASE WHEN {_PAUSING_AT_END} THEN NULL ELSE f.now END, "
+    f"paused_on = CASE WHEN {_PAUSING_AT_END} THEN f.now ELSE paused_on END, "
+    "modified_on = f.now, wake_at = NULL, wake_kind = NULL, lease_owner = NULL, "
+    f"lease_expires = NULL, expires_on = CASE WHEN {_PAUSING_AT_END} THEN NULL "
+    "ELSE f.now + CASE WHEN f.status = 'complete' "
     f"THEN COALESCE(success_retention_ms, {_RETAIN}) "
-    f"ELSE COALESCE(error_retention_ms, {_RETAIN}) END "
+    f"ELSE COALESCE(error_retention_ms, {_RETAIN}) END END "
     "FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], "
     "$7::bigint[]) AS f (pk, generation, status, output, error_name, error_message, now) "
     "WHERE instances.pk = f.pk AND instances.generation = f.generation RETURNING instances.pk"

@@ -215,25 +215,31 @@ SUSPEND = (
     "wake_at = ?2, wake_kind = ?3, modified_on = ?5, lease_owner = NULL, lease_expires = NULL "
     "WHERE pk = ?6 AND generation = ?7"
 )
-FINISH = (
-    f"UPDATE instances SET status = ?, output = NULLIF(?, {NULL_MARK}), "
-    f"error_name = NULLIF(?, {NULL_MARK}), error_message = NULLIF(?, {NULL_MARK}), "
-    "ended_on = ?, modified_on = ?, wake_at = NULL, wake_kind = NULL, lease_owner = NULL, "
-    "lease_expires = NULL, expires_on = ? + CASE WHEN ? = 'complete' "
-    f"THEN COALESCE(success_retention_ms, {_RETAIN}) "
-    f"ELSE COALESCE(error_retention_ms, {_RETAIN}) END "
-    "WHERE pk = ? AND generation = ?"
-)
+
+
+def _finish(p: Callable[[int], str]) -> str:
+    """The end of a run, from ``FINISH``'s ten parameters (``p(n)`` names the n-th). A run
+    that completes while a pause was written (waitingForPause; its notice had not reached
+    the runner) parks the instance paused instead: the end is a step boundary too (§3.2),
+    and resumed, the replay returns at once."""
+    pausing = f"(status = 'waitingForPause' AND {p(1)} = 'complete')"
+    return (
+        f"UPDATE instances SET status = CASE WHEN {pausing} THEN 'paused' ELSE {p(1)} END, "
+        f"output = CASE WHEN {pausing} THEN NULL ELSE NULLIF({p(2)}, {NULL_MARK}) END, "
+        f"error_name = NULLIF({p(3)}, {NULL_MARK}), error_message = NULLIF({p(4)}, {NULL_MARK}), "
+        f"ended_on = CASE WHEN {pausing} THEN NULL ELSE {p(5)} END, "
+        f"paused_on = CASE WHEN {pausing} THEN {p(5)} ELSE paused_on END, "
+        f"modified_on = {p(6)}, wake_at = NULL, wake_kind = NULL, lease_owner = NULL, "
+        f"lease_expires = NULL, expires_on = CASE WHEN {pausing} THEN NULL ELSE {p(7)} + "
+        f"CASE WHEN {p(8)} = 'complete' THEN COALESCE(success_retention_ms, {_RETAIN}) "
+        f"ELSE COALESCE(error_retention_ms, {_RETAIN}) END END "
+    )
+
+
+FINISH = _finish(lambda n: f"?{n}") + "WHERE pk = ?9 AND generation = ?10"
 FINISH_MANY = (
-    f"UPDATE instances SET status = v.column1, output = NULLIF(v.column2, {NULL_MARK}), "
-    f"error_name = NULLIF(v.column3, {NULL_MARK}), "
-    f"error_message = NULLIF(v.column4, {NULL_MARK}), "
-    "ended_on = v.column5, modified_on = v.column6, wake_at = NULL, "
-    "wake_kind = NULL, lease_owner = NULL, lease_expires = NULL, expires_on = v.column7 + "
-    "CASE WHEN v.column8 = 'complete' "
-    f"THEN COALESCE(success_retention_ms, {_RETAIN}) "
-    f"ELSE COALESCE(error_retention_ms, {_RETAIN}) END "
-    "FROM (VALUES {rows}) AS v WHERE pk = v.column9 AND generation = v.column10"
+    _finish(lambda n: f"v.column{n}")
+    + "FROM (VALUES {rows}) AS v WHERE pk = v.column9 AND generation = v.column10"
 )
 """``FINISH`` for many instances at once: ``{rows}`` holds rows of ``FINISH``'s parameters."""
 OLDEST_EVENT = (
