@@ -261,7 +261,9 @@ FINISH_MANY = (
     "WHERE instances.pk = f.pk AND instances.generation = f.generation RETURNING instances.pk"
 )
 """End many instances' runs (each fenced by its generation); answers the pks it ended."""
-# The event this wait already took (a retry after a lost reply) or else the oldest free one.
+# The event this wait already took (a retry after a lost reply) or else the oldest free one
+# sent by the wait's deadline ($15): one sent after it is not this wait's, however late the
+# replay comes (§3.5).
 # The instance's row is locked first, as every path that changes events does: the trigger that
 # counts untaken events then updates a row this statement already holds.
 CONSUME_EVENT = (
@@ -270,7 +272,7 @@ CONSUME_EVENT = (
     f"prior AS (SELECT {EVENT_COLUMNS} FROM events WHERE instance_pk = $1 AND type = $3 "
     "AND consumed_by = $4 AND EXISTS (SELECT 1 FROM fence) ORDER BY id LIMIT 1), "
     "pick AS (SELECT id FROM events WHERE instance_pk = $1 AND type = $3 "
-    "AND consumed_by IS NULL AND EXISTS (SELECT 1 FROM fence) "
+    "AND consumed_by IS NULL AND created_on <= $15 AND EXISTS (SELECT 1 FROM fence) "
     "AND NOT EXISTS (SELECT 1 FROM prior) ORDER BY id LIMIT 1 FOR UPDATE), "
     "taken AS (UPDATE events SET consumed_by = $4 WHERE id IN (SELECT id FROM pick) "
     f"RETURNING {EVENT_COLUMNS}), "
@@ -290,9 +292,10 @@ LOCK_EVENT_TARGET = (
 )
 """The instance an event is sent to, and what its untaken events weigh, its row locked."""
 INSERT_EVENT = "INSERT INTO events (instance_pk, type, payload, created_on) VALUES ($1, $2, $3, $4)"
+# A wait past its deadline needs no event: it has timed out, though no run has said so yet.
 _A_WAIT_NEEDS_IT = (
     "EXISTS (SELECT 1 FROM steps WHERE instance_pk = $1 AND kind = 'wait' "
-    "AND status = 'waiting' AND event_type = $2)"
+    "AND status = 'waiting' AND event_type = $2 AND wake_at >= $3)"
 )
 WAKE_FOR_EVENT = (
     "UPDATE instances SET wake_at = $3, modified_on = $3 WHERE pk = $1 AND status = 'waiting' "
@@ -309,7 +312,7 @@ CLAIM_WOKEN = (
 concurrency limit; run in the transaction that locked the instance's row."""
 HAND_TO_WAIT = (
     "WITH wait AS (SELECT key FROM steps WHERE instance_pk = $1 AND kind = 'wait' "
-    "AND status = 'waiting' AND event_type = $2 ORDER BY seq LIMIT 1), "
+    "AND status = 'waiting' AND event_type = $2 AND wake_at >= $3 ORDER BY seq LIMIT 1), "
     "picked AS (SELECT id, payload FROM events WHERE instance_pk = $1 AND type = $2 "
     "AND consumed_by IS NULL ORDER BY id LIMIT 1), "
     "taken AS (UPDATE events SET consumed_by = (SELECT key FROM wait) "

@@ -433,7 +433,7 @@ class SqliteStore(SqliteCatalog):
     ) -> EventRecord | None:
         def op(conn: sqlite3.Connection) -> EventRecord | None:
             _fence(conn, pk, generation)
-            row = conn.execute(q.OLDEST_EVENT, (pk, step.event_type)).fetchone()
+            row = conn.execute(q.OLDEST_EVENT, (pk, step.event_type, step.wake_at)).fetchone()
             if row is None:
                 return None
             event = event_from_row(row)
@@ -475,12 +475,12 @@ class SqliteStore(SqliteCatalog):
                 return BufferedEvent(instance)
             if owner is not None:
                 lease = (now, now, owner, lease_until)
-                claimed = conn.execute(q.CLAIM_WOKEN, (*lease, pk, pk, event_type)).fetchone()
+                claimed = conn.execute(q.CLAIM_WOKEN, (*lease, pk, pk, event_type, now)).fetchone()
                 if claimed is not None:
                     _hand_to_wait(conn, pk, event_type, now)
                     steps = [step_from_row(r) for r in conn.execute(q.RUN_STEPS_OF, (pk,))]
                     return BufferedEvent(instance, (instance_from_row(claimed), steps))
-            conn.execute(q.WAKE_FOR_EVENT, (now, now, pk, pk, event_type))
+            conn.execute(q.WAKE_FOR_EVENT, (now, now, pk, pk, event_type, now))
             return BufferedEvent(instance)
 
         return await self._write(op)
@@ -683,8 +683,8 @@ def _save_steps(
 def _hand_to_wait(conn: sqlite3.Connection, pk: int, event_type: str, now: int) -> None:
     """Give the oldest unconsumed event of ``event_type`` to the first wait for it, as the
     runner's ``consume_event`` would when its replay reached that wait."""
-    (key,) = conn.execute(q.FIRST_WAIT_FOR, (pk, event_type)).fetchone()
-    event = event_from_row(conn.execute(q.OLDEST_EVENT, (pk, event_type)).fetchone())
+    (key,) = conn.execute(q.FIRST_WAIT_FOR, (pk, event_type, now)).fetchone()
+    event = event_from_row(conn.execute(q.OLDEST_EVENT, (pk, event_type, now)).fetchone())
     conn.execute(q.CONSUME_EVENT, (key, event.id))
     conn.execute(q.COMPLETE_WAIT, (now, event.payload, pk, key))
 

@@ -244,15 +244,18 @@ FINISH_MANY = (
 """``FINISH`` for many instances at once: ``{rows}`` holds rows of ``FINISH``'s parameters."""
 OLDEST_EVENT = (
     f"SELECT {EVENT_COLUMNS} FROM events WHERE instance_pk = ? AND type = ? "
-    "AND consumed_by IS NULL ORDER BY id LIMIT 1"
+    "AND consumed_by IS NULL AND created_on <= ? ORDER BY id LIMIT 1"
 )
+"""The oldest untaken event of a type sent by a time: a wait's deadline, as an event sent
+after it is not that wait's, however late its replay comes (§3.5)."""
 CONSUME_EVENT = "UPDATE events SET consumed_by = ? WHERE id = ?"
 
 # -- control -------------------------------------------------------------------------------
 INSERT_EVENT = "INSERT INTO events (instance_pk, type, payload, created_on) VALUES (?, ?, ?, ?)"
+# A wait past its deadline needs no event: it has timed out, though no run has said so yet.
 _A_WAIT_NEEDS_IT = (
     "EXISTS (SELECT 1 FROM steps WHERE instance_pk = ? AND kind = 'wait' "
-    "AND status = 'waiting' AND event_type = ?)"
+    "AND status = 'waiting' AND event_type = ? AND wake_at >= ?)"
 )
 WAKE_FOR_EVENT = (
     "UPDATE instances SET wake_at = ?, modified_on = ? WHERE pk = ? AND status = 'waiting' "
@@ -265,7 +268,7 @@ CLAIM_WOKEN = _CLAIM.format(
 """Claim an instance that an event wakes, unless its workflow has a concurrency limit."""
 FIRST_WAIT_FOR = (
     "SELECT key FROM steps WHERE instance_pk = ? AND kind = 'wait' AND status = 'waiting' "
-    "AND event_type = ? ORDER BY seq LIMIT 1"
+    "AND event_type = ? AND wake_at >= ? ORDER BY seq LIMIT 1"
 )
 COMPLETE_WAIT = (
     "UPDATE steps SET status = 'complete', end_at = ?, output = ? WHERE instance_pk = ? AND key = ?"
