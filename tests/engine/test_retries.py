@@ -182,6 +182,40 @@ async def test_attempt_timeout_without_retries_errors_the_instance(stepline: Ste
     }
 
 
+class SwallowsItsTimeout(WorkflowEntrypoint):
+    """The first attempt outlives its 100 ms timeout, catches the cancellation and returns
+    anyway; the second returns at once."""
+
+    async def run(self, event, step):
+        @step.do("slow", config={"timeout": 100, "retries": {"limit": 1, "delay": 10}})
+        async def slow(ctx):
+            if ctx.attempt == 1:
+                try:
+                    await asyncio.sleep(5)
+                except asyncio.CancelledError:
+                    return "late"
+            return "in time"
+
+        after = await slow()
+        await asyncio.sleep(0)  # the run goes on: no cancellation is left pending on its task
+        return after
+
+
+async def test_an_attempt_that_returns_after_its_timeout_has_timed_out(stepline: Stepline):
+    """A result that comes after the timeout, the cancellation caught, is not the step's:
+    the attempt timed out (§2.4: each attempt is raced against its timeout)."""
+    workflow = await stepline.register("swallows", SwallowsItsTimeout)
+    view = await finished(await workflow.create())
+
+    assert (view["status"], view["output"]) == ("complete", "in time")
+    first, second = step(view, "slow-1")["attempts"]
+    assert first["error"] == {
+        "name": "WorkflowTimeoutError",
+        "message": "Execution timed out after 100ms",
+    }
+    assert second["success"] is True
+
+
 class NonRetryable(WorkflowEntrypoint):
     """Step ``charge`` raises NonRetryableError; ``params["catch"]`` handles it in run()."""
 

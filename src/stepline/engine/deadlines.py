@@ -19,8 +19,8 @@ __all__ = ["Deadlines"]
 
 
 class _Deadline:
-    """One armed limit: cancels ``task`` when it expires; on the way out of the block, that
-    cancellation becomes ``TimeoutError`` (one from elsewhere stays a cancellation)."""
+    """One armed limit: cancels ``task`` when it expires; on the way out of the block, an
+    expired limit raises ``TimeoutError`` (a cancellation from elsewhere stays one)."""
 
     __slots__ = ("deadlines", "expired", "slot", "task", "timer")
 
@@ -48,12 +48,14 @@ class _Deadline:
             self.timer.cancel()
         else:
             self.deadlines.disarm(self)
-        if (
-            self.expired
-            and kind is not None
-            and issubclass(kind, asyncio.CancelledError)
-            and self.task.uncancel() == 0
-        ):
+        if not self.expired:
+            return
+        # The expiry's cancellation is taken back. Whatever the block did after it (let the
+        # cancellation out, caught it and returned, raised something else), the attempt
+        # timed out: what it gives after its deadline is not its result. Only a
+        # cancellation from elsewhere, still asked for, goes on out.
+        elsewhere = self.task.uncancel() > 0
+        if not (elsewhere and kind is not None and issubclass(kind, asyncio.CancelledError)):
             raise TimeoutError() from None
 
 
