@@ -361,8 +361,8 @@ RESTART = (
 DELETE_ALL_EVENTS = "DELETE FROM events WHERE instance_pk = $1"
 DELETE_ALL_STEPS = "DELETE FROM steps WHERE instance_pk = $1"
 DELETE_EVENTS_OF_WIPED = (
-    "DELETE FROM events WHERE instance_pk = $1 AND consumed_by IN "
-    "(SELECT key FROM steps WHERE instance_pk = $1 AND seq >= $2)"
+    "DELETE FROM events WHERE instance_pk = $1 AND (consumed_by IS NULL OR consumed_by IN "
+    "(SELECT key FROM steps WHERE instance_pk = $1 AND seq >= $2))"
 )
 DELETE_STEPS_FROM = (
     "DELETE FROM steps WHERE instance_pk = $1 AND (seq >= $2 OR kind = 'termination')"

@@ -299,8 +299,8 @@ RESUME = (
 DELETE_ALL_EVENTS = "DELETE FROM events WHERE instance_pk = ?"
 DELETE_ALL_STEPS = "DELETE FROM steps WHERE instance_pk = ?"
 DELETE_EVENTS_OF_WIPED = (
-    "DELETE FROM events WHERE instance_pk = ? AND consumed_by IN "
-    "(SELECT key FROM steps WHERE instance_pk = ? AND seq >= ?)"
+    "DELETE FROM events WHERE instance_pk = ? AND (consumed_by IS NULL OR consumed_by IN "
+    "(SELECT key FROM steps WHERE instance_pk = ? AND seq >= ?))"
 )
 DELETE_STEPS_FROM = "DELETE FROM steps WHERE instance_pk = ? AND (seq >= ? OR kind = 'termination')"
 RESTART = (
