@@ -7,7 +7,6 @@ a change in a workflow's code makes a new version, as a redeploy does on Cloudfl
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from dataclasses import dataclass
@@ -20,12 +19,12 @@ import uvicorn
 from stepline.api import ChainAuthenticator, StaticTokenAuthenticator, create_app
 from stepline.api.app import HealthCheck
 from stepline.api.auth import Authenticator
-from stepline.app import DEFAULT_ACCOUNT, Stepline
-from stepline.config import ProjectConfig, load_config
+from stepline.app import Stepline
+from stepline.config import load_config
+from stepline.declared import register_declared, resolve_account
 from stepline.engine.step_threads import DEFAULT_STEP_THREADS
 from stepline.engine.tuning import run_owned_process
 from stepline.store.open import DEFAULT_DATABASE
-from stepline.store.port import WorkflowSettings
 from stepline.tokens import StoreTokenAuthenticator
 from stepline.validation import MAX_INSTANCE_STORAGE_BYTES
 
@@ -50,37 +49,6 @@ class ServerOptions:
     """The UTF-8 bytes one instance may persist."""
     step_threads: int = DEFAULT_STEP_THREADS
     log_level: str = "info"
-
-
-def resolve_account(account_id: str | None) -> str:
-    """The flag's account, else ``STEPLINE_ACCOUNT_ID``, else ``local``."""
-    return account_id or os.environ.get("STEPLINE_ACCOUNT_ID") or DEFAULT_ACCOUNT
-
-
-async def register_declared(stepline: Stepline, project: ProjectConfig, account_id: str) -> None:
-    """Register every workflow of ``stepline.toml``; unchanged code keeps its version."""
-    for declared in project.workflows:
-        cls = stepline.classes.load(declared.script_name, declared.class_name)
-        workflow, version = await stepline.control.register(
-            account_id,
-            declared.name,
-            cls,
-            WorkflowSettings(
-                step_limit=declared.step_limit,
-                success_retention_ms=declared.success_retention_ms,
-                error_retention_ms=declared.error_retention_ms,
-                concurrency_limit=declared.concurrency_limit,
-            ),
-            script_name=declared.script_name,
-            schedules=declared.schedules,
-        )
-        log.info(
-            "workflow %s -> %s.%s (version %s)",
-            workflow.name,
-            declared.script_name,
-            declared.class_name,
-            version.id,
-        )
 
 
 def health_check(stepline: Stepline) -> HealthCheck:

@@ -30,10 +30,10 @@ from stepline.cli.serve import (
     storage_limit_bytes,
 )
 from stepline.config import load_config
+from stepline.declared import register_declared, resolve_account
 from stepline.durations import parse_duration_ms
 from stepline.engine.step_threads import DEFAULT_STEP_THREADS
 from stepline.engine.tuning import run_owned_process
-from stepline.server import register_declared, resolve_account
 from stepline.store.open import DEFAULT_DATABASE
 from stepline.validation import MAX_INSTANCE_STORAGE_BYTES
 
