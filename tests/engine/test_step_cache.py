@@ -179,6 +179,37 @@ async def test_a_replayed_error_has_its_class_args_and_attributes(
     assert view["output"] == expected
 
 
+class CallsInParallel(WorkflowEntrypoint):
+    """Step "fan out" fails as a TaskGroup does, with an ExceptionGroup; ``run`` handles its
+    HTTP errors with ``except*`` in every replay and records what it matched."""
+
+    async def run(self, event, step):
+        @step.do("fan out", config={"retries": {"limit": 0}})
+        async def fan_out():
+            raise ExceptionGroup("calls failed", [HttpError(503), KeyError("k")])
+
+        try:
+            await fan_out()
+        except* HttpError as http:
+            self.env.hit("caught", [[type(e).__name__, e.status] for e in http.exceptions])
+        except* KeyError as missing:
+            self.env.hit("missing", [str(e) for e in missing.exceptions])
+        await step.sleep("nap", "1 hour")
+        return [self.env.seen["caught"][-1], self.env.seen["missing"][-1]]
+
+
+async def test_a_replayed_exception_group_matches_except_star_as_it_did(
+    suspending: Stepline, probe
+):
+    workflow = await suspending.register("calls-in-parallel", CallsInParallel)
+    view = await finished(await workflow.create())
+
+    assert len(probe.seen["caught"]) >= 2, "run() was not replayed; the test proves nothing"
+    assert probe.seen["caught"] == [[["HttpError", 503]]] * len(probe.seen["caught"])
+    assert probe.seen["missing"] == [["'k'"]] * len(probe.seen["missing"])
+    assert view["output"] == [[["HttpError", 503]], ["'k'"]]
+
+
 class ReturnsNone(WorkflowEntrypoint):
     async def run(self, event, step):
         @step.do("nothing")

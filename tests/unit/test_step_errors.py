@@ -48,3 +48,35 @@ def test_a_class_that_is_gone_is_replayed_as_step_failed_error() -> None:
     error = rebuild_error(failed(json.dumps({"class": f"{__name__}:Gone", "args": []})))
     assert type(error) is StepFailedError
     assert (str(error), error.name) == ("refused with 7", "Refused")
+
+
+def test_an_exception_group_is_replayed_with_its_exceptions() -> None:
+    """A step that runs a TaskGroup fails with an ExceptionGroup: replayed, ``except*``
+    must find the same exceptions in it, each of its own class and state."""
+    group = ExceptionGroup("two calls failed", [ValueError("bad"), Refused(7, object())])
+    error = rebuild_error(failed(error_state(group), message=str(group)))
+
+    assert type(error) is ExceptionGroup
+    assert (error.message, str(error)) == ("two calls failed", str(group))
+    first, second = error.exceptions
+    assert type(first) is ValueError and first.args == ("bad",)
+    assert type(second) is Refused and (second.args, second.code) == (("refused with 7",), 7)
+    matched, rest = error.split(Refused)
+    assert matched is not None and rest is not None
+
+
+def test_a_nested_group_and_a_member_that_cannot_be_made_are_kept_as_they_can_be() -> None:
+    class Local(Exception):  # not importable by its path: replayed as StepFailedError
+        pass
+
+    inner = ExceptionGroup("inner", [Local("local"), KeyError("k")])
+    group = ExceptionGroup("outer", [inner, Refused(8, None)])
+    error = rebuild_error(failed(error_state(group), message=str(group)))
+
+    assert type(error) is ExceptionGroup and error.message == "outer"
+    nested, refused = error.exceptions
+    assert type(nested) is ExceptionGroup and nested.message == "inner"
+    local, key = nested.exceptions
+    assert type(local) is StepFailedError and (str(local), local.name) == ("local", "Local")
+    assert type(key) is KeyError and key.args == ("k",)
+    assert type(refused) is Refused and refused.code == 8

@@ -55,18 +55,35 @@ def error_message(exc: BaseException) -> str:
 def error_state(exc: BaseException) -> str:
     """What :func:`rebuild_error` needs to raise ``exc`` again, as the text of the step's
     ``error_class`` column: a JSON object of its class's path, its ``args`` and the attributes
-    in its ``__dict__`` that are JSON (the others are left out)."""
+    in its ``__dict__`` that are JSON (the others are left out). An exception group (a step
+    that ran a ``TaskGroup``) keeps its message and each of its exceptions' states, so that
+    ``except*`` matches on the replay as it did."""
+    state = _state(exc)
+    text = dump_json(state)
+    if len(text) > _STATE_MAX_BYTES:
+        text = dump_json({"class": state["class"]})
+    return text
+
+
+def _state(exc: BaseException) -> dict[str, Any]:
     cls = type(exc)
     state: dict[str, Any] = {"class": f"{cls.__module__}:{cls.__qualname__}"}
-    try:
-        args = list(exc.args)
-        if isinstance(exc, OSError) and (exc.filename is not None or exc.filename2 is not None):
-            # What OSError's constructor takes to set them; its args stay (errno, strerror).
-            args = [exc.errno, exc.strerror, exc.filename, None, exc.filename2]
-        dump_json(args)
-        state["args"] = args
-    except (TypeError, ValueError):
-        pass  # rebuilt from its message instead
+    if isinstance(exc, BaseExceptionGroup):
+        members = [
+            {**_state(e), "name": error_name(e), "message": error_message(e)}
+            for e in exc.exceptions
+        ]
+        state["group"] = {"message": exc.message, "exceptions": members}
+    else:
+        try:
+            args = list(exc.args)
+            if isinstance(exc, OSError) and (exc.filename is not None or exc.filename2 is not None):
+                # What OSError's constructor takes to set them; its args stay (errno, strerror).
+                args = [exc.errno, exc.strerror, exc.filename, None, exc.filename2]
+            dump_json(args)
+            state["args"] = args
+        except (TypeError, ValueError):
+            pass  # rebuilt from its message instead
     attrs = {}
     for key, value in getattr(exc, "__dict__", {}).items():
         try:
@@ -76,10 +93,7 @@ def error_state(exc: BaseException) -> str:
         attrs[key] = value
     if attrs:
         state["attrs"] = attrs
-    text = dump_json(state)
-    if len(text) > _STATE_MAX_BYTES:
-        text = dump_json({"class": state["class"]})
-    return text
+    return state
 
 
 def rebuild_error(record: StepRecord) -> Exception:
@@ -87,24 +101,40 @@ def rebuild_error(record: StepRecord) -> Exception:
     made, else a :class:`StepFailedError` with the original name and message."""
     message = record.error_message or ""
     name = record.error_name or "Error"
-    if record.error_class:
-        try:
-            return _rebuilt(record.error_class, message)
-        except Exception:  # any class that cannot be rebuilt falls back below
-            log.debug("could not rebuild %s", record.error_class, exc_info=True)
+    text = record.error_class
+    if not text:
+        return StepFailedError(message, name=name)
+    try:
+        # A row written before the state was kept holds only "module:Qualname".
+        state = json.loads(text) if text.startswith("{") else {"class": text}
+    except ValueError:
+        return StepFailedError(message, name=name)
+    return _rebuilt_or_failed(state, name, message)
+
+
+def _rebuilt_or_failed(state: dict[str, Any], name: str, message: str) -> Exception:
+    try:
+        return _rebuilt(state, message)
+    except Exception:  # any class that cannot be rebuilt falls back below
+        log.debug("could not rebuild %s", state.get("class"), exc_info=True)
     return StepFailedError(message, name=name)
 
 
-def _rebuilt(text: str, message: str) -> Exception:
-    # A row written before the state was kept holds only "module:Qualname".
-    state: dict[str, Any] = json.loads(text) if text.startswith("{") else {"class": text}
+def _rebuilt(state: dict[str, Any], message: str) -> Exception:
     module_name, _, qualname = state["class"].partition(":")
     target: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
         target = getattr(target, part)
     if not (isinstance(target, type) and issubclass(target, Exception)):
         raise TypeError(f"{state['class']} is not an Exception class")
-    # BaseException.__new__ sets ``args`` (OSError's parses them); __init__ is not called.
-    error: Exception = target.__new__(target, *state.get("args", [message]))
+    group = state.get("group")
+    if group is not None:
+        members = [_rebuilt_or_failed(m, m["name"], m["message"]) for m in group["exceptions"]]
+        args = [group["message"], members]
+    else:
+        args = state.get("args", [message])
+    # BaseException.__new__ sets ``args`` (OSError's parses them, an exception group's keeps
+    # its exceptions); __init__ is not called.
+    error: Exception = target.__new__(target, *args)
     error.__dict__.update(state.get("attrs", {}))
     return error
