@@ -43,13 +43,13 @@ _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 def check_account_id(account_id: object) -> str:
     """wrangler 4.164 refuses account ids outside ``[A-Za-z0-9_-]``; so do we."""
-    if not isinstance(account_id, str) or not _ACCOUNT_ID.match(account_id):
+    if not isinstance(account_id, str) or not _ACCOUNT_ID.fullmatch(account_id):
         raise InvalidName(f"account id {account_id!r} must be 1-64 letters, digits, '-' or '_'")
     return account_id
 
 
 def check_workflow_name(name: object) -> str:
-    if not isinstance(name, str) or not 1 <= len(name) <= 64 or not _NAME.match(name):
+    if not isinstance(name, str) or not 1 <= len(name) <= 64 or not _NAME.fullmatch(name):
         raise InvalidName(
             f"workflow name {name!r} must be 1-64 characters of letters, digits, '-' and '_', "
             "not starting with '-'"
@@ -61,7 +61,7 @@ def check_instance_id(instance_id: object) -> str:
     if (
         not isinstance(instance_id, str)
         or not 1 <= len(instance_id) <= 100
-        or not _NAME.match(instance_id)
+        or not _NAME.fullmatch(instance_id)
     ):
         raise InvalidName(
             f"instance id {instance_id!r} must be 1-100 characters of letters, digits, '-' and "
@@ -72,7 +72,7 @@ def check_instance_id(instance_id: object) -> str:
             f"instance id {instance_id!r} is reserved: it clashes with the API route "
             f".../instances/{instance_id}"
         )
-    if _RESERVED_ID.match(instance_id):
+    if _RESERVED_ID.fullmatch(instance_id):
         raise InvalidName(f"instance id {instance_id!r} is reserved (cf_ followed by 64 hex)")
     return instance_id
 
@@ -80,7 +80,7 @@ def check_instance_id(instance_id: object) -> str:
 def check_event_type(event_type: object) -> str:
     if not isinstance(event_type, str) or not 1 <= len(event_type) <= 100:
         raise InvalidEventType(f"event type {event_type!r} must be 1-100 characters")
-    if not _NAME.match(event_type):
+    if not _NAME.fullmatch(event_type):
         raise InvalidEventType(
             f"event type {event_type!r} may hold only letters, digits, '-' and '_'"
         )

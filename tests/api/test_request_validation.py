@@ -27,6 +27,8 @@ BAD_BODIES: list[tuple[str, str, Any]] = [
     ("POST", f"{BASE}/{WF}/instances", {"instance_id": 5}),
     ("POST", f"{BASE}/{WF}/instances", {"instance_id": "-starts-with-dash"}),
     ("POST", f"{BASE}/{WF}/instances", {"instance_id": "x" * 101}),
+    ("POST", f"{BASE}/{WF}/instances", {"instance_id": "abc\n"}),  # `$` matches before it
+    ("PUT", f"{BASE}/{WF}%0A", {"class_name": "C", "script_name": "s"}),
     ("POST", f"{BASE}/{WF}/instances", {"instance_id": "cf_" + "a" * 64}),
     ("POST", f"{BASE}/{WF}/instances", {"location_hint": "mars"}),
     ("POST", f"{BASE}/{WF}/instances", {"location_hint": ["enam"]}),
@@ -133,6 +135,11 @@ BAD_QUERIES = [
     f"{BASE}?page=1.5",
     f"{BASE}?page=nan",
     f"{BASE}?page=1e400",
+    f"{BASE}?per_page=5_0",
+    f"{BASE}?per_page=%EF%BC%91%EF%BC%90",  # full-width digits
+    f"{BASE}?page=%D9%A1",  # an Arabic-Indic one
+    f"{BASE}?per_page=%2B5",
+    f"{BASE}?per_page=%205%20",
     f"{BASE}?per_page=101",
     f"{BASE}?search={'x' * 65}",
     f"{BASE}/{WF}/versions?per_page=-1",
@@ -177,7 +184,7 @@ async def test_bad_workflow_name_is_400(http: httpx.AsyncClient, name: str) -> N
 
 
 async def test_bad_event_type_has_its_own_key(http: httpx.AsyncClient) -> None:
-    for event_type in ("with.dot", "x" * 101):
+    for event_type in ("with.dot", "x" * 101, "approved%0A"):
         response = await http.post(f"{BASE}/{WF}/instances/inst-1/events/{event_type}", json={})
         assert_failure(response, 400, 10002, "workflow.invalid_event_type")
 

@@ -562,6 +562,9 @@ def test_bad_requests(sdk: Cloudflare, account: str) -> None:
         lambda: instances.list(
             "sdk-quick", account_id=account, cursor=cursor_of("99999999999999999999.1")
         ),
+        # Digits of other scripts, which str.isdigit takes and int reads (or cannot):
+        lambda: instances.list("sdk-quick", account_id=account, cursor=cursor_of("١٢٣.١")),
+        lambda: instances.list("sdk-quick", account_id=account, cursor=cursor_of("²³.1")),
         lambda: instances.create(
             "sdk-quick",
             account_id=account,

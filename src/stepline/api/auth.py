@@ -82,7 +82,7 @@ class StaticTokenAuthenticator:
     """
 
     def __init__(self, account_id: str, token: str, *, can_write: bool = True) -> None:
-        if not _ACCOUNT_ID.match(account_id):
+        if not _ACCOUNT_ID.fullmatch(account_id):
             raise ConfigError(f"account id {account_id!r} must be 1-64 letters, digits, '-' or '_'")
         if not token:
             raise ConfigError("the API token must not be empty")

@@ -107,7 +107,7 @@ def decode_json(raw: bytes) -> JSON:
 async def read_raw_body(request: Request, *, limit: int) -> bytes:
     """The body bytes, refused with 413 as soon as they pass ``limit``."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0

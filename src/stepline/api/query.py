@@ -15,7 +15,7 @@ Every refusal is a 400 10002 naming the parameter.
 
 from __future__ import annotations
 
-import math
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -24,6 +24,9 @@ from starlette.datastructures import QueryParams
 from stepline.errors import InvalidRequest
 
 __all__ = ["MAX_PAGE", "QueryReader", "format_timestamp"]
+
+_INTEGER = re.compile(r"-?[0-9]+(\.0+)?")
+"""A whole number in ASCII digits; ``2.0`` too, as the Python SDK writes its numbers."""
 
 # Beyond this an offset no longer fits the stores' 64-bit integers; nobody pages that far.
 MAX_PAGE = 2**31 - 1
@@ -59,17 +62,14 @@ class QueryReader:
         value = self.text(name, max_length=64)
         if value is None:
             return None
-        try:
-            number = float(value)
-        except ValueError:
-            number = math.nan
-        if not math.isfinite(number) or not number.is_integer():
+        if not _INTEGER.fullmatch(value):
             raise InvalidRequest(f"query parameter {name} must be an integer, not {value!r}")
+        number = int(value.partition(".")[0])  # ASCII digits, by the pattern
         if not minimum <= number <= maximum:
             raise InvalidRequest(
                 f"query parameter {name} must be between {minimum} and {maximum}, not {value!r}"
             )
-        return int(number)
+        return number
 
     def choice(self, name: str, choices: Iterable[str]) -> str | None:
         value = self.text(name, max_length=64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -409,11 +410,19 @@ def _encode_cursor(instance: InstanceRecord) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
+"""A cursor's numbers: ASCII digits (``str.isdigit`` takes any script's)."""
+
+
 def _decode_cursor(cursor: str) -> tuple[int, int]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, pk = base64.urlsafe_b64decode(padded.encode()).decode().split(".")
-        if created.isdigit() and pk.isdigit() and max(int(created), int(pk)) < 2**63:
+        if (
+            _ASCII_DIGITS.fullmatch(created)
+            and _ASCII_DIGITS.fullmatch(pk)
+            and max(int(created), int(pk)) < 2**63
+        ):
             return int(created), int(pk)
     except (ValueError, UnicodeDecodeError):
         pass
