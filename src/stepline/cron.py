@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from stepline.errors import InvalidRequest
 
@@ -26,7 +26,7 @@ MAX_SCHEDULES_PER_ACCOUNT = 100
 
 
 def check_cron(expression: object) -> str:
-    """A valid five-field cron expression, or ``InvalidRequest`` saying why not."""
+    """A valid five-field cron expression that fires, or ``InvalidRequest`` saying why not."""
     if not isinstance(expression, str) or not 1 <= len(expression) <= MAX_CRON_LENGTH:
         raise InvalidRequest(f"cron must be a string of 1-{MAX_CRON_LENGTH} characters")
     text = " ".join(expression.split())
@@ -35,6 +35,13 @@ def check_cron(expression: object) -> str:
             f"cron {expression!r} is not a valid five-field expression (minute hour "
             "day-of-month month day-of-week)"
         )
+    try:
+        croniter(text, datetime.now(UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        raise InvalidRequest(
+            f"cron {expression!r} names a date that never comes (the 31st of a month of 30 "
+            "days, say)"
+        ) from None
     return text
 
 

@@ -165,6 +165,34 @@ def test_update_with_a_class_the_server_cannot_import(
         sdk.workflows.get("sdk-ghost", account_id=account)
 
 
+@pytest.mark.parametrize(
+    "schedules",
+    [[{"cron": "0 0 31 4 *"}], [{"cron": f"{m} {h} * * *"} for h in range(3) for m in range(50)]],
+    ids=["a date that never comes", "more than the account may hold"],
+)
+def test_update_with_schedules_refused_writes_nothing(
+    sdk: Cloudflare, account: str, schedules: list[dict[str, str]]
+) -> None:
+    def update(name: str, steps: int, schedules: list[dict[str, str]]) -> None:
+        sdk.workflows.update(
+            name, account_id=account, class_name="QuickWorkflow", script_name="client_flows",
+            limits={"steps": steps}, schedules=schedules,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    with pytest.raises(cloudflare.BadRequestError) as refused:
+        update("sdk-cron-new", 100, schedules)
+    assert (refused.value.status_code, refused.value.errors[0].code) == (400, 10002)
+    with pytest.raises(cloudflare.NotFoundError):
+        sdk.workflows.get("sdk-cron-new", account_id=account)
+
+    update("sdk-cron-kept", 100, [])
+    before = sdk.workflows.get("sdk-cron-kept", account_id=account)
+    with pytest.raises(cloudflare.BadRequestError):
+        update("sdk-cron-kept", 7, schedules)
+    after = sdk.workflows.get("sdk-cron-kept", account_id=account)
+    assert after.to_dict() == before.to_dict()
+
+
 def test_workflow_list_pages_until_an_empty_page(
     sdk: Cloudflare, server: RunningServer, recorder: Recorder, account: str
 ) -> None:

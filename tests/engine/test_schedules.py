@@ -78,7 +78,10 @@ async def test_changing_or_clearing_schedules(tmp_path) -> None:
         assert await instances_of(stepline, "ticker") == []
 
 
-@pytest.mark.parametrize("cron", ["", "* * * *", "61 * * * *", "* * * * * * *", "x" * 300])
+@pytest.mark.parametrize(
+    "cron",
+    ["", "* * * *", "61 * * * *", "* * * * * * *", "x" * 300, "0 0 31 4 *", "0 0 30 2 *"],
+)
 async def test_invalid_cron_expressions_are_refused(tmp_path, cron: str) -> None:
     async with Stepline(f"sqlite:///{tmp_path}/s.sqlite3") as stepline:
         with pytest.raises(InvalidRequest):

@@ -10,7 +10,13 @@ from collections.abc import Callable
 
 import pytest
 
-from stepline.errors import CannotSendEvent, InstanceAlreadyExists, InstanceNotFound, StaleRunError
+from stepline.errors import (
+    CannotSendEvent,
+    InstanceAlreadyExists,
+    InstanceNotFound,
+    InvalidRequest,
+    StaleRunError,
+)
 from stepline.store.port import InstanceFilter, Notice, Store, WorkflowSettings
 from stepline.store.records import (
     DEFAULT_RETENTION_MS,
@@ -131,6 +137,38 @@ async def test_save_workflow_makes_a_version_only_when_something_changed(store: 
     assert await store.get_version(v2.id) == v2
     assert await store.get_version("nope") is None
     assert await store.get_workflow_by_id(first.id) == current
+
+
+async def test_save_workflow_writes_its_schedules_with_it_or_nothing(store: Store) -> None:
+    """Schedules are written in the workflow's own transaction: past the account's limit,
+    neither a new workflow nor a change to one is left behind; the same expressions again
+    keep their next firings."""
+
+    async def save(name: str, code: str, crons: list[str], now: int = NOW):
+        return await store.save_workflow(
+            "acct", name, class_name="Flow", script_name="m", code_hash=code,
+            settings=WorkflowSettings(), now=now, force_new_version=True,
+            schedules=[(c, now + 60_000) for c in crons], schedule_limit=3,
+        )  # fmt: skip
+
+    flow, v1 = await save("flow", "a", ["1 * * * *", "2 * * * *"])
+    assert [(s.cron, s.next_fire_at) for s in await store.list_schedules([flow.id])] == [
+        ("1 * * * *", NOW + 60_000),
+        ("2 * * * *", NOW + 60_000),
+    ]
+    with pytest.raises(InvalidRequest):
+        await save("other", "a", ["3 * * * *", "4 * * * *"])
+    assert await store.get_workflow("acct", "other") is None
+    with pytest.raises(InvalidRequest):
+        await save("flow", "b", ["1 * * * *", "2 * * * *", "3 * * * *", "4 * * * *"])
+    unchanged = await store.get_workflow("acct", "flow")
+    assert unchanged is not None and unchanged.version_id == v1.id
+    assert len(await store.list_schedules([flow.id])) == 2
+
+    await save("flow", "c", ["2 * * * *", "1 * * * *"], now=NOW + 5)
+    assert {s.next_fire_at for s in await store.list_schedules([flow.id])} == {NOW + 60_000}
+    await save("flow", "d", ["5 * * * *"], now=NOW + 5)
+    assert [s.cron for s in await store.list_schedules([flow.id])] == ["5 * * * *"]
 
 
 async def test_concurrent_registration_from_two_processes_makes_one_workflow(
@@ -899,12 +937,10 @@ async def test_a_restart_counts_only_the_events_it_keeps(
     await store.consume_event(run.pk, run.generation, kept, now=NOW)
     await store.buffer_event(run.pk, "go", '"123456"', now=NOW, limit=10)
     assert await store.restart(run.pk, from_seq=from_seq, now=NOW + 1) is not None
-    if from_seq is None:  # every event is gone with the steps: the whole limit is free
-        await store.buffer_event(run.pk, "go", '"12345678"', now=NOW + 2, limit=10)
-    else:  # the untaken event is kept, and still counts
-        with pytest.raises(CannotSendEvent):
-            await store.buffer_event(run.pk, "go", '"12"', now=NOW + 2, limit=10)
-        await store.buffer_event(run.pk, "go", "12", now=NOW + 2, limit=10)
+    # Untaken events are erased by either restart (§3.3): the whole limit is free again.
+    await store.buffer_event(run.pk, "go", '"12345678"', now=NOW + 2, limit=10)
+    with pytest.raises(CannotSendEvent):
+        await store.buffer_event(run.pk, "go", "1", now=NOW + 2, limit=10)
 
 
 async def test_buffer_event_leaves_a_limited_workflow_to_the_claim(store: Store) -> None:

@@ -29,7 +29,6 @@ from stepline.store.port import Notice, WorkflowSettings
 from stepline.store.records import (
     ACTIVE_STATUSES,
     InstanceRecord,
-    ScheduleRecord,
     StepRecord,
     VersionRecord,
     WorkflowRecord,
@@ -134,7 +133,8 @@ class Control:
         """Declare a workflow backed by ``cls``; a changed class source makes a new version.
         ``schedules`` (cron expressions) replace the workflow's schedules when given."""
         script, class_name = self.engine.classes.add(cls, script_name=script_name)
-        crons = None if schedules is None else [check_cron(c) for c in schedules]
+        now = self.clock.now_ms()
+        firings = None if schedules is None else self._first_firings(schedules, now)
         saved = await self.store.save_workflow(
             account_id,
             name,
@@ -142,10 +142,12 @@ class Control:
             script_name=script,
             code_hash=code_hash(cls),
             settings=_checked_settings(settings or WorkflowSettings()),
-            now=self.clock.now_ms(),
+            now=now,
+            schedules=firings,
+            schedule_limit=MAX_SCHEDULES_PER_ACCOUNT,
         )
-        if crons is not None:
-            await self._set_schedules(saved[0], crons)
+        if firings is not None:
+            await self.store.publish(Notice("wake"))
         return saved
 
     @_runs_to_the_end
@@ -161,7 +163,8 @@ class Control:
     ) -> tuple[WorkflowRecord, VersionRecord]:
         """The REST PUT: the class must be importable; every PUT makes a version and sets the
         workflow's schedules (none when the body has none, as a redeploy without them)."""
-        crons = [check_cron(c) for c in schedules]
+        now = self.clock.now_ms()
+        firings = self._first_firings(schedules, now)
         cls = self.engine.classes.load(script_name, class_name)
         saved = await self.store.save_workflow(
             account_id,
@@ -170,22 +173,20 @@ class Control:
             script_name=script_name,
             code_hash=code_hash(cls),
             settings=_checked_settings(settings),
-            now=self.clock.now_ms(),
+            now=now,
             force_new_version=True,
-        )
-        await self._set_schedules(saved[0], crons)
-        return saved
-
-    async def _set_schedules(self, workflow: WorkflowRecord, crons: Sequence[str]) -> None:
-        current = await self.store.list_schedules([workflow.id])
-        if sorted(s.cron for s in current) == sorted(set(crons)):
-            return  # unchanged: keep the next firing times
-        now = self.clock.now_ms()
-        schedules = [ScheduleRecord(workflow.id, c, next_fire(c, now)) for c in sorted(set(crons))]
-        await self.store.replace_schedules(
-            workflow.id, workflow.account_id, schedules, limit=MAX_SCHEDULES_PER_ACCOUNT
+            schedules=firings,
+            schedule_limit=MAX_SCHEDULES_PER_ACCOUNT,
         )
         await self.store.publish(Notice("wake"))
+        return saved
+
+    @staticmethod
+    def _first_firings(schedules: Sequence[str], now: int) -> list[tuple[str, int]]:
+        """Each distinct expression, checked, with its first firing after ``now``. The store
+        writes them with the workflow, so a refused one leaves the workflow as it was."""
+        crons = sorted({check_cron(c) for c in schedules})
+        return [(cron, next_fire(cron, now)) for cron in crons]
 
     async def workflow(self, account_id: str, name: str) -> WorkflowRecord:
         found = await self.store.get_workflow(account_id, name)

@@ -157,9 +157,16 @@ class Store(Protocol):
         settings: WorkflowSettings,
         now: int,
         force_new_version: bool = False,
+        schedules: Sequence[tuple[str, int]] | None = None,
+        schedule_limit: int = 0,
     ) -> tuple[WorkflowRecord, VersionRecord]:
         """Create or update a workflow; a new version when class, code or settings changed
-        (or always, with ``force_new_version``, as a REST PUT does)."""
+        (or always, with ``force_new_version``, as a REST PUT does).
+
+        With ``schedules`` (each a cron expression and its first firing), they become the
+        workflow's schedules in the same transaction; the same expressions as now keep their
+        next firings. ``InvalidRequest``, and nothing written, when the account would then
+        hold more than ``schedule_limit`` schedules."""
         ...
 
     async def get_workflow(self, account_id: str, name: str) -> WorkflowRecord | None: ...
@@ -371,13 +378,6 @@ class Store(Protocol):
 
     # -- schedules -----------------------------------------------------------------------------
     async def list_schedules(self, workflow_ids: Sequence[str]) -> list[ScheduleRecord]: ...
-
-    async def replace_schedules(
-        self, workflow_id: str, account_id: str, schedules: Sequence[ScheduleRecord], *, limit: int
-    ) -> None:
-        """Set a workflow's schedules; ``InvalidRequest`` when the account would hold more
-        than ``limit`` schedules."""
-        ...
 
     async def due_schedules(self, now: int, *, limit: int) -> list[ScheduleRecord]: ...
 

@@ -47,6 +47,8 @@ class PostgresCatalog:
         settings: WorkflowSettings,
         now: int,
         force_new_version: bool = False,
+        schedules: Sequence[tuple[str, int]] | None = None,
+        schedule_limit: int = 0,
     ) -> tuple[WorkflowRecord, VersionRecord]:
         settings_values = (
             settings.step_limit,
@@ -57,6 +59,13 @@ class PostgresCatalog:
         wanted = (class_name, script_name, code_hash, *settings_values)
 
         async def op(conn: asyncpg.Connection) -> tuple[WorkflowRecord, VersionRecord]:
+            async with conn.transaction():  # ``save``'s own is a savepoint within it
+                saved = await save(conn)
+                if schedules is not None:
+                    await _put_schedules(conn, saved[0], schedules, schedule_limit)
+                return saved
+
+        async def save(conn: asyncpg.Connection) -> tuple[WorkflowRecord, VersionRecord]:
             async with conn.transaction():
                 # Processes starting together register the same workflows: one at a time.
                 await conn.execute(q.LOCK_WORKFLOW_NAME, account_id, name)
@@ -190,26 +199,6 @@ class PostgresCatalog:
         rows = await self._fetch(q.SCHEDULES_OF, list(workflow_ids))
         return [ScheduleRecord(*r) for r in rows]
 
-    async def replace_schedules(
-        self, workflow_id: str, account_id: str, schedules: Sequence[ScheduleRecord], *, limit: int
-    ) -> None:
-        async def op(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                # One writer per account's schedules at a time, so the limit holds.
-                await conn.execute(q.LOCK_WORKFLOW_SCHEDULES, account_id)
-                others = await conn.fetchval(q.COUNT_ACCOUNT_SCHEDULES, account_id, workflow_id)
-                if others + len(schedules) > limit:
-                    raise InvalidRequest(f"an account may have at most {limit} schedules")
-                await conn.execute(q.DELETE_SCHEDULES, workflow_id)
-                await conn.execute(
-                    q.INSERT_SCHEDULES,
-                    workflow_id,
-                    [s.cron for s in schedules],
-                    [s.next_fire_at for s in schedules],
-                )
-
-        await self._db.run(op)
-
     async def due_schedules(self, now: int, *, limit: int) -> list[ScheduleRecord]:
         return [ScheduleRecord(*r) for r in await self._fetch(q.DUE_SCHEDULES, now, limit)]
 
@@ -253,3 +242,27 @@ class PostgresCatalog:
     async def _execute(self, sql: str, *args: Any) -> str:
         result: str = await self._db.run(lambda c: c.execute(sql, *args))
         return result
+
+
+async def _put_schedules(
+    conn: asyncpg.Connection,
+    workflow: WorkflowRecord,
+    schedules: Sequence[tuple[str, int]],
+    limit: int,
+) -> None:
+    """Make ``schedules`` the workflow's, unless they are its expressions already."""
+    # One writer per account's schedules at a time, so the limit holds.
+    await conn.execute(q.LOCK_WORKFLOW_SCHEDULES, workflow.account_id)
+    current = await conn.fetch(q.SCHEDULES_OF, [workflow.id])
+    if sorted(ScheduleRecord(*r).cron for r in current) == sorted(c for c, _ in schedules):
+        return  # unchanged: keep the next firing times
+    others = await conn.fetchval(q.COUNT_ACCOUNT_SCHEDULES, workflow.account_id, workflow.id)
+    if others + len(schedules) > limit:
+        raise InvalidRequest(f"an account may have at most {limit} schedules")
+    await conn.execute(q.DELETE_SCHEDULES, workflow.id)
+    await conn.execute(
+        q.INSERT_SCHEDULES,
+        workflow.id,
+        [cron for cron, _ in schedules],
+        [first for _, first in schedules],
+    )

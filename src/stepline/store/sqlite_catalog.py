@@ -53,8 +53,16 @@ class SqliteCatalog:
         settings: WorkflowSettings,
         now: int,
         force_new_version: bool = False,
+        schedules: Sequence[tuple[str, int]] | None = None,
+        schedule_limit: int = 0,
     ) -> tuple[WorkflowRecord, VersionRecord]:
         def op(conn: sqlite3.Connection) -> tuple[WorkflowRecord, VersionRecord]:
+            saved = save(conn)
+            if schedules is not None:
+                _put_schedules(conn, saved[0], schedules, schedule_limit)
+            return saved
+
+        def save(conn: sqlite3.Connection) -> tuple[WorkflowRecord, VersionRecord]:
             row = conn.execute(q.WORKFLOW_BY_NAME, (account_id, name)).fetchone()
             if row is not None:
                 workflow = workflow_from_row(row)
@@ -223,25 +231,6 @@ class SqliteCatalog:
         rows = await self._read(lambda c: c.execute(sql, tuple(workflow_ids)).fetchall())
         return [ScheduleRecord(*r) for r in rows]
 
-    async def replace_schedules(
-        self: _Database,
-        workflow_id: str,
-        account_id: str,
-        schedules: Sequence[ScheduleRecord],
-        *,
-        limit: int,
-    ) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            others = conn.execute(q.COUNT_ACCOUNT_SCHEDULES, (account_id, workflow_id)).fetchone()
-            if others[0] + len(schedules) > limit:
-                raise InvalidRequest(f"an account may have at most {limit} schedules")
-            conn.execute(q.DELETE_SCHEDULES, (workflow_id,))
-            conn.executemany(
-                q.INSERT_SCHEDULE, [(workflow_id, s.cron, s.next_fire_at) for s in schedules]
-            )
-
-        await self._write(op)
-
     async def due_schedules(self: _Database, now: int, *, limit: int) -> list[ScheduleRecord]:
         rows = self._lookup_rows(q.DUE_SCHEDULES, (now, limit))
         return [ScheduleRecord(*r) for r in rows]
@@ -269,3 +258,20 @@ class SqliteCatalog:
     async def find_token(self: _Database, token_hash: str) -> TokenRecord | None:
         row = self._lookup(q.TOKEN_BY_HASH, (token_hash,))
         return None if row is None else token_from_row(row)
+
+
+def _put_schedules(
+    conn: sqlite3.Connection,
+    workflow: WorkflowRecord,
+    schedules: Sequence[tuple[str, int]],
+    limit: int,
+) -> None:
+    """Make ``schedules`` the workflow's, unless they are its expressions already."""
+    current = conn.execute(q.SCHEDULES_OF.format(marks="?"), (workflow.id,)).fetchall()
+    if sorted(ScheduleRecord(*r).cron for r in current) == sorted(c for c, _ in schedules):
+        return  # unchanged: keep the next firing times
+    others = conn.execute(q.COUNT_ACCOUNT_SCHEDULES, (workflow.account_id, workflow.id)).fetchone()
+    if others[0] + len(schedules) > limit:
+        raise InvalidRequest(f"an account may have at most {limit} schedules")
+    conn.execute(q.DELETE_SCHEDULES, (workflow.id,))
+    conn.executemany(q.INSERT_SCHEDULE, [(workflow.id, cron, first) for cron, first in schedules])
