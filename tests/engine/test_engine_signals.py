@@ -13,6 +13,8 @@ import pytest
 
 from stepline import Stepline, WorkflowEntrypoint
 from stepline.engine.step_threads import StepThreads
+from stepline.testing import wait_for_status
+from tests.conftest import MakeStepline
 from tests.engine.helpers import finished, ms, step
 
 
@@ -271,6 +273,66 @@ async def test_a_sync_step_times_out_on_its_own_work_not_on_its_wait_for_a_threa
         # The attempt began when a thread took it up, not when it queued.
         [attempt] = step(view, "quick-1")["attempts"]
         assert ms(attempt["end"]) - ms(attempt["start"]) < 200
+
+
+_RAN: list[str] = []
+"""What ``CountsOnAThread``'s step function did, from its thread."""
+
+
+class CountsOnAThread(WorkflowEntrypoint):
+    async def run(self, event, step):
+        return await step.do("count", lambda: _RAN.append(event.instance_id) or len(_RAN))
+
+
+async def _queued_behind_a_held_thread(stepline: Stepline):
+    """One step thread, held by a ``HoldsAThread`` instance, and a ``CountsOnAThread``
+    instance whose sync step queues for it."""
+    _RAN.clear()
+    holds = await stepline.register("holds", HoldsAThread)
+    counts = await stepline.register("counts", CountsOnAThread)
+    await holds.create()
+    await asyncio.sleep(0.05)  # the one thread is taken
+    queued = await counts.create()
+    await asyncio.sleep(0.05)  # its step waits for the thread
+    return queued
+
+
+async def test_a_stopping_engine_starts_no_sync_step_that_still_queued(
+    make_stepline: MakeStepline, tmp_path
+):
+    """A graceful stop lets executing attempts finish; a sync attempt still waiting for a
+    thread is not executing, and starts nowhere but in the next engine, as attempt 1."""
+    stepline = await make_stepline(tmp_path)
+    async with step_threads(stepline, 1):
+        queued = await _queued_behind_a_held_thread(stepline)
+        stopping = asyncio.create_task(stepline.stop())
+        await asyncio.sleep(0.05)
+        _GATE.set()  # the held call returns within the grace: its thread is free again
+        await stopping
+        assert _RAN == []
+
+    again = await make_stepline(tmp_path)
+    await again.register("counts", CountsOnAThread)
+    view = await finished(await again.workflow("counts").get(queued.id))
+    assert (view["status"], view["output"]) == ("complete", 1)
+    [attempt] = step(view, "count-1")["attempts"]
+    assert attempt["success"] is True
+
+
+async def test_a_pause_withdraws_a_sync_step_that_still_queued(stepline: Stepline):
+    """A sync step waiting for a thread is not in flight: the pause parks the instance at
+    once, and the step runs after the resume."""
+    async with step_threads(stepline, 1):
+        queued = await _queued_behind_a_held_thread(stepline)
+        assert await queued.pause() == "waitingForPause"
+        view = await wait_for_status(queued, "paused", timeout=3)
+        assert _RAN == []
+        assert step(view, "count-1")["attempts"] == []
+        _GATE.set()
+        await queued.resume()
+        view = await finished(queued)
+    assert (view["status"], view["output"]) == ("complete", 1)
+    assert len(step(view, "count-1")["attempts"]) == 1
 
 
 class ExitsInADecoratedStep(WorkflowEntrypoint):

@@ -106,14 +106,32 @@ async def test_work_that_queues_for_a_thread_says_when_one_takes_it_up():
     try:
         busy, at_once = threads.run_queued(release.wait, 5)
         assert at_once is None  # a thread took it at once
-        queued, started = threads.run_queued(lambda: "second")
-        assert started is not None
+        queued, waiting = threads.run_queued(lambda: "second")
+        assert waiting is not None
         await asyncio.sleep(0.05)
-        assert not started.done()
+        assert not waiting.started.done()
         release.set()
-        await asyncio.wait_for(started, 2)
+        await asyncio.wait_for(waiting.started, 2)
+        assert not waiting.withdraw()  # started: too late to take back
         assert await queued == "second"
         assert await busy is True
+    finally:
+        threads.close()
+
+
+async def test_queued_work_withdrawn_never_runs():
+    threads = StepThreads(1)
+    release = threading.Event()
+    ran: list[str] = []
+    try:
+        busy, _ = threads.run_queued(release.wait, 5)
+        queued, waiting = threads.run_queued(ran.append, "withdrawn")
+        assert waiting is not None and waiting.withdraw()
+        release.set()
+        assert await busy is True
+        after, _ = threads.run_queued(ran.append, "after")
+        await asyncio.wait_for(after, 2)
+        assert ran == ["after"] and queued.cancelled()
     finally:
         threads.close()
 

@@ -49,6 +49,7 @@ from stepline.validation import MAX_PAYLOAD_BYTES, check_step_name, dump_json, u
 
 if TYPE_CHECKING:
     from stepline.engine.scheduler import Engine
+    from stepline.engine.step_threads import Queued
 
 __all__ = ["Runner"]
 
@@ -72,6 +73,10 @@ class Suspended(BaseException):
 class StoreLost(BaseException):
     """The store cannot be reached: abandon the run, keep the instance as it is recorded.
     Its lease lapses and an engine replays it from the step cache once the store is back."""
+
+
+class _Withdrawn(Exception):
+    """A sync attempt taken back before any thread started it (see ``Runner._taken_up``)."""
 
 
 class FatalInstanceError(BaseException):
@@ -468,7 +473,7 @@ class Runner(WaitingSteps):
         mocked_error = self.engine.hooks.mocked_error(ctx.step_name)
         if mocked_error is not None:
             raise mocked_error
-        queued: asyncio.Future[None] | None = None
+        queued: Queued | None = None
         if is_async:
             work: Any = call(ctx)
             if type(work) is CoroutineType:
@@ -477,7 +482,6 @@ class Runner(WaitingSteps):
                     return work
         else:
             work, queued = self.engine.step_threads.run_queued(call, ctx)
-        self._announce(record)
         self._executing += 1
         self._quiet.clear()
         try:
@@ -485,11 +489,15 @@ class Runner(WaitingSteps):
                 # Every step thread is busy: the attempt starts, and its timeout counts, from
                 # when one takes it up.
                 try:
-                    await queued
+                    taken = await self._taken_up(queued)
                 except BaseException:
                     work.cancel()  # it never starts
                     raise
+                if not taken:
+                    record.attempts.pop()  # withdrawn: this run made no attempt
+                    raise _Withdrawn()
                 record.attempts[-1].start = self.clock.now_ms()
+            self._announce(record)
             deadline = self.engine.deadlines.limit(timeout_ms / 1000)
             try:
                 with deadline:
@@ -501,10 +509,33 @@ class Runner(WaitingSteps):
             if type(value) is CoroutineType:  # not a generator: that is a (bad) result
                 value = await value
             return value
+        except _Withdrawn:
+            pass
         finally:
             self._executing -= 1
             if self._executing == 0:
                 self._quiet.set()
+        await self._suspend()  # the suspension that withdrew it goes on, and raises
+        raise AssertionError("unreachable: _suspend raises")
+
+    async def _taken_up(self, queued: Queued) -> bool:
+        """Wait for a step thread to take up a sync attempt that queued for one. When the
+        run is interrupted first (the engine stopping, a pause, the instance parking), the
+        attempt is withdrawn if no thread has it yet: False, and its function never runs.
+        A stopping engine must not start steps, least of all once it has given them up."""
+        while not queued.started.done():
+            if self._interrupt.is_set():
+                if queued.withdraw():
+                    return False
+                await queued.started  # a thread has it already
+                break
+            interrupt: asyncio.Future[Any] = asyncio.ensure_future(self._interrupt.wait())
+            either: set[asyncio.Future[Any]] = {queued.started, interrupt}
+            try:
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                interrupt.cancel()
+        return True
 
     def _checked_result(self, value: Any, label: str, record: StepRecord, attempt: Attempt) -> str:
         try:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-__all__ = ["DEFAULT_STEP_THREADS", "StepThreads"]
+__all__ = ["DEFAULT_STEP_THREADS", "Queued", "StepThreads"]
 
 DEFAULT_STEP_THREADS = 32
 
@@ -35,6 +35,20 @@ class _Work:
         self.given_up = False
         self.started: asyncio.Future[None] | None = None
         """Set when the work had to queue for a thread: resolved as one takes it up."""
+
+
+class Queued:
+    """Work waiting for a free thread: ``started`` resolves as one takes it up."""
+
+    __slots__ = ("_work", "started")
+
+    def __init__(self, work: _Work, started: asyncio.Future[None]) -> None:
+        self._work = work
+        self.started = started
+
+    def withdraw(self) -> bool:
+        """Take the work back before any thread starts it: True when it never will."""
+        return self._work.future.cancel()
 
 
 _STOP = object()
@@ -70,10 +84,10 @@ class StepThreads:
 
     def run_queued(
         self, fn: Callable[..., Any], *args: Any
-    ) -> tuple[asyncio.Future[Any], asyncio.Future[None] | None]:
-        """:meth:`run`, and when every thread is busy, a second future that resolves once a
-        thread takes the function up (None: one took it at once). A step's timeout counts
-        from there: the time it queued is not the function's."""
+    ) -> tuple[asyncio.Future[Any], Queued | None]:
+        """:meth:`run`, and when every thread is busy, a :class:`Queued` whose ``started``
+        resolves once a thread takes the function up (None: one took it at once). A step's
+        timeout counts from there: the time it queued is not the function's."""
         loop = asyncio.get_running_loop()
         work = _Work(fn, args)
         with self._lock:
@@ -88,7 +102,7 @@ class StepThreads:
             self._queue.put(work)
         waited = asyncio.wrap_future(work.future)
         waited.add_done_callback(lambda done: self._on_waited(done, work))
-        return waited, work.started
+        return waited, None if work.started is None else Queued(work, work.started)
 
     def close(self) -> None:
         """No more work: what has not started never will; what runs is left to finish."""
