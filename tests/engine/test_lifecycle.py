@@ -495,6 +495,28 @@ async def test_delete_removes_the_instance_from_any_status(
     assert probe.calls["after"] == after_before
 
 
+async def test_of_deletes_racing_for_one_instance_one_succeeds(stepline: Stepline, probe):
+    """Each delete looks the instance up, then deletes it: the ones that find it gone by
+    then answer not found, in the batch form too, rather than all answering deleted."""
+    workflow = await stepline.register("blocking", Blocking)
+    client, account = stepline.client, stepline.account_id
+    for instance_id in ("one", "batched"):
+        await workflow.create(id=instance_id)
+
+    alone = await asyncio.gather(
+        *(client.delete_instance(account, "blocking", "one") for _ in range(6)),
+        return_exceptions=True,
+    )
+    batches = await asyncio.gather(
+        *(client.delete_batch(account, "blocking", ["batched"]) for _ in range(6))
+    )
+
+    assert sum(not isinstance(r, BaseException) for r in alone) == 1
+    assert all(isinstance(r, InstanceNotFound) for r in alone if isinstance(r, BaseException))
+    assert sum(len(b["deleted"]) for b in batches) == 1
+    assert sum(len(b["errors"]) for b in batches) == 5
+
+
 async def test_an_engine_started_again_hears_each_notice_once(make_stepline: MakeStepline):
     stepline = await make_stepline()
     engine = stepline.engine

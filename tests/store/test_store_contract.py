@@ -16,6 +16,7 @@ from stepline.errors import (
     InstanceNotFound,
     InvalidRequest,
     StaleRunError,
+    WorkflowNotFound,
 )
 from stepline.store.port import InstanceFilter, Notice, Store, WorkflowSettings
 from stepline.store.records import (
@@ -207,6 +208,18 @@ async def test_delete_workflow_takes_its_instances_and_versions(store: Store) ->
     assert await store.get_workflow_by_id(workflow.id) is None
     assert await store.get_instance_by_pk(instance.pk) is None
     assert await store.get_version(workflow.version_id) is None
+
+
+@pytest.mark.parametrize("skip_existing", [False, True])
+async def test_instances_of_a_workflow_deleted_meanwhile_are_refused_as_not_found(
+    store: Store, skip_existing: bool
+) -> None:
+    """A create that looked the workflow up just before a delete took it: not found, as the
+    API would have answered a moment later, not a foreign key's error."""
+    workflow = await make_workflow(store)
+    await store.delete_workflow(workflow.id)
+    with pytest.raises(WorkflowNotFound):
+        await store.insert_instances([new(workflow, "a")], skip_existing=skip_existing, now=NOW)
 
 
 async def set_jobs(store: Store) -> list[tuple[str, str]]:
@@ -1063,9 +1076,10 @@ async def test_delete_select_and_expire(store: Store) -> None:
     await store.save_step(run.pk, run.generation, do_step(run.pk, "s", 1), now=NOW)
     pks = await store.select_instance_pks(workflow.id, statuses=("queued",), limit=2)
     assert pks == [made[1].pk, made[2].pk]
-    assert await store.delete_instances([run.pk, made[1].pk, 99_999]) == 2
+    assert await store.delete_instances([run.pk, made[1].pk, 99_999]) == {run.pk, made[1].pk}
     assert await store.load_steps(run.pk) == []
-    assert await store.delete_instances([]) == 0
+    assert await store.delete_instances([run.pk, made[1].pk]) == set()  # gone already
+    assert await store.delete_instances([]) == set()
     await store.terminate([made[2].pk, made[3].pk], now=NOW)
     assert await store.delete_expired(NOW + 5, limit=10) == 0
     assert await store.delete_expired(NOW + 10, limit=1) == 1

@@ -249,7 +249,8 @@ class LocalClient:
         self, account_id: str, name: str, instance_id: str
     ) -> dict[str, JSON]:
         instance = await self._instance(account_id, name, instance_id)
-        await self.control.delete([instance])
+        if instance.pk not in await self.control.delete([instance]):
+            raise InstanceNotFound(f"instance {instance_id!r} does not exist")  # deleted since
         return {"instanceId": instance.id, "timestamp": views.iso(self.control.clock.now_ms())}
 
     async def delete_batch(
@@ -266,8 +267,12 @@ class LocalClient:
                 found[instance_id] = await self.control.instance(workflow, instance_id)
             except InstanceNotFound as exc:
                 errors.append({"id": instance_id, "code": exc.code, "message": exc.message})
-        await self.control.delete(list(found.values()))
-        deleted = [{"id": i} for i in instance_ids if i in found]
+        gone = await self.control.delete(list(found.values()))
+        for instance_id, instance in found.items():
+            if instance.pk not in gone:  # a racing delete took it first
+                missing = InstanceNotFound(f"instance {instance_id!r} does not exist")
+                errors.append({"id": instance_id, "code": missing.code, "message": missing.message})
+        deleted = [{"id": i} for i in instance_ids if i in found and found[i].pk in gone]
         return {"deleted": deleted, "errors": errors}
 
     async def terminate_batch(

@@ -361,7 +361,9 @@ class Control:
         return "queued"
 
     @_runs_to_the_end
-    async def delete(self, instances: Sequence[InstanceRecord]) -> int:
+    async def delete(self, instances: Sequence[InstanceRecord]) -> set[int]:
+        """Delete ``instances``; answers the pks this call deleted (a racing delete may have
+        taken some first)."""
         deleted = await self.store.delete_instances([i.pk for i in instances])
         # A deleted row is never claimed again, so every runner of it may go, wherever it is.
         for instance in instances:

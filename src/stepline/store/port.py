@@ -24,6 +24,7 @@ from stepline.store.records import (
 )
 
 __all__ = [
+    "WORKFLOW_GONE",
     "BufferedEvent",
     "InstanceFilter",
     "Notice",
@@ -53,6 +54,10 @@ class InstanceFilter:
     live_at: int | None = None
     """Only instances not expired at this time (epoch ms): one whose retention has run out is
     gone for every read, before the sweep deletes it."""
+
+
+WORKFLOW_GONE = "the workflow does not exist (it was deleted as its instances were created)"
+"""``WorkflowNotFound``'s message when ``insert_instances`` finds the workflow gone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,7 +373,10 @@ class Store(Protocol):
         event no wait has taken goes too, as do those the wiped waits took (§3.3)."""
         ...
 
-    async def delete_instances(self, pks: Sequence[int]) -> int: ...
+    async def delete_instances(self, pks: Sequence[int]) -> set[int]:
+        """Delete these instances (their steps and events with them); answers the pks that
+        were there to delete, so that of two deletes racing, one alone succeeds."""
+        ...
 
     async def select_instance_pks(
         self, workflow_id: str, *, statuses: Collection[str], limit: int

@@ -26,11 +26,18 @@ from stepline.errors import (
     InstanceNotFound,
     StaleRunError,
     StoreUnavailable,
+    WorkflowNotFound,
 )
 from stepline.store import postgres_queries as q
 from stepline.store.buffered import check_buffered
 from stepline.store.migrations import load_migrations
-from stepline.store.port import BufferedEvent, InstanceFilter, Notice, notice_to_json
+from stepline.store.port import (
+    WORKFLOW_GONE,
+    BufferedEvent,
+    InstanceFilter,
+    Notice,
+    notice_to_json,
+)
 from stepline.store.postgres_catalog import PostgresCatalog
 from stepline.store.postgres_notices import NoticeListener
 from stepline.store.postgres_pool import Database
@@ -153,14 +160,16 @@ class PostgresStore(PostgresCatalog):
             # Ids whose instance has expired are free again (the sweep may not have run yet).
             await conn.execute(q.DELETE_EXPIRED_IDS, columns[0], columns[1], now)
             rows: list[asyncpg.Record]
-            if skip_existing:
-                rows = await conn.fetch(q.INSERT_INSTANCES_SKIPPING, *columns, now)
-                return rows
             try:
+                if skip_existing:
+                    rows = await conn.fetch(q.INSERT_INSTANCES_SKIPPING, *columns, now)
+                    return rows
                 rows = await conn.fetch(q.INSERT_INSTANCES, *columns, now)
             except asyncpg.UniqueViolationError:
                 clash = await conn.fetchval(q.FIRST_EXISTING_ID, batch[0].workflow_id, columns[1])
                 raise InstanceAlreadyExists(f"instance {clash!r} already exists") from None
+            except asyncpg.ForeignKeyViolationError:
+                raise WorkflowNotFound(WORKFLOW_GONE) from None
             return rows
 
         added = {row["id"]: row["pk"] for row in await self._db.run(op)}
@@ -518,10 +527,10 @@ class PostgresStore(PostgresCatalog):
 
         return await self._db.run(op)
 
-    async def delete_instances(self, pks: Sequence[int]) -> int:
+    async def delete_instances(self, pks: Sequence[int]) -> set[int]:
         if not pks:
-            return 0
-        return _row_count(await self._execute(q.DELETE_INSTANCES, list(pks)))
+            return set()
+        return {row[0] for row in await self._fetch(q.DELETE_INSTANCES, list(pks))}
 
     async def select_instance_pks(
         self, workflow_id: str, *, statuses: Collection[str], limit: int

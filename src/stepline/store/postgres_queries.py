@@ -367,7 +367,7 @@ DELETE_EVENTS_OF_WIPED = (
 DELETE_STEPS_FROM = (
     "DELETE FROM steps WHERE instance_pk = $1 AND (seq >= $2 OR kind = 'termination')"
 )
-DELETE_INSTANCES = "DELETE FROM instances WHERE pk = ANY($1::bigint[])"
+DELETE_INSTANCES = "DELETE FROM instances WHERE pk = ANY($1::bigint[]) RETURNING pk"
 SELECT_PKS_BY_STATUS = (
     "SELECT pk FROM instances WHERE workflow_id = $1 AND status = ANY($2::text[]) "
     "ORDER BY pk LIMIT $3"

@@ -23,11 +23,12 @@ from stepline.errors import (
     InstanceAlreadyExists,
     InstanceNotFound,
     StaleRunError,
+    WorkflowNotFound,
 )
 from stepline.store import sqlite_queries as q
 from stepline.store.buffered import check_buffered
 from stepline.store.migrations import load_migrations
-from stepline.store.port import BufferedEvent, InstanceFilter, Notice
+from stepline.store.port import WORKFLOW_GONE, BufferedEvent, InstanceFilter, Notice
 from stepline.store.records import (
     FINISHED_STATUSES,
     EventRecord,
@@ -217,7 +218,12 @@ class SqliteStore(SqliteCatalog):
                 part = records[start : start + _INSERT_ROWS]
                 first = start * _INSTANCE_VALUES
                 params = values[first : first + len(part) * _INSTANCE_VALUES]
-                added.update(_insert_part(conn, part, params))
+                try:
+                    added.update(_insert_part(conn, part, params))
+                except sqlite3.IntegrityError as exc:
+                    if "FOREIGN KEY" not in str(exc):
+                        raise
+                    raise WorkflowNotFound(WORKFLOW_GONE) from None
             inserted = []
             seen: set[str] = set()
             for record in records:
@@ -549,12 +555,12 @@ class SqliteStore(SqliteCatalog):
 
         return await self._write(op)
 
-    async def delete_instances(self, pks: Sequence[int]) -> int:
-        def op(conn: sqlite3.Connection) -> int:
-            deleted = 0
+    async def delete_instances(self, pks: Sequence[int]) -> set[int]:
+        def op(conn: sqlite3.Connection) -> set[int]:
+            deleted: set[int] = set()
             for chunk in chunks(list(pks), 500):
                 sql = q.DELETE_INSTANCES.format(marks=marks(len(chunk)))
-                deleted += conn.execute(sql, chunk).rowcount
+                deleted.update(pk for (pk,) in conn.execute(sql, chunk))
             return deleted
 
         return await self._write(op)

@@ -309,7 +309,7 @@ RESTART = (
     "wake_kind = NULL, paused_on = NULL, generation = generation + 1, modified_on = ? "
     f"WHERE pk = ? RETURNING {INSTANCE_COLUMNS}"
 )
-DELETE_INSTANCES = "DELETE FROM instances WHERE pk IN ({marks})"
+DELETE_INSTANCES = "DELETE FROM instances WHERE pk IN ({marks}) RETURNING pk"
 SELECT_PKS_BY_STATUS = (
     "SELECT pk FROM instances WHERE workflow_id = ? AND status IN ({marks}) ORDER BY pk LIMIT ?"
 )
