@@ -54,6 +54,10 @@ def load_config(path: str | Path) -> ProjectConfig:
         raise ConfigError(f"{file}: no such file (pass --config path/to/stepline.toml)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    unknown = set(raw) - {"workflows"}
+    if unknown:
+        hint = " (workflows are declared as [[workflows]])" if "workflow" in unknown else ""
+        raise ConfigError(f"{file}: unknown key(s) {', '.join(sorted(unknown))}{hint}")
     entries = raw.get("workflows", [])
     if not isinstance(entries, list):
         raise ConfigError(f"{file}: [[workflows]] must be an array of tables")

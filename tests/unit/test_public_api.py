@@ -47,11 +47,15 @@ def test_readme_example_runs_as_written(tmp_path: Path) -> None:
 def test_readme_testing_example_passes_as_written(tmp_path: Path) -> None:
     """The test of "Testing your workflows", run by pytest against the checkout of the
     30-second example, kept in ``shop/flows.py`` as that section says."""
-    example = readme_code("## A 30-second example")
-    flows = example.split("\n\nasync def main():", 1)[0]  # the class, not the demo
     (tmp_path / "shop").mkdir()
     (tmp_path / "shop" / "__init__.py").write_text("")
-    (tmp_path / "shop" / "flows.py").write_text(flows)
+    # The whole example, its demo too: importing it must not run the demo.
+    (tmp_path / "shop" / "flows.py").write_text(readme_code("## A 30-second example"))
+    imported = subprocess.run(
+        [sys.executable, "-c", "import shop.flows"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (imported.returncode, imported.stdout) == (0, ""), imported.stderr
     (tmp_path / "test_checkout.py").write_text(readme_code("## Testing your workflows"))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto",
