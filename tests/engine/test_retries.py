@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 
 import pytest
 
@@ -419,3 +420,23 @@ async def test_a_cancellation_let_out_by_a_step_is_a_failed_attempt(any_stepline
         (False, "CancelledError"),
     ]
     assert probe.seen["inner"] == [1, 2]
+
+
+class FailsInRun(WorkflowEntrypoint):
+    async def run(self, event, step):
+        await step.do("fine", lambda: 1)
+        raise ValueError("bad input")  # the line an author needs to find
+
+
+async def test_an_errored_instance_is_logged_with_the_traceback_of_its_error(
+    stepline: Stepline, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO, logger="stepline")
+    workflow = await stepline.register("fails-in-run", FailsInRun)
+    view = await finished(await workflow.create())
+
+    assert view["error"] == {"name": "ValueError", "message": "bad input"}
+    [record] = [r for r in caplog.records if "errored: ValueError: bad input" in r.getMessage()]
+    assert record.exc_info is not None
+    frames = traceback.extract_tb(record.exc_info[2])
+    assert any(f.filename == __file__ and f.name == "run" for f in frames)

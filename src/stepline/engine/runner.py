@@ -221,7 +221,7 @@ class Runner(WaitingSteps):
         except (Exception, SystemExit) as exc:
             # SystemExit too: a workflow that calls sys.exit() errors its instance. Let out,
             # it would end the engine's process, and every restart would replay it.
-            await self._finish("errored", error=self._instance_error(exc))
+            await self._finish("errored", error=self._instance_error(exc), cause=exc)
 
     def _raise_swallowed(self) -> None:
         """``run`` returned, though the engine raised one of its own signals into it, which
@@ -266,8 +266,15 @@ class Runner(WaitingSteps):
             raise StoreLost() from None
 
     async def _finish(
-        self, status: str, *, output: str | None = None, error: tuple[str, str] | None = None
+        self,
+        status: str,
+        *,
+        output: str | None = None,
+        error: tuple[str, str] | None = None,
+        cause: BaseException | None = None,
     ) -> None:
+        """Record the end of the run; an error is logged, with the traceback of ``cause``
+        (the exception ``run`` let out) so that the workflow's author can find the line."""
         try:
             await self.store.finish(
                 self.pk,
@@ -288,6 +295,7 @@ class Runner(WaitingSteps):
                 self.workflow_name,
                 error[0],
                 error[1],
+                exc_info=cause,
             )
 
     # -- step.do -------------------------------------------------------------------------------
@@ -443,7 +451,10 @@ class Runner(WaitingSteps):
             ) from None
 
     def _failed(self, attempt: Attempt, exc: Exception) -> Exception:
-        """Record ``attempt`` as failed by ``exc``; returns ``exc``."""
+        """Record ``attempt`` as failed by ``exc``; returns ``exc``. With debug logging on,
+        the traceback is logged too (a failed attempt is retried, so this is not a warning)."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("instance %s: an attempt failed", self.instance.id, exc_info=exc)
         attempt.end = self.clock.now_ms()
         attempt.success = False
         attempt.error_name, attempt.error_message = error_name(exc), error_message(exc)
