@@ -282,3 +282,22 @@ async def test_a_new_run_claimed_before_the_stop_notice_stops_the_old_one(
     view = await finished(instance)
     assert view["output"] == ["held", 1]
     assert probe.calls["after"] == 1
+
+
+class ThreeStepsRenamed(ThreeSteps):
+    """A new version of ``three-steps``: another class, so another code hash."""
+
+
+async def test_a_restart_runs_and_records_the_workflows_current_version(stepline: Stepline):
+    instance = await _complete(stepline)
+    before = (await instance.status())["versionId"]
+    await stepline.register("three-steps", ThreeStepsRenamed)
+    stored = await stepline.store.get_workflow(stepline.account_id, "three-steps")
+    assert stored is not None and stored.version_id != before
+    current = stored.version_id
+
+    await instance.restart()
+
+    view = await finished(instance)
+    assert view["status"] == "complete"
+    assert view["versionId"] == current

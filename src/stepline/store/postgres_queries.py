@@ -352,11 +352,15 @@ RESUME = (
     "wake_kind = NULL, modified_on = $2 FROM target WHERE pk = target_pk "
     f"RETURNING {INSTANCE_COLUMNS}"
 )
+# A restart runs the workflow's code as it is now, and says so: the instance takes the
+# workflow's current version (spec §3.3 leaves the version at restart open).
+_CURRENT_VERSION = "(SELECT w.version_id FROM workflows w WHERE w.id = instances.workflow_id)"
 RESTART = (
     "UPDATE instances SET status = 'queued', started_on = NULL, ended_on = NULL, "
     "output = NULL, error_name = NULL, error_message = NULL, expires_on = NULL, "
     "wake_at = NULL, wake_kind = NULL, paused_on = NULL, generation = generation + 1, "
-    f"modified_on = $1 WHERE pk = $2 RETURNING {INSTANCE_COLUMNS}"
+    f"modified_on = $1, version_id = {_CURRENT_VERSION} WHERE pk = $2 "
+    f"RETURNING {INSTANCE_COLUMNS}"
 )
 DELETE_ALL_EVENTS = "DELETE FROM events WHERE instance_pk = $1"
 DELETE_ALL_STEPS = "DELETE FROM steps WHERE instance_pk = $1"

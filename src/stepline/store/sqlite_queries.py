@@ -303,11 +303,14 @@ DELETE_EVENTS_OF_WIPED = (
     "(SELECT key FROM steps WHERE instance_pk = ? AND seq >= ?))"
 )
 DELETE_STEPS_FROM = "DELETE FROM steps WHERE instance_pk = ? AND (seq >= ? OR kind = 'termination')"
+# A restart runs the workflow's code as it is now, and says so: the instance takes the
+# workflow's current version (spec §3.3 leaves the version at restart open).
+_CURRENT_VERSION = "(SELECT w.version_id FROM workflows w WHERE w.id = instances.workflow_id)"
 RESTART = (
     "UPDATE instances SET status = 'queued', started_on = NULL, ended_on = NULL, output = NULL, "
     "error_name = NULL, error_message = NULL, expires_on = NULL, wake_at = NULL, "
-    "wake_kind = NULL, paused_on = NULL, generation = generation + 1, modified_on = ? "
-    f"WHERE pk = ? RETURNING {INSTANCE_COLUMNS}"
+    "wake_kind = NULL, paused_on = NULL, generation = generation + 1, modified_on = ?, "
+    f"version_id = {_CURRENT_VERSION} WHERE pk = ? RETURNING {INSTANCE_COLUMNS}"
 )
 DELETE_INSTANCES = "DELETE FROM instances WHERE pk IN ({marks}) RETURNING pk"
 SELECT_PKS_BY_STATUS = (
