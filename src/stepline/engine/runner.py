@@ -44,7 +44,7 @@ from stepline.errors import (
 )
 from stepline.sizes import format_size
 from stepline.step_config import config_text, parse_step_config
-from stepline.store.records import Attempt, InstanceRecord, StepRecord
+from stepline.store.records import RECOVERED, Attempt, InstanceRecord, StepRecord
 from stepline.validation import MAX_PAYLOAD_BYTES, check_step_name, dump_json, utf8_size
 
 if TYPE_CHECKING:
@@ -104,6 +104,9 @@ class Runner(WaitingSteps):
     """The store was unreachable (``StoreLost`` raised into ``run``)."""
     _started_steps = 0
     """Tasks started for declared steps (``@step.do``), counted as the run's moves."""
+    _careful = False
+    """The instance's last engine died while running it: the first attempt this run starts
+    is recorded as started before its code runs (see ``_attempt``)."""
 
     def __init__(
         self,
@@ -143,6 +146,8 @@ class Runner(WaitingSteps):
         self._draining = False
         self.resume_after_park = False
         self.task: asyncio.Task[None] | None = None
+        if instance.wake_kind == RECOVERED:
+            self._careful = True
 
     # -- the engine's handles ------------------------------------------------------------------
     def request_pause(self) -> None:
@@ -484,6 +489,14 @@ class Runner(WaitingSteps):
         mocked_error = self.engine.hooks.mocked_error(ctx.step_name)
         if mocked_error is not None:
             raise mocked_error
+        if self._careful:
+            # This run follows a crash, and this is its first attempt: the step it stopped
+            # in, likely. Its start is committed before its code runs, so that a step which
+            # ends the process at once (native code that crashes, an OOM kill), before the
+            # usual write of a start could land, counts as a failed attempt each time and is
+            # retried only as its config says, rather than run again by every recovery.
+            self._careful = False
+            await self._save(record, self.clock.now_ms())
         queued: Queued | None = None
         if is_async:
             work: Any = call(ctx)

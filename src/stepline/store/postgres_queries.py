@@ -11,7 +11,7 @@ fence.
 
 from __future__ import annotations
 
-from stepline.store.records import DEFAULT_RETENTION_MS
+from stepline.store.records import DEFAULT_RETENTION_MS, RECOVERED
 from stepline.store.sqlite_rows import (
     EVENT_COLUMNS,
     INSTANCE_COLUMNS,
@@ -165,11 +165,14 @@ STEP_OUTPUT = "SELECT output FROM steps WHERE instance_pk = $1 AND key = $2"
 
 # -- the engine ----------------------------------------------------------------------------
 _LEASE_LAPSED = "(lease_expires IS NULL OR lease_expires < $2)"
+_KEEP_RECOVERED = f"CASE WHEN instances.wake_kind = '{RECOVERED}' THEN instances.wake_kind END"
+"""A claim clears the wake kind, but for the mark of a recovery, which its run reads."""
 RECOVER_INTERRUPTED = (
     "WITH pausing AS (UPDATE instances SET status = 'paused', paused_on = $1, modified_on = $1, "
     f"lease_owner = NULL, lease_expires = NULL WHERE status = 'waitingForPause' "
     f"AND {_LEASE_LAPSED} RETURNING 1), "
-    "running AS (UPDATE instances SET status = 'queued', modified_on = $1, lease_owner = NULL, "
+    f"running AS (UPDATE instances SET status = 'queued', wake_kind = '{RECOVERED}', "
+    "modified_on = $1, lease_owner = NULL, "
     f"lease_expires = NULL WHERE status = 'running' AND {_LEASE_LAPSED} RETURNING 1) "
     "SELECT (SELECT COUNT(*) FROM pausing) + (SELECT COUNT(*) FROM running)"
 )
@@ -183,8 +186,8 @@ _CLAIM = (
     "queued AS (SELECT pk FROM instances WHERE status = 'queued' {only} ORDER BY pk "
     "LIMIT GREATEST($2 - (SELECT COUNT(*) FROM due), 0) FOR UPDATE SKIP LOCKED) "
     "UPDATE instances SET status = 'running', started_on = COALESCE(started_on, $1), "
-    "modified_on = $1, wake_at = NULL, wake_kind = NULL, generation = generation + 1, "
-    "lease_owner = $3, lease_expires = $4 "
+    f"modified_on = $1, wake_at = NULL, wake_kind = {_KEEP_RECOVERED}, "
+    "generation = generation + 1, lease_owner = $3, lease_expires = $4 "
     "FROM (SELECT pk, 0, wake_at FROM due UNION ALL SELECT pk, 1, pk FROM queued) "
     "AS picked (picked_pk, claim_rank, claim_order) WHERE pk = picked_pk "
     "RETURNING "

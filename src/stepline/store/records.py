@@ -15,6 +15,7 @@ __all__ = [
     "FINISHED_STATUSES",
     "INSTANCE_STATUSES",
     "LISTABLE_STATUSES",
+    "RECOVERED",
     "Attempt",
     "EventRecord",
     "InstanceRecord",
@@ -51,6 +52,10 @@ LISTABLE_STATUSES: tuple[str, ...] = (*INSTANCE_STATUSES, "rollingBack")
 """What a list may filter on: Cloudflare's statuses, rollingBack included (Stepline runs no
 rollbacks, so that filter matches nothing)."""
 FINISHED_STATUSES = frozenset({"complete", "errored", "terminated"})
+RECOVERED = "recovered"
+"""The ``wake_kind`` of an instance taken back from an engine that died while running it
+(its lease lapsed): kept through the claim that runs it again, so that run knows."""
+
 ACTIVE_STATUSES = frozenset({"running", "waitingForPause"})
 DEFAULT_RETENTION_MS = 30 * 86_400_000
 """How long a finished instance is kept when neither it nor its workflow says (Cloudflare Paid)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from stepline.store.records import DEFAULT_RETENTION_MS
+from stepline.store.records import DEFAULT_RETENTION_MS, RECOVERED
 from stepline.store.sqlite_rows import (
     EVENT_COLUMNS,
     INSTANCE_COLUMNS,
@@ -114,13 +114,15 @@ STEP_OUTPUT = "SELECT output FROM steps WHERE instance_pk = ? AND key = ?"
 
 # -- the engine ----------------------------------------------------------------------------
 _LEASE_LAPSED = "(lease_expires IS NULL OR lease_expires < ?)"
+_KEEP_RECOVERED = f"CASE WHEN wake_kind = '{RECOVERED}' THEN wake_kind END"
+"""A claim clears the wake kind, but for the mark of a recovery, which its run reads."""
 RECOVER_PAUSING = (
     "UPDATE instances SET status = 'paused', paused_on = ?, modified_on = ?, "
     f"lease_owner = NULL, lease_expires = NULL WHERE status = 'waitingForPause' AND {_LEASE_LAPSED}"
 )
 RECOVER_RUNNING = (
-    "UPDATE instances SET status = 'queued', modified_on = ?, lease_owner = NULL, "
-    f"lease_expires = NULL WHERE status = 'running' AND {_LEASE_LAPSED}"
+    f"UPDATE instances SET status = 'queued', wake_kind = '{RECOVERED}', modified_on = ?, "
+    f"lease_owner = NULL, lease_expires = NULL WHERE status = 'running' AND {_LEASE_LAPSED}"
 )
 RENEW_LEASES = (
     "UPDATE instances SET lease_expires = ? WHERE lease_owner = ? "
@@ -129,7 +131,8 @@ RENEW_LEASES = (
 RENEW_SOME_LEASES = RENEW_LEASES + " AND pk IN ({marks})"
 _CLAIM = (
     "UPDATE instances SET status = 'running', started_on = COALESCE(started_on, ?), "
-    "modified_on = ?, wake_at = NULL, wake_kind = NULL, generation = generation + 1, "
+    f"modified_on = ?, wake_at = NULL, wake_kind = {_KEEP_RECOVERED}, "
+    "generation = generation + 1, "
     "lease_owner = ?, lease_expires = ? WHERE pk IN ({select}) "
     f"RETURNING {INSTANCE_COLUMNS}"
 )
