@@ -105,8 +105,8 @@ class Runner(WaitingSteps):
     _started_steps = 0
     """Tasks started for declared steps (``@step.do``), counted as the run's moves."""
     _careful = False
-    """The instance's last engine died while running it: the first attempt this run starts
-    is recorded as started before its code runs (see ``_attempt``)."""
+    """The instance's last engine died while running it, and this run has not yet stored an
+    attempt's start: the attempts it starts now are, before their code runs (``_attempt``)."""
 
     def __init__(
         self,
@@ -490,13 +490,14 @@ class Runner(WaitingSteps):
         if mocked_error is not None:
             raise mocked_error
         if self._careful:
-            # This run follows a crash, and this is its first attempt: the step it stopped
-            # in, likely. Its start is committed before its code runs, so that a step which
-            # ends the process at once (native code that crashes, an OOM kill), before the
-            # usual write of a start could land, counts as a failed attempt each time and is
-            # retried only as its config says, rather than run again by every recovery.
-            self._careful = False
+            # This run follows a crash, and this is its first attempt (or one started beside
+            # it, in a gather): the step that ended the process, likely. Its start is
+            # committed before its code runs, so that a step which ends the process at once
+            # (native code that crashes, an OOM kill), before the usual write of a start
+            # could land, counts as a failed attempt each time and is retried only as its
+            # config says, rather than run again by every recovery.
             await self._save(record, self.clock.now_ms())
+            self._careful = False
         queued: Queued | None = None
         if is_async:
             work: Any = call(ctx)
