@@ -67,6 +67,37 @@ async def test_terminate_all_terminates_what_matches_then_clears_its_flag(
     assert await _workflow_flag(stepline) is False
 
 
+async def test_a_job_leaves_alone_the_instances_created_after_it_was_asked_for(
+    make_stepline: MakeStepline, clock: TestClock
+):
+    """The job terminates what was there when it was asked for: with instances created as
+    fast as it terminates them, it would never end (nor clear its flag)."""
+    clock.auto_skip = False
+    stepline = await make_stepline()
+    before = await _nappers(stepline, 3)
+    terminate_many = stepline.control.terminate_many
+    release = asyncio.Event()
+
+    async def held(pks: Sequence[int], *, expect: Collection[str] | None = None) -> int:
+        await release.wait()  # its first page, until the late instances are in
+        return await terminate_many(pks, expect=expect)
+
+    stepline.control.terminate_many = held  # type: ignore[method-assign]
+    assert await stepline.client.terminate_all(stepline.account_id, "nappers") == {"status": "ok"}
+    clock.advance("1 second")
+    late = [await stepline.workflow("nappers").create(id=f"late{i}") for i in range(2)]
+    for instance in late:
+        await wait_for_status(instance, "waiting", timeout=5)
+    release.set()
+
+    for instance in before:
+        assert (await finished(instance))["status"] == "terminated"
+    await _until_the_job_ends(stepline)
+    assert await _job_status(stepline) == "not_running"
+    for instance in late:
+        assert (await instance.status())["status"] == "waiting"
+
+
 async def test_a_second_terminate_all_while_one_runs_is_already_running(
     make_stepline: MakeStepline, clock: TestClock
 ):

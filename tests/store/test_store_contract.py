@@ -1074,8 +1074,13 @@ async def test_delete_select_and_expire(store: Store) -> None:
     made = await add(store, workflow, "a", "b", "c", "d", error_retention_ms=10)
     run = await claim_one(store)
     await store.save_step(run.pk, run.generation, do_step(run.pk, "s", 1), now=NOW)
-    pks = await store.select_instance_pks(workflow.id, statuses=("queued",), limit=2)
+    pks = await store.select_instance_pks(
+        workflow.id, statuses=("queued",), limit=2, created_by=NOW
+    )
     assert pks == [made[1].pk, made[2].pk]
+    assert await store.select_instance_pks(
+        workflow.id, statuses=("queued",), limit=2, created_by=NOW - 1
+    ) == []  # fmt: skip
     assert await store.delete_instances([run.pk, made[1].pk, 99_999]) == {run.pk, made[1].pk}
     assert await store.load_steps(run.pk) == []
     assert await store.delete_instances([run.pk, made[1].pk]) == set()  # gone already

@@ -1,5 +1,6 @@
 """Terminate-all jobs (spec §1, endpoints 14 and 15): every instance of a workflow with one of
-some statuses is terminated in the background, a page at a time.
+some statuses, created by the time the job was asked for, is terminated in the background, a
+page at a time.
 
 A job lives in the database, not only in the process that started it: the workflow's flag
 (``terminator_running``) and a job text naming its statuses stay set until the job has
@@ -32,6 +33,8 @@ _PAGE = 500
 _RETRY_S = (1.0, 60.0)
 """A job whose store call failed tries again after 1 s, then twice as long each time, up to
 a minute."""
+_EVER = 2**62
+"""A creation time no instance reaches."""
 _STOP_WAIT_S = 5.0
 """How long a stop lets a look for jobs in progress finish (so that what it took is run, then
 given back) before cutting it off."""
@@ -57,8 +60,10 @@ class Terminators:
 
     async def start(self, workflow_id: str, statuses: Collection[str]) -> bool:
         """Start a job for ``statuses``; False when one is set for the workflow already."""
-        job = json.dumps({"run": uuid.uuid4().hex, "statuses": list(statuses)})
-        lease_until = self.clock.now_ms() + self.lease_ms
+        now = self.clock.now_ms()
+        # The instances there when it was asked for: the job ends, however fast new ones come.
+        job = json.dumps({"run": uuid.uuid4().hex, "statuses": list(statuses), "created_by": now})
+        lease_until = now + self.lease_ms
         if not await self.store.start_terminator(workflow_id, job, lease_until=lease_until):
             return False
         self._run(workflow_id, job)
@@ -118,12 +123,14 @@ class Terminators:
         task.add_done_callback(lambda _: self._running.pop(key, None))
 
     async def _terminate(self, workflow_id: str, job: str) -> None:
-        statuses = tuple(json.loads(job)["statuses"])
+        spec = json.loads(job)
+        statuses = tuple(spec["statuses"])
+        created_by = spec.get("created_by", _EVER)  # a job of an earlier version: no bound
         delay, longest = _RETRY_S
         while True:
             try:
                 while pks := await self.store.select_instance_pks(
-                    workflow_id, statuses=statuses, limit=_PAGE
+                    workflow_id, statuses=statuses, limit=_PAGE, created_by=created_by
                 ):
                     await self._terminate_many(pks, statuses)
                 await self.store.end_terminator(workflow_id, job)

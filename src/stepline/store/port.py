@@ -379,8 +379,11 @@ class Store(Protocol):
         ...
 
     async def select_instance_pks(
-        self, workflow_id: str, *, statuses: Collection[str], limit: int
-    ) -> list[int]: ...
+        self, workflow_id: str, *, statuses: Collection[str], limit: int, created_by: int
+    ) -> list[int]:
+        """Up to ``limit`` pks of the workflow's instances in ``statuses`` created by
+        ``created_by`` (epoch ms), lowest first."""
+        ...
 
     async def delete_expired(self, now: int, *, limit: int) -> int: ...
 

@@ -533,9 +533,11 @@ class PostgresStore(PostgresCatalog):
         return {row[0] for row in await self._fetch(q.DELETE_INSTANCES, list(pks))}
 
     async def select_instance_pks(
-        self, workflow_id: str, *, statuses: Collection[str], limit: int
+        self, workflow_id: str, *, statuses: Collection[str], limit: int, created_by: int
     ) -> list[int]:
-        rows = await self._fetch(q.SELECT_PKS_BY_STATUS, workflow_id, list(statuses), limit)
+        rows = await self._fetch(
+            q.SELECT_PKS_BY_STATUS, workflow_id, list(statuses), limit, created_by
+        )
         return [r[0] for r in rows]
 
     async def delete_expired(self, now: int, *, limit: int) -> int:

@@ -377,7 +377,7 @@ DELETE_STEPS_FROM = (
 DELETE_INSTANCES = "DELETE FROM instances WHERE pk = ANY($1::bigint[]) RETURNING pk"
 SELECT_PKS_BY_STATUS = (
     "SELECT pk FROM instances WHERE workflow_id = $1 AND status = ANY($2::text[]) "
-    "ORDER BY pk LIMIT $3"
+    "AND created_on <= $4 ORDER BY pk LIMIT $3"
 )
 DELETE_EXPIRED = (
     "DELETE FROM instances WHERE pk IN (SELECT pk FROM instances WHERE expires_on <= $1 "

@@ -566,10 +566,10 @@ class SqliteStore(SqliteCatalog):
         return await self._write(op)
 
     async def select_instance_pks(
-        self, workflow_id: str, *, statuses: Collection[str], limit: int
+        self, workflow_id: str, *, statuses: Collection[str], limit: int, created_by: int
     ) -> list[int]:
         sql = q.SELECT_PKS_BY_STATUS.format(marks=marks(len(statuses)))
-        params = (workflow_id, *statuses, limit)
+        params = (workflow_id, *statuses, created_by, limit)
         rows = await self._read(lambda c: c.execute(sql, params).fetchall())
         return [r[0] for r in rows]
 

@@ -317,7 +317,8 @@ RESTART = (
 )
 DELETE_INSTANCES = "DELETE FROM instances WHERE pk IN ({marks}) RETURNING pk"
 SELECT_PKS_BY_STATUS = (
-    "SELECT pk FROM instances WHERE workflow_id = ? AND status IN ({marks}) ORDER BY pk LIMIT ?"
+    "SELECT pk FROM instances WHERE workflow_id = ? AND status IN ({marks}) "
+    "AND created_on <= ? ORDER BY pk LIMIT ?"
 )
 DELETE_EXPIRED = (
     "DELETE FROM instances WHERE pk IN (SELECT pk FROM instances WHERE expires_on <= ? LIMIT ?)"
