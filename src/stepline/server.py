@@ -108,7 +108,7 @@ async def serve(options: ServerOptions) -> None:
                 host=options.host,
                 port=options.port,
                 log_level=options.log_level,
-                access_log=False,
+                access_log=options.log_level == "debug",  # a line a request: off for speed
                 http="httptools",
                 lifespan="off",
             )

@@ -94,7 +94,8 @@ LogLevelOption = Annotated[
     typer.Option(
         "--log-level",
         help="debug, info, warning: at info, the engine's own events too (recoveries, "
-        "instances that errored).",
+        "instances that errored, with their tracebacks); at debug, every request and "
+        "failed attempt.",
     ),
 ]
 _LOG_LEVELS = ("debug", "info", "warning", "error")
