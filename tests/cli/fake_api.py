@@ -56,6 +56,8 @@ class FakeState:
     canned_failures: list[tuple[int, str]] = field(default_factory=list)
     """(HTTP status, raw body) answered, in order, before any real handling."""
     polls_until_complete: dict[str, int] = field(default_factory=dict)
+    version_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """By workflow: what its version view adds (limits, concurrency, default_retention)."""
     clock: itertools.count[int] = field(default_factory=lambda: itertools.count(3600))
 
     def reset(self) -> None:
@@ -221,6 +223,7 @@ def list_versions(state: FakeState, _: Request, params: dict[str, str], __: Any)
         "modified_on": found["modified_on"],
         "has_dag": False,
         "language": "python",
+        **state.version_settings.get(params["name"], {}),
     }
     return envelope([version], page=1, per_page=50, count=1, total_count=1)
 

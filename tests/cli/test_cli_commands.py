@@ -55,6 +55,27 @@ def test_workflows_describe_shows_the_latest_version(cli: CliInvoker) -> None:
     assert "ee2560fb-c4cf-4510-8b42-b4f1960cc467" in result.stdout
 
 
+def test_workflows_describe_shows_schedules_and_settings(cli: CliInvoker, api: FakeServer) -> None:
+    api.state.workflows["checkout"]["schedules"] = [
+        {"cron": "0 * * * *", "next_instance": "2026-11-22T22:00:00.000Z"}
+    ]
+    api.state.version_settings["checkout"] = {
+        "limits": {"steps": 500},
+        "concurrency": {"limit": 5},
+        "default_retention": {"success_retention": 172_800_000, "error_retention": 90_000},
+    }
+
+    result = cli("workflows", "describe", "checkout")
+
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    assert any(line.startswith("Schedules 0 * * * * next 2026-11-22") for line in lines)
+    assert "Step Limit 500" in lines
+    assert "Concurrency at most 5 running" in lines
+    assert "Keeps complete 2 days" in lines
+    assert "Keeps errored 90,000 ms" in lines
+
+
 def test_workflows_describe_json_adds_latest_version(cli: CliInvoker) -> None:
     result = cli("workflows", "describe", "checkout", "--json")
 

@@ -83,6 +83,32 @@ async def _workflow_with_latest_version(
     return {**workflow, "latest_version": newest[0] if newest else None}
 
 
+def _settings(version: dict[str, Any]) -> list[tuple[str, str]]:
+    """A version's limits, concurrency and default retention, as the describe view shows them."""
+    rows = []
+    steps = (version.get("limits") or {}).get("steps")
+    if steps is not None:
+        rows.append(("Step Limit", f"{steps:,}"))
+    concurrency = (version.get("concurrency") or {}).get("limit")
+    if concurrency is not None:
+        rows.append(("Concurrency", f"at most {concurrency:,} running"))
+    retention = version.get("default_retention") or {}
+    for key, label in (("success_retention", "complete"), ("error_retention", "errored")):
+        if retention.get(key) is not None:
+            rows.append((f"Keeps {label}", _duration(retention[key])))
+    return rows
+
+
+def _duration(ms: object) -> str:
+    if not isinstance(ms, int | float) or isinstance(ms, bool):
+        return str(ms)
+    for unit, size in (("day", 86_400_000), ("hour", 3_600_000), ("minute", 60_000)):
+        if ms >= size and ms % size == 0:
+            count = int(ms // size)
+            return f"{count:,} {unit}" + ("" if count == 1 else "s")
+    return f"{int(ms):,} ms"
+
+
 @app.command(
     "describe",
     epilog="Example:\n\n  stepline workflows describe checkout",
@@ -116,12 +142,17 @@ def describe_workflow(
     if isinstance(counts, dict):
         summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "none"
         grid.add_row("Instances", summary)
+    for n, schedule in enumerate(workflow.get("schedules") or []):
+        when = format_time(schedule.get("next_instance"))
+        grid.add_row("Schedules" if n == 0 else "", Text(f"{schedule.get('cron')}  next ") + when)
     latest = workflow.get("latest_version")
     if isinstance(latest, dict):
         grid.add_row("Latest Version", Text(str(latest.get("id", "-"))))
         grid.add_row("  Created On", format_time(latest.get("created_on")))
         if latest.get("language"):
             grid.add_row("  Language", str(latest["language"]))
+        for label, value in _settings(latest):
+            grid.add_row(f"  {label}", Text(value))
     else:
         grid.add_row("Latest Version", "-")
     out_console().print(grid)
