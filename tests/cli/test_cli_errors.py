@@ -220,3 +220,15 @@ def test_a_token_made_in_a_new_database_says_so(cli: CliInvoker, tmp_path: Any) 
     assert len(made.stdout.split()) == 1 and made.stdout != again.stdout  # the token alone
     assert made.stderr.startswith(f"note: {tmp_path}/not-the-servers.sqlite3 did not exist")
     assert again.stderr == ""  # the database was there: nothing to say
+
+
+def test_a_request_without_a_token_says_how_to_give_one(cli: CliInvoker, api: FakeServer) -> None:
+    missing = "Missing X-Auth-Key, X-Auth-Email or Authorization headers"
+    api.state.canned_failures.append((400, failure_text(9106, missing)))
+
+    result = cli("workflows", "list", STEPLINE_API_TOKEN="")
+
+    assert result.exit_code == 1
+    assert_one_line_error(
+        result.stderr, f"{missing} [code: 9106]", "pass --token or set STEPLINE_API_TOKEN"
+    )

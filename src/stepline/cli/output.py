@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stepline.client.http import MalformedResponse, ServerUnreachable
-from stepline.errors import ApiError, ConfigError
+from stepline.errors import ApiError, ConfigError, MissingCredentials
 
 __all__ = [
     "FINISHED_STATUSES",
@@ -134,12 +134,16 @@ def error_line(exc: BaseException) -> Text:
         line.append(f"{exc.message} [code: {exc.code}]")
         if exc.detail:
             line.append(f" \u2013 {exc.detail}")
+        elif exc.code == MissingCredentials.code:  # the server saw no token at all
+            line.append(f" \u2013 {_NO_TOKEN}")
     elif isinstance(exc, MalformedResponse):
         line.append(f"received a malformed response from the API: {exc}")
     else:
         line.append(str(exc))
     return line
 
+
+_NO_TOKEN = "no token was sent: pass --token or set STEPLINE_API_TOKEN (or CLOUDFLARE_API_TOKEN)"
 
 USER_ERRORS = (ApiError, ConfigError, ServerUnreachable, MalformedResponse, UserError)
 """What :func:`report_errors` shows as one line; anything else is a bug and keeps its traceback."""
