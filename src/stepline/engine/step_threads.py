@@ -26,7 +26,7 @@ DEFAULT_STEP_THREADS = 32
 
 
 class _Work:
-    __slots__ = ("args", "fn", "future", "given_up", "started")
+    __slots__ = ("args", "fn", "future", "given_up", "started", "waited")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.fn = fn
@@ -35,6 +35,9 @@ class _Work:
         self.given_up = False
         self.started: asyncio.Future[None] | None = None
         """Set when the work had to queue for a thread: resolved as one takes it up."""
+        self.waited: asyncio.Future[Any] | None = None
+        """The loop's future for it. Its cancellation reaches ``future`` only on the loop's
+        next turn; a thread that takes the work up first looks at it too."""
 
 
 class Queued:
@@ -100,7 +103,7 @@ class StepThreads:
             else:
                 work.started = loop.create_future()
             self._queue.put(work)
-        waited = asyncio.wrap_future(work.future)
+        waited = work.waited = asyncio.wrap_future(work.future)
         waited.add_done_callback(lambda done: self._on_waited(done, work))
         return waited, None if work.started is None else Queued(work, work.started)
 
@@ -155,6 +158,8 @@ class StepThreads:
                 with self._lock:
                     self._threads -= 1
                 return
+            if work.waited is not None and work.waited.cancelled():
+                work.future.cancel()  # cancelled before it started: it never does
             if not work.future.set_running_or_notify_cancel():
                 continue
             if work.started is not None:
