@@ -12,6 +12,7 @@ from stepline.store.port import Notice
 from stepline.testing import TestClock, wait_for_status
 from tests.conftest import HOT, SUSPEND, MakeStepline
 from tests.engine.helpers import cancelled_inside, finished, ms, poke, step, stored_instance
+from tests.engine.test_engine_signals import _GATE, HoldsAThread, step_threads
 from tests.workflows.probe import Probe
 
 EVERY_STATUS = (
@@ -543,3 +544,49 @@ async def test_an_engine_started_again_hears_each_notice_once(make_stepline: Mak
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.05)
     assert heard == [Notice("unpause", 1, engine.owner)]
+
+
+class GathersAHoldAndASyncStep(WorkflowEntrypoint):
+    """Step "hold" (async, until gate "release") beside a sync step, which queues for a
+    thread while ``_GATE`` holds the only one."""
+
+    async def run(self, event, step):
+        return await asyncio.gather(_held_step(step, self.env)(), step.do("quick", lambda: 1))
+
+
+class GathersAHoldAndALaterStep(WorkflowEntrypoint):
+    """Step "hold" beside a branch that reaches a new step once gate "go on" opens."""
+
+    async def run(self, event, step):
+        async def later():
+            await self.env.gate("go on").wait()
+            return await step.do("after", lambda: 2)
+
+        return await asyncio.gather(_held_step(step, self.env)(), later())
+
+
+@pytest.mark.parametrize("parking", ["withdrawn sync step", "branch at a boundary"])
+async def test_a_resume_while_the_pause_parks_the_instance_leaves_it_to_run(
+    stepline: Stepline, probe, parking: str
+):
+    """The pause unwinds one branch (a sync step withdrawn from the thread queue, or a branch
+    that reached a step boundary) while another still executes; the resume comes before the
+    park is written. The instance is parked due at once, not waiting for nothing, for good."""
+    async with step_threads(stepline, 1):
+        if parking == "withdrawn sync step":
+            await (await stepline.register("holds", HoldsAThread)).create()
+            await asyncio.sleep(0.05)  # the one thread is taken
+            flow = await stepline.register("gathers", GathersAHoldAndASyncStep)
+        else:
+            flow = await stepline.register("gathers", GathersAHoldAndALaterStep)
+        instance = await flow.create()
+        await probe.wait_for("hold")
+        await asyncio.sleep(0.05)
+        assert await instance.pause() == "waitingForPause"
+        probe.gate("go on").set()  # the later branch reaches its step, a boundary
+        await asyncio.sleep(0.05)
+        assert await instance.resume() == "running"
+        probe.gate("release").set()
+        _GATE.set()
+        view = await finished(instance, timeout=5)
+    assert view["status"] == "complete"

@@ -682,8 +682,10 @@ class Runner(WaitingSteps):
             wake_at, kind = min(timers)
             wake_kind = "event" if kind == "wait" else "timer"
         status = "paused" if self.pause_requested else "waiting"
-        if self._draining and status == "waiting" and wake_at is None:
-            # The engine is stopping, not the instance: make it due at once for the next one.
+        if status == "waiting" and wake_at is None:
+            # Nothing it waits for has a time: the engine is stopping, or a pause that parked
+            # it was taken back meanwhile (a resume). It is due at once, for whichever engine
+            # is next; parked with no wake time, nothing would ever run it again.
             wake_at, wake_kind = self.clock.now_ms(), "timer"
         self._parking_paused = status == "paused"
         woken = await self._durable(
