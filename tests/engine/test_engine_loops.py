@@ -50,13 +50,15 @@ async def test_the_scheduler_outlives_an_unexpected_error(
     assert record.exc_info is not None and "a bug, not an outage" in str(record.exc_info[1])
 
 
-async def insert_orphan(stepline: Stepline, workflow_name: str, clock: TestClock) -> Any:
-    """Instance "orphan", running on an engine that is gone: its lease ran out a moment ago."""
+async def insert_orphan(
+    stepline: Stepline, workflow_name: str, clock: TestClock, status: str = "running"
+) -> Any:
+    """Instance "orphan", ``status`` on an engine that is gone: its lease ran out a moment ago."""
     workflow = await stepline.store.get_workflow(stepline.account_id, workflow_name)
     assert workflow is not None
     now = clock.now_ms()
     orphan = new_instance_record(workflow, "orphan", "null", now=now, trigger_source="api")
-    orphan.status, orphan.started_on, orphan.generation = "running", now, 1
+    orphan.status, orphan.started_on, orphan.generation = status, now, 1
     orphan.lease_owner, orphan.lease_expires = "gone:1:dead", now - 1
     [inserted] = await stepline.store.insert_instances([orphan], skip_existing=False, now=now)
     return inserted
@@ -93,8 +95,9 @@ class SeesItsStart(WorkflowEntrypoint):
         return await step.do("look", look)
 
 
+@pytest.mark.parametrize("status", ["running", "waitingForPause"])
 async def test_the_first_attempt_after_a_crash_is_stored_as_started_before_it_runs(
-    make_stepline: MakeStepline, clock: TestClock, probe: Any
+    make_stepline: MakeStepline, clock: TestClock, probe: Any, status: str
 ) -> None:
     """A step that ends the process at once (native code that crashes, an OOM kill) leaves
     no trace when its start is written with the next commit: every recovery would run it
@@ -102,8 +105,11 @@ async def test_the_first_attempt_after_a_crash_is_stored_as_started_before_it_ru
     stepline = await make_stepline(lease="600 ms")
     await stepline.register("sees-its-start", SeesItsStart)
     probe.store = stepline.store
-    probe.pk = (await insert_orphan(stepline, "sees-its-start", clock)).pk
+    probe.pk = (await insert_orphan(stepline, "sees-its-start", clock, status)).pk
     instance = await stepline.workflow("sees-its-start").get("orphan")
+    if status == "waitingForPause":  # taken back as paused: it runs once resumed
+        await wait_for_status(instance, "paused", timeout=10)
+        await instance.resume()
     view = await wait_for_status(instance, "complete", timeout=10)
 
     assert view["output"] == [1]

@@ -169,7 +169,8 @@ _KEEP_RECOVERED = f"CASE WHEN instances.wake_kind = '{RECOVERED}' THEN instances
 """A claim clears the wake kind, but for the mark of a recovery, which its run reads."""
 RECOVER_INTERRUPTED = (
     "WITH pausing AS (UPDATE instances SET status = 'paused', paused_on = $1, modified_on = $1, "
-    f"lease_owner = NULL, lease_expires = NULL WHERE status = 'waitingForPause' "
+    f"wake_kind = '{RECOVERED}', lease_owner = NULL, lease_expires = NULL "
+    "WHERE status = 'waitingForPause' "
     f"AND {_LEASE_LAPSED} RETURNING 1), "
     f"running AS (UPDATE instances SET status = 'queued', wake_kind = '{RECOVERED}', "
     "modified_on = $1, lease_owner = NULL, "
@@ -352,7 +353,7 @@ RESUME = (
     "WHERE instance_pk = target_pk AND status IN ('waiting', 'running') "
     "AND wake_at IS NOT NULL) "
     "UPDATE instances SET status = 'queued', paused_on = NULL, wake_at = NULL, "
-    "wake_kind = NULL, modified_on = $2 FROM target WHERE pk = target_pk "
+    f"wake_kind = {_KEEP_RECOVERED}, modified_on = $2 FROM target WHERE pk = target_pk "
     f"RETURNING {INSTANCE_COLUMNS}"
 )
 # A restart runs the workflow's code as it is now, and says so: the instance takes the

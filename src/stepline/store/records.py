@@ -54,7 +54,8 @@ rollbacks, so that filter matches nothing)."""
 FINISHED_STATUSES = frozenset({"complete", "errored", "terminated"})
 RECOVERED = "recovered"
 """The ``wake_kind`` of an instance taken back from an engine that died while running it
-(its lease lapsed): kept through the claim that runs it again, so that run knows."""
+(its lease lapsed): kept through the claim that runs it again (and through a resume, when it
+was pausing), so that run knows."""
 
 ACTIVE_STATUSES = frozenset({"running", "waitingForPause"})
 DEFAULT_RETENTION_MS = 30 * 86_400_000

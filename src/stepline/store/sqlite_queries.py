@@ -118,7 +118,8 @@ _KEEP_RECOVERED = f"CASE WHEN wake_kind = '{RECOVERED}' THEN wake_kind END"
 """A claim clears the wake kind, but for the mark of a recovery, which its run reads."""
 RECOVER_PAUSING = (
     "UPDATE instances SET status = 'paused', paused_on = ?, modified_on = ?, "
-    f"lease_owner = NULL, lease_expires = NULL WHERE status = 'waitingForPause' AND {_LEASE_LAPSED}"
+    f"wake_kind = '{RECOVERED}', lease_owner = NULL, lease_expires = NULL "
+    f"WHERE status = 'waitingForPause' AND {_LEASE_LAPSED}"
 )
 RECOVER_RUNNING = (
     f"UPDATE instances SET status = 'queued', wake_kind = '{RECOVERED}', modified_on = ?, "
@@ -297,7 +298,7 @@ SHIFT_STEP_TIMERS = (
 )
 RESUME = (
     "UPDATE instances SET status = 'queued', paused_on = NULL, wake_at = NULL, "
-    f"wake_kind = NULL, modified_on = ? WHERE pk = ? RETURNING {INSTANCE_COLUMNS}"
+    f"wake_kind = {_KEEP_RECOVERED}, modified_on = ? WHERE pk = ? RETURNING {INSTANCE_COLUMNS}"
 )
 DELETE_ALL_EVENTS = "DELETE FROM events WHERE instance_pk = ?"
 DELETE_ALL_STEPS = "DELETE FROM steps WHERE instance_pk = ?"
