@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from stepline.errors import InvalidDuration
 
-__all__ = ["MAX_DURATION_MS", "Duration", "parse_duration_ms"]
+__all__ = ["MAX_DURATION_MS", "Duration", "format_duration_ms", "parse_duration_ms"]
 
 Duration = int | float | str | timedelta
 
@@ -80,3 +80,14 @@ def _checked(ms: float, what: str, original: object) -> int:
     if ms > MAX_DURATION_MS:
         raise InvalidDuration(f"{what} {original!r} is longer than 100,000 years")
     return round(ms)
+
+
+def format_duration_ms(ms: int) -> str:
+    """Milliseconds as :func:`parse_duration_ms` reads them back: in the largest of days,
+    hours and minutes that divides them (``"2 days"``), else in ms (``"90,000 ms"``)."""
+    for unit in ("day", "hour", "minute"):
+        size = _UNIT_MS[unit]
+        if ms >= size and ms % size == 0:
+            count = ms // size
+            return f"{count:,} {unit}" + ("" if count == 1 else "s")
+    return f"{ms:,} ms"

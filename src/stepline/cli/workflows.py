@@ -27,6 +27,7 @@ from stepline.cli.output import (
     workflows_table,
 )
 from stepline.client.http import HttpClient
+from stepline.durations import format_duration_ms
 
 __all__ = ["app"]
 
@@ -95,18 +96,11 @@ def _settings(version: dict[str, Any]) -> list[tuple[str, str]]:
     retention = version.get("default_retention") or {}
     for key, label in (("success_retention", "complete"), ("error_retention", "errored")):
         if retention.get(key) is not None:
-            rows.append((f"Keeps {label}", _duration(retention[key])))
+            value = retention[key]
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            shown = format_duration_ms(value) if whole else str(value)
+            rows.append((f"Keeps {label}", shown))
     return rows
-
-
-def _duration(ms: object) -> str:
-    if not isinstance(ms, int | float) or isinstance(ms, bool):
-        return str(ms)
-    for unit, size in (("day", 86_400_000), ("hour", 3_600_000), ("minute", 60_000)):
-        if ms >= size and ms % size == 0:
-            count = int(ms // size)
-            return f"{count:,} {unit}" + ("" if count == 1 else "s")
-    return f"{int(ms):,} ms"
 
 
 @app.command(
