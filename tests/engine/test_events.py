@@ -435,4 +435,40 @@ async def test_the_value_of_a_wait_can_be_returned_its_timestamp_as_javascript_w
     assert output["payload"] == {"by": "ada"} and output["type"] == "approved"
     # JSON.stringify of a Date: UTC, milliseconds, "Z".
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", output["timestamp"])
-    assert output["timestamp"] == step(view, "approval-1")["end"]
+    assert view["queued"] <= output["timestamp"] <= step(view, "approval-1")["end"]
+
+
+class Stamps(WorkflowEntrypoint):
+    """Holds at step "hold" until gate "go", then waits for "approved" and naps an hour (a
+    replay, when suspended); returns the wait's timestamp, in epoch ms, as the last run saw it."""
+
+    async def run(self, event, step):
+        @step.do("hold")
+        async def hold():
+            self.env.hit("holding")
+            await self.env.gate("go").wait()
+
+        await hold()
+        got = await step.wait_for_event("approval", "approved", timeout="1 hour")
+        await step.sleep("nap", "1 hour")
+        return round(got["timestamp"].timestamp() * 1000)
+
+
+async def test_a_wait_returns_when_its_event_was_sent_not_when_it_took_it(
+    any_stepline: Stepline, clock: TestClock, probe
+):
+    """Cloudflare's event carries the time it was sent, and the wait resolves with it."""
+    workflow = await any_stepline.register("stamps", Stamps)
+    instance = await workflow.create()
+    await probe.wait_for("holding")
+    before = clock.now_ms()
+    await instance.send_event("approved", "yes")
+    after = clock.now_ms()
+    clock.advance("5 minutes")
+    probe.gate("go").set()
+
+    view = await finished(instance)
+    assert view["status"] == "complete"
+    assert before <= view["output"] <= after
+    took = datetime.fromisoformat(step(view, "approval-1")["end"].replace("Z", "+00:00"))
+    assert took.timestamp() * 1000 >= after + 300_000

@@ -162,6 +162,7 @@ class WaitingSteps:
             text = dump_json(payload)
             self.count_stored(utf8_size(text))
             record.status, record.end, record.output = "complete", now, text
+            record.wake_at = now  # a mocked event is sent as the wait takes it
             await self._save(record, now)
             return _event_value(record)
         while True:
@@ -173,6 +174,7 @@ class WaitingSteps:
             )
             if event is not None:
                 record.status, record.end, record.output = "complete", now, event.payload
+                record.wake_at = event.created_on  # what the wait returns as its timestamp
                 # Taken already: past the storage limit, the instance fails after the wait.
                 self.count_stored(utf8_size(event.payload))
                 return _event_value(record)
@@ -222,8 +224,13 @@ def take_value(record: StepRecord) -> Any:
 
 
 def _event_value(record: StepRecord) -> dict[str, Any]:
+    """What a wait that took an event returns: its payload, when it was sent and its type.
+    The send time is the taken wait's ``wake_at``; a wait taken before that was so kept its
+    deadline there, which is never before its end, and it gives its end, as it used to."""
+    end = record.end or record.start
+    sent = end if record.wake_at is None else min(record.wake_at, end)
     return {
         "payload": take_value(record),
-        "timestamp": datetime.fromtimestamp((record.end or record.start) / 1000, UTC),
+        "timestamp": datetime.fromtimestamp(sent / 1000, UTC),
         "type": record.event_type,
     }

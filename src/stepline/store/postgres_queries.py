@@ -283,7 +283,7 @@ CONSUME_EVENT = (
     "got AS (SELECT * FROM taken UNION ALL SELECT * FROM prior), "
     f"saved AS (INSERT INTO steps ({STEP_COLUMNS}) SELECT $1::bigint, $4::text, $5::integer, "
     "$6::text, $7::text, 'complete', $8::bigint, $9::bigint, $10::text, $11::text, "
-    "got.payload, $12::text, $13::text, $14::text, $15::bigint, $16::text FROM got "
+    "got.payload, $12::text, $13::text, $14::text, got.created_on, $16::text FROM got "
     f"{_UPSERT_STEP}) "
     "SELECT EXISTS (SELECT 1 FROM fence) AS live, "
     + ", ".join(f"got.{c.strip()}" for c in EVENT_COLUMNS.split(","))
@@ -317,11 +317,12 @@ concurrency limit; run in the transaction that locked the instance's row."""
 HAND_TO_WAIT = (
     "WITH wait AS (SELECT key FROM steps WHERE instance_pk = $1 AND kind = 'wait' "
     "AND status = 'waiting' AND event_type = $2 AND wake_at >= $3 ORDER BY seq LIMIT 1), "
-    "picked AS (SELECT id, payload FROM events WHERE instance_pk = $1 AND type = $2 "
-    "AND consumed_by IS NULL ORDER BY id LIMIT 1), "
+    "picked AS (SELECT id, payload, created_on FROM events WHERE instance_pk = $1 "
+    "AND type = $2 AND consumed_by IS NULL ORDER BY id LIMIT 1), "
     "taken AS (UPDATE events SET consumed_by = (SELECT key FROM wait) "
     "WHERE id = (SELECT id FROM picked)) "
-    "UPDATE steps SET status = 'complete', end_at = $3, output = (SELECT payload FROM picked) "
+    "UPDATE steps SET status = 'complete', end_at = $3, output = (SELECT payload FROM picked), "
+    "wake_at = (SELECT created_on FROM picked) "
     "WHERE instance_pk = $1 AND key = (SELECT key FROM wait)"
 )
 """Give the oldest unconsumed event of a type to the first wait for it, as the runner's

@@ -166,7 +166,8 @@ class StepRecord:
     ``key`` is the step's identity within the run (kind, name, occurrence; a sleep's
     duration too); ``seq`` is its start order. ``status``: running (attempting), waiting
     (retry backoff, sleep or wait pending), complete or errored. ``wake_at`` is the sleep's
-    end, the wait's deadline or the next retry.
+    end, the wait's deadline or the next retry; once a wait has taken an event, when that
+    event was sent (what the wait returns as the event's ``timestamp``).
     """
 
     instance_pk: int

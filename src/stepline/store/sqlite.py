@@ -447,6 +447,7 @@ class SqliteStore(SqliteCatalog):
             conn.execute(q.CONSUME_EVENT, (step.key, event.id))
             done = _copy_step(step)
             done.status, done.end, done.output = "complete", now, event.payload
+            done.wake_at = event.created_on
             conn.execute(q.UPSERT_STEP, step_to_row(done))
             return event
 
@@ -692,7 +693,7 @@ def _hand_to_wait(conn: sqlite3.Connection, pk: int, event_type: str, now: int) 
     (key,) = conn.execute(q.FIRST_WAIT_FOR, (pk, event_type, now)).fetchone()
     event = event_from_row(conn.execute(q.OLDEST_EVENT, (pk, event_type, now)).fetchone())
     conn.execute(q.CONSUME_EVENT, (key, event.id))
-    conn.execute(q.COMPLETE_WAIT, (now, event.payload, pk, key))
+    conn.execute(q.COMPLETE_WAIT, (now, event.payload, event.created_on, pk, key))
 
 
 def _copy_step(step: StepRecord) -> StepRecord:

@@ -275,7 +275,8 @@ FIRST_WAIT_FOR = (
     "AND event_type = ? AND wake_at >= ? ORDER BY seq LIMIT 1"
 )
 COMPLETE_WAIT = (
-    "UPDATE steps SET status = 'complete', end_at = ?, output = ? WHERE instance_pk = ? AND key = ?"
+    "UPDATE steps SET status = 'complete', end_at = ?, output = ?, wake_at = ? "
+    "WHERE instance_pk = ? AND key = ?"
 )
 UPDATE_INSTANCE_IF = (
     "UPDATE instances SET {sets} WHERE pk = ? AND status IN ({marks}) "
