@@ -70,6 +70,27 @@ async def test_an_error_message_with_a_lone_surrogate_is_kept_with_a_replacement
     assert step(view, "fail-1")["attempts"][0]["error"]["message"] == "lone ? surrogate"
 
 
+class Shouts(WorkflowEntrypoint):
+    async def run(self, event, step):
+        def fail() -> None:
+            raise ValueError("x" * 1_000_000)
+
+        return await step.do("shout", fail, config={"retries": {"limit": 2}})
+
+
+async def test_a_long_error_message_is_kept_cut_short(stepline: Stepline):
+    """Each attempt keeps its message, and the step's row is written with all of them at
+    every attempt: a message of a megabyte is cut, and says so."""
+    workflow = await stepline.register("shouts", Shouts)
+    view = await finished(await workflow.create())
+
+    assert view["status"] == "errored"
+    cut = "x" * 65_536 + "… [934,464 more characters]"
+    assert view["error"] == {"name": "ValueError", "message": cut}
+    attempts = step(view, "shout-1")["attempts"]
+    assert [a["error"] for a in attempts] == [{"name": "ValueError", "message": cut}] * 3
+
+
 async def test_params_and_event_payloads_with_a_lone_surrogate_are_refused(stepline: Stepline):
     await stepline.register("hands", Hands)
     workflow = stepline.workflow("hands")

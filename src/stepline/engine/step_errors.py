@@ -29,6 +29,9 @@ def is_non_retryable(exc: BaseException) -> bool:
 
 _STATE_MAX_BYTES = 64 * 1024
 """A failure's ``args`` and attributes are kept up to this size; past it, only its class."""
+_TEXT_MAX_CHARS = 64 * 1024
+"""A failure's name and message are kept up to this many characters, then cut: each attempt
+keeps its own, and a step's row is written again, with all of them, at every attempt."""
 
 
 def error_name(exc: BaseException) -> str:
@@ -37,7 +40,7 @@ def error_name(exc: BaseException) -> str:
     ``StepFailedError``). Any other error's ``name`` attribute is its own business (an
     ``AttributeError``'s is the missing attribute's)."""
     name = getattr(exc, "name", None) if _carries_a_name(exc) else None
-    return storable_text(name if isinstance(name, str) and name else type(exc).__name__)
+    return _kept(name if isinstance(name, str) and name else type(exc).__name__)
 
 
 def _carries_a_name(exc: BaseException) -> bool:
@@ -48,8 +51,16 @@ def error_message(exc: BaseException) -> str:
     """``str(exc)``, in a form every store can keep; for an error of Stepline's API (a bad
     step name or duration in workflow code, say), its sentence without the REST key."""
     if isinstance(exc, ApiError) and exc.detail:
-        return storable_text(exc.detail)
-    return storable_text(str(exc))
+        return _kept(exc.detail)
+    return _kept(str(exc))
+
+
+def _kept(text: str) -> str:
+    """``text`` as it is stored: cut at ``_TEXT_MAX_CHARS``, saying how much was left out,
+    and in a form every store can keep."""
+    if len(text) > _TEXT_MAX_CHARS:
+        text = f"{text[:_TEXT_MAX_CHARS]}… [{len(text) - _TEXT_MAX_CHARS:,} more characters]"
+    return storable_text(text)
 
 
 def error_state(exc: BaseException) -> str:
