@@ -51,9 +51,12 @@ class WorkflowClasses:
                 f"script_name {script_name!r} is not a Python module name (such as 'orders' "
                 "or 'app.workflows')"
             )
+        if "__main__" in script_name.split("."):
+            # A program's entry point, which runs (and may exit) as it is imported.
+            raise WorkflowClassNotFound(f"script_name {script_name!r} is a program, not a module")
         try:
             module = importlib.import_module(script_name)
-        except Exception as exc:  # a module that is missing, or fails as it is imported
+        except (Exception, SystemExit) as exc:  # missing, or failing (or exiting) as imported
             raise WorkflowClassNotFound(
                 f"cannot import module {script_name!r}: {type(exc).__name__}: {exc}"
             ) from exc
