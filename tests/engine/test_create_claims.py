@@ -150,3 +150,34 @@ async def test_a_stop_waits_for_a_create_whose_caller_was_cancelled(
     await second.register("held", Held)
     instance = await second.workflow("held").get("late")
     assert (await finished(instance, timeout=5))["output"] == 2
+
+
+class Quick(WorkflowEntrypoint):
+    async def run(self, event, step):
+        return await step.do("one", lambda: event.payload)
+
+
+async def test_an_instance_whose_workflow_is_deleted_as_its_run_starts_is_no_error(
+    make_stepline: MakeStepline,
+):
+    """The workflow's delete lands between the instance's insert and its runner's start (a
+    DELETE racing a POST): the instance went with its workflow, and nothing is in error. On
+    SQLite the run starts inside the create, whose caller got a 500 from the attempt to
+    record the instance as errored; on PostgreSQL, in the scheduler's pass."""
+    stepline = await make_stepline()
+    doomed = await stepline.register("doomed", Quick)
+    make_runner = stepline.engine._make_runner
+
+    async def deleted_first(instance: Any, steps: Any) -> Any:
+        if instance.id == "short-lived":
+            await stepline.store.delete_workflow(instance.workflow_id)
+        return await make_runner(instance, steps)
+
+    stepline.engine._make_runner = deleted_first  # type: ignore[method-assign]
+    created = await doomed.create(id="short-lived")
+    assert created.id == "short-lived"
+
+    # The engine goes on: another workflow's instance runs to its end.
+    other = await stepline.register("other", Quick)
+    assert (await finished(await other.create(params=7)))["output"] == 7
+    assert await stepline.store.get_workflow(stepline.account_id, "doomed") is None

@@ -24,7 +24,7 @@ from stepline.engine.instances import new_instance_record
 from stepline.engine.registry import WorkflowClasses
 from stepline.engine.runner import Runner
 from stepline.engine.step_threads import DEFAULT_STEP_THREADS, StepThreads
-from stepline.errors import SteplineError, StoreUnavailable
+from stepline.errors import StaleRunError, SteplineError, StoreUnavailable
 from stepline.store.port import Notice, Store
 from stepline.store.records import InstanceRecord, StepRecord, VersionRecord
 from stepline.validation import MAX_INSTANCE_STORAGE_BYTES
@@ -363,16 +363,19 @@ class Engine:
             return
         except SteplineError as exc:
             log.error("cannot run instance %s: %s", instance.id, exc)
-            await self.store.finish(
-                instance.pk,
-                instance.generation,
-                status="errored",
-                output=None,
-                error_name="WorkflowFatalError",
-                error_message=str(exc),
-                steps=[],
-                now=self.clock.now_ms(),
-            )
+            try:
+                await self.store.finish(
+                    instance.pk,
+                    instance.generation,
+                    status="errored",
+                    output=None,
+                    error_name="WorkflowFatalError",
+                    error_message=str(exc),
+                    steps=[],
+                    now=self.clock.now_ms(),
+                )
+            except (StaleRunError, StoreUnavailable):
+                pass  # gone with its workflow (deleted as it was created), or left to recovery
             return
         older = self.runners.get(instance.pk)
         if older is not None and older.generation < instance.generation:
