@@ -15,8 +15,10 @@ from stepline.errors import (
 )
 
 __all__ = [
+    "MAX_CONCURRENCY_LIMIT",
     "MAX_INSTANCE_STORAGE_BYTES",
     "MAX_PAYLOAD_BYTES",
+    "MAX_STEP_LIMIT",
     "check_account_id",
     "check_event_type",
     "check_instance_id",
@@ -31,6 +33,10 @@ __all__ = [
 MAX_PAYLOAD_BYTES = 1 << 20
 MAX_INSTANCE_STORAGE_BYTES = 1 << 30
 """The state one instance may persist by default (Cloudflare's paid plan)."""
+MAX_STEP_LIMIT = 25_000
+"""The most a workflow's ``limits.steps`` may allow (§4)."""
+MAX_CONCURRENCY_LIMIT = 50_000
+"""The most a workflow's ``concurrency.limit`` may be: Cloudflare's cap for an account (§4)."""
 _NAME = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9\-_]*$")
 _RESERVED_ID = re.compile(r"^cf_[0-9a-f]{64}$")
 _ROUTE_WORDS = frozenset({"batch", "terminate"})

@@ -97,6 +97,16 @@ BAD_BODIES: list[tuple[str, str, Any]] = [
     (
         "PUT",
         f"{BASE}/{WF}",
+        {"class_name": "C", "script_name": "s", "concurrency": {"limit": 50_001}},
+    ),
+    (  # past what a database integer holds: it was a 500 from the store
+        "PUT",
+        f"{BASE}/{WF}",
+        {"class_name": "C", "script_name": "s", "concurrency": {"limit": 2**63}},
+    ),
+    (
+        "PUT",
+        f"{BASE}/{WF}",
         {"class_name": "C", "script_name": "s", "schedules": [{"cron": "* * * *"}]},
     ),
     ("PUT", f"{BASE}/{WF}", {"class_name": "C", "script_name": "s", "schedules": [{}]}),

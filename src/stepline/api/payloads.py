@@ -18,7 +18,13 @@ from stepline.client.base import JSON, RestartFrom, StatusAction
 from stepline.cron import check_cron
 from stepline.durations import parse_duration_ms
 from stepline.errors import InvalidRequest
-from stepline.validation import check_instance_id, check_json_size, check_step_name
+from stepline.validation import (
+    MAX_CONCURRENCY_LIMIT,
+    MAX_STEP_LIMIT,
+    check_instance_id,
+    check_json_size,
+    check_step_name,
+)
 
 __all__ = [
     "MAX_BATCH",
@@ -35,7 +41,6 @@ __all__ = [
 ]
 
 MAX_BATCH = 100
-MAX_STEPS_LIMIT = 25_000
 LOCATION_HINTS = frozenset(
     {"wnam", "weur", "enam", "eeur", "apac", "apac-ne", "apac-se", "oc", "sam", "afr", "me"}
 )
@@ -239,7 +244,7 @@ def _limits(value: object) -> dict[str, JSON] | None:
     fields = _require_object(value, "body.limits")
     if fields.get("steps") is None:
         return None
-    steps = _require_int(fields["steps"], "body.limits.steps", minimum=1, maximum=MAX_STEPS_LIMIT)
+    steps = _require_int(fields["steps"], "body.limits.steps", minimum=1, maximum=MAX_STEP_LIMIT)
     return {"steps": steps}
 
 
@@ -249,7 +254,10 @@ def _concurrency(value: object) -> dict[str, JSON] | None:
     fields = _require_object(value, "body.concurrency")
     if fields.get("limit") is None:
         return None
-    return {"limit": _require_int(fields["limit"], "body.concurrency.limit", minimum=1)}
+    limit = _require_int(
+        fields["limit"], "body.concurrency.limit", minimum=1, maximum=MAX_CONCURRENCY_LIMIT
+    )
+    return {"limit": limit}
 
 
 def _schedules(value: object) -> list[str]:

@@ -33,7 +33,13 @@ from stepline.store.records import (
     VersionRecord,
     WorkflowRecord,
 )
-from stepline.validation import check_event_type, check_instance_id, check_json_size
+from stepline.validation import (
+    MAX_CONCURRENCY_LIMIT,
+    MAX_STEP_LIMIT,
+    check_event_type,
+    check_instance_id,
+    check_json_size,
+)
 
 __all__ = ["Control", "NewInstance", "step_base_name"]
 
@@ -41,7 +47,6 @@ log = logging.getLogger("stepline.engine")
 T = TypeVar("T")
 P = ParamSpec("P")
 
-MAX_STEP_LIMIT = 25_000
 _STEP_TYPES = {"do": "do", "sleep": "sleep", "waitForEvent": "wait"}
 
 
@@ -432,8 +437,9 @@ def step_base_name(step: StepRecord) -> str:
 def _checked_settings(settings: WorkflowSettings) -> WorkflowSettings:
     if not 1 <= settings.step_limit <= MAX_STEP_LIMIT:
         raise InvalidRequest(f"limits.steps must be 1 to {MAX_STEP_LIMIT}")
-    if settings.concurrency_limit is not None and settings.concurrency_limit < 1:
-        raise InvalidRequest("concurrency.limit must be at least 1")
+    limit = settings.concurrency_limit
+    if limit is not None and not 1 <= limit <= MAX_CONCURRENCY_LIMIT:
+        raise InvalidRequest(f"concurrency.limit must be 1 to {MAX_CONCURRENCY_LIMIT}")
     return settings
 
 
