@@ -26,6 +26,7 @@ __all__ = [
     "check_step_name",
     "check_workflow_name",
     "dump_json",
+    "has_control_characters",
     "storable_text",
     "utf8_size",
 ]
@@ -143,6 +144,12 @@ def utf8_size(text: str) -> int:
     """``text``'s size in UTF-8 bytes, without encoding it when it is ASCII (a flag
     CPython keeps)."""
     return len(text) if text.isascii() else len(text.encode())
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether ``text`` holds a control character or a lone surrogate, as no name, id or step
+    name may (a NUL ends SQLite's ``LIKE`` pattern early, and PostgreSQL's text cannot hold one)."""
+    return _CONTROL.search(text) is not None
 
 
 def storable_text(text: str) -> str:

@@ -140,6 +140,9 @@ async def test_a_bad_id_in_a_batch_delete_deletes_nothing(
 
 
 BAD_QUERIES = [
+    f"{BASE}?search=%00",
+    f"{BASE}?search=f%00zzzz",
+    f"{BASE}?search=a%0Ab",
     f"{BASE}?page=0",
     f"{BASE}?page=abc",
     f"{BASE}?page=1.5",

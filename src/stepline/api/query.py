@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from starlette.datastructures import QueryParams
 
 from stepline.errors import InvalidRequest
+from stepline.validation import has_control_characters
 
 __all__ = ["MAX_PAGE", "QueryReader", "format_timestamp"]
 
@@ -53,6 +54,8 @@ class QueryReader:
             return None
         if len(value) > max_length:
             raise InvalidRequest(f"query parameter {name} is longer than {max_length} characters")
+        if has_control_characters(value):
+            raise InvalidRequest(f"query parameter {name} holds a control character")
         return value
 
     def has(self, name: str) -> bool:
