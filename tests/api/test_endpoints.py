@@ -9,7 +9,7 @@ import pytest
 
 from stepline.client.base import RestartFrom
 
-from api_asserts import assert_envelope
+from api_asserts import assert_envelope, assert_failure
 from conftest import ACCOUNT, BASE
 from http_fakes import FakeClient
 
@@ -253,6 +253,18 @@ async def test_q1_trailing_slash_and_bare_query_route_to_the_list(
         assert response.status_code == 200
         assert [row["id"] for row in response.json()["result"]] == ["inst-1"]
         assert fake.last_call().method == "list_instances"
+
+
+async def test_an_encoded_slash_is_part_of_the_id_not_a_trailing_slash(
+    http: httpx.AsyncClient, fake: FakeClient
+) -> None:
+    calls_before = len(fake.calls)
+    response = await http.get(f"{BASE}/{WF}/instances/inst-1%2F")
+    assert_failure(response, 404, 7003, "workflows.api.error.not_found")
+    assert len(fake.calls) == calls_before
+    response = await http.get(f"{BASE}/{WF}/instances/inst-1/")
+    assert response.status_code == 200
+    assert fake.last_call().args == (ACCOUNT, WF, "inst-1")
 
 
 async def test_q4_form_encoded_query_and_float_numbers(

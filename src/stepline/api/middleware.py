@@ -32,12 +32,16 @@ class StripTrailingSlashMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+        raw_path = scope.get("raw_path")
+        # The slashes written as slashes: an encoded one (``%2F``) is part of a segment, and
+        # ``.../instances/a%2F`` names no instance, rather than instance ``a``.
+        written = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else path
+        if scope["type"] == "http" and len(written) > 1 and written.endswith("/"):
+            extra = len(written) - len(written.rstrip("/"))
             scope = dict(scope)
-            scope["path"] = path.rstrip("/") or "/"
-            raw_path = scope.get("raw_path")
+            scope["path"] = path[:-extra] or "/"
             if isinstance(raw_path, bytes):
-                scope["raw_path"] = raw_path.rstrip(b"/") or b"/"
+                scope["raw_path"] = raw_path[:-extra] or b"/"
         await self.app(scope, receive, send)
 
 
