@@ -68,6 +68,8 @@ class WorkflowClasses:
 
 
 def _check_class(cls: object, class_name: str, script_name: str = "") -> None:
+    if cls is None and script_name:
+        raise WorkflowClassNotFound(f"module {script_name!r} has no class {class_name!r}")
     if not (isinstance(cls, type) and issubclass(cls, WorkflowEntrypoint)):
         where = f" in {script_name!r}" if script_name else ""
         raise WorkflowClassNotFound(f"{class_name!r}{where} is not a WorkflowEntrypoint subclass")

@@ -24,7 +24,12 @@ from stepline.engine.instances import new_instance_record
 from stepline.engine.registry import WorkflowClasses
 from stepline.engine.runner import Runner
 from stepline.engine.step_threads import DEFAULT_STEP_THREADS, StepThreads
-from stepline.errors import StaleRunError, SteplineError, StoreUnavailable
+from stepline.errors import (
+    StaleRunError,
+    SteplineError,
+    StoreUnavailable,
+    WorkflowClassNotFound,
+)
 from stepline.store.port import Notice, Store
 from stepline.store.records import InstanceRecord, StepRecord, VersionRecord
 from stepline.validation import MAX_INSTANCE_STORAGE_BYTES
@@ -34,6 +39,9 @@ __all__ = ["Engine"]
 log = logging.getLogger("stepline.engine")
 
 _CLAIM_BATCH = 500
+_CANNOT_RUN_MS = 60_000
+"""How long an engine leaves a workflow whose class it cannot load to other engines before
+it tries that class again (the module may have been fixed or installed meanwhile)."""
 
 
 class Engine:
@@ -88,6 +96,9 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._workflow_names: dict[str, str] = {}
         self._versions: dict[str, VersionRecord] = {}
+        self._cannot_run: dict[str, int] = {}
+        """Workflow ids whose class this engine could not load, and until when it leaves
+        their instances to others (the scheduler's claims skip them)."""
         self._idle = asyncio.Event()
         self._idle.set()
         self._running = False
@@ -266,6 +277,10 @@ class Engine:
                 # its time is in the database alone. Look there at least once a lease period.
                 cap = self.lease_ms / 3000
                 timeout = cap if timeout is None else min(timeout, cap)
+            if self._cannot_run:
+                # Try the workflows left to others again when their time is up.
+                until = (min(self._cannot_run.values()) - self.clock.now_ms()) / 1000
+                timeout = max(0.0, until) if timeout is None else min(timeout, max(0.0, until))
             if timeout is None or timeout > 0:
                 await self._until_poked(timeout)
 
@@ -292,7 +307,11 @@ class Engine:
         now = self.clock.now_ms()
         try:
             batch = await self.store.claim_runnable(
-                now, want, owner=self.owner, lease_until=now + self.lease_ms
+                now,
+                want,
+                owner=self.owner,
+                lease_until=now + self.lease_ms,
+                skip=self._skipped_workflows(now),
             )
         except BaseException:
             self.unpromise(want)
@@ -361,6 +380,13 @@ class Engine:
             # Not the instance's fault: its lease lapses and it is claimed again later.
             log.warning("cannot start instance %s now: %s", instance.id, exc)
             return
+        except WorkflowClassNotFound as exc:
+            # Not the instance's fault either: this engine lacks the code (another engine on
+            # the database has it, or a deploy has not reached this one yet). The instance
+            # goes back to the queue for any engine, and this one leaves the workflow alone
+            # for a while.
+            await self._cannot_load(instance, exc)
+            return
         except SteplineError as exc:
             log.error("cannot run instance %s: %s", instance.id, exc)
             try:
@@ -394,6 +420,37 @@ class Engine:
             runner.request_pause()
         runner.task = asyncio.create_task(
             self._drive(runner), name=f"stepline-run-{instance.id}", context=self._context.copy()
+        )
+
+    async def _cannot_load(self, instance: InstanceRecord, exc: WorkflowClassNotFound) -> None:
+        now = self.clock.now_ms()
+        self._cannot_run[instance.workflow_id] = now + _CANNOT_RUN_MS
+        log.warning(
+            "cannot run instance %s here, left queued for an engine that can (this one "
+            "tries again in %d s): %s",
+            instance.id,
+            _CANNOT_RUN_MS // 1000,
+            exc.detail or exc,
+        )
+        try:
+            await self.store.release(instance.pk, instance.generation, now=now)
+            await self.store.publish(Notice("wake"))
+        except (StaleRunError, StoreUnavailable):
+            pass  # moved on meanwhile, or its lease lapses and it is taken over
+
+    def _skipped_workflows(self, now: int) -> list[str]:
+        """The workflows this engine leaves to others now; those whose time is up are tried
+        again."""
+        for workflow_id, until in list(self._cannot_run.items()):
+            if until <= now:
+                del self._cannot_run[workflow_id]
+        return list(self._cannot_run)
+
+    def can_run(self, workflow_id: str) -> bool:
+        """Whether this engine takes instances of the workflow now (it could load its class,
+        or tried long enough ago): a create or an event claims for it only then."""
+        return not self._cannot_run or workflow_id not in self._skipped_workflows(
+            self.clock.now_ms()
         )
 
     async def _make_runner(self, instance: InstanceRecord, steps: list[StepRecord]) -> Runner:

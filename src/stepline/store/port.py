@@ -267,11 +267,23 @@ class Store(Protocol):
         ...
 
     async def claim_runnable(
-        self, now: int, limit: int, *, owner: str, lease_until: int
+        self,
+        now: int,
+        limit: int,
+        *,
+        owner: str,
+        lease_until: int,
+        skip: Collection[str] = (),
     ) -> list[tuple[InstanceRecord, list[StepRecord]]]:
         """Mark up to ``limit`` runnable instances running for ``owner`` (bumping their
         generation) and return them with their steps. Runnable: queued, or waiting with
-        ``wake_at <= now``. Engines sharing the store never claim the same instance."""
+        ``wake_at <= now``; not of the workflows (ids) in ``skip``, whose classes ``owner``
+        cannot load. Engines sharing the store never claim the same instance."""
+        ...
+
+    async def release(self, pk: int, generation: int, *, now: int) -> None:
+        """Give back a claimed instance whose run never started (its engine cannot load its
+        workflow's class): queued again, for any engine, if it is still at ``generation``."""
         ...
 
     async def next_wake_at(self, kinds: Collection[str] | None = None) -> int | None:

@@ -237,17 +237,23 @@ class PostgresStore(PostgresCatalog):
         return _row_count(await self._execute(q.RENEW_LEASES, until, owner, chosen))
 
     async def claim_runnable(
-        self, now: int, limit: int, *, owner: str, lease_until: int
+        self,
+        now: int,
+        limit: int,
+        *,
+        owner: str,
+        lease_until: int,
+        skip: Collection[str] = (),
     ) -> list[tuple[InstanceRecord, list[StepRecord]]]:
         if limit <= 0:
             return []
 
         async def op(conn: asyncpg.Connection) -> list[tuple[InstanceRecord, list[StepRecord]]]:
             async with conn.transaction():
-                rows = await _claim_limited(conn, now, limit, owner, lease_until)
+                rows = await _claim_limited(conn, now, limit, owner, lease_until, skip)
                 if len(rows) < limit:
                     rows += await conn.fetch(
-                        q.CLAIM_RUNNABLE, now, limit - len(rows), owner, lease_until
+                        q.CLAIM_RUNNABLE, now, limit - len(rows), owner, lease_until, list(skip)
                     )
                 if not rows:
                     return []
@@ -261,6 +267,9 @@ class PostgresStore(PostgresCatalog):
             return [(i, steps[i.pk]) for i in claimed]
 
         return await self._db.run(op)
+
+    async def release(self, pk: int, generation: int, *, now: int) -> None:
+        await self._execute(q.RELEASE, pk, generation, now)
 
     async def next_wake_at(self, kinds: Collection[str] | None = None) -> int | None:
         try:
@@ -593,7 +602,12 @@ class PostgresStore(PostgresCatalog):
 
 
 async def _claim_limited(
-    conn: asyncpg.Connection, now: int, limit: int, owner: str, lease_until: int
+    conn: asyncpg.Connection,
+    now: int,
+    limit: int,
+    owner: str,
+    lease_until: int,
+    skip: Collection[str],
 ) -> list[asyncpg.Record]:
     """Claim for the workflows with a concurrency limit, up to each one's free slots (the
     ones another engine is claiming for right now are left to it)."""
@@ -604,7 +618,7 @@ async def _claim_limited(
     rows: list[asyncpg.Record] = []
     for workflow_id, cap in limited:
         want = min(cap - active.get(workflow_id, 0), limit - len(rows))
-        if want > 0:
+        if want > 0 and workflow_id not in skip:
             rows += await conn.fetch(
                 q.CLAIM_RUNNABLE_OF, now, want, owner, lease_until, workflow_id
             )

@@ -313,7 +313,13 @@ class SqliteStore(SqliteCatalog):
         return int(await self._writer.run(NoSync(op)))
 
     async def claim_runnable(
-        self, now: int, limit: int, *, owner: str, lease_until: int
+        self,
+        now: int,
+        limit: int,
+        *,
+        owner: str,
+        lease_until: int,
+        skip: Collection[str] = (),
     ) -> list[tuple[InstanceRecord, list[StepRecord]]]:
         def op(conn: sqlite3.Connection) -> list[tuple[InstanceRecord, list[StepRecord]]]:
             lease = (now, now, owner, lease_until)
@@ -321,13 +327,13 @@ class SqliteStore(SqliteCatalog):
             rows: list[Any] = []
             for workflow_id, cap, running in limited:
                 want = min(cap - running, limit - len(rows))
-                if want > 0:
+                if want > 0 and workflow_id not in skip:
                     rows += _claim_pair(
                         conn, q.CLAIM_DUE_OF, q.CLAIM_QUEUED_OF, lease, now, want, (workflow_id,)
                     )
             want = limit - len(rows)
-            if want > 0 and limited:
-                ids = tuple(w[0] for w in limited)
+            if want > 0 and (limited or skip):
+                ids = tuple({*(w[0] for w in limited), *skip})
                 due = q.CLAIM_DUE_EXCEPT.format(marks=marks(len(ids)))
                 queued = q.CLAIM_QUEUED_EXCEPT.format(marks=marks(len(ids)))
                 rows += _claim_pair(conn, due, queued, lease, now, want, ids)
@@ -345,6 +351,9 @@ class SqliteStore(SqliteCatalog):
         # every engine on this file restarts), so it does not wait for the disk on its own.
         claimed: list[tuple[InstanceRecord, list[StepRecord]]] = await self._writer.run(NoSync(op))
         return claimed
+
+    async def release(self, pk: int, generation: int, *, now: int) -> None:
+        await self._write(lambda conn: conn.execute(q.RELEASE, (now, pk, generation)))
 
     async def next_wake_at(self, kinds: Collection[str] | None = None) -> int | None:
         if kinds is None:

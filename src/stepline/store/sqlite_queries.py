@@ -130,6 +130,10 @@ RENEW_LEASES = (
     "AND status IN ('running', 'waitingForPause')"
 )
 RENEW_SOME_LEASES = RENEW_LEASES + " AND pk IN ({marks})"
+RELEASE = (
+    "UPDATE instances SET status = 'queued', modified_on = ?, lease_owner = NULL, "
+    "lease_expires = NULL WHERE pk = ? AND generation = ? AND status = 'running'"
+)
 _CLAIM = (
     "UPDATE instances SET status = 'running', started_on = COALESCE(started_on, ?), "
     f"modified_on = ?, wake_at = NULL, wake_kind = {_KEEP_RECOVERED}, "
