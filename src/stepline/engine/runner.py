@@ -15,8 +15,10 @@ import asyncio
 import inspect
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
+from time import monotonic
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -71,8 +73,12 @@ class Suspended(BaseException):
 
 
 class StoreLost(BaseException):
-    """The store cannot be reached: abandon the run, keep the instance as it is recorded.
-    Its lease lapses and an engine replays it from the step cache once the store is back."""
+    """The store cannot be reached, or the engine's lease on the instance may have lapsed:
+    abandon the run, keep the instance as it is recorded. Its lease lapses and an engine
+    replays it from the step cache (once the store is back)."""
+
+    def __init__(self, reason: str = "the store is unreachable") -> None:
+        super().__init__(reason)
 
 
 class _Withdrawn(Exception):
@@ -107,6 +113,11 @@ class Runner(WaitingSteps):
     _careful = False
     """The instance's last engine died while running it, and this run has not yet stored an
     attempt's start: the attempts it starts now are, before their code runs (``_attempt``)."""
+    held_until = math.inf
+    """Until when (``time.monotonic()``) the engine's lease on the instance is sure to hold;
+    the engine sets and renews it when it shares the database. Past it, another engine may
+    have taken the instance over (this one was stopped, or its event loop blocked, for
+    longer than a lease), and the run starts no more attempts: the other runs them."""
 
     def __init__(
         self,
@@ -219,8 +230,8 @@ class Runner(WaitingSteps):
             # uncaught error of ``run`` like any other.
             escaped = _escaped(cancelled, "the workflow's")
             await self._finish("errored", error=self._instance_error(escaped))
-        except StoreLost:
-            log.warning("instance %s left to recovery: the store is unreachable", instance.id)
+        except StoreLost as lost:
+            log.warning("instance %s left to recovery: %s", instance.id, lost)
         except FatalInstanceError as fatal:
             await self._finish("errored", error=(fatal.name, fatal.message))
         except (Exception, SystemExit) as exc:
@@ -362,6 +373,9 @@ class Runner(WaitingSteps):
                 if record.status == "waiting" and record.wake_at is not None:
                     await self._wait_until(record.wake_at)
                     record.status, record.wake_at = "running", None
+                if monotonic() > self.held_until:
+                    self._lost = True
+                    raise StoreLost("the engine's lease on it may have lapsed")
                 number = len(record.attempts) + 1
                 attempt = Attempt(start=self.clock.now_ms())
                 record.attempts.append(attempt)

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import uuid
+from time import monotonic
 from typing import Any
 
 from stepline.cron import cron_instance_id, next_fire
@@ -70,6 +71,9 @@ class Engine:
         self.suspend_after_ms = suspend_after_ms
         self.retention_sweep_ms = retention_sweep_ms
         self.lease_ms = lease_ms
+        self._lease_held_s = (lease_ms - min(lease_ms / 10, 1_000)) / 1000
+        """How long after a claim or a renewal a lease is sure to hold, by this process's
+        clock: the lease, less a margin for the time the write took and the engines' clocks."""
         self.stop_grace_ms = stop_grace_ms
         if type(storage_limit) is not int or storage_limit < 1:
             raise ValueError(
@@ -413,6 +417,8 @@ class Engine:
             await self.stop_runner(older)
             if paused:
                 self._pending_pause.add(instance.pk)
+        if not self.store.exclusive:
+            runner.held_until = monotonic() + self._lease_held_s
         self.runners[instance.pk] = runner
         self._idle.clear()
         if instance.pk in self._pending_pause:
@@ -500,17 +506,33 @@ class Engine:
         while True:
             await asyncio.sleep(self.lease_ms / 3000)
             try:
+                await self._renew_leases()
                 now = self.clock.now_ms()
-                if self.runners:
-                    await self.store.renew_leases(
-                        self.owner, now + self.lease_ms, list(self.runners)
-                    )
                 taken = await self.store.recover_interrupted(now, lapsed_before=now)
                 if taken:
                     log.info("took over instances whose engine's lease lapsed: %d", taken)
                     self.wake()
             except Exception as exc:  # nothing may end the loop
                 _log_failure("renewing leases", exc)
+
+    async def _renew_leases(self) -> None:
+        """Renew the leases of the instances this engine runs. Sharing the database, a run
+        whose lease may have lapsed already (this engine was held up longer than its lease
+        allows) is not renewed: another engine may have taken it over, and it starts no
+        more attempts (``Runner.held_until``)."""
+        if not self.runners:
+            return
+        now = self.clock.now_ms()
+        if self.store.exclusive:
+            await self.store.renew_leases(self.owner, now + self.lease_ms, list(self.runners))
+            return
+        started = monotonic()
+        held = [r for r in self.runners.values() if r.held_until > started]
+        if held:
+            await self.store.renew_leases(self.owner, now + self.lease_ms, [r.pk for r in held])
+            until = started + self._lease_held_s
+            for runner in held:
+                runner.held_until = until
 
     async def _retention_loop(self) -> None:
         while True:
