@@ -210,6 +210,43 @@ async def test_a_job_whose_process_died_is_taken_up_once_its_lease_lapses(
     assert await _workflow_flag(stepline) is False
 
 
+async def test_a_job_of_an_earlier_version_leaves_what_was_created_after_it_was_taken_up(
+    make_stepline: MakeStepline, clock: TestClock
+):
+    """A job written before jobs kept the time they were asked for (no ``created_by``),
+    taken up after an upgrade: the instances created while it runs are left to run."""
+    clock.auto_skip = False
+    stepline = await make_stepline(lease=300)  # looks for jobs every 100 ms
+    instances = await _nappers(stepline, 2)
+    workflow = await stepline.store.get_workflow(stepline.account_id, "nappers")
+    assert workflow is not None
+    gate, pages = asyncio.Event(), []
+    real = stepline.control.terminate_many
+
+    async def slow(pks: Sequence[int], *, expect: Collection[str] | None = None) -> int:
+        pages.append(len(pks))
+        await gate.wait()
+        return await real(pks, expect=expect)
+
+    stepline.control.terminate_many = slow  # type: ignore[method-assign]
+    job = '{"run": "of an earlier version", "statuses": ["waiting"]}'
+    assert await stepline.store.start_terminator(workflow.id, job, lease_until=clock.now_ms() - 1)
+    for _ in range(100):  # taken up within a look or two
+        if pages:
+            break
+        await asyncio.sleep(0.01)
+    clock.advance(1)
+    late = await stepline.workflow("nappers").create(id="late")
+    await wait_for_status(late, "waiting", timeout=5)
+    gate.set()
+
+    for instance in instances:
+        assert (await finished(instance, timeout=5))["status"] == "terminated"
+    await _until_the_job_ends(stepline)
+    assert (await late.status())["status"] == "waiting"
+    assert pages == [2]
+
+
 async def test_a_running_job_keeps_its_lease_and_is_not_taken_by_another_process(
     make_stepline: MakeStepline, clock: TestClock, tmp_path: Path
 ):

@@ -33,8 +33,6 @@ _PAGE = 500
 _RETRY_S = (1.0, 60.0)
 """A job whose store call failed tries again after 1 s, then twice as long each time, up to
 a minute."""
-_EVER = 2**62
-"""A creation time no instance reaches."""
 _STOP_WAIT_S = 5.0
 """How long a stop lets a look for jobs in progress finish (so that what it took is run, then
 given back) before cutting it off."""
@@ -125,7 +123,9 @@ class Terminators:
     async def _terminate(self, workflow_id: str, job: str) -> None:
         spec = json.loads(job)
         statuses = tuple(spec["statuses"])
-        created_by = spec.get("created_by", _EVER)  # a job of an earlier version: no bound
+        # A job of an earlier version has no bound: the instances there when it is taken up
+        # are the nearest to those there when it was asked for.
+        created_by = spec.get("created_by") or self.clock.now_ms()
         delay, longest = _RETRY_S
         while True:
             try:
