@@ -178,9 +178,13 @@ RECOVER_INTERRUPTED = (
     "SELECT (SELECT COUNT(*) FROM pausing) + (SELECT COUNT(*) FROM running)"
 )
 RENEW_LEASES = (
-    "UPDATE instances SET lease_expires = $1 WHERE lease_owner = $2 "
-    "AND status IN ('running', 'waitingForPause') AND ($3::bigint[] IS NULL OR pk = ANY($3))"
+    "WITH held AS (SELECT pk FROM instances WHERE lease_owner = $2 "
+    "AND status IN ('running', 'waitingForPause') AND ($3::bigint[] IS NULL OR pk = ANY($3)) "
+    "ORDER BY pk FOR NO KEY UPDATE) "
+    "UPDATE instances SET lease_expires = $1 FROM held WHERE instances.pk = held.pk"
 )
+"""The rows are locked in pk order, as a batch of step writes locks them (``SAVE_STEPS_OF_MANY``):
+an update in the order of the table's pages deadlocked with it."""
 _CLAIM = (
     "WITH due AS (SELECT pk, wake_at FROM instances WHERE status = 'waiting' "
     "AND wake_at <= $1 {only} ORDER BY wake_at LIMIT $2 FOR UPDATE SKIP LOCKED), "
