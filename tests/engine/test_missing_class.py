@@ -4,6 +4,7 @@ and tries again a minute later; the instances are not errored for the engine's l
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -69,3 +70,61 @@ async def test_instances_of_a_class_the_engine_cannot_load_wait_queued_until_it_
     poke(stepline)
     assert (await finished(waiting))["output"] == "later"
     assert (await finished(second))["output"] == "also later"
+
+
+class Present(Quick):
+    pass
+
+
+async def test_a_version_whose_class_cannot_be_loaded_holds_back_no_other_version(
+    make_stepline: MakeStepline,
+):
+    """A deploy renamed the class: instances of the version before it wait for that code,
+    and those of the new version run at once."""
+    stepline = await make_stepline()
+    await stepline.register("renamed", Absent)
+    Missing(stepline.engine.classes, "Absent")
+    before = await stepline.workflow("renamed").create(params="old")
+
+    await stepline.register("renamed", Present)
+    after = await stepline.workflow("renamed").create(params="new")
+
+    assert (await finished(after, timeout=5))["output"] == "new"
+    assert await _status(stepline, before) == "queued"
+
+
+class Blocker(WorkflowEntrypoint):
+    async def run(self, event, step):
+        @step.do("hold")
+        async def hold():
+            await self.env.gate("go").wait()
+            return "held"
+
+        return await hold()
+
+
+@pytest.mark.timeout(30)
+async def test_the_wait_before_trying_again_ends_while_the_engine_is_full(
+    make_stepline: MakeStepline, clock: TestClock, probe
+):
+    """The engine's slots are all taken when the minute is up: the scheduler waits for a
+    slot as usual. (It spun: on SQLite the event loop never came back.)"""
+    stepline = await make_stepline(concurrency=1)
+    absent = await stepline.register("absent", Absent)
+    missing = Missing(stepline.engine.classes, "Absent")
+    waiting = await absent.create(params="later")
+    for _ in range(500):  # claimed at the create, or (sharing the database) by the scheduler
+        if missing.tries:
+            break
+        await asyncio.sleep(0.01)
+    assert missing.tries == 1
+    blocker = await (await stepline.register("blocker", Blocker)).create()
+    await asyncio.sleep(0.05)
+
+    missing.missing = False
+    clock.advance("61 seconds")
+    await asyncio.sleep(0.2)  # never returned while the scheduler spun
+    probe.gate("go").set()
+
+    assert (await finished(blocker))["output"] == "held"
+    assert (await finished(waiting))["output"] == "later"

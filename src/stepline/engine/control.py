@@ -234,7 +234,7 @@ class Control:
         claimed = (
             self.store.exclusive
             and workflow.concurrency_limit is None
-            and self.engine.can_run(workflow.id)
+            and self.engine.can_run(workflow.version_id)
             and self.engine.promise(len(records))
         )
         if not claimed:
@@ -385,7 +385,7 @@ class Control:
         now = self.clock.now_ms()
         # An instance the event wakes is claimed in the same transaction when this engine has
         # room, and its runner starts at once: no notice, no scheduling pass, no second write.
-        claimable = self.engine.can_run(instance.workflow_id) and self.engine.promise(1)
+        claimable = self.engine.can_run(instance.version_id) and self.engine.promise(1)
         claim_for = self.engine.owner if claimable else None
         try:
             buffered = await self.store.buffer_event(

@@ -41,8 +41,8 @@ log = logging.getLogger("stepline.engine")
 
 _CLAIM_BATCH = 500
 _CANNOT_RUN_MS = 60_000
-"""How long an engine leaves a workflow whose class it cannot load to other engines before
-it tries that class again (the module may have been fixed or installed meanwhile)."""
+"""How long an engine leaves a workflow version whose class it cannot load to other engines
+before it tries that class again (a module missing then may be installed by now)."""
 
 
 class Engine:
@@ -101,7 +101,7 @@ class Engine:
         self._workflow_names: dict[str, str] = {}
         self._versions: dict[str, VersionRecord] = {}
         self._cannot_run: dict[str, int] = {}
-        """Workflow ids whose class this engine could not load, and until when it leaves
+        """Workflow versions whose class this engine could not load, and until when it leaves
         their instances to others (the scheduler's claims skip them)."""
         self._idle = asyncio.Event()
         self._idle.set()
@@ -281,10 +281,10 @@ class Engine:
                 # its time is in the database alone. Look there at least once a lease period.
                 cap = self.lease_ms / 3000
                 timeout = cap if timeout is None else min(timeout, cap)
-            if self._cannot_run:
-                # Try the workflows left to others again when their time is up.
+            if self._skipped_versions(self.clock.now_ms()):
+                # Try the versions left to others again when their time is up.
                 until = (min(self._cannot_run.values()) - self.clock.now_ms()) / 1000
-                timeout = max(0.0, until) if timeout is None else min(timeout, max(0.0, until))
+                timeout = until if timeout is None else min(timeout, until)
             if timeout is None or timeout > 0:
                 await self._until_poked(timeout)
 
@@ -315,7 +315,7 @@ class Engine:
                 want,
                 owner=self.owner,
                 lease_until=now + self.lease_ms,
-                skip=self._skipped_workflows(now),
+                skip=self._skipped_versions(now),
             )
         except BaseException:
             self.unpromise(want)
@@ -378,6 +378,10 @@ class Engine:
         return max(0, next_wake - self.clock.now_ms()) / 1000
 
     async def _start_runner(self, instance: InstanceRecord, steps: list[StepRecord]) -> None:
+        if not self.can_run(instance.version_id):
+            # Claimed before this engine found it cannot load the class (a batch of them).
+            await self._cannot_load(instance, None)
+            return
         try:
             runner = await self._make_runner(instance, steps)
         except StoreUnavailable as exc:
@@ -428,36 +432,40 @@ class Engine:
             self._drive(runner), name=f"stepline-run-{instance.id}", context=self._context.copy()
         )
 
-    async def _cannot_load(self, instance: InstanceRecord, exc: WorkflowClassNotFound) -> None:
+    async def _cannot_load(
+        self, instance: InstanceRecord, exc: WorkflowClassNotFound | None
+    ) -> None:
+        """Give ``instance`` back to the queue: this engine cannot load its version's class
+        (``exc``; ``None``: it found so a moment ago, and did not try again)."""
         now = self.clock.now_ms()
-        self._cannot_run[instance.workflow_id] = now + _CANNOT_RUN_MS
-        log.warning(
-            "cannot run instance %s here, left queued for an engine that can (this one "
-            "tries again in %d s): %s",
-            instance.id,
-            _CANNOT_RUN_MS // 1000,
-            exc.detail or exc,
-        )
+        if exc is not None:
+            self._cannot_run[instance.version_id] = now + _CANNOT_RUN_MS
+            log.warning(
+                "cannot run instance %s here, left queued for an engine that can (this one "
+                "tries again in %d s): %s",
+                instance.id,
+                _CANNOT_RUN_MS // 1000,
+                exc.detail or exc,
+            )
         try:
             await self.store.release(instance.pk, instance.generation, now=now)
-            await self.store.publish(Notice("wake"))
+            if exc is not None:  # the first of them tells the other engines
+                await self.store.publish(Notice("wake"))
         except (StaleRunError, StoreUnavailable):
             pass  # moved on meanwhile, or its lease lapses and it is taken over
 
-    def _skipped_workflows(self, now: int) -> list[str]:
-        """The workflows this engine leaves to others now; those whose time is up are tried
-        again."""
-        for workflow_id, until in list(self._cannot_run.items()):
+    def _skipped_versions(self, now: int) -> list[str]:
+        """The workflow versions this engine leaves to others now; those whose time is up
+        are tried again."""
+        for version_id, until in list(self._cannot_run.items()):
             if until <= now:
-                del self._cannot_run[workflow_id]
+                del self._cannot_run[version_id]
         return list(self._cannot_run)
 
-    def can_run(self, workflow_id: str) -> bool:
-        """Whether this engine takes instances of the workflow now (it could load its class,
-        or tried long enough ago): a create or an event claims for it only then."""
-        return not self._cannot_run or workflow_id not in self._skipped_workflows(
-            self.clock.now_ms()
-        )
+    def can_run(self, version_id: str) -> bool:
+        """Whether this engine takes instances of the workflow version now (it could load
+        its class, or tried long enough ago): a create or an event claims for it only then."""
+        return not self._cannot_run or version_id not in self._skipped_versions(self.clock.now_ms())
 
     async def _make_runner(self, instance: InstanceRecord, steps: list[StepRecord]) -> Runner:
         version = self._versions.get(instance.version_id)

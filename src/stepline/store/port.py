@@ -277,8 +277,8 @@ class Store(Protocol):
     ) -> list[tuple[InstanceRecord, list[StepRecord]]]:
         """Mark up to ``limit`` runnable instances running for ``owner`` (bumping their
         generation) and return them with their steps. Runnable: queued, or waiting with
-        ``wake_at <= now``; not of the workflows (ids) in ``skip``, whose classes ``owner``
-        cannot load. Engines sharing the store never claim the same instance."""
+        ``wake_at <= now``; not of the workflow versions (ids) in ``skip``, whose classes
+        ``owner`` cannot load. Engines sharing the store never claim the same instance."""
         ...
 
     async def release(self, pk: int, generation: int, *, now: int) -> None:

@@ -618,9 +618,9 @@ async def _claim_limited(
     rows: list[asyncpg.Record] = []
     for workflow_id, cap in limited:
         want = min(cap - active.get(workflow_id, 0), limit - len(rows))
-        if want > 0 and workflow_id not in skip:
+        if want > 0:
             rows += await conn.fetch(
-                q.CLAIM_RUNNABLE_OF, now, want, owner, lease_until, workflow_id
+                q.CLAIM_RUNNABLE_OF, now, want, owner, lease_until, workflow_id, list(skip)
             )
     return rows
 

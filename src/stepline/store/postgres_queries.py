@@ -202,14 +202,14 @@ _CLAIM = (
 """Due sleepers first, then the queue; rows end with (claim_rank, claim_order) to sort by."""
 CLAIM_RUNNABLE = _CLAIM.format(
     only="AND workflow_id NOT IN (SELECT id FROM workflows WHERE concurrency_limit IS NOT NULL) "
-    "AND workflow_id <> ALL($5::text[])"
+    "AND version_id <> ALL($5::text[])"
 )
-"""Claim instances of workflows without a concurrency limit, but those in ``$5``."""
+"""Claim instances of workflows without a concurrency limit, but of the versions in ``$5``."""
 RELEASE = (
     "UPDATE instances SET status = 'queued', modified_on = $3, lease_owner = NULL, "
     "lease_expires = NULL WHERE pk = $1 AND generation = $2 AND status = 'running'"
 )
-CLAIM_RUNNABLE_OF = _CLAIM.format(only="AND workflow_id = $5")
+CLAIM_RUNNABLE_OF = _CLAIM.format(only="AND workflow_id = $5 AND version_id <> ALL($6::text[])")
 """Claim instances of one workflow with a limit (whose row this transaction has locked)."""
 # A workflow with a concurrency limit is claimed for by one engine at a time: its row lock
 # is taken first, and its running instances are counted in a later statement that sees

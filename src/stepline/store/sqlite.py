@@ -321,24 +321,28 @@ class SqliteStore(SqliteCatalog):
         lease_until: int,
         skip: Collection[str] = (),
     ) -> list[tuple[InstanceRecord, list[StepRecord]]]:
+        versions = tuple(skip)
+        avoid = f" AND version_id NOT IN ({marks(len(versions))})" if versions else ""
+
         def op(conn: sqlite3.Connection) -> list[tuple[InstanceRecord, list[StepRecord]]]:
             lease = (now, now, owner, lease_until)
             limited = conn.execute(q.LIMITED_WORKFLOWS).fetchall()
             rows: list[Any] = []
+            # Workflows with a concurrency limit are claimed on their own, up to their free
+            # slots; then the others.
             for workflow_id, cap, running in limited:
                 want = min(cap - running, limit - len(rows))
-                if want > 0 and workflow_id not in skip:
+                if want > 0:
+                    due, queued = q.claims("AND workflow_id = ?" + avoid)
                     rows += _claim_pair(
-                        conn, q.CLAIM_DUE_OF, q.CLAIM_QUEUED_OF, lease, now, want, (workflow_id,)
+                        conn, due, queued, lease, now, want, (workflow_id, *versions)
                     )
             want = limit - len(rows)
-            if want > 0 and (limited or skip):
-                ids = tuple({*(w[0] for w in limited), *skip})
-                due = q.CLAIM_DUE_EXCEPT.format(marks=marks(len(ids)))
-                queued = q.CLAIM_QUEUED_EXCEPT.format(marks=marks(len(ids)))
-                rows += _claim_pair(conn, due, queued, lease, now, want, ids)
-            elif want > 0:
-                rows += _claim_pair(conn, q.CLAIM_DUE, q.CLAIM_QUEUED, lease, now, want, ())
+            if want > 0:
+                ids = tuple(w[0] for w in limited)
+                others = f"AND workflow_id NOT IN ({marks(len(ids))})" if ids else ""
+                due, queued = q.claims(others + avoid)
+                rows += _claim_pair(conn, due, queued, lease, now, want, (*ids, *versions))
             claimed = [instance_from_row(r) for r in rows]
             steps: dict[int, list[StepRecord]] = {i.pk: [] for i in claimed}
             for chunk in chunks([i.pk for i in claimed], 500):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from stepline.store.records import DEFAULT_RETENTION_MS, RECOVERED
@@ -148,13 +149,18 @@ _DUE = (
 _QUEUED = (
     "SELECT pk FROM instances WHERE status = 'queued' {only} ORDER BY status, wake_at, pk LIMIT ?"
 )
-CLAIM_DUE = _CLAIM.format(select=_DUE.format(only=""))
-CLAIM_QUEUED = _CLAIM.format(select=_QUEUED.format(only=""))
-# Workflows with a concurrency limit are claimed on their own, up to their free slots.
-CLAIM_DUE_OF = _CLAIM.format(select=_DUE.format(only="AND workflow_id = ?"))
-CLAIM_QUEUED_OF = _CLAIM.format(select=_QUEUED.format(only="AND workflow_id = ?"))
-CLAIM_DUE_EXCEPT = _CLAIM.format(select=_DUE.format(only="AND workflow_id NOT IN ({marks})"))
-CLAIM_QUEUED_EXCEPT = _CLAIM.format(select=_QUEUED.format(only="AND workflow_id NOT IN ({marks})"))
+
+
+@functools.lru_cache(maxsize=256)
+def claims(only: str) -> tuple[str, str]:
+    """The claims of due instances, then of queued ones, that also match ``only`` (a
+    condition with ``?`` marks, or nothing): the workflow with a concurrency limit being
+    claimed for, the others but those, and not the versions the engine cannot load."""
+    return _CLAIM.format(select=_DUE.format(only=only)), _CLAIM.format(
+        select=_QUEUED.format(only=only)
+    )
+
+
 LIMITED_WORKFLOWS = (
     "SELECT w.id, w.concurrency_limit, (SELECT COUNT(*) FROM instances i "
     "WHERE i.workflow_id = w.id AND i.status IN ('running', 'waitingForPause')) "
