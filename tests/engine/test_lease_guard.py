@@ -58,11 +58,11 @@ async def test_runs_that_keep_their_lease_go_on(
 ):
     """A short lease, renewed on time: no run is held back and left to recovery."""
     caplog.set_level(logging.WARNING, logger="stepline.engine")
-    stepline = await make_stepline(lease="600 ms")
+    stepline = await make_stepline(lease="1 second")
     workflow = await stepline.register("two-steps", TwoSteps)
     instance = await workflow.create()
     await probe.wait_for("one")
-    await asyncio.sleep(1.5)  # two renewals and more
+    await asyncio.sleep(2.5)  # the claim's lease, and then renewals, each a third of it
     probe.gate("go").set()
 
     view = await finished(instance)

@@ -231,10 +231,11 @@ async def test_a_job_of_an_earlier_version_leaves_what_was_created_after_it_was_
     stepline.control.terminate_many = slow  # type: ignore[method-assign]
     job = '{"run": "of an earlier version", "statuses": ["waiting"]}'
     assert await stepline.store.start_terminator(workflow.id, job, lease_until=clock.now_ms() - 1)
-    for _ in range(100):  # taken up within a look or two
+    for _ in range(300):  # taken up within a look or two
         if pages:
             break
         await asyncio.sleep(0.01)
+    assert pages, "the job was not taken up"
     clock.advance(1)
     late = await stepline.workflow("nappers").create(id="late")
     await wait_for_status(late, "waiting", timeout=5)

@@ -70,7 +70,7 @@ async def test_lease_renewals_and_step_batches_do_not_deadlock(postgres_database
         try:
             for _ in range(ROUNDS):
                 try:
-                    await conn.execute(q.RENEW_LEASES, NOW + 2 * LEASE, "e", pks)
+                    await conn.execute(q.RENEW_LEASES, NOW + 2 * LEASE, "e", pks, NOW)
                 except asyncpg.DeadlockDetectedError:
                     deadlocks += 1
         finally:

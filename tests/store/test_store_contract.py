@@ -512,13 +512,52 @@ async def test_renew_leases_extends_only_the_owners_active_instances(store: Stor
     b = await claim_one(store, "e1")
     await claim_one(store, "e2")
     await store.update_instance(b.pk, expect=("running",), changes={"status": "waitingForPause"})
-    assert await store.renew_leases("e1", NOW + 500_000) == 2
+    assert await store.renew_leases("e1", NOW + 500_000) == {a.pk, b.pk}
     for pk in (a.pk, b.pk):
         row = await store.get_instance_by_pk(pk)
         assert row is not None and row.lease_expires == NOW + 500_000
     other = await store.get_instance(workflow.id, "c")
     assert other is not None and other.lease_expires == NOW + LEASE
-    assert await store.renew_leases("nobody", NOW) == 0
+    assert await store.renew_leases("nobody", NOW) == set()
+
+
+async def test_a_lease_that_lapsed_is_not_renewed(store: Store) -> None:
+    """Another engine may have taken the instance over already: the renewal says so by
+    leaving it out, and its run stops starting attempts."""
+    workflow = await make_workflow(store)
+    await add(store, workflow, "a", "b")
+    a = await claim_one(store, "e1")
+    b = await claim_one(store, "e1", now=NOW + 10_000)
+
+    renewed = await store.renew_leases("e1", NOW + 90_000, [a.pk, b.pk], valid_at=NOW + LEASE + 1)
+    assert renewed == {b.pk}
+    row = await store.get_instance_by_pk(a.pk)
+    assert row is not None and row.lease_expires == NOW + LEASE
+
+
+async def test_a_claimed_instance_released_is_queued_for_any_engine(store: Store) -> None:
+    workflow = await make_workflow(store)
+    await add(store, workflow, "a")
+    a = await claim_one(store, "e1")
+
+    await store.release(a.pk, a.generation, now=NOW + 5)
+    row = await store.get_instance_by_pk(a.pk)
+    assert row is not None and (row.status, row.lease_owner) == ("queued", None)
+    assert (await claim_one(store, "e2", now=NOW + 6)).pk == a.pk
+    await store.release(a.pk, a.generation, now=NOW + 7)  # an older generation: no change
+    row = await store.get_instance_by_pk(a.pk)
+    assert row is not None and (row.status, row.lease_owner) == ("running", "e2")
+
+
+async def test_a_claim_skips_the_versions_it_is_told_to(store: Store) -> None:
+    workflow = await make_workflow(store)
+    await add(store, workflow, "a", "b")
+
+    taken = await store.claim_runnable(
+        NOW, 10, owner="e1", lease_until=NOW + LEASE, skip=[workflow.version_id]
+    )
+    assert taken == []
+    assert len(await store.claim_runnable(NOW, 10, owner="e1", lease_until=NOW + LEASE)) == 2
 
 
 async def test_recover_interrupted_takes_back_only_lapsed_leases(store: Store) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from stepline.engine.step_errors import error_state, rebuild_error
+from stepline.engine.step_errors import error_message, error_state, rebuild_error
 from stepline.errors import StepFailedError
 from stepline.store.records import StepRecord
 
@@ -80,3 +80,10 @@ def test_a_nested_group_and_a_member_that_cannot_be_made_are_kept_as_they_can_be
     assert type(local) is StepFailedError and (str(local), local.name) == ("local", "Local")
     assert type(key) is KeyError and key.args == ("k",)
     assert type(refused) is Refused and refused.code == 8
+
+
+def test_a_long_message_is_cut_once_and_kept_as_cut_after():
+    """A failure rebuilt from its stored message (raised again by a replay) keeps it."""
+    cut = error_message(ValueError("x" * 1_000_000))
+    assert len(cut) <= 65_536 and cut.endswith("… [934,493 more characters]")
+    assert error_message(ValueError(cut)) == cut

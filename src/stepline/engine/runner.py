@@ -62,6 +62,7 @@ _DELAY_FUNCTION_S = 5
 """How long a step's delay function has to answer (§2.4)."""
 _PRIMITIVES = frozenset((str, int, float, bool, type(None)))
 """Result types that are their own JSON round trip."""
+_UNREACHABLE = "the store is unreachable"
 _NON_RETRYABLE_MESSAGE = (
     "The execution of the Workflow instance was terminated, as a step threw an "
     "NonRetryableError and it was not handled"
@@ -77,7 +78,7 @@ class StoreLost(BaseException):
     abandon the run, keep the instance as it is recorded. Its lease lapses and an engine
     replays it from the step cache (once the store is back)."""
 
-    def __init__(self, reason: str = "the store is unreachable") -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
 
 
@@ -106,8 +107,9 @@ class Runner(WaitingSteps):
     """Resolved once the suspension's write is over (done or failed)."""
     _fatal: FatalInstanceError | None = None
     """The fatal error raised into ``run``, kept in case its code swallows it."""
-    _lost = False
-    """The store was unreachable (``StoreLost`` raised into ``run``)."""
+    _lost = ""
+    """Why the run was abandoned (``StoreLost`` raised into ``run``): the store was
+    unreachable, or the engine's lease may have lapsed."""
     _started_steps = 0
     """Tasks started for declared steps (``@step.do``), counted as the run's moves."""
     _careful = False
@@ -245,7 +247,7 @@ class Runner(WaitingSteps):
         if self._suspending:
             raise Suspended()
         if self._lost:
-            raise StoreLost()
+            raise StoreLost(self._lost)
         if self._fatal is not None:
             raise self._fatal
 
@@ -264,8 +266,8 @@ class Runner(WaitingSteps):
         try:
             await self.store.save_step(self.pk, self.generation, record, now=now)
         except StoreUnavailable:
-            self._lost = True
-            raise StoreLost() from None
+            self._lost = _UNREACHABLE
+            raise StoreLost(_UNREACHABLE) from None
         finally:
             self._saving -= 1
             if self._saved is not None and not self._saving:
@@ -278,8 +280,8 @@ class Runner(WaitingSteps):
         try:
             return await write
         except StoreUnavailable:
-            self._lost = True
-            raise StoreLost() from None
+            self._lost = _UNREACHABLE
+            raise StoreLost(_UNREACHABLE) from None
 
     async def _finish(
         self,
@@ -374,8 +376,8 @@ class Runner(WaitingSteps):
                     await self._wait_until(record.wake_at)
                     record.status, record.wake_at = "running", None
                 if monotonic() > self.held_until:
-                    self._lost = True
-                    raise StoreLost("the engine's lease on it may have lapsed")
+                    self._lost = "the engine's lease on it may have lapsed"
+                    raise StoreLost(self._lost)
                 number = len(record.attempts) + 1
                 attempt = Attempt(start=self.clock.now_ms())
                 record.attempts.append(attempt)

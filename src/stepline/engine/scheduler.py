@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import math
 import os
 import socket
 import uuid
@@ -71,9 +72,9 @@ class Engine:
         self.suspend_after_ms = suspend_after_ms
         self.retention_sweep_ms = retention_sweep_ms
         self.lease_ms = lease_ms
-        self._lease_held_s = (lease_ms - min(lease_ms / 10, 1_000)) / 1000
-        """How long after a claim or a renewal a lease is sure to hold, by this process's
-        clock: the lease, less a margin for the time the write took and the engines' clocks."""
+        self._lease_margin_s = min(lease_ms / 10, 1_000) / 1000
+        """How much sooner than its lease says a run stops starting attempts: for the time a
+        claim's or renewal's write took and for the engines' clocks."""
         self.stop_grace_ms = stop_grace_ms
         if type(storage_limit) is not int or storage_limit < 1:
             raise ValueError(
@@ -422,7 +423,9 @@ class Engine:
             if paused:
                 self._pending_pause.add(instance.pk)
         if not self.store.exclusive:
-            runner.held_until = monotonic() + self._lease_held_s
+            # As long as the claim's lease, counted from now by the engines' shared clock.
+            left_ms = (instance.lease_expires or 0) - self.clock.now_ms()
+            runner.held_until = monotonic() + left_ms / 1000 - self._lease_margin_s
         self.runners[instance.pk] = runner
         self._idle.clear()
         if instance.pk in self._pending_pause:
@@ -524,10 +527,9 @@ class Engine:
                 _log_failure("renewing leases", exc)
 
     async def _renew_leases(self) -> None:
-        """Renew the leases of the instances this engine runs. Sharing the database, a run
-        whose lease may have lapsed already (this engine was held up longer than its lease
-        allows) is not renewed: another engine may have taken it over, and it starts no
-        more attempts (``Runner.held_until``)."""
+        """Renew the leases of the instances this engine runs, those that have not lapsed
+        (sharing the database, another engine may have taken one that did over already: its
+        run here starts no more attempts, ``Runner.held_until``)."""
         if not self.runners:
             return
         now = self.clock.now_ms()
@@ -535,12 +537,13 @@ class Engine:
             await self.store.renew_leases(self.owner, now + self.lease_ms, list(self.runners))
             return
         started = monotonic()
-        held = [r for r in self.runners.values() if r.held_until > started]
-        if held:
-            await self.store.renew_leases(self.owner, now + self.lease_ms, [r.pk for r in held])
-            until = started + self._lease_held_s
-            for runner in held:
-                runner.held_until = until
+        runners = list(self.runners.values())
+        renewed = await self.store.renew_leases(
+            self.owner, now + self.lease_ms, [r.pk for r in runners], valid_at=now
+        )
+        until = started + self.lease_ms / 1000 - self._lease_margin_s
+        for runner in runners:
+            runner.held_until = until if runner.pk in renewed else -math.inf
 
     async def _retention_loop(self) -> None:
         while True:

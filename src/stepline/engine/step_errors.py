@@ -56,10 +56,12 @@ def error_message(exc: BaseException) -> str:
 
 
 def _kept(text: str) -> str:
-    """``text`` as it is stored: cut at ``_TEXT_MAX_CHARS``, saying how much was left out,
-    and in a form every store can keep."""
+    """``text`` as it is stored: at most ``_TEXT_MAX_CHARS``, with a longer one cut short
+    and saying how much was left out, and in a form every store can keep. A text kept so is
+    kept as it is (a failure rebuilt from its stored message, raised again on a replay)."""
     if len(text) > _TEXT_MAX_CHARS:
-        text = f"{text[:_TEXT_MAX_CHARS]}… [{len(text) - _TEXT_MAX_CHARS:,} more characters]"
+        room = _TEXT_MAX_CHARS - len(f"… [{len(text):,} more characters]")
+        text = f"{text[:room]}… [{len(text) - room:,} more characters]"
     return storable_text(text)
 
 

@@ -225,8 +225,9 @@ def take_value(record: StepRecord) -> Any:
 
 def _event_value(record: StepRecord) -> dict[str, Any]:
     """What a wait that took an event returns: its payload, when it was sent and its type.
-    The send time is the taken wait's ``wake_at``; a wait taken before that was so kept its
-    deadline there, which is never before its end, and it gives its end, as it used to."""
+    The send time is the taken wait's ``wake_at`` (never after its end). A wait taken before
+    that was so kept its deadline there instead: the earlier of the two, which is its end
+    unless its replay took the event after the deadline."""
     end = record.end or record.start
     sent = end if record.wake_at is None else min(record.wake_at, end)
     return {

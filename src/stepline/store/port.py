@@ -260,10 +260,14 @@ class Store(Protocol):
         ones become queued again, waitingForPause ones paused."""
         ...
 
-    async def renew_leases(self, owner: str, until: int, pks: Sequence[int] | None = None) -> int:
-        """Set the leases ``owner`` holds (on ``pks``, or all of them) to expire at ``until``,
-        in one statement. Renewing only the instances an engine still runs lets the lease of
-        one whose runner died lapse, so another engine takes it over."""
+    async def renew_leases(
+        self, owner: str, until: int, pks: Sequence[int] | None = None, *, valid_at: int = 0
+    ) -> set[int]:
+        """Set the leases ``owner`` holds (on ``pks``, or all of them) and that have not
+        expired by ``valid_at`` to expire at ``until``, in one statement; returns the pks
+        renewed. Renewing only the instances an engine still runs lets the lease of one whose
+        runner died lapse, so another engine takes it over; a lease that lapsed is not taken
+        back, as another engine may have taken its instance over already."""
         ...
 
     async def claim_runnable(

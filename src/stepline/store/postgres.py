@@ -232,9 +232,12 @@ class PostgresStore(PostgresCatalog):
     async def recover_interrupted(self, now: int, *, lapsed_before: int) -> int:
         return int(await self._fetchval(q.RECOVER_INTERRUPTED, now, lapsed_before))
 
-    async def renew_leases(self, owner: str, until: int, pks: Sequence[int] | None = None) -> int:
+    async def renew_leases(
+        self, owner: str, until: int, pks: Sequence[int] | None = None, *, valid_at: int = 0
+    ) -> set[int]:
         chosen = None if pks is None else list(pks)
-        return _row_count(await self._execute(q.RENEW_LEASES, until, owner, chosen))
+        rows = await self._fetch(q.RENEW_LEASES, until, owner, chosen, valid_at)
+        return {row[0] for row in rows}
 
     async def claim_runnable(
         self,

@@ -180,8 +180,9 @@ RECOVER_INTERRUPTED = (
 RENEW_LEASES = (
     "WITH held AS (SELECT pk FROM instances WHERE lease_owner = $2 "
     "AND status IN ('running', 'waitingForPause') AND ($3::bigint[] IS NULL OR pk = ANY($3)) "
-    "ORDER BY pk FOR NO KEY UPDATE) "
-    "UPDATE instances SET lease_expires = $1 FROM held WHERE instances.pk = held.pk"
+    "AND lease_expires >= $4 ORDER BY pk FOR NO KEY UPDATE) "
+    "UPDATE instances SET lease_expires = $1 FROM held WHERE instances.pk = held.pk "
+    "RETURNING instances.pk"
 )
 """The rows are locked in pk order, as a batch of step writes locks them (``SAVE_STEPS_OF_MANY``):
 an update in the order of the table's pages deadlocked with it."""

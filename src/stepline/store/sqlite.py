@@ -293,24 +293,25 @@ class SqliteStore(SqliteCatalog):
 
         return await self._write(op)
 
-    async def renew_leases(self, owner: str, until: int, pks: Sequence[int] | None = None) -> int:
+    async def renew_leases(
+        self, owner: str, until: int, pks: Sequence[int] | None = None, *, valid_at: int = 0
+    ) -> set[int]:
         # Leases need not survive a power failure: every engine on this file goes with it.
-        if pks is None:
-            return int(
-                await self._writer.run(
-                    NoSync(lambda c: int(c.execute(q.RENEW_LEASES, (until, owner)).rowcount))
-                )
-            )
-        chosen = list(pks)
+        chosen = None if pks is None else list(pks)
 
-        def op(conn: sqlite3.Connection) -> int:
-            renewed = 0
+        def op(conn: sqlite3.Connection) -> set[int]:
+            if chosen is None:
+                return {row[0] for row in conn.execute(q.RENEW_LEASES, (until, owner, valid_at))}
+            renewed: set[int] = set()
             for chunk in chunks(chosen, 500):
                 sql = q.RENEW_SOME_LEASES.format(marks=marks(len(chunk)))
-                renewed += conn.execute(sql, (until, owner, *chunk)).rowcount
+                renewed.update(
+                    row[0] for row in conn.execute(sql, (until, owner, valid_at, *chunk))
+                )
             return renewed
 
-        return int(await self._writer.run(NoSync(op)))
+        renewed: set[int] = await self._writer.run(NoSync(op))
+        return renewed
 
     async def claim_runnable(
         self,

@@ -126,11 +126,12 @@ RECOVER_RUNNING = (
     f"UPDATE instances SET status = 'queued', wake_kind = '{RECOVERED}', modified_on = ?, "
     f"lease_owner = NULL, lease_expires = NULL WHERE status = 'running' AND {_LEASE_LAPSED}"
 )
-RENEW_LEASES = (
+_RENEW_LEASES = (
     "UPDATE instances SET lease_expires = ? WHERE lease_owner = ? "
-    "AND status IN ('running', 'waitingForPause')"
+    "AND status IN ('running', 'waitingForPause') AND lease_expires >= ?"
 )
-RENEW_SOME_LEASES = RENEW_LEASES + " AND pk IN ({marks})"
+RENEW_LEASES = _RENEW_LEASES + " RETURNING pk"
+RENEW_SOME_LEASES = _RENEW_LEASES + " AND pk IN ({marks}) RETURNING pk"
 RELEASE = (
     "UPDATE instances SET status = 'queued', modified_on = ?, lease_owner = NULL, "
     "lease_expires = NULL WHERE pk = ? AND generation = ? AND status = 'running'"
