@@ -17,6 +17,7 @@ from stepline.durations import Duration, parse_duration_ms
 from stepline.engine.clock import Clock
 from stepline.engine.control import Control
 from stepline.engine.hooks import NO_HOOKS, StepHooks
+from stepline.engine.import_scope import ImportScope
 from stepline.engine.registry import WorkflowClasses
 from stepline.engine.scheduler import Engine
 from stepline.engine.shared_clock import ClockKeeper
@@ -50,12 +51,13 @@ class Stepline:
         hooks: StepHooks = NO_HOOKS,
         run_engine: bool = True,
         env: Any = None,
+        import_scope: ImportScope | None = None,
     ) -> None:
         self.store = (
             open_store(database, synchronous=synchronous) if isinstance(database, str) else database
         )
         self.account_id = account_id
-        self.classes = WorkflowClasses()
+        self.classes = WorkflowClasses(import_scope)
         self.engine = Engine(
             self.store,
             self.classes,

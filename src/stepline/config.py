@@ -9,6 +9,10 @@
 Optional per workflow: ``step_limit``, ``success_retention``, ``error_retention``,
 ``concurrency`` (instances of this workflow running at once) and ``schedules``
 (cron expressions, e.g. ``["0 * * * *"]``).
+
+Optional at the top, before any ``[[workflows]]``: ``modules = ["shop", "billing.flows"]``,
+the packages a REST ``PUT`` may name as ``script_name`` besides those of the declared
+workflows and the modules in this file's folder (``engine/import_scope.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 from stepline.cron import check_cron
 from stepline.durations import parse_duration_ms
+from stepline.engine.import_scope import MODULE_NAME
 from stepline.errors import ConfigError, InvalidRequest
 from stepline.validation import check_workflow_name
 
@@ -43,6 +48,8 @@ class DeclaredWorkflow:
 class ProjectConfig:
     path: Path
     workflows: tuple[DeclaredWorkflow, ...]
+    modules: tuple[str, ...] = ()
+    """Packages a REST PUT may import, besides the declared workflows' and the folder's."""
 
 
 def load_config(path: str | Path) -> ProjectConfig:
@@ -54,7 +61,7 @@ def load_config(path: str | Path) -> ProjectConfig:
         raise ConfigError(f"{file}: no such file (pass --config path/to/stepline.toml)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    unknown = set(raw) - {"workflows"}
+    unknown = set(raw) - {"workflows", "modules"}
     if unknown:
         hint = " (workflows are declared as [[workflows]])" if "workflow" in unknown else ""
         raise ConfigError(f"{file}: unknown key(s) {', '.join(sorted(unknown))}{hint}")
@@ -69,10 +76,20 @@ def load_config(path: str | Path) -> ProjectConfig:
             raise ConfigError(f"{file}: workflow {declared.name!r} is declared twice")
         seen.add(declared.name)
         workflows.append(declared)
+    modules = _modules(raw.get("modules", []), f"{file}: modules")
     folder = str(file.resolve().parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
-    return ProjectConfig(file, tuple(workflows))
+    return ProjectConfig(file, tuple(workflows), modules)
+
+
+def _modules(raw: object, where: str) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f'{where} must be a list of module names, such as ["shop"]')
+    for name in raw:
+        if not isinstance(name, str) or MODULE_NAME.fullmatch(name) is None:
+            raise ConfigError(f"{where}: {name!r} is not a Python module name")
+    return tuple(raw)
 
 
 def _declared(entry: Any, where: str) -> DeclaredWorkflow:

@@ -1,5 +1,6 @@
-"""What a process takes from its settings before it runs: its account, and the workflows
-that ``stepline.toml`` declares (for ``stepline serve`` and ``stepline worker`` alike)."""
+"""What a process takes from its settings before it runs: its account, the workflows that
+``stepline.toml`` declares (for ``stepline serve`` and ``stepline worker`` alike), and what a
+request may have the server import."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import os
 
 from stepline.app import DEFAULT_ACCOUNT, Stepline
 from stepline.config import ProjectConfig
+from stepline.engine.import_scope import ImportScope
 from stepline.store.port import WorkflowSettings
 
-__all__ = ["register_declared", "resolve_account"]
+__all__ = ["import_scope", "register_declared", "resolve_account"]
 
 log = logging.getLogger("stepline.server")
 
@@ -18,6 +20,15 @@ log = logging.getLogger("stepline.server")
 def resolve_account(account_id: str | None) -> str:
     """The flag's account, else ``STEPLINE_ACCOUNT_ID``, else ``local``."""
     return account_id or os.environ.get("STEPLINE_ACCOUNT_ID") or DEFAULT_ACCOUNT
+
+
+def import_scope(project: ProjectConfig | None) -> ImportScope:
+    """What a REST PUT may import: the config's ``modules``, the packages of the workflows it
+    declares and the modules in its folder; without a config, nothing."""
+    if project is None:
+        return ImportScope()
+    packages = {*project.modules, *(w.script_name.split(".")[0] for w in project.workflows)}
+    return ImportScope.of(packages, [project.path.parent])
 
 
 async def register_declared(stepline: Stepline, project: ProjectConfig, account_id: str) -> None:

@@ -21,7 +21,7 @@ from stepline.api.app import HealthCheck
 from stepline.api.auth import Authenticator
 from stepline.app import Stepline
 from stepline.config import load_config
-from stepline.declared import register_declared, resolve_account
+from stepline.declared import import_scope, register_declared, resolve_account
 from stepline.engine.step_threads import DEFAULT_STEP_THREADS
 from stepline.engine.tuning import run_owned_process
 from stepline.store.open import DEFAULT_DATABASE
@@ -92,6 +92,7 @@ async def serve(options: ServerOptions) -> None:
         storage_limit=options.storage_limit,
         step_threads=options.step_threads,
         run_engine=options.run_engine,
+        import_scope=import_scope(project),
     )
     await stepline.start()
     with _StopSignals() as stop_signals:

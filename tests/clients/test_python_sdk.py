@@ -166,6 +166,26 @@ def test_update_with_a_class_the_server_cannot_import(
 
 
 @pytest.mark.parametrize(
+    ("script_name", "class_name"),
+    [("stepline", "WorkflowEntrypoint"), ("node_tools", "Flow"), ("json", "JSONDecoder")],
+    ids=["stepline's own base class", "on the path, not declared", "standard library"],
+)
+def test_update_naming_a_module_outside_the_project_is_refused(
+    sdk: Cloudflare, account: str, script_name: str, class_name: str
+) -> None:
+    """The server imports on request only the project's code (its config's folder, declared
+    packages and ``modules``): importing any other module would run its top-level code."""
+    name = f"sdk-outside-{script_name.replace('_', '-')}"
+    with pytest.raises(cloudflare.BadRequestError) as refused:
+        sdk.workflows.update(
+            name, account_id=account, class_name=class_name, script_name=script_name
+        )
+    assert (refused.value.status_code, refused.value.errors[0].code) == (400, 10201)
+    with pytest.raises(cloudflare.NotFoundError):
+        sdk.workflows.get(name, account_id=account)
+
+
+@pytest.mark.parametrize(
     "schedules",
     [[{"cron": "0 0 31 4 *"}], [{"cron": f"{m} {h} * * *"} for h in range(3) for m in range(50)]],
     ids=["a date that never comes", "more than the account may hold"],

@@ -170,7 +170,7 @@ class Control:
         workflow's schedules (none when the body has none, as a redeploy without them)."""
         now = self.clock.now_ms()
         firings = self._first_firings(schedules, now)
-        cls = self.engine.classes.load(script_name, class_name)
+        cls = self.engine.classes.load(script_name, class_name, requested=True)
         saved = await self.store.save_workflow(
             account_id,
             name,

@@ -5,17 +5,14 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
-import re
 import sys
 from dataclasses import dataclass
 
 from stepline.authoring.entrypoint import WorkflowEntrypoint
+from stepline.engine.import_scope import MODULE_NAME, ImportScope
 from stepline.errors import WorkflowClassNotFound
 
 __all__ = ["WorkflowClasses", "code_hash"]
-
-_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*", re.ASCII)
-"""A module's dotted name: never a path, nor a relative import."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +24,14 @@ class _Key:
 class WorkflowClasses:
     """Finds workflow classes by (script_name, class_name): ``script_name`` is an importable
     module, ``class_name`` a ``WorkflowEntrypoint`` subclass in it. Classes registered
-    directly (tests, embedded use) are found without importing."""
+    directly (tests, embedded use) are found without importing.
 
-    def __init__(self) -> None:
+    ``scope`` bounds what a request (a REST PUT) may import; None, as embedded, is no bound.
+    What the process itself loads (declared workflows, versions it runs) is not bounded."""
+
+    def __init__(self, scope: ImportScope | None = None) -> None:
         self._classes: dict[_Key, type[WorkflowEntrypoint]] = {}
+        self.scope = scope
 
     def add(
         self, cls: type[WorkflowEntrypoint], *, script_name: str | None = None
@@ -41,12 +42,15 @@ class WorkflowClasses:
         self._classes[key] = cls
         return key.script_name, key.class_name
 
-    def load(self, script_name: str, class_name: str) -> type[WorkflowEntrypoint]:
+    def load(
+        self, script_name: str, class_name: str, *, requested: bool = False
+    ) -> type[WorkflowEntrypoint]:
+        """The class; ``requested`` when a request names it, so :attr:`scope` applies."""
         key = _Key(script_name, class_name)
         found = self._classes.get(key)
         if found is not None:
             return found
-        if _MODULE_NAME.fullmatch(script_name) is None:
+        if MODULE_NAME.fullmatch(script_name) is None:
             raise WorkflowClassNotFound(
                 f"script_name {script_name!r} is not a Python module name (such as 'orders' "
                 "or 'app.workflows')"
@@ -54,6 +58,12 @@ class WorkflowClasses:
         if "__main__" in script_name.split("."):
             # A program's entry point, which runs (and may exit) as it is imported.
             raise WorkflowClassNotFound(f"script_name {script_name!r} is a program, not a module")
+        if requested and self.scope is not None and not self.scope.allows(script_name):
+            raise WorkflowClassNotFound(
+                f"script_name {script_name!r} is outside the modules this server imports on "
+                f"request ({self.scope.describe()}); list its package under modules in "
+                "stepline.toml"
+            )
         try:
             module = importlib.import_module(script_name)
         except (Exception, SystemExit) as exc:  # missing, or failing (or exiting) as imported
