@@ -128,3 +128,33 @@ async def test_the_wait_before_trying_again_ends_while_the_engine_is_full(
 
     assert (await finished(blocker))["output"] == "held"
     assert (await finished(waiting))["output"] == "later"
+
+
+async def test_a_pause_that_lands_before_the_instance_is_given_back_pauses_it(
+    make_stepline: MakeStepline, clock: TestClock
+):
+    """Asked between the claim and the release: no step ran, so the instance is paused at
+    once (it stayed waitingForPause, leased to this engine, until the lease lapsed), and a
+    resume queues it again for an engine that can load it."""
+    stepline = await make_stepline()
+    absent = await stepline.register("absent", Absent)
+    missing = Missing(stepline.engine.classes, "Absent")
+    release = stepline.store.release
+
+    async def paused_first(pk: int, generation: int, *, now: int) -> None:
+        await (await absent.get("late")).pause()
+        await release(pk, generation, now=now)
+
+    stepline.store.release = paused_first  # type: ignore[method-assign]
+    handle = await absent.create("late", params="later")
+    for _ in range(500):
+        if await _status(stepline, handle) == "paused":
+            break
+        await asyncio.sleep(0.01)
+    assert await _status(stepline, handle) == "paused"
+    stepline.store.release = release  # type: ignore[method-assign]
+
+    missing.missing = False
+    clock.advance("61 seconds")
+    await handle.resume()
+    assert (await finished(handle))["output"] == "later"

@@ -549,6 +549,27 @@ async def test_a_claimed_instance_released_is_queued_for_any_engine(store: Store
     assert row is not None and (row.status, row.lease_owner) == ("running", "e2")
 
 
+async def test_a_released_instance_asked_to_pause_is_paused(store: Store) -> None:
+    """A pause written between the claim and the release (the engine could not load the
+    class): no step runs, so the instance is at a step boundary and pauses there, as a
+    lapsed lease's would; it was left waitingForPause until its lease lapsed."""
+    workflow = await make_workflow(store)
+    await add(store, workflow, "a")
+    a = await claim_one(store, "e1")
+    await store.update_instance(a.pk, expect=("running",), changes={"status": "waitingForPause"})
+
+    await store.release(a.pk, a.generation, now=NOW + 5)
+    row = await store.get_instance_by_pk(a.pk)
+    assert row is not None
+    assert (row.status, row.paused_on, row.lease_owner, row.lease_expires) == (
+        "paused",
+        NOW + 5,
+        None,
+        None,
+    )
+    assert await store.claim_runnable(NOW + 6, 10, owner="e2", lease_until=NOW + LEASE) == []
+
+
 async def test_a_claim_skips_the_versions_it_is_told_to(store: Store) -> None:
     workflow = await make_workflow(store)
     await add(store, workflow, "a", "b")

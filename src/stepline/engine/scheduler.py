@@ -450,6 +450,7 @@ class Engine:
                 _CANNOT_RUN_MS // 1000,
                 exc.detail or exc,
             )
+        self._pending_pause.discard(instance.pk)  # the release pauses it, if it was asked
         try:
             await self.store.release(instance.pk, instance.generation, now=now)
             if exc is not None:  # the first of them tells the other engines

@@ -287,7 +287,8 @@ class Store(Protocol):
 
     async def release(self, pk: int, generation: int, *, now: int) -> None:
         """Give back a claimed instance whose run never started (its engine cannot load its
-        workflow's class): queued again, for any engine, if it is still at ``generation``."""
+        workflow's class): queued again, for any engine, if it is still at ``generation``;
+        paused, if a pause was asked for since the claim (no step of it is running)."""
         ...
 
     async def next_wake_at(self, kinds: Collection[str] | None = None) -> int | None:

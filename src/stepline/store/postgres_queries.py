@@ -207,8 +207,11 @@ CLAIM_RUNNABLE = _CLAIM.format(
 )
 """Claim instances of workflows without a concurrency limit, but of the versions in ``$5``."""
 RELEASE = (
-    "UPDATE instances SET status = 'queued', modified_on = $3, lease_owner = NULL, "
-    "lease_expires = NULL WHERE pk = $1 AND generation = $2 AND status = 'running'"
+    # A pause written since the claim: no step has run, so it takes effect now.
+    "UPDATE instances SET status = CASE status WHEN 'running' THEN 'queued' ELSE 'paused' END, "
+    "paused_on = CASE status WHEN 'running' THEN paused_on ELSE $3 END, modified_on = $3, "
+    "lease_owner = NULL, lease_expires = NULL "
+    "WHERE pk = $1 AND generation = $2 AND status IN ('running', 'waitingForPause')"
 )
 CLAIM_RUNNABLE_OF = _CLAIM.format(only="AND workflow_id = $5 AND version_id <> ALL($6::text[])")
 """Claim instances of one workflow with a limit (whose row this transaction has locked)."""

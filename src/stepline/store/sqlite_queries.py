@@ -133,8 +133,11 @@ _RENEW_LEASES = (
 RENEW_LEASES = _RENEW_LEASES + " RETURNING pk"
 RENEW_SOME_LEASES = _RENEW_LEASES + " AND pk IN ({marks}) RETURNING pk"
 RELEASE = (
-    "UPDATE instances SET status = 'queued', modified_on = ?, lease_owner = NULL, "
-    "lease_expires = NULL WHERE pk = ? AND generation = ? AND status = 'running'"
+    # A pause written since the claim: no step has run, so it takes effect now.
+    "UPDATE instances SET status = CASE status WHEN 'running' THEN 'queued' ELSE 'paused' END, "
+    "paused_on = CASE status WHEN 'running' THEN paused_on ELSE ?1 END, modified_on = ?1, "
+    "lease_owner = NULL, lease_expires = NULL "
+    "WHERE pk = ?2 AND generation = ?3 AND status IN ('running', 'waitingForPause')"
 )
 _CLAIM = (
     "UPDATE instances SET status = 'running', started_on = COALESCE(started_on, ?), "
