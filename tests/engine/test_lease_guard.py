@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 
@@ -48,6 +49,37 @@ async def test_a_run_held_past_its_lease_starts_no_more_attempts(
 
     # The lease lapses, and a run of the engine that takes the instance over (this one,
     # here) goes on from the saved step one.
+    view = await finished(instance, timeout=10)
+    assert view["output"] == 3
+    assert (probe.calls["one"], probe.calls["two"]) == (1, 1)
+
+
+@pytest.mark.skipif(not hasattr(time, "CLOCK_BOOTTIME"), reason="Linux's suspend-aware clock")
+async def test_a_run_whose_machine_was_suspended_past_its_lease_starts_no_more_attempts(
+    make_stepline: MakeStepline, probe, monkeypatch: pytest.MonkeyPatch
+):
+    """A suspend (a laptop's lid, a VM paused by its host) stops ``time.monotonic``, yet the
+    wall clock and the other engines go on: the lease lapsed while the machine slept.
+    (Alone on its SQLite file, no other engine takes over, and there is no such guard.)"""
+    stepline = await make_stepline(lease="1 second")
+    if stepline.store.exclusive:
+        pytest.skip("no other engine shares the database")
+    workflow = await stepline.register("two-steps", TwoSteps)
+    instance = await workflow.create()
+    await probe.wait_for("one")
+
+    clock_gettime = time.clock_gettime
+
+    def after_a_suspend(clock: int) -> float:
+        slept = 60.0 if clock == time.CLOCK_BOOTTIME else 0.0
+        return clock_gettime(clock) + slept
+
+    monkeypatch.setattr(time, "clock_gettime", after_a_suspend)
+    probe.gate("go").set()
+    await asyncio.sleep(0.3)
+    assert probe.calls["two"] == 0
+
+    monkeypatch.undo()
     view = await finished(instance, timeout=10)
     assert view["output"] == 3
     assert (probe.calls["one"], probe.calls["two"]) == (1, 1)

@@ -7,7 +7,19 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock"]
+__all__ = ["Clock", "SystemClock", "elapsed_s"]
+
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def elapsed_s() -> float:
+    """Seconds from some fixed point, on a clock that goes on while the machine is suspended
+    (Linux's ``CLOCK_BOOTTIME``; ``time.monotonic`` elsewhere, which stops then): how long a
+    lease has surely held. A suspended VM or laptop wakes with its leases lapsed by the wall
+    clock, and taken over, though ``time.monotonic`` says hardly any time went by."""
+    if _BOOTTIME is None:
+        return time.monotonic()
+    return time.clock_gettime(_BOOTTIME)
 
 
 class Clock(Protocol):

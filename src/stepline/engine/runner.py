@@ -18,13 +18,13 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from time import monotonic
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stepline.authoring.entrypoint import WorkflowEntrypoint, WorkflowEvent
 from stepline.authoring.step import StepConfigInput, StepContext, WorkflowStep
 from stepline.durations import parse_duration_ms
+from stepline.engine.clock import elapsed_s
 from stepline.engine.eager import start
 from stepline.engine.step_errors import (
     error_message,
@@ -116,7 +116,7 @@ class Runner(WaitingSteps):
     """The instance's last engine died while running it, and this run has not yet stored an
     attempt's start: the attempts it starts now are, before their code runs (``_attempt``)."""
     held_until = math.inf
-    """Until when (``time.monotonic()``) the engine's lease on the instance is sure to hold;
+    """Until when (``clock.elapsed_s()``) the engine's lease on the instance is sure to hold;
     the engine sets and renews it when it shares the database. Past it, another engine may
     have taken the instance over (this one was stopped, or its event loop blocked, for
     longer than a lease), and the run starts no more attempts: the other runs them."""
@@ -375,7 +375,7 @@ class Runner(WaitingSteps):
                 if record.status == "waiting" and record.wake_at is not None:
                     await self._wait_until(record.wake_at)
                     record.status, record.wake_at = "running", None
-                if monotonic() > self.held_until:
+                if elapsed_s() > self.held_until:
                     self._lost = "the engine's lease on it may have lapsed"
                     raise StoreLost(self._lost)
                 number = len(record.attempts) + 1

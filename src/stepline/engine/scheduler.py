@@ -15,11 +15,10 @@ import math
 import os
 import socket
 import uuid
-from time import monotonic
 from typing import Any
 
 from stepline.cron import cron_instance_id, next_fire
-from stepline.engine.clock import Clock, SystemClock
+from stepline.engine.clock import Clock, SystemClock, elapsed_s
 from stepline.engine.deadlines import Deadlines
 from stepline.engine.hooks import NO_HOOKS, StepHooks
 from stepline.engine.instances import new_instance_record
@@ -425,7 +424,7 @@ class Engine:
         if not self.store.exclusive:
             # As long as the claim's lease, counted from now by the engines' shared clock.
             left_ms = (instance.lease_expires or 0) - self.clock.now_ms()
-            runner.held_until = monotonic() + left_ms / 1000 - self._lease_margin_s
+            runner.held_until = elapsed_s() + left_ms / 1000 - self._lease_margin_s
         self.runners[instance.pk] = runner
         self._idle.clear()
         if instance.pk in self._pending_pause:
@@ -537,7 +536,7 @@ class Engine:
         if self.store.exclusive:
             await self.store.renew_leases(self.owner, now + self.lease_ms, list(self.runners))
             return
-        started = monotonic()
+        started = elapsed_s()
         runners = list(self.runners.values())
         renewed = await self.store.renew_leases(
             self.owner, now + self.lease_ms, [r.pk for r in runners], valid_at=now
