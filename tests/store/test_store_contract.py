@@ -604,6 +604,23 @@ async def test_recover_interrupted_takes_back_only_lapsed_leases(store: Store) -
 
 
 # -- a runner's writes ---------------------------------------------------------------------------
+async def test_one_step_and_the_count_of_steps_are_read_alone(store: Store) -> None:
+    """What ``/step`` and ``simple=true`` read: one step by its key, and how many steps an
+    instance has (its termination mark left out), without loading every step's output."""
+    workflow = await make_workflow(store)
+    await add(store, workflow, "a")
+    run = await claim_one(store)
+    first, second = do_step(run.pk, "s", 1), do_step(run.pk, "t", 2)
+    for step in (first, second):
+        await store.save_step(run.pk, run.generation, step, now=NOW)
+    await store.terminate([run.pk], now=NOW + 6)
+
+    assert await store.load_step(run.pk, first.key) == first
+    assert await store.load_step(run.pk, "do:9:nothing") is None
+    assert {s.kind for s in await store.load_steps(run.pk)} == {"do", "termination"}
+    assert await store.count_steps(run.pk) == 2
+
+
 async def test_save_step_upserts_and_is_fenced_by_generation(store: Store) -> None:
     workflow = await make_workflow(store)
     await add(store, workflow, "a")

@@ -203,8 +203,12 @@ class LocalClient:
         if order not in ("asc", "desc"):
             raise InvalidRequest("order must be asc or desc")
         instance = await self._instance(account_id, name, instance_id)
+        if simple:  # no step log: its count alone, not every step's output
+            return views.instance_detail(
+                instance, [], step_count=await self.store.count_steps(instance.pk)
+            )
         steps = await self.store.load_steps(instance.pk)
-        return views.instance_detail(instance, steps, descending=order == "desc", simple=simple)
+        return views.instance_detail(instance, steps, descending=order == "desc")
 
     async def change_status(
         self,
@@ -316,9 +320,12 @@ class LocalClient:
         if kind is None:
             raise InvalidRequest("type must be step or waitForEvent")
         instance = await self._instance(account_id, name, instance_id)
-        steps = await self.store.load_steps(instance.pk)
-        match = next((s for s in steps if s.kind == kind and s.name == step_name), None)
-        if match is None:
+        # A step's name is its code's name and its count (``pay-2``), its key the two apart.
+        base, _, count = step_name.rpartition("-")
+        match = None
+        if base and count.isdigit():
+            match = await self.store.load_step(instance.pk, f"{kind}:{int(count)}:{base}")
+        if match is None or match.name != step_name:
             raise InvalidRequest(f"no {step_type} named {step_name!r} in this instance")
         if attempt is not None and (kind != "do" or not 1 <= attempt <= len(match.attempts)):
             raise InvalidRequest(f"attempt must be 1 to {len(match.attempts)} for this step")

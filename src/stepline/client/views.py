@@ -142,9 +142,10 @@ def instance_detail(
     steps: list[StepRecord],
     *,
     descending: bool = False,
-    simple: bool = False,
+    step_count: int | None = None,
 ) -> dict[str, Any]:
-    """The describe view; ``simple`` (``simple=true``) leaves out the step log."""
+    """The describe view; given ``step_count`` and no ``steps`` (``simple=true``), it leaves
+    out the step log."""
     status = instance.status
     success = (
         True if status == "complete" else False if status in ("errored", "terminated") else None
@@ -173,8 +174,10 @@ def instance_detail(
             "scheduledTime": instance.scheduled_time,
         }
     ordered = sorted(steps, key=lambda s: s.seq, reverse=descending)
-    detail["step_count"] = sum(1 for s in ordered if s.kind != "termination")
-    detail["steps"] = [] if simple else [step_log(s, instance) for s in ordered]
+    detail["step_count"] = (
+        sum(1 for s in ordered if s.kind != "termination") if step_count is None else step_count
+    )
+    detail["steps"] = [step_log(s, instance) for s in ordered]
     return detail
 
 

@@ -249,6 +249,14 @@ class Store(Protocol):
 
     async def load_steps(self, pk: int) -> list[StepRecord]: ...
 
+    async def load_step(self, pk: int, key: str) -> StepRecord | None:
+        """Step ``key`` of instance ``pk``, as :meth:`load_steps` gives it; ``None`` if none."""
+        ...
+
+    async def count_steps(self, pk: int) -> int:
+        """How many steps instance ``pk`` has, its termination mark left out."""
+        ...
+
     async def step_output(self, pk: int, key: str) -> str | None:
         """The output of step ``key`` of instance ``pk``; ``None`` when the step is gone (or
         has none). For the outputs a claim leaves in the store (``deferred_bytes``)."""

@@ -224,6 +224,14 @@ class PostgresStore(PostgresCatalog):
     async def load_steps(self, pk: int) -> list[StepRecord]:
         return [step_from_row(r) for r in await self._fetch(q.STEPS_OF, pk)]
 
+    async def load_step(self, pk: int, key: str) -> StepRecord | None:
+        row = await self._fetchrow(q.STEP_OF, pk, key)
+        return None if row is None else step_from_row(row)
+
+    async def count_steps(self, pk: int) -> int:
+        row = await self._fetchrow(q.COUNT_STEPS, pk)
+        return 0 if row is None else int(row[0])
+
     async def step_output(self, pk: int, key: str) -> str | None:
         row = await self._fetchrow(q.STEP_OUTPUT, pk, key)
         return None if row is None else row[0]

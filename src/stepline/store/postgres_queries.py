@@ -155,6 +155,8 @@ LIST_INSTANCES = (
 )
 COUNT_INSTANCES = "SELECT COUNT(*) FROM instances WHERE {where}"
 STEPS_OF = f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk = $1 ORDER BY seq"
+STEP_OF = f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk = $1 AND key = $2"
+COUNT_STEPS = "SELECT COUNT(*) FROM steps WHERE instance_pk = $1 AND kind <> 'termination'"
 _RUN_STEP_COLUMNS = run_step_columns("octet_length(output)")
 RUN_STEPS_OF = f"SELECT {_RUN_STEP_COLUMNS} FROM steps WHERE instance_pk = $1 ORDER BY seq"
 RUN_STEPS_OF_MANY = (

@@ -281,6 +281,14 @@ class SqliteStore(SqliteCatalog):
         rows = await self._read(lambda c: c.execute(q.STEPS_OF, (pk,)).fetchall())
         return [step_from_row(r) for r in rows]
 
+    async def load_step(self, pk: int, key: str) -> StepRecord | None:
+        row = await self._read(lambda c: c.execute(q.STEP_OF, (pk, key)).fetchone())
+        return None if row is None else step_from_row(row)
+
+    async def count_steps(self, pk: int) -> int:
+        row = await self._read(lambda c: c.execute(q.COUNT_STEPS, (pk,)).fetchone())
+        return int(row[0])
+
     async def step_output(self, pk: int, key: str) -> str | None:
         row = await self._read(lambda c: c.execute(q.STEP_OUTPUT, (pk, key)).fetchone())
         return None if row is None else row[0]

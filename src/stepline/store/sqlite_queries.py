@@ -105,6 +105,8 @@ LIST_INSTANCES = (
 )
 COUNT_INSTANCES = "SELECT COUNT(*) FROM instances WHERE {where}"
 STEPS_OF = f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk = ? ORDER BY seq"
+STEP_OF = f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk = ? AND key = ?"
+COUNT_STEPS = "SELECT COUNT(*) FROM steps WHERE instance_pk = ? AND kind <> 'termination'"
 _RUN_STEP_COLUMNS = run_step_columns("length(CAST(output AS BLOB))")
 RUN_STEPS_OF = f"SELECT {_RUN_STEP_COLUMNS} FROM steps WHERE instance_pk = ? ORDER BY seq"
 RUN_STEPS_OF_MANY = (

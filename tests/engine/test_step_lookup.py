@@ -1,0 +1,62 @@
+"""``/step`` finds one step by the name the describe view gives it (its code's name and its
+count, ``pay-2``), and ``simple=true`` counts the steps; neither reads every step's output."""
+
+from __future__ import annotations
+
+import pytest
+
+from stepline import WorkflowEntrypoint
+from stepline.errors import InvalidRequest
+from tests.conftest import MakeStepline
+from tests.engine.helpers import finished
+
+
+class Named(WorkflowEntrypoint):
+    async def run(self, event, step):
+        for n in range(2):
+
+            async def pay(n=n):
+                return {"paid": n}
+
+            await step.do("pay-by-card", pay)
+        await step.do("7", lambda: "a number for a name")
+        waited = await step.wait_for_event("the go-ahead", "go", timeout="1 minute")
+        return waited["payload"]
+
+
+async def test_a_step_is_found_by_the_name_its_describe_view_gives(make_stepline: MakeStepline):
+    stepline = await make_stepline()
+    workflow = await stepline.register("named", Named)
+    instance = await workflow.create("one")
+    await instance.send_event("go", {"ok": True})  # kept until the wait takes it
+    full = await finished(instance)
+    client = stepline.client
+
+    async def step(name: str, type: str = "step") -> dict:
+        return await client.step_output(
+            stepline.account_id, "named", "one", step_name=name, step_type=type
+        )
+
+    assert full["status"] == "complete"
+    assert [s["name"] for s in full["steps"]] == [
+        "pay-by-card-1",
+        "pay-by-card-2",
+        "7-1",
+        "the go-ahead-1",
+    ]
+    assert (await step("pay-by-card-2"))["output"] == {"paid": 1}
+    assert (await step("7-1"))["output"] == "a number for a name"
+    assert (await step("the go-ahead-1", "waitForEvent"))["output"] == {"ok": True}
+    for missing, type in [
+        ("pay-by-card-02", "step"),  # the same key once read as a number, not the same name
+        ("pay-by-card-3", "step"),
+        ("pay-by-card", "step"),
+        ("pay-by-card-", "step"),
+        ("-1", "step"),
+        ("the go-ahead-1", "step"),  # a wait is not a step.do
+    ]:
+        with pytest.raises(InvalidRequest, match="no "):
+            await step(missing, type)
+
+    simple = await client.describe_instance(stepline.account_id, "named", "one", simple=True)
+    assert simple["steps"] == [] and simple["step_count"] == full["step_count"] == 4
