@@ -76,3 +76,17 @@ async def test_an_invalid_id_rejects_the_whole_batch(stepline: Stepline):
         await workflow.create_batch([{"id": "fine"}, {"id": "not valid!"}])
     with pytest.raises(InstanceNotFound):
         await workflow.get("fine")
+
+
+@pytest.mark.parametrize("item", [{"instance_id": "rest-name"}, {"params": 1, "retentoin": {}}])
+async def test_a_batch_item_with_a_key_the_handle_does_not_take_is_refused(
+    stepline: Stepline, item: dict
+):
+    """The handle takes the binding's keys (``id``, ``params``, ``retention``): the REST
+    body's ``instance_id``, or a typo, made an instance with a random id and no retention."""
+    workflow = await stepline.register("echo", Echo)
+
+    with pytest.raises(InvalidRequest, match="id, params, retention"):
+        await workflow.create_batch([{"id": "fine"}, item])
+    with pytest.raises(InstanceNotFound):
+        await workflow.get("fine")

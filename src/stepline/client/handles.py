@@ -8,8 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from stepline.client.base import JSON, Client, RestartFrom
+from stepline.errors import InvalidRequest
 
 __all__ = ["InstanceHandle", "WorkflowHandle"]
+
+_BATCH_KEYS = frozenset({"id", "params", "retention"})
+"""What an item of :meth:`WorkflowHandle.create_batch` holds, as the Workflow binding's."""
 
 
 class WorkflowHandle:
@@ -43,6 +47,13 @@ class WorkflowHandle:
         exist already are skipped and left out of the result."""
         bodies = []
         for item in items:
+            if not isinstance(item, dict):
+                raise InvalidRequest("a batch item is a dict of id, params, retention")
+            unknown = set(item) - _BATCH_KEYS
+            if unknown:
+                raise InvalidRequest(
+                    f"a batch item takes id, params, retention; not {', '.join(sorted(unknown))}"
+                )
             body: dict[str, Any] = {"params": item.get("params")}
             if item.get("id") is not None:
                 body["instance_id"] = item["id"]
