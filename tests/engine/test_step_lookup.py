@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from stepline import WorkflowEntrypoint
+from stepline.client.views import OUTPUT_PREVIEW_CHARS
 from stepline.errors import InvalidRequest
 from tests.conftest import MakeStepline
 from tests.engine.helpers import finished
@@ -60,3 +61,28 @@ async def test_a_step_is_found_by_the_name_its_describe_view_gives(make_stepline
 
     simple = await client.describe_instance(stepline.account_id, "named", "one", simple=True)
     assert simple["steps"] == [] and simple["step_count"] == full["step_count"] == 4
+
+
+class Sized(WorkflowEntrypoint):
+    async def run(self, event, step):
+        for size in event.payload:
+            await step.do(f"s{size}", lambda size=size: "é" * size)  # JSON: size + 2 chars
+
+
+async def test_describe_shows_each_outputs_preview_and_step_shows_it_whole(
+    make_stepline: MakeStepline,
+):
+    stepline = await make_stepline()
+    workflow = await stepline.register("sized", Sized)
+    preview = OUTPUT_PREVIEW_CHARS
+    view = await finished(await workflow.create("one", params=[preview - 2, preview - 1, 5_000]))
+    assert view["status"] == "complete"
+
+    exact, over, long = (s["output"] for s in view["steps"])
+    assert exact == "é" * (preview - 2)  # its JSON is exactly the preview: whole
+    assert over == '"' + "é" * (preview - 1) + "[truncated output]"
+    assert long == '"' + "é" * (preview - 1) + "[truncated output]"
+    whole = await stepline.client.step_output(
+        stepline.account_id, "sized", "one", step_name="s5000-1", step_type="step"
+    )
+    assert whole["output"] == "é" * 5_000

@@ -621,6 +621,23 @@ async def test_one_step_and_the_count_of_steps_are_read_alone(store: Store) -> N
     assert await store.count_steps(run.pk) == 2
 
 
+async def test_steps_are_read_with_their_outputs_cut_for_a_preview(store: Store) -> None:
+    """The describe view shows the first characters of each output: the store reads no more
+    of them (an instance's outputs may be many MiB)."""
+    workflow = await make_workflow(store)
+    await add(store, workflow, "a")
+    run = await claim_one(store)
+    long, short = do_step(run.pk, "long", 1), do_step(run.pk, "short", 2)
+    long.status, long.output = "complete", '"' + "é" * 5_000 + '"'
+    short.status, short.output = "complete", '"ok"'
+    for step in (long, short):
+        await store.save_step(run.pk, run.generation, step, now=NOW)
+
+    cut = await store.load_steps(run.pk, output_chars=10)
+    assert [s.output for s in cut] == ['"' + "é" * 9, '"ok"']
+    assert [s.output for s in await store.load_steps(run.pk)] == [long.output, short.output]
+
+
 async def test_save_step_upserts_and_is_fenced_by_generation(store: Store) -> None:
     workflow = await make_workflow(store)
     await add(store, workflow, "a")

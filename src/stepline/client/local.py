@@ -207,7 +207,10 @@ class LocalClient:
             return views.instance_detail(
                 instance, [], step_count=await self.store.count_steps(instance.pk)
             )
-        steps = await self.store.load_steps(instance.pk)
+        # Each output as the view shows it: its preview, and a character more to tell a cut.
+        steps = await self.store.load_steps(
+            instance.pk, output_chars=views.OUTPUT_PREVIEW_CHARS + 1
+        )
         return views.instance_detail(instance, steps, descending=order == "desc")
 
     async def change_status(

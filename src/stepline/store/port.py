@@ -247,7 +247,10 @@ class Store(Protocol):
 
     async def count_instances(self, workflow_id: str, where: InstanceFilter) -> int: ...
 
-    async def load_steps(self, pk: int) -> list[StepRecord]: ...
+    async def load_steps(self, pk: int, *, output_chars: int | None = None) -> list[StepRecord]:
+        """Instance ``pk``'s steps in order; with ``output_chars``, each output is its first
+        that many characters (a preview: the rest is not read)."""
+        ...
 
     async def load_step(self, pk: int, key: str) -> StepRecord | None:
         """Step ``key`` of instance ``pk``, as :meth:`load_steps` gives it; ``None`` if none."""

@@ -221,8 +221,10 @@ class PostgresStore(PostgresCatalog):
         sql = q.COUNT_INSTANCES.format(where=" AND ".join(clauses))
         return int(await self._fetchval(sql, *params))
 
-    async def load_steps(self, pk: int) -> list[StepRecord]:
-        return [step_from_row(r) for r in await self._fetch(q.STEPS_OF, pk)]
+    async def load_steps(self, pk: int, *, output_chars: int | None = None) -> list[StepRecord]:
+        if output_chars is None:
+            return [step_from_row(r) for r in await self._fetch(q.STEPS_OF, pk)]
+        return [step_from_row(r) for r in await self._fetch(q.STEPS_CUT_OF, pk, output_chars)]
 
     async def load_step(self, pk: int, key: str) -> StepRecord | None:
         row = await self._fetchrow(q.STEP_OF, pk, key)

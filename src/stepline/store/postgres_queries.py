@@ -19,6 +19,7 @@ from stepline.store.sqlite_rows import (
     TOKEN_COLUMNS,
     VERSION_COLUMNS,
     WORKFLOW_COLUMNS,
+    cut_step_columns,
     run_step_columns,
 )
 
@@ -155,6 +156,9 @@ LIST_INSTANCES = (
 )
 COUNT_INSTANCES = "SELECT COUNT(*) FROM instances WHERE {where}"
 STEPS_OF = f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk = $1 ORDER BY seq"
+STEPS_CUT_OF = (
+    f"SELECT {cut_step_columns('$2::int')} FROM steps WHERE instance_pk = $1 ORDER BY seq"
+)
 STEP_OF = f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk = $1 AND key = $2"
 COUNT_STEPS = "SELECT COUNT(*) FROM steps WHERE instance_pk = $1 AND kind <> 'termination'"
 _RUN_STEP_COLUMNS = run_step_columns("octet_length(output)")

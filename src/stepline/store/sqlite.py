@@ -277,8 +277,12 @@ class SqliteStore(SqliteCatalog):
         row = await self._read(lambda c: c.execute(sql, params).fetchone())
         return int(row[0])
 
-    async def load_steps(self, pk: int) -> list[StepRecord]:
-        rows = await self._read(lambda c: c.execute(q.STEPS_OF, (pk,)).fetchall())
+    async def load_steps(self, pk: int, *, output_chars: int | None = None) -> list[StepRecord]:
+        if output_chars is None:
+            rows = await self._read(lambda c: c.execute(q.STEPS_OF, (pk,)).fetchall())
+        else:
+            params = (output_chars, pk)
+            rows = await self._read(lambda c: c.execute(q.STEPS_CUT_OF, params).fetchall())
         return [step_from_row(r) for r in rows]
 
     async def load_step(self, pk: int, key: str) -> StepRecord | None:

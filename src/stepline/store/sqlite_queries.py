@@ -13,6 +13,7 @@ from stepline.store.sqlite_rows import (
     TOKEN_COLUMNS,
     VERSION_COLUMNS,
     WORKFLOW_COLUMNS,
+    cut_step_columns,
     run_step_columns,
 )
 
@@ -105,6 +106,7 @@ LIST_INSTANCES = (
 )
 COUNT_INSTANCES = "SELECT COUNT(*) FROM instances WHERE {where}"
 STEPS_OF = f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk = ? ORDER BY seq"
+STEPS_CUT_OF = f"SELECT {cut_step_columns('?')} FROM steps WHERE instance_pk = ? ORDER BY seq"
 STEP_OF = f"SELECT {STEP_COLUMNS} FROM steps WHERE instance_pk = ? AND key = ?"
 COUNT_STEPS = "SELECT COUNT(*) FROM steps WHERE instance_pk = ? AND kind <> 'termination'"
 _RUN_STEP_COLUMNS = run_step_columns("length(CAST(output AS BLOB))")

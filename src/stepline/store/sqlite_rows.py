@@ -65,6 +65,12 @@ one the instance has (up to its storage limit), and a SQLite claim does not copy
 the writer's thread."""
 
 
+def cut_step_columns(chars: str) -> str:
+    """``STEP_COLUMNS`` with ``output`` cut to its first ``chars`` characters (the dialect's
+    placeholder for them)."""
+    return STEP_COLUMNS.replace(" output,", f" substr(output, 1, {chars}),")
+
+
 def run_step_columns(output_bytes: str) -> str:
     """``STEP_COLUMNS`` for the steps a run is handed: ``output`` NULL when over
     :data:`DEFERRED_OUTPUT_BYTES`, and its size as one more column (``deferred_bytes``).
