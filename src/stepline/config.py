@@ -48,6 +48,8 @@ class DeclaredWorkflow:
 class ProjectConfig:
     path: Path
     workflows: tuple[DeclaredWorkflow, ...]
+    folder: Path
+    """Where the file really is (a symlink followed): on ``sys.path``, for its modules."""
     modules: tuple[str, ...] = ()
     """Packages a REST PUT may import, besides the declared workflows' and the folder's."""
 
@@ -77,10 +79,10 @@ def load_config(path: str | Path) -> ProjectConfig:
         seen.add(declared.name)
         workflows.append(declared)
     modules = _modules(raw.get("modules", []), f"{file}: modules")
-    folder = str(file.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    return ProjectConfig(file, tuple(workflows), modules)
+    folder = file.resolve().parent
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    return ProjectConfig(file, tuple(workflows), folder, modules)
 
 
 def _modules(raw: object, where: str) -> tuple[str, ...]:

@@ -28,7 +28,7 @@ def import_scope(project: ProjectConfig | None) -> ImportScope:
     if project is None:
         return ImportScope()
     packages = {*project.modules, *(w.script_name.split(".")[0] for w in project.workflows)}
-    return ImportScope.of(packages, [project.path.parent])
+    return ImportScope.of(packages, [project.folder])
 
 
 async def register_declared(stepline: Stepline, project: ProjectConfig, account_id: str) -> None:

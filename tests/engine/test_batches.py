@@ -90,3 +90,11 @@ async def test_a_batch_item_with_a_key_the_handle_does_not_take_is_refused(
         await workflow.create_batch([{"id": "fine"}, item])
     with pytest.raises(InstanceNotFound):
         await workflow.get("fine")
+
+
+async def test_a_batch_item_may_carry_a_location_hint(stepline: Stepline):
+    """The binding's ``locationHint``: a best-effort hint, taken and unused here."""
+    workflow = await stepline.register("echo", Echo)
+
+    [created] = await workflow.create_batch([{"id": "hinted", "location_hint": "weur"}])
+    assert created.id == "hinted"

@@ -54,6 +54,9 @@ async def test_a_step_is_found_by_the_name_its_describe_view_gives(make_stepline
         ("pay-by-card", "step"),
         ("pay-by-card-", "step"),
         ("-1", "step"),
+        ("pay-by-card-0", "step"),
+        ("pay-by-card-\u00b2", "step"),  # a digit to str.isdigit, not to int()
+        ("pay-by-card-" + "1" * 5_000, "step"),  # past int()'s limit on digits
         ("the go-ahead-1", "step"),  # a wait is not a step.do
     ]:
         with pytest.raises(InvalidRequest, match="no "):

@@ -114,3 +114,37 @@ def test_a_bad_modules_list_is_refused(tmp_path: Path, text: str, message: str):
     (tmp_path / "stepline.toml").write_text(text)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         load_config(tmp_path / "stepline.toml")
+
+
+def test_a_config_that_is_a_symlink_scopes_the_folder_it_is_in_really(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A config mounted as a link (a Kubernetes ConfigMap, ``app/stepline.toml ->
+    ../conf/stepline.toml``): its folder on sys.path is the real one, and so is the scope's."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "app").mkdir()
+    (tmp_path / "conf" / "stepline.toml").write_text("")
+    (tmp_path / "conf" / "conf_flows.py").write_text(FLOW)
+    (tmp_path / "app" / "stepline.toml").symlink_to(tmp_path / "conf" / "stepline.toml")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))
+
+    classes = WorkflowClasses(import_scope(load_config(tmp_path / "app" / "stepline.toml")))
+    assert classes.load("conf_flows", "Flow", requested=True).__name__ == "Flow"
+
+
+def test_a_module_the_project_links_in_is_the_projects(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "shared_flows.py").write_text(FLOW)
+    (project / "linked_flows.py").symlink_to(tmp_path / "shared" / "shared_flows.py")
+    classes = WorkflowClasses(scope_of(project))
+    assert classes.load("linked_flows", "Flow", requested=True).__name__ == "Flow"
+
+
+def test_the_refusal_names_no_path_of_the_server(project: Path):
+    with pytest.raises(WorkflowClassNotFound) as refused:
+        WorkflowClasses(scope_of(project)).load("json", "JSONDecoder", requested=True)
+    assert str(project) not in str(refused.value)
+    assert "the modules beside stepline.toml" in str(refused.value)

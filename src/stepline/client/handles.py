@@ -12,7 +12,7 @@ from stepline.errors import InvalidRequest
 
 __all__ = ["InstanceHandle", "WorkflowHandle"]
 
-_BATCH_KEYS = frozenset({"id", "params", "retention"})
+_BATCH_KEYS = frozenset({"id", "params", "retention", "location_hint"})
 """What an item of :meth:`WorkflowHandle.create_batch` holds, as the Workflow binding's."""
 
 
@@ -43,22 +43,28 @@ class WorkflowHandle:
         return InstanceHandle(self, created["id"])
 
     async def create_batch(self, items: list[dict[str, Any]]) -> list[InstanceHandle]:
-        """Create 1-100 instances from ``{"id", "params", "retention"}`` items; ids that
-        exist already are skipped and left out of the result."""
+        """Create 1-100 instances from items of the Workflow binding's keys, in snake case:
+        ``{"id", "params", "retention", "location_hint"}``. Ids that exist already are skipped
+        and left out of the result."""
         bodies = []
         for item in items:
             if not isinstance(item, dict):
-                raise InvalidRequest("a batch item is a dict of id, params, retention")
+                raise InvalidRequest(
+                    "a batch item is a dict of id, params, retention, location_hint"
+                )
             unknown = set(item) - _BATCH_KEYS
             if unknown:
                 raise InvalidRequest(
-                    f"a batch item takes id, params, retention; not {', '.join(sorted(unknown))}"
+                    "a batch item takes id, params, retention, location_hint; not "
+                    + ", ".join(sorted(unknown))
                 )
             body: dict[str, Any] = {"params": item.get("params")}
             if item.get("id") is not None:
                 body["instance_id"] = item["id"]
             if item.get("retention") is not None:
                 body["instance_retention"] = item["retention"]
+            if item.get("location_hint") is not None:  # checked over HTTP; a hint, unused
+                body["location_hint"] = item["location_hint"]
             bodies.append(body)
         created = await self.client.create_batch(self.account_id, self.name, bodies)
         return [InstanceHandle(self, c["id"]) for c in created]

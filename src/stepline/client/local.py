@@ -324,11 +324,12 @@ class LocalClient:
             raise InvalidRequest("type must be step or waitForEvent")
         instance = await self._instance(account_id, name, instance_id)
         # A step's name is its code's name and its count (``pay-2``), its key the two apart.
-        base, _, count = step_name.rpartition("-")
+        named = _STEP_NAME.fullmatch(step_name)
         match = None
-        if base and count.isdigit():
-            match = await self.store.load_step(instance.pk, f"{kind}:{int(count)}:{base}")
-        if match is None or match.name != step_name:
+        if named is not None:
+            base, count = named.groups()
+            match = await self.store.load_step(instance.pk, f"{kind}:{count}:{base}")
+        if match is None:
             raise InvalidRequest(f"no {step_type} named {step_name!r} in this instance")
         if attempt is not None and (kind != "do" or not 1 <= attempt <= len(match.attempts)):
             raise InvalidRequest(f"attempt must be 1 to {len(match.attempts)} for this step")
@@ -350,6 +351,11 @@ def _check_page(page: int, per_page: int) -> None:
         raise InvalidRequest("page must be a whole number of at least 1")
     if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= 100:
         raise InvalidRequest("per_page must be a whole number from 1 to 100")
+
+
+_STEP_NAME = re.compile(r"(.+)-([1-9][0-9]{0,8})", re.DOTALL)
+"""A step's name in the describe view: its code's name, a dash, and which call of that name
+it was (a count as the engine writes it: ASCII digits, no leading zero)."""
 
 
 def _check_lookup_id(instance_id: str) -> None:

@@ -44,7 +44,7 @@ class ImportScope:
     def describe(self) -> str:
         """The scope in words, for the error that refuses a module outside it."""
         where = [f"the packages {', '.join(sorted(self.packages))}"] if self.packages else []
-        where += [f"the folder {folder}" for folder in self.folders]
+        where += ["the modules beside stepline.toml"] if self.folders else []
         return " and ".join(where) if where else "no module (there is no stepline.toml)"
 
     def _in_folders(self, top: str) -> bool:
@@ -61,6 +61,7 @@ class ImportScope:
             places = list(spec.submodule_search_locations)
         else:
             places = [spec.origin] if spec.has_location and spec.origin else []
+        # The place as found on sys.path: a module the project links in is the project's.
         return bool(places) and all(
-            Path(place).resolve().parent in self.folders for place in places
+            Path(place).parent.resolve() in self.folders for place in places
         )
