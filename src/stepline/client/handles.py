@@ -12,7 +12,7 @@ from stepline.errors import InvalidRequest
 
 __all__ = ["InstanceHandle", "WorkflowHandle"]
 
-_BATCH_KEYS = frozenset({"id", "params", "retention", "location_hint"})
+_BATCH_KEYS = ("id", "params", "retention", "location_hint")
 """What an item of :meth:`WorkflowHandle.create_batch` holds, as the Workflow binding's."""
 
 
@@ -48,15 +48,12 @@ class WorkflowHandle:
         and left out of the result."""
         bodies = []
         for item in items:
-            if not isinstance(item, dict):
-                raise InvalidRequest(
-                    "a batch item is a dict of id, params, retention, location_hint"
-                )
-            unknown = set(item) - _BATCH_KEYS
+            unknown = (
+                set(item) - set(_BATCH_KEYS) if isinstance(item, dict) else {type(item).__name__}
+            )
             if unknown:
                 raise InvalidRequest(
-                    "a batch item takes id, params, retention, location_hint; not "
-                    + ", ".join(sorted(unknown))
+                    f"a batch item takes {', '.join(_BATCH_KEYS)}; not {', '.join(sorted(unknown))}"
                 )
             body: dict[str, Any] = {"params": item.get("params")}
             if item.get("id") is not None:
