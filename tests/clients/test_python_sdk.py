@@ -151,6 +151,38 @@ def test_update_get_versions_and_delete(sdk: Cloudflare, lenient: Cloudflare, ac
     assert gone.value.errors[0].message == "workflows.api.error.workflow.not_found"
 
 
+def test_update_after_an_edit_runs_the_edited_code(
+    sdk: Cloudflare, lenient: Cloudflare, account: str, server: RunningServer
+) -> None:
+    """An update is a deploy: edit the workflow's module beside ``stepline.toml``, update,
+    and the instances created then run the edited code under a version of their own. The
+    first deploy names a class the module lacks; the fix of that deploys too."""
+    module = server.log_path.parent / "redeployed_flows.py"
+    flow = (
+        "from stepline import WorkflowEntrypoint\n\n"
+        "class {name}(WorkflowEntrypoint):\n"
+        "    async def run(self, event, step):\n"
+        "        return {result!r}\n"
+    )
+
+    def deploy(name: str, result: str) -> Any:
+        module.write_text(flow.format(name=name, result=result))
+        return sdk.workflows.update(
+            "sdk-redeployed", account_id=account, class_name="Flow", script_name="redeployed_flows"
+        )
+
+    with pytest.raises(cloudflare.BadRequestError, match="has no class 'Flow'"):
+        deploy("Flwo", "v0")
+    versions = []
+    for result in ("v1", "v2"):  # the same size: an edit in place
+        versions.append(deploy("Flow", result).version_id)
+        created = sdk.workflows.instances.create("sdk-redeployed", account_id=account)
+        assert created.version_id == versions[-1]
+        done = wait_sdk(lenient, account, "sdk-redeployed", created.id, TERMINAL)
+        assert (done.status, done.output) == ("complete", result)
+    assert versions[0] != versions[1]
+
+
 @pytest.mark.parametrize("script_name", ["no_such_module", "../../etc/passwd", ".relative"])
 def test_update_with_a_class_the_server_cannot_import(
     sdk: Cloudflare, account: str, script_name: str

@@ -38,3 +38,86 @@ def test_a_programs_entry_point_is_not_imported(script_name: str):
     with pytest.raises(WorkflowClassNotFound, match="is a program, not a module"):
         WorkflowClasses().load(script_name, "Flow")
     assert set(sys.modules) - before == set()
+
+
+def _flow(result: str, class_name: str = "Flow") -> str:
+    return (
+        "from stepline import WorkflowEntrypoint\n\n"
+        f"class {class_name}(WorkflowEntrypoint):\n"
+        f"    result = {result!r}\n"
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder on ``sys.path``; modules imported from it are forgotten afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = set(sys.modules)
+    yield tmp_path
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+def test_a_put_after_the_module_changed_imports_it_again(project: Path):
+    """A PUT is the deploy (wrangler deploy): the code on disk then is what runs after it.
+    The edit keeps the file's size and lands within the same second, as an edit in place
+    does, which the bytecode cache alone would not tell from the code it holds."""
+    (project / "edited_flows.py").write_text(_flow("v1"))
+    classes = WorkflowClasses()
+    assert classes.load("edited_flows", "Flow", requested=True).result == "v1"
+
+    (project / "edited_flows.py").write_text(_flow("v2"))
+    # Until a PUT, the process runs what it imported: a run is not a deploy.
+    assert classes.load("edited_flows", "Flow").result == "v1"
+    assert classes.load("edited_flows", "Flow", requested=True).result == "v2"
+    assert classes.load("edited_flows", "Flow").result == "v2"
+    assert sys.modules["edited_flows"].Flow.result == "v2"
+
+
+def test_a_put_after_the_missing_class_was_added_finds_it(project: Path):
+    (project / "fixed_flows.py").write_text(_flow("v1", class_name="Flwo"))
+    classes = WorkflowClasses()
+    with pytest.raises(WorkflowClassNotFound, match="has no class 'Flow'"):
+        classes.load("fixed_flows", "Flow", requested=True)
+
+    (project / "fixed_flows.py").write_text(_flow("v1"))
+    assert classes.load("fixed_flows", "Flow", requested=True).result == "v1"
+
+
+def test_a_change_that_does_not_import_keeps_the_code_that_runs(project: Path):
+    (project / "broken_flows.py").write_text(_flow("v1"))
+    classes = WorkflowClasses()
+    loaded = classes.load("broken_flows", "Flow", requested=True)
+
+    (project / "broken_flows.py").write_text(_flow("v2") + "result = 1 / 0\n")
+    with pytest.raises(WorkflowClassNotFound, match="ZeroDivisionError"):
+        classes.load("broken_flows", "Flow", requested=True)
+    # Nothing of the failed import is left: the module and its class are those that ran.
+    assert classes.load("broken_flows", "Flow") is loaded
+    assert sys.modules["broken_flows"].Flow is loaded and loaded.result == "v1"
+
+
+def test_a_package_submodule_imported_again_is_its_packages_attribute(project: Path):
+    (project / "shop").mkdir()
+    (project / "shop" / "__init__.py").write_text("")
+    (project / "shop" / "flows.py").write_text(_flow("v1"))
+    classes = WorkflowClasses()
+    classes.load("shop.flows", "Flow", requested=True)
+
+    (project / "shop" / "flows.py").write_text(_flow("v2"))
+    assert classes.load("shop.flows", "Flow", requested=True).result == "v2"
+    import shop  # type: ignore[import-not-found]
+
+    assert shop.flows is sys.modules["shop.flows"]
+    assert shop.flows.Flow.result == "v2"
+
+
+def test_a_class_registered_directly_is_not_imported_again(project: Path):
+    """Embedded use registers class objects: they are what runs, whatever the file says."""
+    (project / "embedded_flows.py").write_text(_flow("v1"))
+    import embedded_flows  # type: ignore[import-not-found]
+
+    classes = WorkflowClasses()
+    classes.add(embedded_flows.Flow)
+    (project / "embedded_flows.py").write_text(_flow("v2"))
+    assert classes.load("embedded_flows", "Flow", requested=True) is embedded_flows.Flow

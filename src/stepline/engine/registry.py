@@ -1,12 +1,21 @@
-"""Which Python class runs a workflow, and the hash that tells one version from the next."""
+"""Which Python class runs a workflow, and the hash that tells one version from the next.
+
+A REST PUT is a deploy: when the module it names was imported here and its file has changed
+since, it is imported again, so that what runs after the PUT is the code on disk at the PUT
+(and the version records that code). Only that module: the modules it imports stay as they
+were imported. An import that fails leaves the module as it was.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.machinery
+import importlib.util
 import inspect
 import sys
 from dataclasses import dataclass
+from types import ModuleType
 
 from stepline.authoring.entrypoint import WorkflowEntrypoint
 from stepline.engine.import_scope import MODULE_NAME, ImportScope
@@ -32,6 +41,8 @@ class WorkflowClasses:
     def __init__(self, scope: ImportScope | None = None) -> None:
         self._classes: dict[_Key, type[WorkflowEntrypoint]] = {}
         self.scope = scope
+        self._imported: dict[str, bytes] = {}
+        """Modules this registry imported from source, each with its source's digest."""
 
     def add(
         self, cls: type[WorkflowEntrypoint], *, script_name: str | None = None
@@ -47,6 +58,8 @@ class WorkflowClasses:
     ) -> type[WorkflowEntrypoint]:
         """The class; ``requested`` when a request names it, so :attr:`scope` applies."""
         key = _Key(script_name, class_name)
+        if requested and script_name in self._imported:
+            self._import_again_if_changed(script_name)
         found = self._classes.get(key)
         if found is not None:
             return found
@@ -64,17 +77,71 @@ class WorkflowClasses:
                 f"request ({self.scope.describe()}); list its package under modules in "
                 "stepline.toml"
             )
+        first = script_name not in sys.modules
         try:
             module = importlib.import_module(script_name)
         except (Exception, SystemExit) as exc:  # missing, or failing (or exiting) as imported
-            raise WorkflowClassNotFound(
-                f"cannot import module {script_name!r}: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise _cannot_import(script_name, exc) from exc
+        source = _source(module) if first else None
+        if source is not None:
+            self._imported[script_name] = _digest(source)
         cls = getattr(module, class_name, None)
         _check_class(cls, class_name, script_name)
         assert isinstance(cls, type)
         self._classes[key] = cls
         return cls
+
+    def _import_again_if_changed(self, name: str) -> None:
+        """Import module ``name`` again if its file changed since this registry imported it.
+        The new module replaces the old one only once its code has run to the end."""
+        old = sys.modules.get(name)
+        source = None if old is None else _source(old)
+        if old is None or source is None or _digest(source) == self._imported[name]:
+            return
+        spec = old.__spec__
+        assert spec is not None and isinstance(spec.loader, importlib.machinery.SourceFileLoader)
+        module = importlib.util.module_from_spec(spec)
+        # From the source read, not through the bytecode cache: an edit of the same size in
+        # the same second as the cached code would pass for it.
+        code = spec.loader.source_to_code(source, spec.origin or name)
+        sys.modules[name] = module
+        try:
+            exec(code, module.__dict__)
+        except BaseException as exc:
+            sys.modules[name] = old
+            if isinstance(exc, Exception | SystemExit):
+                raise _cannot_import(name, exc) from exc
+            raise
+        parent, _, child = name.rpartition(".")
+        if parent in sys.modules:
+            setattr(sys.modules[parent], child, module)
+        self._imported[name] = _digest(source)
+        for key in [k for k in self._classes if k.script_name == name]:
+            del self._classes[key]
+
+
+def _source(module: ModuleType) -> bytes | None:
+    """The source file of ``module`` as it is now; None when it was not imported from one."""
+    spec = module.__spec__
+    if spec is None or spec.origin is None:
+        return None
+    if not isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+        return None
+    try:
+        with open(spec.origin, "rb") as file:
+            return file.read()
+    except OSError:
+        return None
+
+
+def _digest(source: bytes) -> bytes:
+    return hashlib.sha256(source).digest()
+
+
+def _cannot_import(script_name: str, exc: BaseException) -> WorkflowClassNotFound:
+    return WorkflowClassNotFound(
+        f"cannot import module {script_name!r}: {type(exc).__name__}: {exc}"
+    )
 
 
 def _check_class(cls: object, class_name: str, script_name: str = "") -> None:
