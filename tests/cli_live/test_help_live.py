@@ -33,6 +33,8 @@ def test_every_command_has_help_with_an_example(
     assert "Example" in text
     # The example runs the command it documents.
     assert f"stepline {' '.join(command)} " in text.split("Example", 1)[1]
+    # A flag takes no value, and its help shows none (Typer 0.29 shows ``--help <bool>``).
+    assert "<bool>" not in text
 
 
 def test_the_bash_completion_script_is_printed_on_request() -> None:
