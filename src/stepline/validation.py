@@ -94,6 +94,10 @@ def check_event_type(event_type: object) -> str:
     return event_type
 
 
+STEP_LABEL_MAX = 256 + len("-999999999")
+"""The longest step name as the describe view gives it: a name, a dash and its count."""
+
+
 def check_step_name(name: object) -> str:
     if not isinstance(name, str) or not 1 <= len(name) <= 256 or _CONTROL.search(name):
         shown = repr(name)

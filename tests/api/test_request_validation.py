@@ -180,6 +180,24 @@ async def test_bad_query_is_400(http: httpx.AsyncClient, fake: FakeClient, path:
     assert len(fake.calls) == calls_before
 
 
+@pytest.mark.parametrize("base", ["x" * 256, "x" * 255 + "é"], ids=["ascii", "accented"])
+async def test_step_takes_the_longest_step_name_with_its_count(
+    http: httpx.AsyncClient, fake: FakeClient, base: str
+) -> None:
+    """``name`` is the step's name as the describe view gives it, its count included: a name
+    of 256 characters, the most a step may have, is 258 with ``-1``."""
+    for count in ("1", "123456789"):
+        response = await http.get(
+            f"{BASE}/{WF}/instances/inst-1/step", params={"name": f"{base}-{count}", "type": "step"}
+        )
+        assert response.status_code == 200
+        assert fake.last_call().kwargs["step_name"] == f"{base}-{count}"
+    too_long = await http.get(
+        f"{BASE}/{WF}/instances/inst-1/step", params={"name": f"{base}x-1234567890", "type": "step"}
+    )
+    assert_failure(too_long, *BODY_ERROR)
+
+
 async def test_terminate_all_refuses_a_finished_status(http: httpx.AsyncClient) -> None:
     response = await http.put(f"{BASE}/{WF}/instances/terminate?status=complete")
     assert_failure(response, *BODY_ERROR)

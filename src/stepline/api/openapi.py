@@ -26,6 +26,7 @@ from typing import Any
 
 from stepline.api.query import MAX_PAGE
 from stepline.api.routers.instances import MAX_ATTEMPT
+from stepline.validation import STEP_LABEL_MAX
 
 __all__ = ["openapi_document"]
 
@@ -89,7 +90,8 @@ def _tighten_parameters(document: dict[str, Any]) -> None:
                     "default": default,
                 }
             elif name == "name" and parameter.get("in") == "query":
-                parameter["schema"] = dict(_STEP_NAME)
+                # The name as the describe view gives it: with its count (``charge-1``).
+                parameter["schema"] = {**_STEP_NAME, "maxLength": STEP_LABEL_MAX}
             elif name == "attempt":
                 parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPT}
             elif name == "cursor":

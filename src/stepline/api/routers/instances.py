@@ -19,7 +19,7 @@ from stepline.api.query import QueryReader
 from stepline.api.routing import Routes
 from stepline.client.base import Client
 from stepline.errors import InvalidRequest
-from stepline.validation import check_instance_id, check_step_name, check_workflow_name
+from stepline.validation import STEP_LABEL_MAX, check_instance_id, check_workflow_name
 
 __all__ = ["routes"]
 
@@ -119,7 +119,7 @@ async def step_output(
     name = check_workflow_name(workflow_name)
     checked_id = check_instance_id(instance_id)
     query = QueryReader(request.query_params)
-    step_name = query.text("name", max_length=300)
+    step_name = query.text("name", max_length=STEP_LABEL_MAX)
     if step_name is None:
         raise InvalidRequest("query parameter name is required (the step name with its -N suffix)")
     step_type = query.choice("type", ("step", "waitForEvent"))
@@ -130,7 +130,7 @@ async def step_output(
         account_id,
         name,
         checked_id,
-        step_name=check_step_name(step_name),
+        step_name=step_name,
         step_type="step" if step_type == "step" else "waitForEvent",
         attempt=attempt,
     )
