@@ -198,6 +198,78 @@ async def test_a_system_exit_in_workflow_code_errors_its_instance_not_the_engine
     assert (await finished(await quick.create()))["output"] == "done"
 
 
+class Alarm(BaseException):
+    """A workflow's own ``BaseException``, as a library may define one to escape
+    ``except Exception``."""
+
+
+class RaisesItsOwnBaseException(WorkflowEntrypoint):
+    async def run(self, event, step):
+        config = {"retries": {"limit": 1, "delay": 10}}
+        if event.payload == "async step":
+
+            @step.do("ring", config=config)
+            async def ring():
+                raise Alarm("async")
+
+            await ring()
+        elif event.payload == "sync step":
+
+            def ring_on_a_thread():
+                raise Alarm("sync")
+
+            await step.do("ring", ring_on_a_thread, config=config)
+        raise Alarm("run")
+
+
+@pytest.mark.parametrize(
+    ("where", "message", "attempts"),
+    [("async step", "async", 2), ("sync step", "sync", 2), ("run", "run", 0)],
+)
+async def test_a_base_exception_of_the_workflows_own_errors_its_instance(
+    stepline: Stepline, where: str, message: str, attempts: int
+):
+    """§2.4: a step's failure is retried as its config says, then raised into ``run``; what
+    ``run`` lets out errors the instance. Not only an ``Exception``: the instance was left
+    ``running`` for good, its runner's task dead."""
+    workflow = await stepline.register("base-exception", RaisesItsOwnBaseException)
+    view = await finished(await workflow.create(params=where), timeout=5)
+
+    assert (view["status"], view["error"]) == ("errored", {"name": "Alarm", "message": message})
+    if attempts:
+        errors = [a["error"] for a in step(view, "ring-1")["attempts"]]
+        assert errors == [{"name": "Alarm", "message": message}] * attempts
+    quick = await stepline.register("quick", QuickOnAThread)
+    assert (await finished(await quick.create()))["output"] == "done"
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no words for it")
+
+
+class FailsUnprintably(WorkflowEntrypoint):
+    async def run(self, event, step):
+        @step.do("fail", config={"retries": {"limit": 1, "delay": 10}})
+        async def fail():
+            raise UnprintableError()
+
+        await fail()
+
+
+async def test_an_error_that_cannot_be_put_in_words_is_still_a_failure_of_its_step(
+    stepline: Stepline,
+):
+    """Its ``str()`` raises: the attempt fails, is retried and recorded, under its own name
+    (it was Stepline's own RuntimeError, no retry and no step recorded)."""
+    workflow = await stepline.register("unprintable", FailsUnprintably)
+    view = await finished(await workflow.create(), timeout=5)
+
+    unprintable = {"name": "UnprintableError", "message": "<str() raised RuntimeError>"}
+    assert (view["status"], view["error"]) == ("errored", unprintable)
+    assert [a["error"] for a in step(view, "fail-1")["attempts"]] == [unprintable] * 2
+
+
 _GATE = threading.Event()
 
 

@@ -183,6 +183,39 @@ async def test_attempt_timeout_without_retries_errors_the_instance(stepline: Ste
     }
 
 
+class ReturnsACoroutine(WorkflowEntrypoint):
+    """A step function that is not ``async def`` yet returns a coroutine: a lambda around
+    an async call, a sync function, an object with an async ``__call__``."""
+
+    async def run(self, event, step):
+        async def hang():
+            await asyncio.Event().wait()
+
+        class Hangs:
+            async def __call__(self):
+                await hang()
+
+        def sync():
+            return hang()
+
+        function = {"lambda": lambda: hang(), "sync": sync, "callable": Hangs()}[event.payload]
+        return await step.do("slow", function, config={"timeout": 100, "retries": {"limit": 0}})
+
+
+@pytest.mark.parametrize("function", ["lambda", "sync", "callable"])
+async def test_the_timeout_covers_a_coroutine_that_a_step_function_returns(
+    stepline: Stepline, function: str
+):
+    """§2.4: each attempt is raced against its timeout, however its function is written."""
+    workflow = await stepline.register("returns-a-coroutine", ReturnsACoroutine)
+    view = await finished(await workflow.create(params=function), timeout=5)
+
+    assert view["error"] == {
+        "name": "WorkflowTimeoutError",
+        "message": "Execution timed out after 100ms",
+    }
+
+
 class SwallowsItsTimeout(WorkflowEntrypoint):
     """The first attempt outlives its 100 ms timeout, catches the cancellation and returns
     anyway; the second returns at once."""

@@ -236,9 +236,12 @@ class Runner(WaitingSteps):
             log.warning("instance %s left to recovery: %s", instance.id, lost)
         except FatalInstanceError as fatal:
             await self._finish("errored", error=(fatal.name, fatal.message))
-        except (Exception, SystemExit) as exc:
+        except (KeyboardInterrupt, GeneratorExit):
+            raise
+        except BaseException as exc:
             # SystemExit too: a workflow that calls sys.exit() errors its instance. Let out,
-            # it would end the engine's process, and every restart would replay it.
+            # it would end the engine's process, and every restart would replay it. And a
+            # BaseException of the workflow's own, which would end the run's task alone.
             await self._finish("errored", error=self._instance_error(exc), cause=exc)
 
     def _raise_swallowed(self) -> None:
@@ -394,14 +397,18 @@ class Runner(WaitingSteps):
                     # Let out by the step's own code (a task it awaited was cancelled): a
                     # failure of the attempt like any other, named as it was.
                     failure = self._failed(attempt, _escaped(cancelled))
-                except SystemExit as exiting:
-                    # sys.exit() in a step: a failure, raised into ``run`` as an Exception. A
-                    # step may run in a task of its own (declared, or gathered), and a task
-                    # lets SystemExit out of the event loop: the engine's process would end.
-                    exited = StepFailedError(str(exiting), name="SystemExit")
-                    failure = self._failed(attempt, exited)
                 except Exception as exc:
                     failure = self._failed(attempt, exc)
+                except (KeyboardInterrupt, GeneratorExit):
+                    raise
+                except BaseException as escaping:
+                    # sys.exit() in a step, or a BaseException of the workflow's own: a
+                    # failure, raised into ``run`` as an Exception. A step may run in a task
+                    # of its own (declared, or gathered), and a task lets SystemExit out of
+                    # the event loop (the engine's process would end), and dies of another
+                    # (its instance left running for good).
+                    escaped = StepFailedError(error_message(escaping), name=error_name(escaping))
+                    failure = self._failed(attempt, escaped)
                 else:
                     now = self.clock.now_ms()
                     attempt.end, attempt.success = now, True
@@ -543,12 +550,14 @@ class Runner(WaitingSteps):
             try:
                 with deadline:
                     value = await work
+                    if type(value) is CoroutineType:  # not a generator: that is a (bad) result
+                        # A function that is not ``async def`` returned it (a lambda around
+                        # an async call): it is the attempt, and its time counts.
+                        value = await value
             except TimeoutError:
                 if not deadline.expired:
                     raise  # the step's own (an upstream call's timeout): a failure like any
                 raise WorkflowTimeoutError(f"Execution timed out after {timeout_ms}ms") from None
-            if type(value) is CoroutineType:  # not a generator: that is a (bad) result
-                value = await value
             return value
         except _Withdrawn:
             pass

@@ -23,7 +23,7 @@ def is_non_retryable(exc: BaseException) -> bool:
     return (
         isinstance(exc, NonRetryableError)
         or type(exc).__name__ == "NonRetryableError"
-        or str(exc).startswith("NonRetryableError")
+        or _text(exc).startswith("NonRetryableError")
     )
 
 
@@ -52,7 +52,16 @@ def error_message(exc: BaseException) -> str:
     step name or duration in workflow code, say), its sentence without the REST key."""
     if isinstance(exc, ApiError) and exc.detail:
         return _kept(exc.detail)
-    return _kept(str(exc))
+    return _kept(_text(exc))
+
+
+def _text(exc: BaseException) -> str:
+    """``str(exc)``; when that raises, a word on why there is none (the error is still the
+    attempt's, not the engine's)."""
+    try:
+        return str(exc)
+    except Exception as failure:
+        return f"<str() raised {type(failure).__name__}>"
 
 
 def _kept(text: str) -> str:
