@@ -7,6 +7,8 @@ import gc
 from collections.abc import Coroutine
 from typing import Any
 
+from stepline.engine.loop_watch import LoopWatch
+
 __all__ = ["run_owned_process", "tune_garbage_collector"]
 
 
@@ -25,11 +27,21 @@ def tune_garbage_collector() -> None:
 
 def run_owned_process(main: Coroutine[Any, Any, None]) -> None:
     """Run ``main`` as the whole of a process Stepline owns (``serve``, ``worker``): the
-    collector tuned, on uvloop when it is installed."""
+    collector tuned, on uvloop when it is installed, and a warning when something holds up
+    the event loop (:class:`LoopWatch`)."""
     tune_garbage_collector()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
-        asyncio.run(main)
+        asyncio.run(_watched(main))
     else:
-        uvloop.run(main)
+        uvloop.run(_watched(main))
+
+
+async def _watched(main: Coroutine[Any, Any, None]) -> None:
+    watch = LoopWatch()
+    watch.start()
+    try:
+        await main
+    finally:
+        watch.stop()
