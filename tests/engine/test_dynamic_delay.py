@@ -36,6 +36,10 @@ def raising_delay(ctx: Any, error: Exception) -> int:
     raise LookupError("no delay for you")
 
 
+def exiting_delay(ctx: Any, error: Exception) -> int:
+    raise SystemExit("no delay, no process")
+
+
 async def slow_delay(ctx: Any, error: Exception) -> int:
     await asyncio.sleep(60)
     return 1
@@ -45,6 +49,7 @@ DELAYS = {
     "sync": sync_delay,
     "async": async_delay,
     "raises": raising_delay,
+    "exits": exiting_delay,
     "slow": slow_delay,
     "not a duration": lambda ctx, error: "soon",
 }
@@ -89,6 +94,7 @@ async def test_the_delay_function_sets_each_retrys_delay(make_stepline, clock, p
     ("kind", "reason"),
     [
         ("raises", "threw an error: no delay for you"),
+        ("exits", "threw an error: no delay, no process"),  # it ended the engine's process
         ("slow", "did not return within 5 seconds"),
         ("not a duration", "returned 'soon', which is not a duration"),
     ],

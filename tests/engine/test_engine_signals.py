@@ -243,6 +243,47 @@ async def test_a_base_exception_of_the_workflows_own_errors_its_instance(
     assert (await finished(await quick.create()))["output"] == "done"
 
 
+class SleepsInATaskGroup(WorkflowEntrypoint):
+    async def run(self, event, step):
+        async with asyncio.TaskGroup() as group:
+            for n in range(2):
+                group.create_task(step.sleep(f"nap {n}", "1 second"))
+        if event.payload == "past the limit":
+            await step.do("the one allowed", lambda: 1)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(step.do("one too many", lambda: 2))
+        return "rested"
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "error"),
+    [
+        ("", "complete", None),
+        (
+            "past the limit",
+            "errored",
+            {
+                "name": "WorkflowFatalError",
+                "message": "The limit of 1 steps has been reached. This limit can be changed "
+                "in your worker configuration.",
+            },
+        ),
+    ],
+)
+async def test_the_engines_own_signals_out_of_a_task_group_decide_as_they_would_alone(
+    make_stepline: MakeStepline, payload: str, status: str, error: dict | None
+):
+    """A task group wraps what its tasks raise: the instance parked by its sleeps is parked
+    (it was errored with the group), a step past the limit fails the instance as itself."""
+    stepline = await make_stepline(suspend_after="50 ms")  # each sleep parks the instance
+    workflow = await stepline.register("task-group", SleepsInATaskGroup, step_limit=1)
+    view = await finished(await workflow.create(params=payload), timeout=10)
+
+    assert (view["status"], view["error"]) == (status, error)
+    if status == "complete":
+        assert view["output"] == "rested"
+
+
 class UnprintableError(Exception):
     def __str__(self) -> str:
         raise RuntimeError("no words for it")

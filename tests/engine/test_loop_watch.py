@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
+from typing import Any
 
 import pytest
 
-from stepline.engine.loop_watch import LoopWatch
+from stepline.engine.loop_watch import LoopWatch, _where
 
 
 def blocking_call() -> None:
@@ -30,7 +32,7 @@ async def test_a_held_up_loop_is_named_where_it_is_held(caplog: pytest.LogCaptur
     finally:
         watch.stop()
 
-    held, went_on = [r.getMessage() for r in caplog.records]
+    held, went_on = [r.getMessage() for r in caplog.records if "event loop" in r.getMessage()]
     assert held.startswith("the event loop has been held up for 0.")
     assert f", at {__file__}:" in held
     assert " in blocking_call <- " in held and " in a_step_that_blocks" in held
@@ -47,4 +49,20 @@ async def test_a_loop_that_comes_round_is_not_reported(caplog: pytest.LogCapture
                 await asyncio.sleep(0.01)
     finally:
         watch.stop()
-    assert caplog.records == []
+    assert [r for r in caplog.records if "event loop" in r.getMessage()] == []
+
+
+def test_the_place_named_is_the_projects_code_not_the_library_it_calls():
+    """A blocking HTTP client in a step: the innermost frames are an installed package's,
+    and the step's own line is the one to change."""
+    import httpx
+
+    namespace: dict[str, Any] = {}
+    # A function whose code says it is httpx's, as a blocking call's frames would.
+    exec(compile("def blocking(take):\n    return take()\n", httpx.__file__, "exec"), namespace)
+    inner = namespace["blocking"](sys._getframe)  # its frame, called from this test
+
+    where = _where(inner)
+    assert where.startswith(f"{__file__}:")
+    assert " in test_the_place_named_is_the_projects_code_not_the_library_it_calls" in where
+    assert httpx.__file__ not in where

@@ -121,3 +121,44 @@ def test_a_class_registered_directly_is_not_imported_again(project: Path):
     classes.add(embedded_flows.Flow)
     (project / "embedded_flows.py").write_text(_flow("v2"))
     assert classes.load("embedded_flows", "Flow", requested=True) is embedded_flows.Flow
+
+
+def test_a_put_of_a_change_without_the_class_keeps_the_code_that_runs(project: Path):
+    """A refused deploy deploys nothing: not even the module's other classes change."""
+    (project / "renamed_flows.py").write_text(_flow("v1") + _flow("v1", class_name="Other"))
+    classes = WorkflowClasses()
+    loaded = classes.load("renamed_flows", "Flow", requested=True)
+    other = classes.load("renamed_flows", "Other")
+
+    (project / "renamed_flows.py").write_text(
+        _flow("v2", class_name="Flwo") + _flow("v2", class_name="Other")
+    )
+    with pytest.raises(WorkflowClassNotFound, match="has no class 'Flow'"):
+        classes.load("renamed_flows", "Flow", requested=True)
+    assert classes.load("renamed_flows", "Flow") is loaded
+    assert classes.load("renamed_flows", "Other") is other
+    assert sys.modules["renamed_flows"].Other is other
+
+
+def test_a_module_that_another_imported_first_is_imported_again_after_a_change(project: Path):
+    (project / "first_flows.py").write_text(_flow("v1"))
+    (project / "imports_first.py").write_text("import first_flows\n")
+    import imports_first  # type: ignore[import-not-found]  # noqa: F401
+
+    classes = WorkflowClasses()
+    assert classes.load("first_flows", "Flow", requested=True).result == "v1"
+    (project / "first_flows.py").write_text(_flow("v2"))
+    assert classes.load("first_flows", "Flow", requested=True).result == "v2"
+
+
+def test_a_package_imported_again_keeps_its_submodules(project: Path):
+    (project / "kit").mkdir()
+    (project / "kit" / "__init__.py").write_text(_flow("v1"))
+    (project / "kit" / "parts.py").write_text("PART = 1\n")
+    classes = WorkflowClasses()
+    classes.load("kit", "Flow", requested=True)
+    import kit.parts  # type: ignore[import-not-found]
+
+    (project / "kit" / "__init__.py").write_text(_flow("v2"))
+    assert classes.load("kit", "Flow", requested=True).result == "v2"
+    assert sys.modules["kit"].parts is sys.modules["kit.parts"] and kit.parts.PART == 1

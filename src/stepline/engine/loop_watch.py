@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import site
 import sys
 import sysconfig
 import threading
@@ -27,10 +28,16 @@ _HELD_AFTER_S = 1.0
 """How long the loop may go without coming round before the watch says so."""
 _SHOWN_FRAMES = 3
 """Frames of the held-up code named in the warning, innermost first."""
-_NOT_THE_CULPRIT = tuple(
-    str(Path(p).resolve())
-    for p in (sysconfig.get_paths()["stdlib"], Path(__file__).resolve().parents[1])
+_INSTALLED = tuple(
+    Path(p).resolve()
+    for p in {
+        *site.getsitepackages(),
+        sysconfig.get_paths()["purelib"],
+        sysconfig.get_paths()["platlib"],
+    }
 )
+"""Where installed packages live: an HTTP client's frames, rather than the step calling it."""
+_RUNNING_IT = (Path(sysconfig.get_paths()["stdlib"]).resolve(), Path(__file__).resolve().parents[1])
 """The standard library and Stepline itself: where the loop's thread runs, not what holds it."""
 
 
@@ -43,6 +50,8 @@ class LoopWatch:
         self._last_beat = time.monotonic()
         self._held_since: float | None = None
         """When the loop was last seen, if the watch has said it is held up since."""
+        self._lock = threading.Lock()
+        """Held while either thread reads and changes the two fields above."""
         self._stopped = threading.Event()
         self._loop_thread = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -65,23 +74,22 @@ class LoopWatch:
 
     def _beat(self) -> None:
         now = time.monotonic()
-        held_since = self._held_since
+        with self._lock:
+            held_since, self._held_since, self._last_beat = self._held_since, None, now
         if held_since is not None:
-            self._held_since = None
             log.warning("the event loop went on after %.1f s held up", now - held_since)
-        self._last_beat = now
         self._timer = asyncio.get_running_loop().call_later(self._beat_every_s, self._beat)
 
     def _watch(self) -> None:
         while not self._stopped.wait(self._beat_every_s):
-            last = self._last_beat
-            held = time.monotonic() - last
-            if held < self._held_after_s or self._held_since == last:
-                continue
             frame = sys._current_frames().get(self._loop_thread)
-            if self._last_beat != last:
-                continue  # it came round meanwhile: the frame is of whatever runs now
-            self._held_since = last
+            with self._lock:
+                last = self._last_beat
+                held = time.monotonic() - last
+                if held < self._held_after_s or self._held_since is not None:
+                    continue
+                # Marked under the lock: a beat after it says the loop went on.
+                self._held_since = last
             log.warning(
                 "the event loop has been held up for %.1f s, at %s: every instance's steps, "
                 "timers and events, and the API, wait meanwhile. Blocking code belongs in a "
@@ -92,15 +100,36 @@ class LoopWatch:
 
 
 def _where(frame: FrameType | None) -> str:
-    """The innermost frames of the code that holds the loop: past the standard library's
-    and Stepline's own frames (a ``time.sleep`` shows its caller), up to the next of theirs
-    (Stepline's runner, which called the step)."""
-    shown: list[str] = []
-    while frame is not None and len(shown) < _SHOWN_FRAMES:
-        path = str(Path(frame.f_code.co_filename).resolve())
-        if not path.startswith(_NOT_THE_CULPRIT):
-            shown.append(f"{path}:{frame.f_lineno} in {frame.f_code.co_name}")
-        elif shown:
-            break
+    """The innermost frames of the project's code that holds the loop, up to the next frame
+    that is not (Stepline's runner, which called the step): past the standard library's,
+    Stepline's and installed packages' frames (a ``time.sleep`` or a blocking HTTP client
+    shows the step that called it). Without any, the innermost installed package's."""
+    stack: list[tuple[FrameType, str]] = []
+    while frame is not None:
+        stack.append((frame, _kind(frame.f_code.co_filename)))
         frame = frame.f_back
-    return " <- ".join(shown) or "an unknown place"
+    for wanted in ("project", "installed"):
+        shown: list[str] = []
+        for frame, kind in stack:
+            if kind == wanted:
+                shown.append(
+                    f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+                )
+            elif shown:
+                break
+            if len(shown) == _SHOWN_FRAMES:
+                break
+        if shown:
+            return " <- ".join(shown)
+    return "a place outside the project's code"
+
+
+def _kind(filename: str) -> str:
+    if filename.startswith("<"):  # "<frozen importlib._bootstrap>", "<string>"
+        return "running it"
+    path = Path(filename).resolve()
+    if any(path.is_relative_to(place) for place in _INSTALLED):
+        return "installed"  # before the standard library, which may hold site-packages
+    if any(path.is_relative_to(place) for place in _RUNNING_IT):
+        return "running it"
+    return "project"

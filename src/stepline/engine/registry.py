@@ -1,9 +1,9 @@
 """Which Python class runs a workflow, and the hash that tells one version from the next.
 
-A REST PUT is a deploy: when the module it names was imported here and its file has changed
+A REST PUT is a deploy: when the module it names was loaded here and its file has changed
 since, it is imported again, so that what runs after the PUT is the code on disk at the PUT
 (and the version records that code). Only that module: the modules it imports stay as they
-were imported. An import that fails leaves the module as it was.
+were imported. An import that fails, or lacks the class, leaves the module as it was.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class WorkflowClasses:
         self._classes: dict[_Key, type[WorkflowEntrypoint]] = {}
         self.scope = scope
         self._imported: dict[str, bytes] = {}
-        """Modules this registry imported from source, each with its source's digest."""
+        """Modules this registry loaded classes from, each with its source's digest then."""
 
     def add(
         self, cls: type[WorkflowEntrypoint], *, script_name: str | None = None
@@ -59,7 +59,7 @@ class WorkflowClasses:
         """The class; ``requested`` when a request names it, so :attr:`scope` applies."""
         key = _Key(script_name, class_name)
         if requested and script_name in self._imported:
-            self._import_again_if_changed(script_name)
+            self._import_again_if_changed(script_name, class_name)
         found = self._classes.get(key)
         if found is not None:
             return found
@@ -77,23 +77,25 @@ class WorkflowClasses:
                 f"request ({self.scope.describe()}); list its package under modules in "
                 "stepline.toml"
             )
-        first = script_name not in sys.modules
         try:
             module = importlib.import_module(script_name)
         except (Exception, SystemExit) as exc:  # missing, or failing (or exiting) as imported
             raise _cannot_import(script_name, exc) from exc
-        source = _source(module) if first else None
-        if source is not None:
-            self._imported[script_name] = _digest(source)
+        if script_name not in self._imported:
+            # Whoever imported it (another workflow's module, say), it is the code that runs.
+            source = _source(module)
+            if source is not None:
+                self._imported[script_name] = _digest(source)
         cls = getattr(module, class_name, None)
         _check_class(cls, class_name, script_name)
         assert isinstance(cls, type)
         self._classes[key] = cls
         return cls
 
-    def _import_again_if_changed(self, name: str) -> None:
-        """Import module ``name`` again if its file changed since this registry imported it.
-        The new module replaces the old one only once its code has run to the end."""
+    def _import_again_if_changed(self, name: str, class_name: str) -> None:
+        """Import module ``name`` again if its file changed since this registry first saw it.
+        The new module replaces the old one only once its code has run to the end and has
+        the class the request names: else the request is refused, and what runs stays."""
         old = sys.modules.get(name)
         source = None if old is None else _source(old)
         if old is None or source is None or _digest(source) == self._imported[name]:
@@ -107,17 +109,26 @@ class WorkflowClasses:
         sys.modules[name] = module
         try:
             exec(code, module.__dict__)
+            _check_class(getattr(module, class_name, None), class_name, name)
         except BaseException as exc:
             sys.modules[name] = old
-            if isinstance(exc, Exception | SystemExit):
-                raise _cannot_import(name, exc) from exc
-            raise
+            if isinstance(exc, WorkflowClassNotFound) or not isinstance(
+                exc, Exception | SystemExit
+            ):
+                raise
+            raise _cannot_import(name, exc) from exc
+        prefix = f"{name}."
+        for full_name, submodule in list(sys.modules.items()):
+            child = full_name.removeprefix(prefix)
+            if child != full_name and "." not in child and not hasattr(module, child):
+                setattr(module, child, submodule)  # a package keeps its imported submodules
         parent, _, child = name.rpartition(".")
         if parent in sys.modules:
             setattr(sys.modules[parent], child, module)
         self._imported[name] = _digest(source)
-        for key in [k for k in self._classes if k.script_name == name]:
-            del self._classes[key]
+        for key, cls in list(self._classes.items()):
+            if key.script_name == name and getattr(old, key.class_name, None) is cls:
+                del self._classes[key]  # the old module's: the next load takes the new one's
 
 
 def _source(module: ModuleType) -> bytes | None:

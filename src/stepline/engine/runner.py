@@ -197,11 +197,14 @@ class Runner(WaitingSteps):
             else {"cron": instance.schedule_cron, "scheduledTime": instance.scheduled_time},
         )
         try:
-            # Past the limit already (a wake took an event for a wait, or the limit was
-            # lowered since): nothing to count, and no run.
-            self.count_stored(0)
-            entry = self.workflow_cls(env=self.engine.env)
-            output = await entry.run(event, WorkflowStep(self))
+            try:
+                # Past the limit already (a wake took an event for a wait, or the limit was
+                # lowered since): nothing to count, and no run.
+                self.count_stored(0)
+                entry = self.workflow_cls(env=self.engine.env)
+                output = await entry.run(event, WorkflowStep(self))
+            except BaseExceptionGroup as group:
+                raise self._unwrapped(group) from None
             await self._quiet.wait()
             self._raise_swallowed()
             if self.pause_requested:
@@ -244,15 +247,32 @@ class Runner(WaitingSteps):
             # BaseException of the workflow's own, which would end the run's task alone.
             await self._finish("errored", error=self._instance_error(exc), cause=exc)
 
+    def _unwrapped(self, group: BaseExceptionGroup[BaseException]) -> BaseException:
+        """What a task group in workflow code let out, as the run ends on it: the engine's
+        own signal, if the group holds one (a branch parked the instance, the run was lost
+        or failed), decides as if raised alone; else the group is the run's error. (The
+        run's own cancellation leaves a group as itself. ``cancelling()`` cannot tell: on
+        Python 3.11 a group whose task failed leaves its parent's count raised.)"""
+        signal = self._signal()
+        if signal is not None:
+            return signal
+        stale = group.subgroup(StaleRunError)
+        return group if stale is None else StaleRunError(str(stale.exceptions[0]))
+
     def _raise_swallowed(self) -> None:
         """``run`` returned, though the engine raised one of its own signals into it, which
         its code kept (``gather(..., return_exceptions=True)``, say): the signal decides."""
+        signal = self._signal()
+        if signal is not None:
+            raise signal
+
+    def _signal(self) -> BaseException | None:
+        """The engine's own signal raised into the run, if any: it parks, is lost or failed."""
         if self._suspending:
-            raise Suspended()
+            return Suspended()
         if self._lost:
-            raise StoreLost(self._lost)
-        if self._fatal is not None:
-            raise self._fatal
+            return StoreLost(self._lost)
+        return self._fatal
 
     def _instance_error(self, exc: BaseException) -> tuple[str, str]:
         if is_non_retryable(exc) and not self.workflow_cls.preserve_non_retryable_error_message:
@@ -402,6 +422,10 @@ class Runner(WaitingSteps):
                 except (KeyboardInterrupt, GeneratorExit):
                     raise
                 except BaseException as escaping:
+                    if isinstance(escaping, BaseExceptionGroup):
+                        signal = self._unwrapped(escaping)  # steps in a step's task group
+                        if signal is not escaping:
+                            raise signal from None
                     # sys.exit() in a step, or a BaseException of the workflow's own: a
                     # failure, raised into ``run`` as an Exception. A step may run in a task
                     # of its own (declared, or gathered), and a task lets SystemExit out of
@@ -461,7 +485,9 @@ class Runner(WaitingSteps):
                     answer = await self.engine.step_threads.run(delay_fn, ctx, failure)
                     if type(answer) is CoroutineType:
                         answer = await answer
-        except Exception as exc:
+        except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
+            raise
+        except BaseException as exc:  # sys.exit() or a BaseException of its own, too
             reason = (
                 f"did not return within {_DELAY_FUNCTION_S} seconds"
                 if timer.expired()
