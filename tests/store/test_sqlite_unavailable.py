@@ -110,3 +110,15 @@ async def test_the_api_answers_503_while_the_file_cannot_be_written(tmp_path: Pa
     body = reply.json()
     assert body["success"] is False
     assert body["errors"][0]["code"] == 10001
+
+
+async def test_a_file_that_is_not_a_database_is_an_unavailable_store(tmp_path: Path):
+    """Said in a sentence (the server prints it and exits 1), not as a traceback of the
+    writer thread's start; the file is left as it was."""
+    path = tmp_path / "notes.sqlite3"
+    path.write_bytes(b"not a database, just notes\n" * 200)
+    store = SqliteStore(path)
+
+    with pytest.raises(StoreUnavailable, match="cannot be used now: file is not a database"):
+        await store.open()
+    assert path.read_bytes() == b"not a database, just notes\n" * 200

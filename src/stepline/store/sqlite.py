@@ -153,7 +153,10 @@ class SqliteStore(SqliteCatalog):
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(self._writer.start)
+        try:
+            await asyncio.to_thread(self._writer.start)
+        except sqlite3.Error as error:  # not a database, say: its connection could not start
+            raise as_store_error(error) from error
         await self._write(_migrate)
 
     @property
