@@ -162,3 +162,17 @@ def test_a_package_imported_again_keeps_its_submodules(project: Path):
     (project / "kit" / "__init__.py").write_text(_flow("v2"))
     assert classes.load("kit", "Flow", requested=True).result == "v2"
     assert sys.modules["kit"].parts is sys.modules["kit.parts"] and kit.parts.PART == 1
+
+
+def test_a_put_does_not_run_a_changed_module_outside_the_scope(project: Path):
+    """Loaded by the process itself (a version it runs), a module outside what requests may
+    import is not imported again, whatever its file says now."""
+    from stepline.engine.import_scope import ImportScope
+
+    (project / "outside_flows.py").write_text(_flow("v1"))
+    classes = WorkflowClasses(ImportScope.of(["elsewhere"]))
+    loaded = classes.load("outside_flows", "Flow")
+
+    (project / "outside_flows.py").write_text(_flow("v2") + "raise SystemExit('ran')\n")
+    assert classes.load("outside_flows", "Flow", requested=True) is loaded
+    assert sys.modules["outside_flows"].Flow is loaded

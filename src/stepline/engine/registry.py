@@ -58,7 +58,7 @@ class WorkflowClasses:
     ) -> type[WorkflowEntrypoint]:
         """The class; ``requested`` when a request names it, so :attr:`scope` applies."""
         key = _Key(script_name, class_name)
-        if requested and script_name in self._imported:
+        if requested and script_name in self._imported and self._in_scope(script_name):
             self._import_again_if_changed(script_name, class_name)
         found = self._classes.get(key)
         if found is not None:
@@ -91,6 +91,10 @@ class WorkflowClasses:
         assert isinstance(cls, type)
         self._classes[key] = cls
         return cls
+
+    def _in_scope(self, script_name: str) -> bool:
+        """Whether a request may have ``script_name`` imported (and so its code run)."""
+        return self.scope is None or self.scope.allows(script_name)
 
     def _import_again_if_changed(self, name: str, class_name: str) -> None:
         """Import module ``name`` again if its file changed since this registry first saw it.
