@@ -224,7 +224,7 @@ class Runner(WaitingSteps):
                 # Unwound by another branch's suspension, which may still be writing: the
                 # run ends once it is written, so that whoever looks for the next wake (the
                 # scheduler, as this runner ends) finds it.
-                await asyncio.shield(self._parked)
+                await asyncio.wait({self._parked})
         except StaleRunError:
             pass
         except asyncio.CancelledError as cancelled:
@@ -710,11 +710,12 @@ class Runner(WaitingSteps):
             raise Suspended()
         self._suspending = True
         self._interrupt.set()
-        parked = self._parked = asyncio.get_running_loop().create_future()
-        try:
-            await self._park()
-        finally:
-            parked.set_result(None)
+        # In a task of its own: a branch cancelled meanwhile (a task group cancels its other
+        # tasks once one of them raises) must not cut the write short; ``run`` ends once it
+        # is done.
+        parking = self._parked = asyncio.ensure_future(self._park())
+        parking.add_done_callback(_seen)  # its failure is this branch's, if it still waits
+        await asyncio.shield(parking)
         raise Suspended()
 
     async def _park(self) -> None:
@@ -774,6 +775,13 @@ class Runner(WaitingSteps):
         seq = self._next_seq
         self._next_seq += 1
         return seq
+
+
+def _seen(parking: asyncio.Future[None]) -> None:
+    """Mark the suspension's outcome as retrieved: its failure reached the branch that
+    waited for it, or nobody is left to tell (the branch was cancelled meanwhile)."""
+    if not parking.cancelled():
+        parking.exception()
 
 
 def _escaped(cancelled: asyncio.CancelledError, whose: str = "the step's") -> StepFailedError:
