@@ -82,12 +82,14 @@ class LoopWatch:
 
     def _watch(self) -> None:
         while not self._stopped.wait(self._beat_every_s):
+            if time.monotonic() - self._last_beat < self._held_after_s:
+                continue  # the common case: no stack is taken
             frame = sys._current_frames().get(self._loop_thread)
             with self._lock:
                 last = self._last_beat
                 held = time.monotonic() - last
                 if held < self._held_after_s or self._held_since is not None:
-                    continue
+                    continue  # it came round meanwhile, or is reported already
                 # Marked under the lock: a beat after it says the loop went on.
                 self._held_since = last
             log.warning(

@@ -71,7 +71,8 @@ class WorkflowClasses:
         if "__main__" in script_name.split("."):
             # A program's entry point, which runs (and may exit) as it is imported.
             raise WorkflowClassNotFound(f"script_name {script_name!r} is a program, not a module")
-        if requested and self.scope is not None and not self.scope.allows(script_name):
+        if requested and not self._in_scope(script_name):
+            assert self.scope is not None
             raise WorkflowClassNotFound(
                 f"script_name {script_name!r} is outside the modules this server imports on "
                 f"request ({self.scope.describe()}); list its package under modules in "
