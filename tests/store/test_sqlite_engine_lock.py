@@ -128,3 +128,54 @@ def test_stepline_worker_on_a_file_with_an_engine_says_so(tmp_path: Path) -> Non
     assert "another Stepline engine" in done.stderr
     assert f"process {holder.pid}," in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.timeout(60)
+async def test_deleting_the_lock_file_does_not_let_a_second_engine_in(tmp_path: Path) -> None:
+    """The refusal names a file, and the first thing many try is to delete it."""
+    process = _engine_process(tmp_path)
+    try:
+        (tmp_path / "stepline.sqlite3-engine.lock").unlink()
+        with pytest.raises(EngineAlreadyRunning, match="another Stepline engine"):
+            await Stepline(_database(tmp_path), account_id="acct").start()
+    finally:
+        _kill(process)
+    async with Stepline(_database(tmp_path), account_id="acct") as after:
+        assert after.engine_running
+
+
+async def test_a_second_engine_in_the_process_is_refused_without_the_lock_file(
+    tmp_path: Path,
+) -> None:
+    async with Stepline(_database(tmp_path), account_id="acct"):
+        (tmp_path / "stepline.sqlite3-engine.lock").unlink()
+        with pytest.raises(EngineAlreadyRunning):
+            await Stepline(_database(tmp_path), account_id="acct").start()
+    async with Stepline(_database(tmp_path), account_id="acct") as after:
+        assert after.engine_running
+
+
+async def test_a_refused_engine_leaves_the_running_engines_sqlite_locks_alone(
+    tmp_path: Path,
+) -> None:
+    """Closing a descriptor of the database file would drop every POSIX lock this process
+    holds on it, SQLite's too: the running engine's connections must keep the file's shared
+    lock, or another process could take it exclusively (and delete the WAL they use)."""
+    import sqlite3
+
+    probe = Probe()
+    async with Stepline(_database(tmp_path), account_id="acct", env=probe) as first:
+        flow = await first.register("held", Held, script_name=SCRIPT)
+        refused = Stepline(_database(tmp_path), account_id="acct")
+        with pytest.raises(EngineAlreadyRunning):
+            await refused.start()
+        other = sqlite3.connect(tmp_path / "stepline.sqlite3", timeout=0)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("PRAGMA locking_mode = EXCLUSIVE")
+                other.execute("BEGIN EXCLUSIVE")
+        finally:
+            other.close()
+        instance = await flow.create(params="after")  # and the engine writes on
+        probe.gate("open").set()
+        assert (await finished(instance))["status"] == "complete"

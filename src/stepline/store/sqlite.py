@@ -23,6 +23,7 @@ from stepline.errors import (
     InstanceAlreadyExists,
     InstanceNotFound,
     StaleRunError,
+    StoreUnavailable,
     WorkflowNotFound,
 )
 from stepline.store import sqlite_queries as q
@@ -39,6 +40,7 @@ from stepline.store.records import (
 from stepline.store.sqlite_catalog import SqliteCatalog
 from stepline.store.sqlite_engine_lock import EngineLock
 from stepline.store.sqlite_errors import as_store_error
+from stepline.store.sqlite_file_watch import FileWatch
 from stepline.store.sqlite_lock_wait import LockWaitingConnection
 from stepline.store.sqlite_notices import NoticeInbox, NoticeSender, socket_path
 from stepline.store.sqlite_rows import (
@@ -73,7 +75,11 @@ class SqliteStore(SqliteCatalog):
             raise ValueError(f"synchronous must be one of {_SYNC_MODES}")
         self.path = Path(path)
         self.synchronous = synchronous
-        self._writer = SqliteWriter(self._connect_writer, inline=synchronous in _NO_WAIT_MODES)
+        self._writer = SqliteWriter(
+            self._connect_writer,
+            inline=synchronous in _NO_WAIT_MODES,
+            watch=FileWatch(self.path),
+        )
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stepline-sqlite-read")
         self._local = threading.local()
         self._read_connections: list[sqlite3.Connection] = []
@@ -157,6 +163,7 @@ class SqliteStore(SqliteCatalog):
             await asyncio.to_thread(self._writer.start)
         except sqlite3.Error as error:  # not a database, say: its connection could not start
             raise as_store_error(error) from error
+        self._engine_lock.attach()
         await self._write(_migrate)
 
     @property
@@ -165,9 +172,16 @@ class SqliteStore(SqliteCatalog):
         return True
 
     async def ping(self) -> bool:
+        """The file answers a read, and takes writes: after a write failed (a full disk),
+        a probe write tells whether it takes them again; after its file was deleted or
+        replaced under the writer, never."""
+        if self._writer.lost is not None:
+            return False
         try:
+            if self._writer.failing is not None:
+                await self._write(_probe_write)
             return bool(await self._read(lambda c: c.execute("SELECT 1").fetchone()[0]))
-        except (sqlite3.Error, RuntimeError):  # RuntimeError: the store is closed
+        except (sqlite3.Error, StoreUnavailable, RuntimeError):  # RuntimeError: closed
             return False
 
     def hold_engine(self, owner: str) -> None:
@@ -199,6 +213,7 @@ class SqliteStore(SqliteCatalog):
         self._local = threading.local()  # the calling thread's connection is closed too
         self._sender.close()
         self.release_engine()  # last: nothing of this process's is left to write
+        self._engine_lock.detach()  # and no connection of this store's is open
 
     # -- instances: creation and reading -----------------------------------------------------
     async def insert_instances(
@@ -647,6 +662,12 @@ class SqliteStore(SqliteCatalog):
 
 
 # -- helpers run on the writer thread ------------------------------------------------------------
+def _probe_write(conn: sqlite3.Connection) -> None:
+    """Rewrite the header's unused ``user_version`` as it is: a page written, nothing changed."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    conn.execute(f"PRAGMA user_version = {int(version)}")
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute(q.CREATE_MIGRATIONS_TABLE)
     applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}

@@ -1,19 +1,29 @@
-"""One engine per SQLite file, held with an advisory lock on a file beside the database.
+"""One engine per SQLite file, held with advisory locks on the database file and beside it.
 
 An engine alone on its SQLite file treats every instance it finds running as its own, left
 by a crash, and takes it back when it starts. A second engine on the same file (a second
 ``stepline serve``, a ``stepline worker`` left on the default database, an application
 server started with two worker processes) would take the first engine's running instances
 from under it, and their steps would run twice. So an engine holds an exclusive ``flock`` on
-``<database>-engine.lock`` while it runs, and a second one is refused with the holder's name.
-The system drops the lock when the process ends, however it ends: a crash never leaves the
-file locked, and the next engine to start recovers what the crash left running.
+the database file itself, which nobody deletes to make a refusal go away, and on
+``<database>-engine.lock``, which names the holder for the refusal and is the lock earlier
+versions of Stepline take. A second engine is refused with the holder's name. The system
+drops both locks when the process ends, however it ends: a crash never leaves the file
+locked, and the next engine to start recovers what the crash left running.
+
+The database file's descriptor is never closed while this process may have SQLite
+connections to the file: closing any descriptor of a file drops every POSIX lock the process
+holds on it, SQLite's included, and another process could then take the file from under
+those connections (delete the ``-wal`` they write to, say). So there is one descriptor per
+file and process, shared by its stores, closed when the last of them has closed its
+connections; ``flock`` locks are independent of SQLite's POSIX locks on Linux.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from pathlib import Path
 
 from stepline.errors import EngineAlreadyRunning
@@ -28,6 +38,41 @@ def beside_database(database: Path, suffix: str) -> Path:
     return real.with_name(real.name + suffix)
 
 
+class _SharedDescriptors:
+    """This process's descriptors of database files, by file, with the stores using each."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[tuple[int, int], tuple[int, int]] = {}
+        """(device, inode) -> (descriptor, stores using it)."""
+        self.engines: set[tuple[int, int]] = set()
+        """The files an engine of this process holds (one ``flock`` serves the process)."""
+
+    def take(self, path: Path) -> tuple[tuple[int, int], int]:
+        with self._lock:
+            found = os.stat(path)
+            key = (found.st_dev, found.st_ino)
+            if key in self._open:
+                fd, users = self._open[key]
+                self._open[key] = (fd, users + 1)
+                return key, fd
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            self._open[key] = (fd, 1)
+            return key, fd
+
+    def give_back(self, key: tuple[int, int]) -> None:
+        with self._lock:
+            fd, users = self._open[key]
+            if users > 1:
+                self._open[key] = (fd, users - 1)
+                return
+            del self._open[key]
+            os.close(fd)
+
+
+_DESCRIPTORS = _SharedDescriptors()
+
+
 class EngineLock:
     """The lock for the engine of the SQLite database at ``database``."""
 
@@ -35,17 +80,40 @@ class EngineLock:
         self.database = database
         self.path = beside_database(database, "-engine.lock")
         self._fd: int | None = None
+        """The lock file's descriptor, while the lock is held."""
+        self._database: tuple[tuple[int, int], int] | None = None
+        """The database file's (key, descriptor) from :meth:`attach` to :meth:`detach`."""
+        self._holds_database = False
+
+    def attach(self) -> None:
+        """Once the database file exists (the store is open): share this process's descriptor
+        of it, for :meth:`acquire`."""
+        if self._database is None:
+            self._database = _DESCRIPTORS.take(Path(os.path.realpath(self.database)))
+
+    def detach(self) -> None:
+        """After the store closed its connections: let go of the lock and the descriptor."""
+        self.release()
+        held, self._database = self._database, None
+        if held is not None:
+            _DESCRIPTORS.give_back(held[0])
 
     def acquire(self, owner: str) -> None:
         """Hold the lock for engine ``owner``, or raise :class:`EngineAlreadyRunning`."""
         if self._fd is not None:
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.attach()
+        assert self._database is not None
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        key, database_fd = self._database
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if key in _DESCRIPTORS.engines:
+                raise BlockingIOError  # another store of this process runs its engine
+            fcntl.flock(database_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
+            os.close(fd)  # drops its lock, if it was taken
             raise EngineAlreadyRunning(
                 f"another Stepline engine ({holder}) is running on {self.database.absolute()}: "
                 "a SQLite database has one engine. Stop that one first, or use PostgreSQL to "
@@ -57,9 +125,17 @@ class EngineLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()}, engine {owner}\n".encode(), 0)
         self._fd = fd
+        self._holds_database = True
+        _DESCRIPTORS.engines.add(key)
 
     def release(self) -> None:
-        """Let another engine start on the file (closing the descriptor drops the lock)."""
+        """Let another engine start on the file (the database file's descriptor stays open
+        until :meth:`detach`)."""
+        if self._holds_database and self._database is not None:
+            key, database_fd = self._database
+            _DESCRIPTORS.engines.discard(key)
+            fcntl.flock(database_fd, fcntl.LOCK_UN)
+        self._holds_database = False
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)

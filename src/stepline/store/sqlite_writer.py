@@ -39,8 +39,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
-from stepline.errors import StaleRunError
+from stepline.errors import StaleRunError, StoreUnavailable
 from stepline.store.sqlite_errors import as_store_error
+from stepline.store.sqlite_file_watch import REFUSAL, FileWatch
 from stepline.store.sqlite_lock_wait import LockHeld, LockWaitingConnection
 from stepline.store.sqlite_rows import value_rows
 
@@ -114,8 +115,21 @@ class SqliteWriter:
     thread commit small batches itself (the caller's ``connect`` must then turn SQLite's own
     checkpoints off: they would wait for the disk on the loop's thread)."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], *, inline: bool = False) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        inline: bool = False,
+        watch: FileWatch | None = None,
+    ) -> None:
         self._connect = connect
+        self._watch = watch
+        self.failing: str | None = None
+        """Why the last commit failed, while the file refuses writes (a full disk, an I/O
+        error); cleared by the next commit that succeeds."""
+        self.lost: str | None = None
+        """Set for good once the database's files were deleted or replaced under the
+        connection (:class:`FileWatch`): every write is refused from then on."""
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -273,6 +287,8 @@ class SqliteWriter:
             self._ready.set()
             return
         self._conn = conn
+        if self._watch is not None:
+            self._watch.remember()
         self._synchronous = int(conn.execute("PRAGMA synchronous").fetchone()[0])
         self._autocheckpoint = int(conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
         self._ready.set()
@@ -316,6 +332,10 @@ class SqliteWriter:
         """Commit ``batch`` and hand each caller its outcome. ``taken``: how many handed-over
         writes this batch settles; ``on_loop``: this is the callers' own loop thread."""
         outcomes: list[tuple[Any, Any, BaseException | None, Any]] = []
+        if self._files_lost():
+            lost = StoreUnavailable(f"the SQLite database cannot be used now: {self.lost}")
+            self._settle([(f, None, lost, loop) for _, f, loop, _ in batch], taken, on_loop)
+            return
         if len(batch) == 1 and isinstance(batch[0][0], FencedWrite):
             # One statement is its own transaction: no BEGIN and COMMIT round trips.
             try:
@@ -324,7 +344,10 @@ class SqliteWriter:
                 raise  # nothing ran: the caller hands the batch to the writer's thread
             except Exception as error:  # one write's failure, handed back
                 log.error("write failed: %s", error)
+                self._note_failure(error)
                 outcomes = [(batch[0][1], None, error, batch[0][2])]
+            else:
+                self.failing = None
             self._settle(outcomes, taken, on_loop)
             return
         relaxed = self._synchronous > 1 and all(isinstance(item[0], NoSync) for item in batch)
@@ -349,17 +372,34 @@ class SqliteWriter:
                 outcomes.append(_run_operation(conn, batch[index], early=not on_loop))
                 index += 1
             conn.execute("COMMIT")
+            self.failing = None
+            for _, _, failed, _ in outcomes:
+                if failed is not None:
+                    self._note_failure(failed)
         except LockHeld:
             raise  # turned away at BEGIN, before anything ran: see the single write above
         except Exception as commit_error:  # the thread must live on
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             log.error("group commit of %d writes failed: %s", len(batch), commit_error)
+            self._note_failure(commit_error)
             outcomes = [(future, None, commit_error, loop) for _, future, loop, _ in batch]
         finally:
             if relaxed:
                 conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         self._settle(outcomes, taken, on_loop)
+
+    def _files_lost(self) -> bool:
+        if self.lost is None and self._watch is not None:
+            problem = self._watch.problem()
+            if problem is not None:
+                log.error("%s", problem)
+                self.lost = REFUSAL
+        return self.lost is not None
+
+    def _note_failure(self, error: BaseException) -> None:
+        if isinstance(as_store_error(error), StoreUnavailable):
+            self.failing = str(error)
 
     def _settle(
         self,
