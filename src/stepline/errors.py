@@ -27,7 +27,8 @@ The hierarchy::
     │   ├── StoreUnavailable          10001  503  workflows.api.error.internal_server
     │   └── InternalServerError       10001  500  workflows.api.error.internal_server
     ├── ConfigError                   a bad stepline.toml or an unimportable workflow class
-    │   └── EngineAlreadyRunning      a second engine on a SQLite file
+    │   ├── EngineAlreadyRunning      a second engine on a SQLite file
+    │   └── SchemaTooNew              a database a newer Stepline migrated
     └── StaleRunError                 a runner's write lost to terminate/restart/delete (internal)
 
 Errors raised *inside* workflow code are plain exceptions, as in Cloudflare:
@@ -65,6 +66,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "RouteNotFound",
+    "SchemaTooNew",
     "StaleRunError",
     "StepFailedError",
     "SteplineError",
@@ -208,6 +210,12 @@ class ConfigError(SteplineError):
 
 class EngineAlreadyRunning(ConfigError):
     """An engine is already running on this SQLite database (it has one engine at most)."""
+
+
+class SchemaTooNew(ConfigError):
+    """The database records a schema migration this Stepline does not have: a newer release
+    migrated it. Not :class:`StoreUnavailable`, which may pass with a retry; this one lasts
+    until Stepline is upgraded."""
 
 
 class StaleRunError(SteplineError):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from stepline.store.migrations import load_migrations
+from stepline.store.sqlite import SqliteStore
 
 from .conftest import FakeServer
 
@@ -111,3 +116,43 @@ def test_serve_refuses_an_account_without_a_token_before_it_writes(tmp_path: Pat
     assert result.returncode == 1
     assert "set both STEPLINE_ACCOUNT_ID and STEPLINE_API_TOKEN, or neither" in result.stderr
     assert not database.exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve", "--port", "18100"],
+        ["worker"],
+        ["tokens", "create", "--account", "acct"],
+    ],
+    ids=["serve", "worker", "tokens-create"],
+)
+def test_a_database_of_a_newer_stepline_is_refused_in_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    database = tmp_path / "stepline.sqlite3"
+    asyncio.run(_migrated(database))
+    newer = load_migrations("sqlite")[-1].number + 1
+    with sqlite3.connect(database) as conn:
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied_on) VALUES (?, 'later', 0)",
+            (newer,),
+        )
+    conn.close()
+
+    result = run({}, *command, "--database", f"sqlite:///{database}")
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(
+        "error: this database was last migrated by a newer Stepline "
+        f"(schema migration {newer:04d}_later; this Stepline knows up to "
+    )
+    assert result.stderr.endswith("upgrade Stepline to use it\n")
+
+
+async def _migrated(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()

@@ -9,6 +9,12 @@ ride in the same batches without being waited for. When the database is unreacha
 operations raise ``StoreUnavailable``; the runner's own writes, which are safe to repeat,
 wait up to ``write_grace_s`` for it to come back first. SQL lives in
 :mod:`stepline.store.postgres_queries`.
+
+Upgrades: the first process of a new release to open the database migrates it, under an
+advisory lock. Processes of the old release already running keep running (the schema check is
+at open only, so they are not stopped mid-deploy); one of the old release that opens the
+database afterwards is refused with :class:`~stepline.errors.SchemaTooNew` before it writes
+anything. Deploy the new release everywhere before restarting old processes.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from stepline.errors import (
 )
 from stepline.store import postgres_queries as q
 from stepline.store.buffered import check_buffered
-from stepline.store.migrations import load_migrations
+from stepline.store.migrations import load_migrations, refuse_newer_schema
 from stepline.store.port import (
     WORKFLOW_GONE,
     BufferedEvent,
@@ -639,12 +645,16 @@ async def _claim_limited(
 
 
 async def _migrate(conn: asyncpg.Connection) -> None:
-    """Apply the migrations not yet applied, one process at a time."""
+    """Apply the migrations not yet applied, one process at a time; refuse, before any, a
+    database that a newer Stepline migrated (under the lock, so not half-way through its
+    migrating)."""
     await conn.execute("SELECT pg_advisory_lock($1)", q.MIGRATION_LOCK)
     try:
         await conn.execute(q.CREATE_MIGRATIONS_TABLE)
-        applied = {row[0] for row in await conn.fetch(q.APPLIED_MIGRATIONS)}
-        for migration in load_migrations("postgres"):
+        migrations = load_migrations("postgres")
+        applied = {row[0]: row[1] for row in await conn.fetch(q.APPLIED_MIGRATIONS)}
+        refuse_newer_schema(applied, migrations)
+        for migration in migrations:
             if migration.number in applied:
                 continue
             async with conn.transaction():

@@ -34,7 +34,7 @@ CREATE_MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations "
     "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_on BIGINT NOT NULL)"
 )
-APPLIED_MIGRATIONS = "SELECT version FROM schema_migrations"
+APPLIED_MIGRATIONS = "SELECT version, name FROM schema_migrations"
 RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_on) VALUES ($1, $2, $3)"
 
 # -- steps as arrays -----------------------------------------------------------------------

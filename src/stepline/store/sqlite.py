@@ -28,7 +28,7 @@ from stepline.errors import (
 )
 from stepline.store import sqlite_queries as q
 from stepline.store.buffered import check_buffered
-from stepline.store.migrations import load_migrations
+from stepline.store.migrations import load_migrations, refuse_newer_schema
 from stepline.store.port import WORKFLOW_GONE, BufferedEvent, InstanceFilter, Notice
 from stepline.store.records import (
     FINISHED_STATUSES,
@@ -163,8 +163,12 @@ class SqliteStore(SqliteCatalog):
             await asyncio.to_thread(self._writer.start)
         except sqlite3.Error as error:  # not a database, say: its connection could not start
             raise as_store_error(error) from error
+        try:
+            await self._write(_migrate)
+        except BaseException:  # a refused schema, say: leave no writer thread holding the file
+            await asyncio.to_thread(self._writer.stop)
+            raise
         self._engine_lock.attach()
-        await self._write(_migrate)
 
     @property
     def available(self) -> bool:
@@ -669,16 +673,19 @@ def _probe_write(conn: sqlite3.Connection) -> None:
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
+    """Apply the migrations not yet applied, in the writer's transaction (one process at a
+    time); refuse, before any, a database that a newer Stepline migrated."""
     conn.execute(q.CREATE_MIGRATIONS_TABLE)
-    applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-    for migration in load_migrations("sqlite"):
+    migrations = load_migrations("sqlite")
+    applied = dict(conn.execute(q.APPLIED_MIGRATIONS).fetchall())
+    refuse_newer_schema(applied, migrations)
+    for migration in migrations:
         if migration.number in applied:
             continue
         for statement in _split_sql(migration.sql):
             conn.execute(statement)
         conn.execute(
-            "INSERT INTO schema_migrations (version, name, applied_on) VALUES (?, ?, ?)",
-            (migration.number, migration.name, int(time.time() * 1000)),
+            q.RECORD_MIGRATION, (migration.number, migration.name, int(time.time() * 1000))
         )
 
 

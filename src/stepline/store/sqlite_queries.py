@@ -25,6 +25,8 @@ CREATE_MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations "
     "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_on INTEGER NOT NULL)"
 )
+APPLIED_MIGRATIONS = "SELECT version, name FROM schema_migrations"
+RECORD_MIGRATION = "INSERT INTO schema_migrations (version, name, applied_on) VALUES (?, ?, ?)"
 
 # -- workflows and versions ----------------------------------------------------------------
 WORKFLOW_BY_NAME = f"SELECT {WORKFLOW_COLUMNS} FROM workflows WHERE account_id = ? AND name = ?"
