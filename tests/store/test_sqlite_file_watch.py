@@ -61,6 +61,7 @@ async def test_writes_are_refused_once_the_files_are_gone(tmp_path: Path, change
         assert (await health())["status"] == "ok"
 
         change(tmp_path)
+        assert (await health())["status"] == "unavailable"  # seen before any write fails
         with pytest.raises(StoreUnavailable, match="deleted or replaced while"):
             await flow.create(params="after")
         assert (await health())["status"] == "unavailable"

@@ -179,7 +179,7 @@ class SqliteStore(SqliteCatalog):
         """The file answers a read, and takes writes: after a write failed (a full disk),
         a probe write tells whether it takes them again; after its file was deleted or
         replaced under the writer, never."""
-        if self._writer.lost is not None:
+        if self._writer.files_lost():
             return False
         try:
             if self._writer.failing is not None:

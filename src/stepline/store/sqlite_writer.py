@@ -127,6 +127,7 @@ class SqliteWriter:
         self.failing: str | None = None
         """Why the last commit failed, while the file refuses writes (a full disk, an I/O
         error); cleared by the next commit that succeeds."""
+        self._watch_lock = threading.Lock()
         self.lost: str | None = None
         """Set for good once the database's files were deleted or replaced under the
         connection (:class:`FileWatch`): every write is refused from then on."""
@@ -332,7 +333,7 @@ class SqliteWriter:
         """Commit ``batch`` and hand each caller its outcome. ``taken``: how many handed-over
         writes this batch settles; ``on_loop``: this is the callers' own loop thread."""
         outcomes: list[tuple[Any, Any, BaseException | None, Any]] = []
-        if self._files_lost():
+        if self.files_lost():
             lost = StoreUnavailable(f"the SQLite database cannot be used now: {self.lost}")
             self._settle([(f, None, lost, loop) for _, f, loop, _ in batch], taken, on_loop)
             return
@@ -389,12 +390,15 @@ class SqliteWriter:
                 conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         self._settle(outcomes, taken, on_loop)
 
-    def _files_lost(self) -> bool:
+    def files_lost(self) -> bool:
+        """Whether the database's files were deleted or replaced under the connection
+        (said in the log once, and for good: :attr:`lost`)."""
         if self.lost is None and self._watch is not None:
-            problem = self._watch.problem()
-            if problem is not None:
-                log.error("%s", problem)
-                self.lost = REFUSAL
+            with self._watch_lock:  # the writer's thread and a health check's
+                problem = None if self.lost is not None else self._watch.problem()
+                if problem is not None:
+                    log.error("%s", problem)
+                    self.lost = REFUSAL
         return self.lost is not None
 
     def _note_failure(self, error: BaseException) -> None:
