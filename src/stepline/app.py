@@ -97,11 +97,14 @@ class Stepline:
 
     async def stop(self) -> None:
         if self._started:
-            await self.control.stop(grace_s=self.engine.stop_grace_ms / 1000)
-            if self._run_engine:
-                await self.engine.stop()
-            await self.close_store()
-            self._started = False
+            try:
+                await self.control.stop(grace_s=self.engine.stop_grace_ms / 1000)
+                if self._run_engine:
+                    await self.engine.stop()
+            finally:
+                # Whatever the engine's stop met, the writes queued so far still commit.
+                await self.close_store()
+                self._started = False
 
     async def open_store(self) -> None:
         """Open the store (``start`` does it first): on a database shared between machines

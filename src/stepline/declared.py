@@ -10,6 +10,7 @@ import os
 from stepline.app import DEFAULT_ACCOUNT, Stepline
 from stepline.config import ProjectConfig
 from stepline.engine.import_scope import ImportScope
+from stepline.errors import ConfigError, WorkflowClassNotFound
 from stepline.store.port import WorkflowSettings
 
 __all__ = ["import_scope", "register_declared", "resolve_account"]
@@ -34,7 +35,12 @@ def import_scope(project: ProjectConfig | None) -> ImportScope:
 async def register_declared(stepline: Stepline, project: ProjectConfig, account_id: str) -> None:
     """Register every workflow of ``stepline.toml``; unchanged code keeps its version."""
     for declared in project.workflows:
-        cls = stepline.classes.load(declared.script_name, declared.class_name)
+        try:
+            cls = stepline.classes.load(declared.script_name, declared.class_name)
+        except WorkflowClassNotFound as exc:  # the file's mistake, not a request's: say where
+            raise ConfigError(
+                f"{project.path}: workflow {declared.name!r}: {exc.detail or exc}"
+            ) from exc
         workflow, version = await stepline.control.register(
             account_id,
             declared.name,

@@ -26,9 +26,11 @@ The hierarchy::
     │   ├── PermissionDenied          10000  403  Authentication error
     │   ├── StoreUnavailable          10001  503  workflows.api.error.internal_server
     │   └── InternalServerError       10001  500  workflows.api.error.internal_server
-    ├── ConfigError                   a bad stepline.toml or an unimportable workflow class
+    ├── ConfigError                   a setting the process cannot start with: a bad
+    │   │                             stepline.toml, an unimportable class, a bad database URL
     │   ├── EngineAlreadyRunning      a second engine on a SQLite file
-    │   └── SchemaTooNew              a database a newer Stepline migrated
+    │   ├── SchemaTooNew              a database a newer Stepline migrated
+    │   └── DatabaseNotWritable       a database (or its folder) this process may not write
     └── StaleRunError                 a runner's write lost to terminate/restart/delete (internal)
 
 Errors raised *inside* workflow code are plain exceptions, as in Cloudflare:
@@ -49,6 +51,7 @@ __all__ = [
     "CannotSendEvent",
     "CannotTerminate",
     "ConfigError",
+    "DatabaseNotWritable",
     "EngineAlreadyRunning",
     "InstanceAlreadyExists",
     "InstanceNotFound",
@@ -205,7 +208,8 @@ class InternalServerError(ApiError):
 
 
 class ConfigError(SteplineError):
-    """A ``stepline.toml`` that cannot be read or names a class that cannot be imported."""
+    """A setting the process cannot start with: a ``stepline.toml`` that cannot be read or
+    names a class that cannot be imported, a database that cannot be used as given."""
 
 
 class EngineAlreadyRunning(ConfigError):
@@ -216,6 +220,12 @@ class SchemaTooNew(ConfigError):
     """The database records a schema migration this Stepline does not have: a newer release
     migrated it. Not :class:`StoreUnavailable`, which may pass with a retry; this one lasts
     until Stepline is upgraded."""
+
+
+class DatabaseNotWritable(ConfigError):
+    """The database refuses this process's writes, and waiting will not change that: a SQLite
+    file or folder without write permission or on a read-only file system, a PostgreSQL user
+    without the privilege to create Stepline's tables, a read-only PostgreSQL server."""
 
 
 class StaleRunError(SteplineError):

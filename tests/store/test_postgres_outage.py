@@ -210,5 +210,5 @@ async def test_a_url_naming_a_missing_database_or_role_is_unreachable(change, sa
     else:
         url = urlunparse(parsed._replace(path=change["path"]))
     store = PostgresStore(url)
-    with pytest.raises(StoreUnavailable, match=f"cannot reach PostgreSQL: .*{said}"):
+    with pytest.raises(StoreUnavailable, match=f"cannot connect to PostgreSQL at .*{said}"):
         await store.open()

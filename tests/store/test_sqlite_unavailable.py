@@ -119,6 +119,6 @@ async def test_a_file_that_is_not_a_database_is_an_unavailable_store(tmp_path: P
     path.write_bytes(b"not a database, just notes\n" * 200)
     store = SqliteStore(path)
 
-    with pytest.raises(StoreUnavailable, match="cannot be used now: file is not a database"):
+    with pytest.raises(StoreUnavailable, match=r"notes\.sqlite3: file is not a database; point"):
         await store.open()
     assert path.read_bytes() == b"not a database, just notes\n" * 200

@@ -12,7 +12,8 @@ and a group of commands (a ``typer.Typer`` of its own) in one::
     app.add_typer(tokens_app, name="tokens")
 
 Errors a user can cause are reported by :func:`stepline.cli.output.report_errors` as one line
-on stderr with exit status 1; new commands should wrap their work in it the same way.
+on stderr with exit status 1; new commands should wrap their work in it the same way (with
+``local=True`` when the command runs Stepline itself rather than asking a server).
 """
 
 from __future__ import annotations

@@ -127,10 +127,17 @@ def warn(message: str) -> None:
     err_console().print(Text.assemble(("▲ warning: ", "yellow bold"), message))
 
 
-def error_line(exc: BaseException) -> Text:
-    """``error: <message> [code: N] – <detail>``: how every failure the user can fix is shown."""
+def error_line(exc: BaseException, *, local: bool = False) -> Text:
+    """``error: <message> [code: N] – <detail>``: how every failure the user can fix is shown.
+
+    ``local``: Stepline runs in this process (``serve``, ``worker``, ``tokens``), so an API
+    error was raised here, not answered by a server; its label and code, which identify an
+    answer in the REST envelope, would only hide its sentence (``error: <detail>``).
+    """
     line = Text("error: ", style="red bold")
-    if isinstance(exc, ApiError):
+    if local and isinstance(exc, ApiError):
+        line.append(exc.detail or exc.message)
+    elif isinstance(exc, ApiError):
         line.append(f"{exc.message} [code: {exc.code}]")
         if exc.detail:
             line.append(f" \u2013 {exc.detail}")
@@ -150,15 +157,17 @@ USER_ERRORS = (ApiError, ConfigError, ServerUnreachable, MalformedResponse, User
 
 
 @contextmanager
-def report_errors() -> Iterator[None]:
+def report_errors(*, local: bool = False) -> Iterator[None]:
     """Turn the errors a user can cause or fix into one line on stderr and exit status 1.
+    ``local``: for a command that runs Stepline itself rather than asking a server (see
+    :func:`error_line`).
 
     Anything else is a bug in Stepline and keeps its traceback.
     """
     try:
         yield
     except USER_ERRORS as exc:
-        err_console().print(error_line(exc))
+        err_console().print(error_line(exc, local=local))
         raise typer.Exit(1) from None
 
 

@@ -149,7 +149,7 @@ def serve_command(
     from stepline.durations import parse_duration_ms
     from stepline.server import ServerOptions, run_server
 
-    with report_errors():
+    with report_errors(local=True):
         if config is None and Path("stepline.toml").is_file():
             config = Path("stepline.toml")
         configure_logging(log_level)

@@ -32,7 +32,7 @@ def create_token(
     database: DatabaseOption = DEFAULT_DATABASE,
 ) -> None:
     """Create a token and print it once; only its digest is stored."""
-    with report_errors():
+    with report_errors(local=True):
         token, made = asyncio.run(_create(database, account, read_only, name))
         typer.echo(token)
         if made is not None:

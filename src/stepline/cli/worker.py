@@ -119,7 +119,7 @@ def worker_command(
     log_level: LogLevelOption = "info",
 ) -> None:
     """Run workflow instances without serving HTTP (one of many workers on PostgreSQL)."""
-    with report_errors():
+    with report_errors(local=True):
         if config is None and Path("stepline.toml").is_file():
             config = Path("stepline.toml")
         configure_logging(log_level)

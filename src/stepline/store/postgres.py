@@ -44,6 +44,7 @@ from stepline.store.port import (
     Notice,
     notice_to_json,
 )
+from stepline.store.postgres_access import cannot_open
 from stepline.store.postgres_catalog import PostgresCatalog
 from stepline.store.postgres_notices import NoticeListener
 from stepline.store.postgres_pool import Database
@@ -118,6 +119,15 @@ class PostgresStore(PostgresCatalog):
         return await self._db.ping()
 
     async def open(self) -> None:
+        try:
+            await self._open()
+        except Exception as error:  # an unreachable server, a user without privileges
+            said = cannot_open(self.dsn, error)
+            if said is error:
+                raise
+            raise said from error
+
+    async def _open(self) -> None:
         await self._db.open()
         try:
             conn = await self._db.connect()

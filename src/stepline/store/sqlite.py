@@ -37,9 +37,10 @@ from stepline.store.records import (
     ScheduleRecord,
     StepRecord,
 )
+from stepline.store.sqlite_access import check_writable, is_refusal, not_writable
 from stepline.store.sqlite_catalog import SqliteCatalog
 from stepline.store.sqlite_engine_lock import EngineLock
-from stepline.store.sqlite_errors import as_store_error
+from stepline.store.sqlite_errors import as_store_error, cannot_open
 from stepline.store.sqlite_file_watch import FileWatch
 from stepline.store.sqlite_lock_wait import LockWaitingConnection
 from stepline.store.sqlite_notices import NoticeInbox, NoticeSender, socket_path
@@ -158,16 +159,19 @@ class SqliteStore(SqliteCatalog):
         return await self._writer.run(operation)
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(self.path)  # else SQLite's words, or a traceback, or a later failure
         try:
             await asyncio.to_thread(self._writer.start)
-        except sqlite3.Error as error:  # not a database, say: its connection could not start
-            raise as_store_error(error) from error
-        try:
-            await self._write(_migrate)
-        except BaseException:  # a refused schema, say: leave no writer thread holding the file
-            await asyncio.to_thread(self._writer.stop)
-            raise
+            try:
+                await self._write(_migrate)
+            except BaseException:  # a refused schema, say: leave no writer thread holding it
+                await asyncio.to_thread(self._writer.stop)
+                raise
+        except (sqlite3.Error, StoreUnavailable) as error:  # not a database, say
+            said = cannot_open(self.path, error)
+            if said is error:
+                raise
+            raise said from error
         self._engine_lock.attach()
 
     @property
@@ -189,6 +193,14 @@ class SqliteStore(SqliteCatalog):
             return False
 
     def hold_engine(self, owner: str) -> None:
+        try:
+            self._hold_engine(owner)
+        except OSError as error:  # made read-only since open() looked
+            if not is_refusal(error):
+                raise
+            raise not_writable(Path(error.filename), error) from error
+
+    def _hold_engine(self, owner: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._engine_lock.acquire(owner)
         if self._inbox is None:

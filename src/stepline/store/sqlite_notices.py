@@ -139,7 +139,15 @@ class NoticeInbox:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(sock.fileno())
         sock.close()
-        self.path.unlink(missing_ok=True)
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:  # its folder turned read-only, say: the stop goes on
+            log.warning(
+                "could not remove the engine's notice socket %s (%s); the next engine on this "
+                "database replaces it",
+                self.path,
+                exc.strerror or exc,
+            )
 
 
 class NoticeSender:

@@ -1,0 +1,144 @@
+"""A process that cannot start says so to the person who started it: one line with what
+failed, why and what to do; not the REST envelope's label and code, which mean something in
+an API response, and not a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import asyncpg
+import pytest
+
+from tests.cli_live.live import clean_environment, free_port, stepline_command
+from tests.store.databases import (
+    blocking,
+    create_database,
+    database_url,
+    drop_database,
+    postgres_url,
+    unique_name,
+)
+
+FLOWS = """\
+from stepline import WorkflowEntrypoint
+
+
+class Present(WorkflowEntrypoint):
+    async def run(self, event, step):
+        return None
+"""
+
+
+def _stepline(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    if args[0] == "serve":
+        args = (*args, "--port", str(free_port()))
+    return subprocess.run(
+        [*stepline_command(), *args],
+        capture_output=True,
+        text=True,
+        env=clean_environment(),
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+def _one_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The error line, once it is known to be the only output and no API label."""
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: "), line
+    assert "[code:" not in line
+    assert "workflows.api.error" not in line
+    return line
+
+
+@pytest.mark.parametrize(
+    "command", [("serve",), ("worker",), ("tokens", "create", "--account", "acct")]
+)
+def test_a_file_that_is_not_a_database(tmp_path: Path, command: tuple[str, ...]) -> None:
+    path = tmp_path / "notes.sqlite3"
+    path.write_bytes(b"not a database, just notes\n" * 200)
+
+    line = _one_line(_stepline(*command, "--database", f"sqlite:///{path}"))
+
+    assert line.startswith(f"error: cannot open the SQLite database {path}: ")
+    assert "file is not a database" in line
+    assert "a path with no file yet to start a new one" in line  # what to do
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_postgresql_that_does_not_answer(command: str) -> None:
+    port = free_port()  # nothing listens there
+    url = f"postgresql://stepline:s3cret@127.0.0.1:{port}/stepline"
+
+    line = _one_line(_stepline(command, "--database", url))
+
+    assert f"cannot connect to PostgreSQL at postgresql://stepline:***@127.0.0.1:{port}/" in line
+    assert "connection refused" in line.lower()
+    assert "check that PostgreSQL is running" in line
+    assert "s3cret" not in line
+
+
+@pytest.mark.postgres
+def test_postgresql_that_does_not_let_the_user_create_the_tables() -> None:
+    server = postgres_url()
+    name = unique_name("stepline_ro")
+    blocking(create_database(server, name))
+    blocking(_create_role(server, name))
+    try:
+        at = urlparse(database_url(server, name))
+        url = urlunparse(at._replace(netloc=f"{name}:pw-{name}@{at.hostname}:{at.port or 5432}"))
+
+        line = _one_line(_stepline("serve", "--database", url))
+    finally:
+        blocking(drop_database(server, name))
+        blocking(_drop_role(server, name))
+
+    assert "cannot set up Stepline's tables in PostgreSQL database" in line
+    assert "permission denied for schema public" in line
+    assert f"GRANT CREATE ON SCHEMA public TO {name}" in line
+    assert f"pw-{name}" not in line
+
+
+async def _create_role(server: str, name: str) -> None:
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f"CREATE ROLE {name} LOGIN PASSWORD 'pw-{name}'")
+    finally:
+        await conn.close()
+
+
+async def _drop_role(server: str, name: str) -> None:
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f"DROP ROLE IF EXISTS {name}")
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_declared_class_that_does_not_exist(tmp_path: Path, command: str) -> None:
+    (tmp_path / "present_flows.py").write_text(FLOWS)
+    config = tmp_path / "stepline.toml"
+    config.write_text(
+        '[[workflows]]\nname = "absent"\nclass_name = "Absent"\nscript_name = "present_flows"\n'
+    )
+    database = f"sqlite:///{tmp_path / 'stepline.sqlite3'}"
+
+    line = _one_line(_stepline(command, "--config", str(config), "--database", database))
+
+    assert line == (
+        f"error: {config}: workflow 'absent': module 'present_flows' has no class 'Absent'"
+    )
+
+
+def test_a_bad_account_for_a_token_is_said_without_the_api_label(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'stepline.sqlite3'}"
+
+    line = _one_line(_stepline("tokens", "create", "--account", "bad name", "--database", database))
+
+    assert line == "error: account id 'bad name' must be 1-64 letters, digits, '-' or '_'"
