@@ -4,6 +4,7 @@ dies; a process that runs no engine (an API-only server) needs no lock."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -161,21 +162,28 @@ async def test_a_refused_engine_leaves_the_running_engines_sqlite_locks_alone(
     """Closing a descriptor of the database file would drop every POSIX lock this process
     holds on it, SQLite's too: the running engine's connections must keep the file's shared
     lock, or another process could take it exclusively (and delete the WAL they use)."""
-    import sqlite3
-
     probe = Probe()
     async with Stepline(_database(tmp_path), account_id="acct", env=probe) as first:
         flow = await first.register("held", Held, script_name=SCRIPT)
         refused = Stepline(_database(tmp_path), account_id="acct")
         with pytest.raises(EngineAlreadyRunning):
             await refused.start()
-        other = sqlite3.connect(tmp_path / "stepline.sqlite3", timeout=0)
-        try:
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
-                other.execute("PRAGMA locking_mode = EXCLUSIVE")
-                other.execute("BEGIN EXCLUSIVE")
-        finally:
-            other.close()
+        other = await asyncio.to_thread(  # another process: SQLite's in-process bookkeeping
+            subprocess.run,  # would refuse this one whatever the system's locks
+            [sys.executable, "-c", _TAKE_EXCLUSIVELY, str(tmp_path / "stepline.sqlite3")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert "database is locked" in other.stderr, other
         instance = await flow.create(params="after")  # and the engine writes on
         probe.gate("open").set()
         assert (await finished(instance))["status"] == "complete"
+
+
+_TAKE_EXCLUSIVELY = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], timeout=0)
+conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+conn.execute("BEGIN EXCLUSIVE")
+"""

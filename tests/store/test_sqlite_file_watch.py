@@ -26,6 +26,7 @@ from tests.engine.test_create_claims import Held
 from tests.workflows.probe import Probe
 
 SCRIPT = "tests.engine.test_create_claims"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _database(tmp_path: Path) -> str:
@@ -49,7 +50,15 @@ def _remove_the_wal(tmp_path: Path) -> None:
     (tmp_path / "stepline.sqlite3-wal").unlink()
 
 
-@pytest.mark.parametrize("change", [_remove_all, _replace_with_a_copy, _remove_the_wal])
+def _remove_the_shm(tmp_path: Path) -> None:
+    """Another process that opens the file then writes without this one's WAL index."""
+    (tmp_path / "stepline.sqlite3-shm").unlink()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "change", [_remove_all, _replace_with_a_copy, _remove_the_wal, _remove_the_shm]
+)
 async def test_writes_are_refused_once_the_files_are_gone(tmp_path: Path, change) -> None:
     probe = Probe()
     probe.gate("open").set()
@@ -67,10 +76,67 @@ async def test_writes_are_refused_once_the_files_are_gone(tmp_path: Path, change
         assert (await health())["status"] == "unavailable"
         with pytest.raises(StoreUnavailable):  # and for good, not only once
             await flow.create(params="later")
-    async with Stepline(_database(tmp_path), account_id="acct", env=probe) as again:
-        flow = await again.register("held", Held, script_name=SCRIPT)
-        after = await flow.create(params="again")  # a restart works on what the path holds
-        assert (await finished(after))["status"] == "complete"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("removed", ["all", "wal"])
+def test_a_restart_after_the_loss_works_on_what_the_path_holds(tmp_path: Path, removed) -> None:
+    """Once the process that lost its files has ended (it leaves their connections open to
+    the end, so as not to checkpoint them into whatever the path names then)."""
+    lost = _child(_LOSE, _database(tmp_path), removed)
+    assert lost.stdout.strip() == "refused", lost.stderr
+    restarted = _child(_RESTART, _database(tmp_path))
+    assert restarted.stdout.strip() == "complete", restarted.stderr
+
+
+def _child(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=50, cwd=ROOT
+    )
+
+
+_LOSE = textwrap.dedent(
+    """
+    import asyncio, glob, os, sys
+    from stepline import Stepline
+    from stepline.errors import StoreUnavailable
+    from tests.engine.test_create_claims import Held
+
+    async def main(database, removed):
+        path = database.removeprefix("sqlite:///")
+        async with Stepline(database, account_id="acct") as sl:
+            flow = await sl.register("held", Held, script_name="tests.engine.test_create_claims")
+            await flow.create(params="before")
+            for name in glob.glob(path + "*") if removed == "all" else [path + "-wal"]:
+                os.unlink(name)
+            try:
+                await flow.create(params="after")
+            except StoreUnavailable:
+                print("refused")
+
+    asyncio.run(main(*sys.argv[1:]))
+    """
+)
+
+
+_RESTART = textwrap.dedent(
+    """
+    import asyncio, sys
+    from stepline import Stepline
+    from tests.engine.helpers import finished
+    from tests.engine.test_create_claims import Held
+    from tests.workflows.probe import Probe
+
+    async def main(database):
+        probe = Probe()
+        probe.gate("open").set()
+        async with Stepline(database, account_id="acct", env=probe) as again:
+            flow = await again.register("held", Held, script_name="tests.engine.test_create_claims")
+            print((await finished(await flow.create(params="again")))["status"])
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
 
 
 async def test_the_log_says_where_the_deleted_file_can_still_be_read(

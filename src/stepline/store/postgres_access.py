@@ -25,10 +25,9 @@ def public_url(dsn: str) -> str:
     user = parsed.username or ""
     if user and parsed.password is not None:
         user += ":***"
-    host = parsed.hostname or ""
-    if parsed.port is not None:
-        host += f":{parsed.port}"
-    return f"{parsed.scheme}://{user}{'@' if user else ''}{host}{parsed.path}"
+    # As written, not parsed: several hosts (``h1:5432,h2:5433``) or ``[::1]`` are valid.
+    hosts = parsed.netloc.rpartition("@")[2]
+    return f"{parsed.scheme}://{user}{'@' if user else ''}{hosts}{parsed.path}"
 
 
 def cannot_open(dsn: str, error: BaseException) -> BaseException:

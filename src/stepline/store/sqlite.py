@@ -53,7 +53,14 @@ from stepline.store.sqlite_rows import (
     step_to_row,
     value_rows,
 )
-from stepline.store.sqlite_writer import BeforeCommit, FencedWrite, ManyRows, NoSync, SqliteWriter
+from stepline.store.sqlite_writer import (
+    BeforeCommit,
+    FencedWrite,
+    ManyRows,
+    NoSync,
+    SqliteWriter,
+    close_unless_lost,
+)
 
 __all__ = ["SqliteStore"]
 
@@ -160,6 +167,14 @@ class SqliteStore(SqliteCatalog):
 
     async def open(self) -> None:
         check_writable(self.path)  # else SQLite's words, or a traceback, or a later failure
+        self._engine_lock.attach()  # before any connection: see sqlite_engine_lock
+        try:
+            await self._open_writer()
+        except BaseException:
+            self._engine_lock.detach()
+            raise
+
+    async def _open_writer(self) -> None:
         try:
             await asyncio.to_thread(self._writer.start)
             try:
@@ -172,7 +187,6 @@ class SqliteStore(SqliteCatalog):
             if said is error:
                 raise
             raise said from error
-        self._engine_lock.attach()
 
     @property
     def available(self) -> bool:
@@ -224,7 +238,7 @@ class SqliteStore(SqliteCatalog):
         self._readers.shutdown(wait=True)
         with self._lock:
             for conn in self._read_connections:
-                conn.close()
+                close_unless_lost(conn, self._writer.lost)
             self._read_connections.clear()
         self._local = threading.local()  # the calling thread's connection is closed too
         self._sender.close()

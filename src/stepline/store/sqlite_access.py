@@ -51,8 +51,22 @@ def check_writable(database: Path) -> None:
     if not os.access(real.parent, os.W_OK | os.X_OK):
         raise not_writable(real.parent)
     for path in (real, *(real.with_name(real.name + suffix) for suffix in _COMPANIONS)):
-        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        if _refused(path):
             raise not_writable(path)
+
+
+def _refused(path: Path) -> bool:
+    """Exists and may not be read and written: the same file before and after ``access``
+    said no (another process's last close deletes -wal and -shm, and the next open makes
+    them again, between any two looks)."""
+    try:
+        before = os.stat(path)
+        if os.access(path, os.R_OK | os.W_OK):
+            return False
+        after = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino)
 
 
 def not_writable(

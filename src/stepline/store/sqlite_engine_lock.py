@@ -16,13 +16,17 @@ connections to the file: closing any descriptor of a file drops every POSIX lock
 holds on it, SQLite's included, and another process could then take the file from under
 those connections (delete the ``-wal`` they write to, say). So there is one descriptor per
 file and process, shared by its stores, closed when the last of them has closed its
-connections; ``flock`` locks are independent of SQLite's POSIX locks on Linux.
+connections. ``flock`` locks are independent of SQLite's POSIX locks on Linux's local file
+systems; elsewhere (a network file system, where Linux makes a ``flock`` a POSIX lock on the
+whole file, or another system) they may clash with SQLite's own, so there the lock file
+alone holds the engine.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -49,14 +53,24 @@ class _SharedDescriptors:
         """The files an engine of this process holds (one ``flock`` serves the process)."""
 
     def take(self, path: Path) -> tuple[tuple[int, int], int]:
+        """The descriptor of ``path``, made if it does not exist yet (an empty file is a new
+        database to SQLite): never a second one of a file this process already holds, as
+        closing it again would drop the locks."""
         with self._lock:
-            found = os.stat(path)
+            try:
+                found = os.stat(path)
+            except FileNotFoundError:
+                fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                found = os.fstat(fd)
+            else:
+                key = (found.st_dev, found.st_ino)
+                if key in self._open:
+                    fd, users = self._open[key]
+                    self._open[key] = (fd, users + 1)
+                    return key, fd
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                found = os.fstat(fd)
             key = (found.st_dev, found.st_ino)
-            if key in self._open:
-                fd, users = self._open[key]
-                self._open[key] = (fd, users + 1)
-                return key, fd
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             self._open[key] = (fd, 1)
             return key, fd
 
@@ -72,6 +86,33 @@ class _SharedDescriptors:
 
 _DESCRIPTORS = _SharedDescriptors()
 
+_NETWORK_FILE_SYSTEMS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre", "gpfs"}
+)
+
+
+def _lockable(path: Path) -> bool:
+    """Whether a ``flock`` on the database file itself leaves SQLite's locks alone: on Linux,
+    on a local file system (the one ``/proc/self/mounts`` gives for the deepest mount point
+    above ``path``)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    best, kind = "", ""
+    target = str(path)
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return not (kind in _NETWORK_FILE_SYSTEMS or kind.startswith("fuse"))
+
 
 class EngineLock:
     """The lock for the engine of the SQLite database at ``database``."""
@@ -86,10 +127,13 @@ class EngineLock:
         self._holds_database = False
 
     def attach(self) -> None:
-        """Once the database file exists (the store is open): share this process's descriptor
-        of it, for :meth:`acquire`."""
+        """Before the store's connections open: share this process's descriptor of the
+        database file, for :meth:`acquire` (none where its ``flock`` could clash with
+        SQLite's locks, :func:`_lockable`)."""
         if self._database is None:
-            self._database = _DESCRIPTORS.take(Path(os.path.realpath(self.database)))
+            real = Path(os.path.realpath(self.database))
+            if _lockable(real):
+                self._database = _DESCRIPTORS.take(real)
 
     def detach(self) -> None:
         """After the store closed its connections: let go of the lock and the descriptor."""
@@ -103,14 +147,14 @@ class EngineLock:
         if self._fd is not None:
             return
         self.attach()
-        assert self._database is not None
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        key, database_fd = self._database
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if key in _DESCRIPTORS.engines:
-                raise BlockingIOError  # another store of this process runs its engine
-            fcntl.flock(database_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if self._database is not None:
+                key, database_fd = self._database
+                if key in _DESCRIPTORS.engines:
+                    raise BlockingIOError  # another store of this process runs its engine
+                fcntl.flock(database_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)  # drops its lock, if it was taken
@@ -125,8 +169,9 @@ class EngineLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()}, engine {owner}\n".encode(), 0)
         self._fd = fd
-        self._holds_database = True
-        _DESCRIPTORS.engines.add(key)
+        if self._database is not None:
+            self._holds_database = True
+            _DESCRIPTORS.engines.add(self._database[0])
 
     def release(self) -> None:
         """Let another engine start on the file (the database file's descriptor stays open

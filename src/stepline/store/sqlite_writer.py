@@ -45,7 +45,14 @@ from stepline.store.sqlite_file_watch import REFUSAL, FileWatch
 from stepline.store.sqlite_lock_wait import LockHeld, LockWaitingConnection
 from stepline.store.sqlite_rows import value_rows
 
-__all__ = ["BeforeCommit", "FencedWrite", "ManyRows", "NoSync", "SqliteWriter"]
+__all__ = [
+    "BeforeCommit",
+    "FencedWrite",
+    "ManyRows",
+    "NoSync",
+    "SqliteWriter",
+    "close_unless_lost",
+]
 
 T = TypeVar("T")
 log = logging.getLogger("stepline.store.sqlite")
@@ -188,6 +195,8 @@ class SqliteWriter:
         """Submit ``operation`` to the next group commit, now; the future gets its result once
         it is durable. (A plain function, not a coroutine: a step's write is awaited through
         no extra frame, and its place in the order is fixed at the call.)"""
+        if self._thread is None:
+            raise RuntimeError("the SQLite writer is stopped")  # its future would never settle
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._submit((operation, future, loop, key), loop)
@@ -325,7 +334,7 @@ class SqliteWriter:
         finally:
             self._conn = None
             with self._conn_lock:
-                conn.close()
+                close_unless_lost(conn, self.lost)
 
     def _commit_batch(
         self, conn: sqlite3.Connection, batch: list[Any], *, taken: int = 0, on_loop: bool = False
@@ -349,6 +358,9 @@ class SqliteWriter:
                 outcomes = [(batch[0][1], None, error, batch[0][2])]
             else:
                 self.failing = None
+                if self.files_lost():  # deleted while it committed: see below
+                    lost = StoreUnavailable(f"the SQLite database cannot be used now: {self.lost}")
+                    outcomes = [(batch[0][1], None, lost, batch[0][2])]
             self._settle(outcomes, taken, on_loop)
             return
         relaxed = self._synchronous > 1 and all(isinstance(item[0], NoSync) for item in batch)
@@ -373,6 +385,9 @@ class SqliteWriter:
                 outcomes.append(_run_operation(conn, batch[index], early=not on_loop))
                 index += 1
             conn.execute("COMMIT")
+            if self.files_lost():  # deleted while it committed: to a file nobody will read
+                lost = StoreUnavailable(f"the SQLite database cannot be used now: {self.lost}")
+                outcomes = [(future, None, lost, loop) for _, future, loop, _ in batch]
             self.failing = None
             for _, _, failed, _ in outcomes:
                 if failed is not None:
@@ -432,6 +447,8 @@ class SqliteWriter:
         """Copy the WAL back into the database as far as readers allow: SQLite's automatic
         checkpoint, done here because an ``inline`` writer turns it off."""
         self._unchecked, self._checkpoint_asked = 0, False
+        if self.lost is not None:
+            return  # by a WAL index that may be stale, into whatever file the path names now
         try:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as exc:
@@ -571,3 +588,18 @@ def _deliver(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]])
             future.set_result(result)
         else:
             future.set_exception(as_store_error(exc))
+
+
+_ABANDONED: list[sqlite3.Connection] = []
+"""Connections left open for good: see :func:`close_unless_lost`."""
+
+
+def close_unless_lost(conn: sqlite3.Connection, lost: str | None) -> None:
+    """Close ``conn``, unless the database's files were deleted or replaced under it
+    (``lost``): the last close checkpoints, copying pages by a WAL index that may be stale
+    into whatever file the path names now. Such a connection stays open (referenced, so that
+    no collection closes it) until the process ends."""
+    if lost is None:
+        conn.close()
+    else:
+        _ABANDONED.append(conn)
