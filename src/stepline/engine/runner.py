@@ -26,6 +26,7 @@ from stepline.authoring.step import StepConfigInput, StepContext, WorkflowStep
 from stepline.durations import parse_duration_ms
 from stepline.engine.clock import elapsed_s
 from stepline.engine.eager import start
+from stepline.engine.nesting import ENCLOSING, Enclosing
 from stepline.engine.step_errors import (
     error_message,
     error_name,
@@ -406,7 +407,9 @@ class Runner(WaitingSteps):
                 record.attempts.append(attempt)
                 ctx = StepContext(name, count, number, context_config)
                 try:
-                    value = await self._attempt(call, ctx, is_async, resolved.timeout_ms, record)
+                    value = await self._attempt(
+                        call, ctx, is_async, resolved.timeout_ms, record, attempt
+                    )
                     text = self._checked_result(value, label, record, attempt)
                 except (Suspended, FatalInstanceError, StaleRunError, StoreLost):
                     raise
@@ -531,6 +534,7 @@ class Runner(WaitingSteps):
         is_async: bool,
         timeout_ms: int,
         record: StepRecord,
+        attempt: Attempt,
     ) -> Any:
         """Run one attempt. An ``async`` body starts at once: one that finishes without
         waiting needs no deadline and no "attempt started" write (its outcome is the one
@@ -547,18 +551,25 @@ class Runner(WaitingSteps):
             # config says, rather than run again by every recovery.
             await self._save(record, self.clock.now_ms())
             self._careful = False
+        inside = Enclosing(record, attempt)
+        enclosing = ENCLOSING.get()
+        ENCLOSING.set((*enclosing, inside))
         queued: Queued | None = None
-        if is_async:
-            work: Any = call(ctx)
-            if type(work) is CoroutineType:
-                finished, work = start(work)
-                if finished and type(work) is not CoroutineType:
-                    return work
-        else:
-            work, queued = self.engine.step_threads.run_queued(call, ctx)
-        self._executing += 1
-        self._quiet.clear()
         try:
+            if is_async:
+                work: Any = call(ctx)
+                if type(work) is CoroutineType:
+                    finished, work = start(work)
+                    if finished and type(work) is not CoroutineType:
+                        if self._cut_short(inside):
+                            raise Suspended()  # the body swallowed it
+                        return work
+            else:
+                work, queued = self.engine.step_threads.run_queued(call, ctx)
+            if not inside.cut:
+                inside.counted = True
+                self._executing += 1
+                self._quiet.clear()
             if queued is not None:
                 # Every step thread is busy: the attempt starts, and its timeout counts, from
                 # when one takes it up.
@@ -570,7 +581,7 @@ class Runner(WaitingSteps):
                 if not taken:
                     record.attempts.pop()  # withdrawn: this run made no attempt
                     raise _Withdrawn()
-                record.attempts[-1].start = self.clock.now_ms()
+                attempt.start = self.clock.now_ms()
             self._announce(record)
             deadline = self.engine.deadlines.limit(timeout_ms / 1000)
             try:
@@ -584,15 +595,75 @@ class Runner(WaitingSteps):
                 if not deadline.expired:
                     raise  # the step's own (an upstream call's timeout): a failure like any
                 raise WorkflowTimeoutError(f"Execution timed out after {timeout_ms}ms") from None
-            return value
         except _Withdrawn:
             pass
+        except BaseException as exc:
+            if self._cut_short(inside) and not self._passes_cut(exc):
+                # The body swallowed the suspension, or let out something else instead (its
+                # deadline, a task group's cancellations): the suspension decides.
+                raise Suspended() from None
+            raise
+        else:
+            if self._cut_short(inside):
+                raise Suspended()  # the body swallowed it
+            return value
         finally:
-            self._executing -= 1
-            if self._executing == 0:
-                self._quiet.set()
+            # Set back rather than reset by token: a coroutine closed by the garbage collector
+            # runs this outside its task's context, where a token is refused.
+            ENCLOSING.set(enclosing)
+            inside.over = True
+            if inside.counted:
+                inside.counted = False
+                self._executing -= 1
+                if self._executing == 0:
+                    self._quiet.set()
         await self._suspend()  # the suspension that withdrew it goes on, and raises
         raise AssertionError("unreachable: _suspend raises")
+
+    def _cut_short(self, inside: Enclosing) -> bool:
+        """Whether the attempt of ``inside``, over now, was cut short by the suspension that a
+        step inside it began. A wait inside it that was only about to park (waiting for the
+        run's other branches) has not begun one: if its body ended first (it failed, or
+        timed out), the attempt stands, and ends as the body did."""
+        if not inside.cut:
+            return False
+        if self._suspending:
+            return True
+        inside.put_back()
+        return False
+
+    @staticmethod
+    def _passes_cut(exc: BaseException) -> bool:
+        """Whether ``exc``, out of an attempt cut short by a suspension, goes on out as it
+        is: the engine's own signals and the run's own cancellation do."""
+        if isinstance(exc, asyncio.CancelledError):
+            task = asyncio.current_task()
+            return task is None or task.cancelling() > 0
+        return isinstance(
+            exc,
+            (
+                Suspended,
+                StoreLost,
+                StaleRunError,
+                FatalInstanceError,
+                KeyboardInterrupt,
+                GeneratorExit,
+            ),
+        )
+
+    def _leave_enclosing(self) -> None:
+        """This branch is about to unwind for a suspension: the attempts it runs inside (it
+        is a step called from another step's body) are cut short with it (``nesting``)."""
+        for inside in ENCLOSING.get():
+            if inside.cut or inside.over:
+                continue
+            inside.cut = True
+            inside.take_off()
+            if inside.counted:
+                inside.counted = False
+                self._executing -= 1
+                if self._executing == 0:
+                    self._quiet.set()
 
     async def _taken_up(self, queued: Queued) -> bool:
         """Wait for a step thread to take up a sync attempt that queued for one. When the
@@ -675,7 +746,9 @@ class Runner(WaitingSteps):
         """Park the instance for a long wait, once the run's other branches (a ``gather``)
         have gone as far as they can: until then their steps run and their own waits join
         this one, rather than being cut off and started only after it (§2.3). A pause, a
-        stop or another branch's suspension parks at once."""
+        stop or another branch's suspension parks at once. (Inside another step's body, that
+        step's attempt is cut short at once: it waits on this branch, not the reverse.)"""
+        self._leave_enclosing()
         loop = asyncio.get_running_loop()
         while not self._interrupt.is_set():
             # A branch that moves on reaches a step, or starts a declared step's task.
@@ -706,6 +779,7 @@ class Runner(WaitingSteps):
         the first waits for every executing attempt to finish, then writes all pending steps
         and the earliest wake time; the others just unwind (and ``run`` ends only once that
         write is done)."""
+        self._leave_enclosing()
         if self._suspending:
             raise Suspended()
         self._suspending = True
@@ -764,6 +838,7 @@ class Runner(WaitingSteps):
         if self._fatal is not None:
             raise self._fatal
         if self._suspending:
+            self._leave_enclosing()
             raise Suspended()
 
     def _occurrence(self, kind: str, name: str) -> int:

@@ -1,0 +1,55 @@
+"""Steps called from another step's body: the attempts a branch of the run is inside.
+
+A step's body may call the step API itself (``step.do``, ``step.sleep``, ...). When such an
+inner step suspends the instance (a long wait, a pause, the engine stopping), the outer
+step's attempt cannot finish: the suspension unwinds it with the rest of ``run``. The outer
+step is not complete, and its interrupted attempt is no attempt at all (not a failure, no
+retry spent): the replay enters its body again, where the inner steps it finished return
+their results without running again.
+
+The runner keeps, for the branch that runs (a context variable, so that a task the body
+starts inherits it), the attempts it runs inside. A branch about to unwind for a suspension
+*cuts* them: their attempts leave their steps' records before the suspension writes them,
+and they stop counting as executing, which the suspension waits for, as they wait for it.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+from stepline.store.records import Attempt, StepRecord
+
+__all__ = ["ENCLOSING", "Enclosing"]
+
+
+class Enclosing:
+    """An attempt whose body is running; the steps it calls are inside it."""
+
+    __slots__ = ("attempt", "counted", "cut", "over", "record")
+
+    def __init__(self, record: StepRecord, attempt: Attempt) -> None:
+        self.record = record
+        self.attempt = attempt
+        self.counted = False
+        """Counted among the runner's executing attempts."""
+        self.cut = False
+        """Cut short by a suspension that a step inside it began: taken off its record."""
+        self.over = False
+        """Its body has ended (a task it started may still call steps)."""
+
+    def take_off(self) -> None:
+        """Take the attempt off its step's record: it is no attempt."""
+        attempts = self.record.attempts
+        if attempts and attempts[-1] is self.attempt:
+            attempts.pop()
+
+    def put_back(self) -> None:
+        """Its body ended on its own before the suspension began: the attempt stands."""
+        self.cut = False
+        attempts = self.record.attempts
+        if not attempts or attempts[-1] is not self.attempt:
+            attempts.append(self.attempt)
+
+
+ENCLOSING: ContextVar[tuple[Enclosing, ...]] = ContextVar("stepline_enclosing", default=())
+"""The attempts that the current branch runs inside, outermost first."""
