@@ -343,7 +343,7 @@ class SqliteWriter:
         writes this batch settles; ``on_loop``: this is the callers' own loop thread."""
         outcomes: list[tuple[Any, Any, BaseException | None, Any]] = []
         if self.files_lost():
-            lost = StoreUnavailable(f"the SQLite database cannot be used now: {self.lost}")
+            lost = self._refusal()
             self._settle([(f, None, lost, loop) for _, f, loop, _ in batch], taken, on_loop)
             return
         if len(batch) == 1 and isinstance(batch[0][0], FencedWrite):
@@ -359,7 +359,7 @@ class SqliteWriter:
             else:
                 self.failing = None
                 if self.files_lost():  # deleted while it committed: see below
-                    lost = StoreUnavailable(f"the SQLite database cannot be used now: {self.lost}")
+                    lost = self._refusal()
                     outcomes = [(batch[0][1], None, lost, batch[0][2])]
             self._settle(outcomes, taken, on_loop)
             return
@@ -386,7 +386,7 @@ class SqliteWriter:
                 index += 1
             conn.execute("COMMIT")
             if self.files_lost():  # deleted while it committed: to a file nobody will read
-                lost = StoreUnavailable(f"the SQLite database cannot be used now: {self.lost}")
+                lost = self._refusal()
                 outcomes = [(future, None, lost, loop) for _, future, loop, _ in batch]
             self.failing = None
             for _, _, failed, _ in outcomes:
@@ -415,6 +415,9 @@ class SqliteWriter:
                     log.error("%s", problem)
                     self.lost = REFUSAL
         return self.lost is not None
+
+    def _refusal(self) -> StoreUnavailable:
+        return StoreUnavailable(f"the SQLite database cannot be used now: {self.lost}")
 
     def _note_failure(self, error: BaseException) -> None:
         if isinstance(as_store_error(error), StoreUnavailable):
