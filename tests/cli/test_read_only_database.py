@@ -19,30 +19,13 @@ import pytest
 from stepline import Stepline
 from tests.cli_live.live import clean_environment, free_port, stepline_command
 
+from .test_serve_signals import FLOWS  # the same slow step, under another module name
 from .unprivileged import unprivileged
 
 NEEDS = (
     "Stepline needs write access to the database and its folder "
     "(for -wal, -shm, the engine lock and the notice socket)"
 )
-
-FLOWS = """\
-import asyncio
-import os
-from pathlib import Path
-
-from stepline import WorkflowEntrypoint
-
-
-class Slow(WorkflowEntrypoint):
-    async def run(self, event, step):
-        async def work():
-            Path(os.environ["SLOW_STARTED"]).touch()
-            await asyncio.sleep(1.5)
-            return "done"
-
-        return await step.do("slow", work)
-"""
 
 CONFIG = """\
 [[workflows]]

@@ -88,7 +88,7 @@ def test_postgresql_that_does_not_let_the_user_create_the_tables() -> None:
     server = postgres_url()
     name = unique_name("stepline_ro")
     blocking(create_database(server, name))
-    blocking(_create_role(server, name))
+    blocking(_as_server(server, f"CREATE ROLE {name} LOGIN PASSWORD 'pw-{name}'"))
     try:
         at = urlparse(database_url(server, name))
         url = urlunparse(at._replace(netloc=f"{name}:pw-{name}@{at.hostname}:{at.port or 5432}"))
@@ -96,7 +96,7 @@ def test_postgresql_that_does_not_let_the_user_create_the_tables() -> None:
         line = _one_line(_stepline("serve", "--database", url))
     finally:
         blocking(drop_database(server, name))
-        blocking(_drop_role(server, name))
+        blocking(_as_server(server, f"DROP ROLE IF EXISTS {name}"))
 
     assert "cannot set up Stepline's tables in PostgreSQL database" in line
     assert "permission denied for schema public" in line
@@ -104,18 +104,10 @@ def test_postgresql_that_does_not_let_the_user_create_the_tables() -> None:
     assert f"pw-{name}" not in line
 
 
-async def _create_role(server: str, name: str) -> None:
+async def _as_server(server: str, sql: str) -> None:
     conn = await asyncpg.connect(server)
     try:
-        await conn.execute(f"CREATE ROLE {name} LOGIN PASSWORD 'pw-{name}'")
-    finally:
-        await conn.close()
-
-
-async def _drop_role(server: str, name: str) -> None:
-    conn = await asyncpg.connect(server)
-    try:
-        await conn.execute(f"DROP ROLE IF EXISTS {name}")
+        await conn.execute(sql)
     finally:
         await conn.close()
 
