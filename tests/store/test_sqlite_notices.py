@@ -10,13 +10,16 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from stepline import Stepline, WorkflowEntrypoint
+from stepline.errors import ConfigError
 from stepline.store.port import Notice, notice_from_object
 from stepline.store.sqlite_notices import NoticeInbox, NoticeSender, socket_path
 from stepline.testing import wait_for_status
@@ -147,6 +150,44 @@ async def test_a_database_path_too_long_for_a_socket_uses_a_folder_of_the_users(
     finally:
         await api.stop()
         await engine.stop()
+
+
+@pytest.mark.parametrize("squatter", ["file", "folder of another user"])
+async def test_a_socket_folder_that_is_not_the_users_refuses_the_start_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, squatter: str
+) -> None:
+    if squatter != "file" and os.getuid() != 0:
+        pytest.skip("making a folder of another user's takes root")
+    short = Path(tempfile.mkdtemp(prefix="sl-", dir="/tmp"))  # a socket's path is short
+    request.addfinalizer(lambda: shutil.rmtree(short))
+    monkeypatch.setattr(tempfile, "tempdir", str(short))
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    database = deep / "stepline.sqlite3"
+    folder = socket_path(database).parent
+    assert folder.parent == short
+    if squatter == "file":
+        folder.write_text("")
+    else:
+        folder.mkdir(mode=0o777)
+        os.chown(folder, 65534, 65534)
+    engine = Stepline(f"sqlite:///{database}", account_id="acct")
+    with pytest.raises(ConfigError) as refused:
+        await engine.start()
+    message = str(refused.value)
+    assert f"notice socket goes in {folder}" in message
+    assert "not this user's" in message and "shorter path" in message
+    # Nothing stays held: with the path cleared, an engine starts on the same file.
+    if folder.is_dir():
+        folder.rmdir()
+    else:
+        folder.unlink()
+    again = Stepline(f"sqlite:///{database}", account_id="acct")
+    await again.start()
+    try:
+        assert socket_path(database).exists()
+    finally:
+        await again.stop()
 
 
 async def test_a_malformed_datagram_is_ignored(

@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from stepline.errors import ConfigError
 from stepline.store.port import Notice, notice_from_object, notice_to_json
 from stepline.store.sqlite_engine_lock import beside_database
 
@@ -70,12 +71,22 @@ def _private_folder() -> Path:
 
 
 def _prepare_private_folder(folder: Path) -> None:
-    """Make ``folder`` this user's alone, or refuse one that someone else made."""
-    folder.mkdir(mode=0o700, exist_ok=True)
+    """Make ``folder`` this user's alone, or refuse one that someone else made (whoever owns
+    it could read the notices, or bind the socket first)."""
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+    except FileExistsError:
+        pass  # not a folder (a file, a dangling link): refused below
     found = os.lstat(folder)
-    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.getuid():
-        raise PermissionError(f"{folder} is not a folder of this user's: remove it")
-    os.chmod(folder, 0o700)
+    if stat.S_ISDIR(found.st_mode) and found.st_uid == os.getuid():
+        os.chmod(folder, 0o700)
+        return
+    what = "folder" if stat.S_ISDIR(found.st_mode) else "path"
+    raise ConfigError(
+        f"the engine's notice socket goes in {folder} (the database's path is too long for a "
+        f"socket beside it), but that {what} is not this user's (uid {os.getuid()}): remove "
+        "it, or give the database a shorter path"
+    )
 
 
 class NoticeInbox:
