@@ -55,17 +55,26 @@ def describe_instance(
     name: WorkflowName,
     instance_id: InstanceId = LATEST,
     step_output: Annotated[
-        bool, typer.Option("--step-output/--no-step-output", help="Show each step's output.")
+        bool,
+        typer.Option(
+            "--step-output/--no-step-output",
+            help="Show each step's output.",
+            rich_help_panel="Step output",
+        ),
     ] = True,
     truncate_output_limit: Annotated[
         int,
-        typer.Option(min=0, help="Cut outputs longer than this many characters (0: never)."),
+        typer.Option(
+            min=0,
+            metavar="CHARS",
+            help="Cut outputs longer than this many characters (0: never).",
+        ),
     ] = 5000,
     watch: Annotated[
         bool, typer.Option("--watch", help="Keep redrawing until the instance has finished.")
     ] = False,
     interval: Annotated[
-        float, typer.Option(min=0.1, help="Seconds between polls with --watch.")
+        float, typer.Option(min=0.1, metavar="SECONDS", help="Seconds between polls with --watch.")
     ] = 1.0,
     api_url: ApiUrlOption = DEFAULT_API_URL,
     token: TokenOption = None,

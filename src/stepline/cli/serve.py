@@ -38,6 +38,7 @@ DatabaseOption = Annotated[
     typer.Option(
         "--database",
         envvar="STEPLINE_DATABASE",
+        metavar="URL",
         help="sqlite:///path/to/file.sqlite3 (a folder is created as needed), or "
         "postgresql://user@host/database to share it with other processes.",
     ),
@@ -74,6 +75,7 @@ StepThreadsOption = Annotated[
     typer.Option(
         "--step-threads",
         min=1,
+        metavar="N",
         help="Threads for synchronous step functions. A step's timeout counts from when one "
         "takes it up; one kept by a step that timed out is replaced while it runs.",
     ),
