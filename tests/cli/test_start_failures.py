@@ -100,6 +100,7 @@ def test_postgresql_that_does_not_let_the_user_create_the_tables() -> None:
 
     assert "cannot set up Stepline's tables in PostgreSQL database" in line
     assert "permission denied for schema public" in line
+    assert f"with stepline migrate --database postgresql://<owner>@{at.hostname}:" in line
     assert f"GRANT CREATE ON SCHEMA public TO {name}" in line
     assert f"pw-{name}" not in line
 

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from stepline.errors import ConfigError, SchemaTooNew
-from stepline.store import postgres as postgres_module
+from stepline.store import postgres_migrations as postgres_module
 from stepline.store import sqlite as sqlite_module
 from stepline.store.migrations import Migration, load_migrations
 from stepline.store.port import WorkflowSettings

@@ -11,16 +11,18 @@ wait up to ``write_grace_s`` for it to come back first. SQL lives in
 :mod:`stepline.store.postgres_queries`.
 
 Upgrades: the first process of a new release to open the database migrates it, under an
-advisory lock. Processes of the old release already running keep running (the schema check is
-at open only, so they are not stopped mid-deploy); one of the old release that opens the
-database afterwards is refused with :class:`~stepline.errors.SchemaTooNew` before it writes
-anything. Deploy the new release everywhere before restarting old processes.
+advisory lock; or ``stepline migrate`` does, as a deploy step, for processes whose role may
+only read and write the tables (a start on an up-to-date schema does no DDL, see
+:mod:`stepline.store.postgres_migrations`). Processes of the old release already running keep
+running (the schema check is at open only, so they are not stopped mid-deploy); one of the
+old release that opens the database afterwards is refused with
+:class:`~stepline.errors.SchemaTooNew` before it writes anything. Deploy the new release
+everywhere before restarting old processes.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -36,7 +38,7 @@ from stepline.errors import (
 )
 from stepline.store import postgres_queries as q
 from stepline.store.buffered import check_buffered
-from stepline.store.migrations import load_migrations, refuse_newer_schema
+from stepline.store.migrations import Migration
 from stepline.store.port import (
     WORKFLOW_GONE,
     BufferedEvent,
@@ -44,8 +46,9 @@ from stepline.store.port import (
     Notice,
     notice_to_json,
 )
-from stepline.store.postgres_access import cannot_open
+from stepline.store.postgres_access import said_at_start
 from stepline.store.postgres_catalog import PostgresCatalog
+from stepline.store.postgres_migrations import migrate
 from stepline.store.postgres_notices import NoticeListener
 from stepline.store.postgres_pool import Database
 from stepline.store.postgres_writer import Finishes, QueuedSteps, StepBatch, StepRows
@@ -119,20 +122,15 @@ class PostgresStore(PostgresCatalog):
         return await self._db.ping()
 
     async def open(self) -> None:
-        try:
+        with said_at_start(self.dsn):  # an unreachable server, a user without privileges
             await self._open()
-        except Exception as error:  # an unreachable server, a user without privileges
-            said = cannot_open(self.dsn, error)
-            if said is error:
-                raise
-            raise said from error
 
     async def _open(self) -> None:
         await self._db.open()
         try:
             conn = await self._db.connect()
             try:
-                await _migrate(conn)
+                await migrate(conn, self.dsn)
             finally:
                 await conn.close()
             await self._listener.start()
@@ -140,6 +138,16 @@ class PostgresStore(PostgresCatalog):
             await self._db.close()
             raise
         self._queued.start()
+
+    async def apply_migrations(self) -> list[Migration]:
+        """Apply the migrations the database lacks, without opening the store, and return
+        them (``stepline migrate``, a deploy step run as a role that may create tables)."""
+        with said_at_start(self.dsn):
+            conn = await self._db.connect()
+            try:
+                return await migrate(conn, self.dsn)
+            finally:
+                await conn.close()
 
     async def close(self) -> None:
         await self._queued.stop(timeout=5)
@@ -652,32 +660,6 @@ async def _claim_limited(
                 q.CLAIM_RUNNABLE_OF, now, want, owner, lease_until, workflow_id, list(skip)
             )
     return rows
-
-
-async def _migrate(conn: asyncpg.Connection) -> None:
-    """Apply the migrations not yet applied, one process at a time; refuse, before any, a
-    database that a newer Stepline migrated (under the lock, so not half-way through its
-    migrating)."""
-    await conn.execute("SELECT pg_advisory_lock($1)", q.MIGRATION_LOCK)
-    try:
-        await conn.execute(q.CREATE_MIGRATIONS_TABLE)
-        migrations = load_migrations("postgres")
-        applied = {row[0]: row[1] for row in await conn.fetch(q.APPLIED_MIGRATIONS)}
-        refuse_newer_schema(applied, migrations)
-        for migration in migrations:
-            if migration.number in applied:
-                continue
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    q.RECORD_MIGRATION,
-                    migration.number,
-                    migration.name,
-                    int(time.time() * 1000),
-                )
-            log.info("applied PostgreSQL migration %04d_%s", migration.number, migration.name)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", q.MIGRATION_LOCK)
 
 
 def _step_columns(rows: StepRows) -> list[list[Any]]:

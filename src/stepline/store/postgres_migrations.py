@@ -1,0 +1,71 @@
+"""Bring a PostgreSQL database's schema up to date: at every open, and by ``stepline migrate``.
+
+A start against an up-to-date database does no DDL. PostgreSQL checks the privilege to
+create in the schema before it looks whether a table exists, so even ``CREATE TABLE IF NOT
+EXISTS`` fails for a role that may only read and write Stepline's tables (the usual
+application role; since PostgreSQL 15 nobody may create in ``public`` unless granted). Such a
+role starts once the schema is current; while migrations are pending, it is refused in one
+line that says to apply them with a role that may (:func:`~stepline.store.postgres_access.
+cannot_migrate`).
+
+Tables go where this connection's unqualified ``CREATE TABLE`` puts them, the first schema
+of its ``search_path`` that exists, and are looked for there: the same place the store's
+unqualified queries find them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import asyncpg
+
+from stepline.store import postgres_queries as q
+from stepline.store.migrations import Migration, load_migrations, refuse_newer_schema
+from stepline.store.postgres_access import cannot_migrate, read_only_server
+
+__all__ = ["migrate"]
+
+log = logging.getLogger("stepline.store.postgres")
+
+
+async def migrate(conn: asyncpg.Connection, dsn: str) -> list[Migration]:
+    """Apply the migrations not yet applied, one process at a time, and return them (none
+    when the schema was current); refuse, before any, a database that a newer Stepline
+    migrated (under the lock, so not half-way through its migrating). ``dsn``: the database's,
+    for what a refusal says."""
+    await conn.execute("SELECT pg_advisory_lock($1)", q.MIGRATION_LOCK)
+    try:
+        state = await conn.fetchrow(q.SCHEMA_STATE)
+        migrations = load_migrations("postgres")
+        applied: dict[int, str] = {}
+        if state["recorded"]:
+            applied = {row[0]: row[1] for row in await conn.fetch(q.APPLIED_MIGRATIONS)}
+        refuse_newer_schema(applied, migrations)
+        if state["read_only"]:
+            # A standby, say: refused at start, not at the first write. The CREATE TABLE
+            # that every start ran used to find this out.
+            raise read_only_server(dsn, "the server takes no writes (transaction_read_only)")
+        pending = [m for m in migrations if m.number not in applied]
+        done = 0
+        try:
+            if pending and not state["recorded"]:
+                await conn.execute(q.CREATE_MIGRATIONS_TABLE)
+            for migration in pending:
+                # Each in a transaction of its own: one that fails leaves nothing of itself.
+                async with conn.transaction():
+                    await conn.execute(migration.sql)
+                    await conn.execute(
+                        q.RECORD_MIGRATION,
+                        migration.number,
+                        migration.name,
+                        int(time.time() * 1000),
+                    )
+                done += 1
+                log.info("applied PostgreSQL migration %04d_%s", migration.number, migration.name)
+        except asyncpg.InsufficientPrivilegeError as error:
+            schema = None if state["recorded"] else state["schema"]
+            raise cannot_migrate(dsn, error, pending[done:], schema=schema) from error
+        return pending
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", q.MIGRATION_LOCK)

@@ -1,0 +1,200 @@
+"""A PostgreSQL role that may only read and write Stepline's tables, as production grants an
+application: it starts and runs instances once the schema is current (a start does no DDL,
+which PostgreSQL refuses to such a role even as ``CREATE TABLE IF NOT EXISTS`` of a table
+that exists), and while migrations are pending it is refused in one line that says how to
+apply them, with nothing created or half-applied."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import asyncpg
+import pytest
+
+from stepline import Stepline, WorkflowEntrypoint
+from stepline.errors import DatabaseNotWritable
+from stepline.store import postgres_migrations
+from stepline.store.migrations import load_migrations
+from stepline.store.postgres import PostgresStore
+from stepline.testing import wait_for_status
+
+from .databases import create_database, drop_database, postgres_url, unique_name
+
+pytestmark = pytest.mark.postgres
+
+DML_ONLY = (
+    "GRANT USAGE ON SCHEMA public TO {role}",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+)
+"""What an application role gets: its tables' rows, nothing to create or alter with."""
+
+AsRole = Callable[[str], Awaitable[str]]
+
+
+class Checkout(WorkflowEntrypoint):
+    async def run(self, event: Any, step: Any) -> Any:
+        @step.do("charge")
+        async def charge() -> dict[str, str]:
+            return {"charge_id": "ch_1"}
+
+        receipt = await charge()
+        approval = await step.wait_for_event("approval", "approved", timeout="1 minute")
+        return {"receipt": receipt, "by": approval["payload"]["by"]}
+
+
+async def as_owner(url: str, *statements: str) -> list[tuple[Any, ...]]:
+    """Run ``statements`` on ``url`` as the test server's user; the last one's rows."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows: list[asyncpg.Record] = []
+        for sql in statements:
+            rows = await conn.fetch(sql)
+        return [tuple(row) for row in rows]
+    finally:
+        await conn.close()
+
+
+async def tables(url: str) -> list[str]:
+    rows = await as_owner(
+        url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+    )
+    return [row[0] for row in rows]
+
+
+@pytest.fixture
+async def empty_database() -> AsyncIterator[str]:
+    """A database of this test's own, with no tables."""
+    server = postgres_url()
+    name = unique_name("stepline_role_db")
+    yield await create_database(server, name)
+    await drop_database(server, name)
+
+
+@pytest.fixture
+async def as_app_role(empty_database: str) -> AsyncIterator[AsRole]:
+    """``await as_app_role(url)``: the URL of a new role that may only read and write the
+    tables ``url``'s database has now. Roles are the whole server's: each has a name of its
+    own and is dropped at the end, after what it was granted, which DROP ROLE requires."""
+    role = unique_name("stepline_app")
+    granted: list[str] = []
+    await as_owner(empty_database, f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+
+    async def grant(url: str) -> str:
+        await as_owner(url, *(sql.format(role=role) for sql in DML_ONLY))
+        granted.append(url)
+        at = urlparse(url)
+        netloc = f"{role}:pw-{role}@{at.hostname}:{at.port or 5432}"
+        return urlunparse(at._replace(netloc=netloc))
+
+    yield grant
+    for url in granted:
+        await as_owner(url, f"DROP OWNED BY {role}")  # its privileges there
+    await as_owner(empty_database, f"DROP ROLE {role}")
+
+
+async def start_once(url: str) -> None:
+    """Open a store on ``url`` and close it: a start, which applies pending migrations."""
+    store = PostgresStore(url)
+    await store.open()
+    await store.close()
+
+
+async def test_a_role_that_may_only_read_and_write_runs_instances_on_a_current_schema(
+    empty_database: str, as_app_role: AsRole
+) -> None:
+    await start_once(empty_database)
+    app = await as_app_role(empty_database)
+
+    async with Stepline(app, account_id="acct") as stepline:
+        checkout = await stepline.register("checkout", Checkout)
+        instance = await checkout.create(params={"sku": "book"})
+        await wait_for_status(instance, "waiting", timeout=10)
+        await instance.send_event("approved", {"by": "ada"})
+        await wait_for_status(instance, "complete", timeout=10)
+        status = await instance.status()
+
+    assert status["output"] == {"receipt": {"charge_id": "ch_1"}, "by": "ada"}
+
+
+async def test_a_role_that_may_only_read_and_write_is_refused_on_an_empty_database(
+    empty_database: str, as_app_role: AsRole
+) -> None:
+    app = await as_app_role(empty_database)
+    role = urlparse(app).username
+
+    with pytest.raises(DatabaseNotWritable) as refused:
+        await PostgresStore(app).open()
+
+    said = str(refused.value)
+    assert "\n" not in said
+    assert said.startswith(
+        f"cannot set up Stepline's tables in PostgreSQL database postgresql://{role}:***@"
+    )
+    assert "permission denied for schema public" in said
+    assert "create them with stepline migrate --database postgresql://<owner>@" in said
+    assert f"GRANT CREATE ON SCHEMA public TO {role}" in said
+    assert f"pw-{role}" not in said
+    assert await tables(empty_database) == []
+
+
+async def test_a_role_that_may_only_read_and_write_is_refused_while_a_migration_is_pending(
+    empty_database: str, as_app_role: AsRole, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    known = load_migrations("postgres")
+    with monkeypatch.context() as older:  # the release before the last migration
+        older.setattr(postgres_migrations, "load_migrations", lambda _backend: known[:-1])
+        await start_once(empty_database)
+    app = await as_app_role(empty_database)
+    catalog = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
+    before = await as_owner(empty_database, catalog)
+
+    with pytest.raises(DatabaseNotWritable) as refused:
+        await PostgresStore(app).open()
+
+    said = str(refused.value)
+    last = f"{known[-1].number:04d}_{known[-1].name}"
+    assert "\n" not in said
+    assert said.startswith(f"cannot apply Stepline's pending schema migrations ({last}) to ")
+    assert "apply them with stepline migrate --database postgresql://<owner>@" in said
+    recorded = await as_owner(empty_database, "SELECT version FROM schema_migrations ORDER BY 1")
+    assert [row[0] for row in recorded] == [m.number for m in known[:-1]]
+    assert await as_owner(empty_database, catalog) == before  # nothing of it applied
+
+    await start_once(empty_database)  # the deploy step, as the owner; then the role starts
+    await start_once(app)
+
+
+async def test_a_role_without_privileges_on_the_tables_is_told_what_to_grant(
+    empty_database: str, as_app_role: AsRole
+) -> None:
+    app = await as_app_role(empty_database)  # granted on no tables: there were none yet
+    role = urlparse(app).username
+    await start_once(empty_database)
+
+    with pytest.raises(DatabaseNotWritable) as refused:
+        await PostgresStore(app).open()
+
+    said = str(refused.value)
+    assert said.startswith(
+        f"cannot use Stepline's tables in PostgreSQL database postgresql://{role}"
+    )
+    assert "permission denied for table schema_migrations" in said
+    assert f"IN SCHEMA public TO {role};" in said
+
+
+async def test_a_read_only_server_is_still_refused_at_start_on_a_current_schema(
+    empty_database: str,
+) -> None:
+    """Every start used to find this out with its CREATE TABLE; one that does no DDL asks."""
+    await start_once(empty_database)
+    name = urlparse(empty_database).path.lstrip("/")
+    await as_owner(empty_database, f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+
+    with pytest.raises(DatabaseNotWritable) as refused:
+        await asyncio.wait_for(PostgresStore(empty_database).open(), 30)
+
+    assert "point Stepline at the primary server, not a standby" in str(refused.value)
