@@ -24,6 +24,7 @@ from typing import Annotated
 import typer
 
 from stepline.cli import instances, tokens, workflows
+from stepline.cli.migrate import MIGRATE_EPILOG, migrate_command
 from stepline.cli.serve import SERVE_EPILOG, serve_command
 from stepline.cli.worker import WORKER_EPILOG, worker_command
 
@@ -49,6 +50,7 @@ app = typer.Typer(
 )
 app.command("serve", epilog=SERVE_EPILOG)(serve_command)
 app.command("worker", epilog=WORKER_EPILOG)(worker_command)
+app.command("migrate", epilog=MIGRATE_EPILOG)(migrate_command)
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(workflows.app, name="workflows")
 app.add_typer(instances.app, name="instances")
