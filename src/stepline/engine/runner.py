@@ -7,26 +7,29 @@ something (or runs on a thread) is first announced ("attempt started", queued) a
 one that finishes without waiting has only its outcome written. A wait longer than the
 engine's threshold *suspends* the instance: the runner writes the pending timers, unwinds
 ``run`` and ends; the scheduler replays it when due.
+
+This module holds the run from start to end and ``step.do``'s replay and retries; the
+attempt itself (:mod:`~stepline.engine.attempts`), the parking
+(:mod:`~stepline.engine.parking`) and the waiting steps (:mod:`~stepline.engine.waits`) are
+mixins of :class:`Runner`, in modules of their own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stepline.authoring.entrypoint import WorkflowEntrypoint, WorkflowEvent
 from stepline.authoring.step import StepConfigInput, StepContext, WorkflowStep
-from stepline.durations import parse_duration_ms
+from stepline.engine.attempts import StepAttempts
 from stepline.engine.clock import elapsed_s
-from stepline.engine.eager import start
-from stepline.engine.nesting import ENCLOSING, Enclosing
+from stepline.engine.parking import Parking
+from stepline.engine.run_signals import FatalInstanceError, StoreLost, Suspended
 from stepline.engine.step_errors import (
     error_message,
     error_name,
@@ -36,31 +39,25 @@ from stepline.engine.step_errors import (
 )
 from stepline.engine.waits import WaitingSteps, take_value
 from stepline.errors import (
-    InvalidDuration,
     InvalidStepConfig,
     NonRetryableDelayError,
     StaleRunError,
     StepFailedError,
     StoreUnavailable,
-    WorkflowInternalError,
-    WorkflowTimeoutError,
 )
 from stepline.sizes import format_size
 from stepline.step_config import config_text, parse_step_config
 from stepline.store.records import RECOVERED, Attempt, InstanceRecord, StepRecord
-from stepline.validation import MAX_PAYLOAD_BYTES, check_step_name, dump_json, utf8_size
+from stepline.validation import check_step_name, dump_json, utf8_size
 
 if TYPE_CHECKING:
     from stepline.engine.scheduler import Engine
-    from stepline.engine.step_threads import Queued
 
 __all__ = ["Runner"]
 
 log = logging.getLogger("stepline.engine")
 T = TypeVar("T")
 
-_DELAY_FUNCTION_S = 5
-"""How long a step's delay function has to answer (§2.4)."""
 _PRIMITIVES = frozenset((str, int, float, bool, type(None)))
 """Result types that are their own JSON round trip."""
 _UNREACHABLE = "the store is unreachable"
@@ -70,33 +67,7 @@ _NON_RETRYABLE_MESSAGE = (
 )
 
 
-class Suspended(BaseException):
-    """Unwinds ``run`` once the instance is parked; user code must not catch it."""
-
-
-class StoreLost(BaseException):
-    """The store cannot be reached, or the engine's lease on the instance may have lapsed:
-    abandon the run, keep the instance as it is recorded. Its lease lapses and an engine
-    replays it from the step cache (once the store is back)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-
-
-class _Withdrawn(Exception):
-    """A sync attempt taken back before any thread started it (see ``Runner._taken_up``)."""
-
-
-class FatalInstanceError(BaseException):
-    """Fails the instance at once, past any ``try`` in user code (limits, bad results)."""
-
-    def __init__(self, message: str, name: str = "WorkflowFatalError") -> None:
-        super().__init__(message)
-        self.name = name
-        self.message = message
-
-
-class Runner(WaitingSteps):
+class Runner(StepAttempts, Parking, WaitingSteps):
     """Drives one instance's ``run`` for as long as it stays in memory."""
 
     # Defaults, set on a runner only once they change: most runs never change the last four.
@@ -472,249 +443,6 @@ class Runner(WaitingSteps):
         record.error_class = error_state(failure)
         await self._save(record, now)
 
-    async def _ask_delay(
-        self, delay_fn: Callable[..., Any], ctx: StepContext, failure: Exception, label: str
-    ) -> int:
-        """The base delay, in ms, that a step's delay function gives after the attempt of
-        ``ctx`` failed with ``failure``. Sync functions run on the step threads; either kind
-        has 5 seconds. One that raises, runs over or gives no duration spends the step
-        (``NonRetryableDelayError``)."""
-        timer = asyncio.timeout(_DELAY_FUNCTION_S)
-        try:
-            async with timer:
-                if inspect.iscoroutinefunction(delay_fn):
-                    answer = await delay_fn(ctx, failure)
-                else:
-                    answer = await self.engine.step_threads.run(delay_fn, ctx, failure)
-                    if type(answer) is CoroutineType:
-                        answer = await answer
-        except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
-            raise
-        except BaseException as exc:  # sys.exit() or a BaseException of its own, too
-            reason = (
-                f"did not return within {_DELAY_FUNCTION_S} seconds"
-                if timer.expired()
-                else f"threw an error: {error_message(exc)}"
-            )
-            raise NonRetryableDelayError(
-                f'The delay function for step "{label}" {reason}'
-            ) from None
-        try:
-            return parse_duration_ms(answer, what="delay")
-        except InvalidDuration:
-            raise NonRetryableDelayError(
-                f'The delay function for step "{label}" returned {answer!r}, which is not '
-                "a duration"
-            ) from None
-
-    def _failed(self, attempt: Attempt, exc: Exception) -> Exception:
-        """Record ``attempt`` as failed by ``exc``; returns ``exc``. With debug logging on,
-        the traceback is logged too (a failed attempt is retried, so this is not a warning)."""
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("instance %s: an attempt failed", self.instance.id, exc_info=exc)
-        attempt.end = self.clock.now_ms()
-        attempt.success = False
-        attempt.error_name, attempt.error_message = error_name(exc), error_message(exc)
-        return exc
-
-    def _settle_dangling_attempt(self, record: StepRecord) -> Exception | None:
-        """An attempt with no end was cut off by a crash: it counts as a failed attempt."""
-        if not record.attempts or record.attempts[-1].end is not None:
-            return None
-        failure = WorkflowInternalError("Attempt failed due to internal workflows error")
-        attempt = record.attempts[-1]
-        attempt.end, attempt.success = self.clock.now_ms(), False
-        attempt.error_name, attempt.error_message = "WorkflowInternalError", str(failure)
-        return failure
-
-    async def _attempt(
-        self,
-        call: Callable[[StepContext], Any],
-        ctx: StepContext,
-        is_async: bool,
-        timeout_ms: int,
-        record: StepRecord,
-        attempt: Attempt,
-    ) -> Any:
-        """Run one attempt. An ``async`` body starts at once: one that finishes without
-        waiting needs no deadline and no "attempt started" write (its outcome is the one
-        write). One that waits, or runs on a thread, is announced and timed from there."""
-        mocked_error = self.engine.hooks.mocked_error(ctx.step_name)
-        if mocked_error is not None:
-            raise mocked_error
-        if self._careful:
-            # This run follows a crash, and this is its first attempt (or one started beside
-            # it, in a gather): the step that ended the process, likely. Its start is
-            # committed before its code runs, so that a step which ends the process at once
-            # (native code that crashes, an OOM kill), before the usual write of a start
-            # could land, counts as a failed attempt each time and is retried only as its
-            # config says, rather than run again by every recovery.
-            await self._save(record, self.clock.now_ms())
-            self._careful = False
-        inside = Enclosing(record, attempt)
-        enclosing = ENCLOSING.get()
-        ENCLOSING.set((*enclosing, inside))
-        queued: Queued | None = None
-        try:
-            if is_async:
-                work: Any = call(ctx)
-                if type(work) is CoroutineType:
-                    finished, work = start(work)
-                    if finished and type(work) is not CoroutineType:
-                        if self._cut_short(inside):
-                            raise Suspended()  # the body swallowed it
-                        return work
-            else:
-                work, queued = self.engine.step_threads.run_queued(call, ctx)
-            if not inside.cut:
-                inside.counted = True
-                self._executing += 1
-                self._quiet.clear()
-            if queued is not None:
-                # Every step thread is busy: the attempt starts, and its timeout counts, from
-                # when one takes it up.
-                try:
-                    taken = await self._taken_up(queued)
-                except BaseException:
-                    work.cancel()  # it never starts
-                    raise
-                if not taken:
-                    record.attempts.pop()  # withdrawn: this run made no attempt
-                    raise _Withdrawn()
-                attempt.start = self.clock.now_ms()
-            self._announce(record)
-            deadline = self.engine.deadlines.limit(timeout_ms / 1000)
-            try:
-                with deadline:
-                    value = await work
-                    if type(value) is CoroutineType:  # not a generator: that is a (bad) result
-                        # A function that is not ``async def`` returned it (a lambda around
-                        # an async call): it is the attempt, and its time counts.
-                        value = await value
-            except TimeoutError:
-                if not deadline.expired:
-                    raise  # the step's own (an upstream call's timeout): a failure like any
-                raise WorkflowTimeoutError(f"Execution timed out after {timeout_ms}ms") from None
-        except _Withdrawn:
-            pass
-        except BaseException as exc:
-            if self._cut_short(inside) and not self._passes_cut(exc):
-                # The body swallowed the suspension, or let out something else instead (its
-                # deadline, a task group's cancellations): the suspension decides.
-                raise Suspended() from None
-            raise
-        else:
-            if self._cut_short(inside):
-                raise Suspended()  # the body swallowed it
-            return value
-        finally:
-            # Set back rather than reset by token: a coroutine closed by the garbage collector
-            # runs this outside its task's context, where a token is refused.
-            ENCLOSING.set(enclosing)
-            inside.over = True
-            if inside.counted:
-                inside.counted = False
-                self._executing -= 1
-                if self._executing == 0:
-                    self._quiet.set()
-        await self._suspend()  # the suspension that withdrew it goes on, and raises
-        raise AssertionError("unreachable: _suspend raises")
-
-    def _cut_short(self, inside: Enclosing) -> bool:
-        """Whether the attempt of ``inside``, over now, was cut short by the suspension that a
-        step inside it began. A wait inside it that was only about to park (waiting for the
-        run's other branches) has not begun one: if its body ended first (it failed, or
-        timed out), the attempt stands, and ends as the body did."""
-        if not inside.cut:
-            return False
-        if self._suspending:
-            return True
-        inside.put_back()
-        return False
-
-    @staticmethod
-    def _passes_cut(exc: BaseException) -> bool:
-        """Whether ``exc``, out of an attempt cut short by a suspension, goes on out as it
-        is: the engine's own signals and the run's own cancellation do."""
-        if isinstance(exc, asyncio.CancelledError):
-            task = asyncio.current_task()
-            return task is None or task.cancelling() > 0
-        return isinstance(
-            exc,
-            (
-                Suspended,
-                StoreLost,
-                StaleRunError,
-                FatalInstanceError,
-                KeyboardInterrupt,
-                GeneratorExit,
-            ),
-        )
-
-    def _leave_enclosing(self) -> None:
-        """This branch is about to unwind for a suspension: the attempts it runs inside (it
-        is a step called from another step's body) are cut short with it (``nesting``)."""
-        for inside in ENCLOSING.get():
-            if inside.cut or inside.over:
-                continue
-            inside.cut = True
-            inside.take_off()
-            if inside.counted:
-                inside.counted = False
-                self._executing -= 1
-                if self._executing == 0:
-                    self._quiet.set()
-
-    async def _taken_up(self, queued: Queued) -> bool:
-        """Wait for a step thread to take up a sync attempt that queued for one. When the
-        run is interrupted first (the engine stopping, a pause, the instance parking), the
-        attempt is withdrawn if no thread has it yet: False, and its function never runs.
-        A stopping engine must not start steps, least of all once it has given them up."""
-        while not queued.started.done():
-            if self._interrupt.is_set():
-                if queued.withdraw():
-                    return False
-                await queued.started  # a thread has it already
-                break
-            interrupt: asyncio.Future[Any] = asyncio.ensure_future(self._interrupt.wait())
-            either: set[asyncio.Future[Any]] = {queued.started, interrupt}
-            try:
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                interrupt.cancel()
-        return True
-
-    def _checked_result(self, value: Any, label: str, record: StepRecord, attempt: Attempt) -> str:
-        try:
-            text = dump_json(value)
-        except (TypeError, ValueError):
-            raise self._fatal_step(
-                record,
-                attempt,
-                "The execution of the Workflow instance was terminated, as the step "
-                f'"{label}" returned a value which is not serialisable',
-            ) from None
-        size = utf8_size(text)
-        if size > MAX_PAYLOAD_BYTES:
-            raise WorkflowInternalError(
-                f"Step {label} output is too large. Maximum allowed size is 1MiB."
-            )
-        try:
-            self.count_stored(size)
-        except FatalInstanceError as fatal:
-            raise self._fatal_step(record, attempt, fatal.message) from None
-        return text
-
-    def _fatal_step(self, record: StepRecord, attempt: Attempt, message: str) -> FatalInstanceError:
-        """Record the attempt and its step as failed by ``message``, which fails the instance."""
-        now = self.clock.now_ms()
-        attempt.end, attempt.success = now, False
-        attempt.error_name, attempt.error_message = "WorkflowFatalError", message
-        record.status, record.end = "errored", now
-        record.error_name, record.error_message = "WorkflowFatalError", message
-        self.store.queue_step(self.pk, self.generation, record, now=now)
-        return self._fatal_instance(message)
-
     def count_stored(self, size: int) -> None:
         """Count ``size`` more bytes of persisted state; past the engine's limit, the instance
         fails (``FatalInstanceError``) and nothing is counted."""
@@ -724,109 +452,6 @@ class Runner(WaitingSteps):
                 f"The Workflow instance exceeded the {format_size(limit)} storage limit"
             )
         self.stored_bytes += size
-
-    # -- waiting and suspending ----------------------------------------------------------------
-    async def _wait_until(self, wake_at: int) -> None:
-        remaining = wake_at - self.clock.now_ms()
-        if remaining <= 0:
-            return
-        if remaining <= self.engine.suspend_after_ms and not self._interrupt.is_set():
-            sleeper = asyncio.ensure_future(self.clock.sleep_ms(remaining))
-            interrupt = asyncio.ensure_future(self._interrupt.wait())
-            try:
-                await asyncio.wait({sleeper, interrupt}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                sleeper.cancel()
-                interrupt.cancel()
-            if not self._interrupt.is_set():
-                return
-        await self._suspend_when_idle()
-
-    async def _suspend_when_idle(self) -> None:
-        """Park the instance for a long wait, once the run's other branches (a ``gather``)
-        have gone as far as they can: until then their steps run and their own waits join
-        this one, rather than being cut off and started only after it (§2.3). A pause, a
-        stop or another branch's suspension parks at once. (Inside another step's body, that
-        step's attempt is cut short at once: it waits on this branch, not the reverse.)"""
-        self._leave_enclosing()
-        loop = asyncio.get_running_loop()
-        while not self._interrupt.is_set():
-            # A branch that moves on reaches a step, or starts a declared step's task.
-            seen = (len(self._reached), self._started_steps)
-            await asyncio.sleep(0)
-            if self._executing:
-                await self._quiet.wait()
-                continue  # an attempt ended: its branch records it and goes on
-            if self._saving:
-                if self._saved is None:
-                    self._saved = loop.create_future()
-                await asyncio.shield(self._saved)
-                continue  # a write came back: its branch goes on
-            if (len(self._reached), self._started_steps) == seen:
-                break
-        await self._suspend()
-
-    def start_step(self, work: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
-        self._started_steps += 1
-        return asyncio.ensure_future(work)
-
-    async def _at_boundary(self) -> None:
-        if self.pause_requested or self._draining:
-            await self._suspend()
-
-    async def _suspend(self) -> None:
-        """Park the instance and unwind ``run``. Concurrent branches share one suspension:
-        the first waits for every executing attempt to finish, then writes all pending steps
-        and the earliest wake time; the others just unwind (and ``run`` ends only once that
-        write is done)."""
-        self._leave_enclosing()
-        if self._suspending:
-            raise Suspended()
-        self._suspending = True
-        self._interrupt.set()
-        # In a task of its own: a branch cancelled meanwhile (a task group cancels its other
-        # tasks once one of them raises) must not cut the write short; ``run`` ends once it
-        # is done.
-        parking = self._parked = asyncio.ensure_future(self._park())
-        parking.add_done_callback(_seen)  # its failure is this branch's, if it still waits
-        await asyncio.shield(parking)
-        raise Suspended()
-
-    async def _park(self) -> None:
-        """Write the suspension: the pending steps, the status and the next wake."""
-        await self._quiet.wait()
-        # Steps stored by an earlier run but not reached in this one (the code changed, say)
-        # must not set the wake time: only what this run is waiting on counts.
-        pending = [
-            s
-            for key, s in self.steps.items()
-            if key in self._reached and s.status in ("waiting", "running")
-        ]
-        timers = [(s.wake_at, s.kind) for s in pending if s.wake_at is not None]
-        wake_at, wake_kind = None, None
-        if timers:
-            wake_at, kind = min(timers)
-            wake_kind = "event" if kind == "wait" else "timer"
-        status = "paused" if self.pause_requested else "waiting"
-        if status == "waiting" and wake_at is None:
-            # Nothing it waits for has a time: the engine is stopping, or a pause that parked
-            # it was taken back meanwhile (a resume). It is due at once, for whichever engine
-            # is next; parked with no wake time, nothing would ever run it again.
-            wake_at, wake_kind = self.clock.now_ms(), "timer"
-        self._parking_paused = status == "paused"
-        woken = await self._durable(
-            self.store.suspend(
-                self.pk,
-                self.generation,
-                status=status,
-                wake_at=wake_at,
-                wake_kind=wake_kind,
-                steps=pending,
-                now=self.clock.now_ms(),
-            )
-        )
-        if woken or (wake_at is not None and wake_at <= self.clock.now_ms()):
-            self.engine.wake()
 
     def _fatal_instance(self, message: str) -> FatalInstanceError:
         """The error that fails the instance with ``message``; kept, so that ``run`` cannot
@@ -850,13 +475,6 @@ class Runner(WaitingSteps):
         seq = self._next_seq
         self._next_seq += 1
         return seq
-
-
-def _seen(parking: asyncio.Future[None]) -> None:
-    """Mark the suspension's outcome as retrieved: its failure reached the branch that
-    waited for it, or nobody is left to tell (the branch was cancelled meanwhile)."""
-    if not parking.cancelled():
-        parking.exception()
 
 
 def _escaped(cancelled: asyncio.CancelledError, whose: str = "the step's") -> StepFailedError:

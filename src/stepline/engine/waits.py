@@ -2,80 +2,39 @@
 
 A part of :class:`~stepline.engine.runner.Runner`, split out to keep each module about one
 thing: it uses the runner's bookkeeping (occurrence counters, the pause boundary, in-memory
-waits and suspension) through ``_RunState``.
+waits and suspension) through :class:`~stepline.engine.run_state.RunState`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from stepline.errors import InvalidStepConfig, StaleRunError, WorkflowTimeoutError
 from stepline.store.records import StepRecord
 from stepline.validation import check_event_type, check_step_name, dump_json, utf8_size
 
 if TYPE_CHECKING:
-    from stepline.engine.clock import Clock
-    from stepline.engine.scheduler import Engine
-    from stepline.store.port import Store
+    from stepline.engine.run_state import RunState
 
 __all__ = ["MAX_SLEEP_MS", "WaitingSteps"]
 
-T = TypeVar("T")
 MAX_SLEEP_MS = 365 * 86_400_000
-
-
-class _RunState(Protocol):
-    engine: Engine
-    store: Store
-    clock: Clock
-    pk: int
-    generation: int
-    steps: dict[str, StepRecord]
-    _reached: set[str]
-    _interrupt: asyncio.Event
-    _event_arrived: asyncio.Future[None]
-
-    def _guard(self) -> None: ...
-
-    def _occurrence(self, kind: str, name: str) -> int: ...
-
-    def _take_seq(self) -> int: ...
-
-    def count_stored(self, size: int) -> None: ...
-
-    async def _at_boundary(self) -> None: ...
-
-    async def _wait_until(self, wake_at: int) -> None: ...
-
-    async def _save(self, record: StepRecord, now: int) -> None: ...
-
-    async def _durable(self, write: Awaitable[T]) -> T: ...
-
-    async def _suspend(self) -> None: ...
-
-    async def _suspend_when_idle(self) -> None: ...
-
-    async def _sleep(self, name: str, identity: str, wake_at: Callable[[int], int]) -> None: ...
-
-    async def _wait_for_signal(self, arrived: asyncio.Future[None], ms: int) -> str: ...
-
-    async def _read_deferred(self, record: StepRecord) -> None: ...
 
 
 class WaitingSteps:
     """Sleeps and event waits of one run."""
 
     # -- sleeps --------------------------------------------------------------------------------
-    async def sleep_for(self: _RunState, name: str, duration_ms: int) -> None:
+    async def sleep_for(self: RunState, name: str, duration_ms: int) -> None:
         if duration_ms > MAX_SLEEP_MS:
             raise InvalidStepConfig(f"sleep {name!r} is longer than 365 days")
         await self._sleep(name, f"{duration_ms}", lambda now: now + duration_ms)
 
-    async def sleep_until(self: _RunState, name: str, when_ms: int) -> None:
+    async def sleep_until(self: RunState, name: str, when_ms: int) -> None:
         def wake_at(now: int) -> int:
             if when_ms < now:
                 raise ValueError("You can't sleep until a time in the past, time-traveler")
@@ -86,7 +45,7 @@ class WaitingSteps:
         await self._sleep(name, f"@{when_ms}", wake_at)
 
     async def _sleep(
-        self: _RunState, name: str, identity: str, wake_at: Callable[[int], int]
+        self: RunState, name: str, identity: str, wake_at: Callable[[int], int]
     ) -> None:
         self._guard()
         check_step_name(name)
@@ -118,7 +77,7 @@ class WaitingSteps:
 
     # -- events --------------------------------------------------------------------------------
     async def wait_for_event(
-        self: _RunState, name: str, event_type: str, timeout_ms: int
+        self: RunState, name: str, event_type: str, timeout_ms: int
     ) -> dict[str, Any]:
         self._guard()
         check_step_name(name)
@@ -194,14 +153,14 @@ class WaitingSteps:
             if arrived.done() and arrived is self._event_arrived:
                 self._event_arrived = asyncio.get_running_loop().create_future()
 
-    async def _read_deferred(self: _RunState, record: StepRecord) -> None:
+    async def _read_deferred(self: RunState, record: StepRecord) -> None:
         """Read the output the claim left in the store for being large, as its replay needs it."""
         record.output = await self._durable(self.store.step_output(self.pk, record.key))
         record.deferred_bytes = None
         if record.output is None:  # deleted or restarted since the claim: this run is over
             raise StaleRunError(f"step {record.key!r} of instance {self.pk} is gone")
 
-    async def _wait_for_signal(self: _RunState, arrived: asyncio.Future[None], ms: int) -> str:
+    async def _wait_for_signal(self: RunState, arrived: asyncio.Future[None], ms: int) -> str:
         interrupt: asyncio.Future[Any] = asyncio.ensure_future(self._interrupt.wait())
         try:
             waiting: set[asyncio.Future[Any]] = {arrived, interrupt}
