@@ -29,7 +29,8 @@ from bench.workflows import Trivial
 from stepline import Stepline
 from stepline.engine.instances import new_instance_record, random_instance_ids
 from stepline.store.records import Attempt, StepRecord, WorkflowRecord
-from stepline.store.sqlite import _STEPS_MANY, _fenced_step_params, _insert_part, _instance_values
+from stepline.store.sqlite import _STEPS_MANY, _fenced_step_params
+from stepline.store.sqlite_instances import _insert_part, _instance_values
 from stepline.store.sqlite_queries import DELETE_EXPIRED_IDS, TOUCH_TRIGGERED, UPSERT_STEP_FENCED
 from stepline.store.sqlite_rows import marks
 from stepline.store.sqlite_writer import FencedWrite, _run_fenced

@@ -15,7 +15,7 @@ import pytest
 
 from stepline.errors import CannotSendEvent
 from stepline.store import postgres_migrations as postgres_module
-from stepline.store import sqlite as sqlite_module
+from stepline.store import sqlite_connections
 from stepline.store.migrations import Migration, load_migrations
 from stepline.store.port import WorkflowSettings
 from stepline.store.postgres import PostgresStore
@@ -96,7 +96,7 @@ async def test_sqlite_migrations_one_by_one_equal_a_fresh_schema(
     total = len(load_migrations("sqlite"))
     for count in range(1, total + 1):
         with monkeypatch.context() as patch:
-            applying_first(patch, sqlite_module, count)
+            applying_first(patch, sqlite_connections, count)
             store = SqliteStore(upgraded)
             await store.open()
             await store.close()
@@ -189,7 +189,7 @@ async def test_sqlite_upgrade_counts_the_events_already_waiting(
 ) -> None:
     path = tmp_path / "old.sqlite3"
     with monkeypatch.context() as patch:
-        applying_first(patch, sqlite_module, 3)  # before untaken events were counted
+        applying_first(patch, sqlite_connections, 3)  # before untaken events were counted
         pk = await one_instance(SqliteStore(path))
     with sqlite3.connect(path) as conn:
         conn.executemany(

@@ -13,7 +13,7 @@ import pytest
 
 from stepline.errors import ConfigError, SchemaTooNew
 from stepline.store import postgres_migrations as postgres_module
-from stepline.store import sqlite as sqlite_module
+from stepline.store import sqlite_connections
 from stepline.store.migrations import Migration, load_migrations
 from stepline.store.port import WorkflowSettings
 
@@ -91,7 +91,7 @@ async def test_the_refused_process_applies_no_migration(
     await record_migration(backend, database, last.number + 2, FUTURE)
     before = await fetch(backend, database, "SELECT * FROM schema_migrations ORDER BY version")
     pending = Migration(last.number + 1, "written_by_the_refused", "CREATE TABLE marker (x INT)")
-    module = postgres_module if backend == "postgres" else sqlite_module
+    module = postgres_module if backend == "postgres" else sqlite_connections
     backend_name = "postgres" if backend == "postgres" else "sqlite"
     monkeypatch.setattr(
         module, "load_migrations", lambda _b: [*load_migrations(backend_name), pending]

@@ -11,7 +11,8 @@ import pytest
 
 from stepline.store import sqlite_queries as q
 from stepline.store.port import InstanceFilter
-from stepline.store.sqlite import SqliteStore, _filter_sql
+from stepline.store.sqlite import SqliteStore
+from stepline.store.sqlite_instances import _filter_sql
 
 
 @pytest.fixture

@@ -1,20 +1,21 @@
 """The SQLite store's catalog: workflows, versions, schedules and tokens.
 
 A mixin of :class:`~stepline.store.sqlite.SqliteStore`, split out to keep each module about
-one thing; it reaches the database only through the store's ``_read`` and ``_write``.
+one thing; it reaches the database only through the store's ``_read`` and ``_write``
+(:class:`~stepline.store.sqlite_connections.Database`).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Sequence
 
 from stepline.errors import InvalidRequest
 from stepline.store import sqlite_queries as q
 from stepline.store.port import WorkflowSettings
 from stepline.store.records import ScheduleRecord, TokenRecord, VersionRecord, WorkflowRecord
+from stepline.store.sqlite_connections import Database
 from stepline.store.sqlite_rows import (
     escape_like,
     marks,
@@ -25,25 +26,13 @@ from stepline.store.sqlite_rows import (
 
 __all__ = ["SqliteCatalog"]
 
-T = TypeVar("T")
-
-
-class _Database(Protocol):
-    async def _read(self, operation: Callable[[sqlite3.Connection], T]) -> T: ...
-
-    async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T: ...
-
-    def _lookup(self, sql: str, params: tuple[Any, ...] = ()) -> Any: ...
-
-    def _lookup_rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]: ...
-
 
 class SqliteCatalog:
     """Workflows, versions, schedules and tokens on SQLite."""
 
     # -- workflows and versions --------------------------------------------------------------
     async def save_workflow(
-        self: _Database,
+        self: Database,
         account_id: str,
         name: str,
         *,
@@ -145,16 +134,16 @@ class SqliteCatalog:
 
         return await self._write(op)
 
-    async def get_workflow(self: _Database, account_id: str, name: str) -> WorkflowRecord | None:
+    async def get_workflow(self: Database, account_id: str, name: str) -> WorkflowRecord | None:
         row = self._lookup(q.WORKFLOW_BY_NAME, (account_id, name))
         return None if row is None else workflow_from_row(row)
 
-    async def get_workflow_by_id(self: _Database, workflow_id: str) -> WorkflowRecord | None:
+    async def get_workflow_by_id(self: Database, workflow_id: str) -> WorkflowRecord | None:
         row = self._lookup(q.WORKFLOW_BY_ID, (workflow_id,))
         return None if row is None else workflow_from_row(row)
 
     async def list_workflows(
-        self: _Database, account_id: str, *, offset: int, limit: int, search: str | None
+        self: Database, account_id: str, *, offset: int, limit: int, search: str | None
     ) -> tuple[list[WorkflowRecord], int]:
         pattern = "%" if not search else "%" + escape_like(search) + "%"
 
@@ -166,7 +155,7 @@ class SqliteCatalog:
         return await self._read(op)
 
     async def count_instances_by_status(
-        self: _Database, workflow_ids: Sequence[str], *, live_at: int
+        self: Database, workflow_ids: Sequence[str], *, live_at: int
     ) -> dict[str, dict[str, int]]:
         if not workflow_ids:
             return {}
@@ -180,22 +169,22 @@ class SqliteCatalog:
 
         return await self._read(op)
 
-    async def delete_workflow(self: _Database, workflow_id: str) -> None:
+    async def delete_workflow(self: Database, workflow_id: str) -> None:
         await self._write(lambda c: c.execute(q.DELETE_WORKFLOW, (workflow_id,)))
 
     async def start_terminator(
-        self: _Database, workflow_id: str, job: str, *, lease_until: int
+        self: Database, workflow_id: str, job: str, *, lease_until: int
     ) -> bool:
         def op(conn: sqlite3.Connection) -> bool:
             return bool(conn.execute(q.START_TERMINATOR, (job, lease_until, workflow_id)).rowcount)
 
         return await self._write(op)
 
-    async def end_terminator(self: _Database, workflow_id: str, job: str) -> None:
+    async def end_terminator(self: Database, workflow_id: str, job: str) -> None:
         await self._write(lambda c: c.execute(q.END_TERMINATOR, (workflow_id, job)))
 
     async def take_terminator_jobs(
-        self: _Database, *, now: int, lease_until: int
+        self: Database, *, now: int, lease_until: int
     ) -> list[tuple[str, str]]:
         def op(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             rows = conn.execute(q.TAKE_TERMINATOR_JOBS, (lease_until, now)).fetchall()
@@ -204,13 +193,13 @@ class SqliteCatalog:
         return await self._write(op)
 
     async def hold_terminator_jobs(
-        self: _Database, jobs: Sequence[tuple[str, str]], *, lease_until: int | None
+        self: Database, jobs: Sequence[tuple[str, str]], *, lease_until: int | None
     ) -> None:
         rows = [(lease_until, workflow_id, job) for workflow_id, job in jobs]
         await self._write(lambda c: c.executemany(q.HOLD_TERMINATOR_JOB, rows))
 
     async def list_versions(
-        self: _Database, workflow_id: str, *, offset: int, limit: int
+        self: Database, workflow_id: str, *, offset: int, limit: int
     ) -> tuple[list[VersionRecord], int]:
         def op(conn: sqlite3.Connection) -> tuple[list[VersionRecord], int]:
             rows = conn.execute(q.LIST_VERSIONS, (workflow_id, limit, offset)).fetchall()
@@ -219,33 +208,33 @@ class SqliteCatalog:
 
         return await self._read(op)
 
-    async def get_version(self: _Database, version_id: str) -> VersionRecord | None:
+    async def get_version(self: Database, version_id: str) -> VersionRecord | None:
         row = self._lookup(q.VERSION_BY_ID, (version_id,))
         return None if row is None else version_from_row(row)
 
     # -- schedules ---------------------------------------------------------------------------
-    async def list_schedules(self: _Database, workflow_ids: Sequence[str]) -> list[ScheduleRecord]:
+    async def list_schedules(self: Database, workflow_ids: Sequence[str]) -> list[ScheduleRecord]:
         if not workflow_ids:
             return []
         sql = q.SCHEDULES_OF.format(marks=marks(len(workflow_ids)))
         rows = await self._read(lambda c: c.execute(sql, tuple(workflow_ids)).fetchall())
         return [ScheduleRecord(*r) for r in rows]
 
-    async def due_schedules(self: _Database, now: int, *, limit: int) -> list[ScheduleRecord]:
+    async def due_schedules(self: Database, now: int, *, limit: int) -> list[ScheduleRecord]:
         rows = self._lookup_rows(q.DUE_SCHEDULES, (now, limit))
         return [ScheduleRecord(*r) for r in rows]
 
-    async def next_schedule_fire(self: _Database) -> int | None:
+    async def next_schedule_fire(self: Database) -> int | None:
         row = self._lookup(q.NEXT_SCHEDULE_FIRE)
         return None if row is None or row[0] is None else int(row[0])
 
     # -- time --------------------------------------------------------------------------------
-    async def database_time_ms(self: _Database) -> int | None:
+    async def database_time_ms(self: Database) -> int | None:
         """A file of this machine's: its clock is this machine's, shared by nobody else."""
         return None
 
     # -- tokens ------------------------------------------------------------------------------
-    async def save_token(self: _Database, token: TokenRecord) -> None:
+    async def save_token(self: Database, token: TokenRecord) -> None:
         values = (
             token.token_hash,
             token.account_id,
@@ -255,7 +244,7 @@ class SqliteCatalog:
         )
         await self._write(lambda c: c.execute(q.INSERT_TOKEN, values))
 
-    async def find_token(self: _Database, token_hash: str) -> TokenRecord | None:
+    async def find_token(self: Database, token_hash: str) -> TokenRecord | None:
         row = self._lookup(q.TOKEN_BY_HASH, (token_hash,))
         return None if row is None else token_from_row(row)
 
