@@ -34,7 +34,8 @@ from bench.workflows import Trivial
 from stepline import Stepline
 from stepline.engine.tuning import tune_garbage_collector
 from stepline.store.sqlite_queries import UPSERT_STEP_FENCED
-from stepline.store.sqlite_writer import FencedWrite, SqliteWriter
+from stepline.store.sqlite_writer import SqliteWriter
+from stepline.store.sqlite_writes import FencedWrite
 
 
 @dataclass(frozen=True)

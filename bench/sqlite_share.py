@@ -33,7 +33,7 @@ from stepline.store.sqlite import _STEPS_MANY, _fenced_step_params
 from stepline.store.sqlite_instances import _insert_part, _instance_values
 from stepline.store.sqlite_queries import DELETE_EXPIRED_IDS, TOUCH_TRIGGERED, UPSERT_STEP_FENCED
 from stepline.store.sqlite_rows import marks
-from stepline.store.sqlite_writer import FencedWrite, _run_fenced
+from stepline.store.sqlite_writes import FencedWrite, run_fenced
 
 
 async def create_instances(path: Path, instances: int) -> WorkflowRecord:
@@ -80,7 +80,7 @@ def measure(path: Path, batches: int, synchronous: str) -> tuple[list[float], li
             writes = [step_write(pk, index) for pk in pks]
             conn.execute("BEGIN IMMEDIATE")
             started = time.perf_counter()
-            outcomes = _run_fenced(conn, writes)
+            outcomes = run_fenced(conn, writes)
             ran = time.perf_counter()
             conn.execute("COMMIT")
             committed = time.perf_counter()

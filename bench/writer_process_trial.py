@@ -35,7 +35,8 @@ from stepline.engine.tuning import tune_garbage_collector
 from stepline.errors import StaleRunError
 from stepline.store.sqlite import _STEPS_MANY
 from stepline.store.sqlite_queries import UPSERT_STEP_FENCED
-from stepline.store.sqlite_writer import FencedWrite, SqliteWriter, _run_fenced
+from stepline.store.sqlite_writer import SqliteWriter
+from stepline.store.sqlite_writes import FencedWrite, run_fenced
 
 
 def child_main(path: str, synchronous: str, pipe: Connection) -> None:
@@ -53,7 +54,7 @@ def child_main(path: str, synchronous: str, pipe: Connection) -> None:
         batches = [pickle.loads(m) for m in messages]
         writes = [(_step_write(params), None, None, None) for batch in batches for params in batch]
         conn.execute("BEGIN IMMEDIATE")
-        outcomes = _run_fenced(conn, writes)
+        outcomes = run_fenced(conn, writes)
         conn.execute("COMMIT")
         at = 0
         for batch in batches:

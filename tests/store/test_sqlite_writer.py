@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from stepline.store.sqlite_writer import FencedWrite, NoSync, SqliteWriter
+from stepline.store.sqlite_writer import SqliteWriter
+from stepline.store.sqlite_writes import FencedWrite, NoSync
 
 
 def _connector(path: Path, synchronous: str) -> Callable[[], sqlite3.Connection]:

@@ -40,13 +40,8 @@ from stepline.store.sqlite_rows import (
     step_from_row,
     step_to_row,
 )
-from stepline.store.sqlite_writer import (
-    BeforeCommit,
-    FencedWrite,
-    ManyRows,
-    NoSync,
-    SqliteWriter,
-)
+from stepline.store.sqlite_writer import SqliteWriter
+from stepline.store.sqlite_writes import BeforeCommit, FencedWrite, ManyRows, NoSync
 
 __all__ = ["SqliteStore"]
 
