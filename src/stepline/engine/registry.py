@@ -14,7 +14,6 @@ import importlib.machinery
 import importlib.util
 import inspect
 import sys
-from dataclasses import dataclass
 from types import ModuleType
 
 from stepline.authoring.entrypoint import WorkflowEntrypoint
@@ -22,12 +21,6 @@ from stepline.engine.import_scope import MODULE_NAME, ImportScope
 from stepline.errors import WorkflowClassNotFound
 
 __all__ = ["WorkflowClasses", "code_hash"]
-
-
-@dataclass(frozen=True, slots=True)
-class _Key:
-    script_name: str
-    class_name: str
 
 
 class WorkflowClasses:
@@ -39,7 +32,8 @@ class WorkflowClasses:
     What the process itself loads (declared workflows, versions it runs) is not bounded."""
 
     def __init__(self, scope: ImportScope | None = None) -> None:
-        self._classes: dict[_Key, type[WorkflowEntrypoint]] = {}
+        self._classes: dict[tuple[str, str], type[WorkflowEntrypoint]] = {}
+        """By (script_name, class_name): a plain tuple, as every run looks its class up."""
         self.scope = scope
         self._imported: dict[str, bytes] = {}
         """Modules this registry loaded classes from, each with its source's digest then."""
@@ -49,15 +43,15 @@ class WorkflowClasses:
     ) -> tuple[str, str]:
         """Register ``cls``; returns its (script_name, class_name)."""
         _check_class(cls, cls.__qualname__)
-        key = _Key(script_name or cls.__module__, cls.__qualname__)
+        key = (script_name or cls.__module__, cls.__qualname__)
         self._classes[key] = cls
-        return key.script_name, key.class_name
+        return key
 
     def load(
         self, script_name: str, class_name: str, *, requested: bool = False
     ) -> type[WorkflowEntrypoint]:
         """The class; ``requested`` when a request names it, so :attr:`scope` applies."""
-        key = _Key(script_name, class_name)
+        key = (script_name, class_name)
         if requested and script_name in self._imported and self._in_scope(script_name):
             self._import_again_if_changed(script_name, class_name)
         found = self._classes.get(key)
@@ -131,9 +125,10 @@ class WorkflowClasses:
         if parent in sys.modules:
             setattr(sys.modules[parent], child, module)
         self._imported[name] = _digest(source)
-        for key, cls in list(self._classes.items()):
-            if key.script_name == name and getattr(old, key.class_name, None) is cls:
-                del self._classes[key]  # the old module's: the next load takes the new one's
+        for (script_name, class_name), cls in list(self._classes.items()):
+            if script_name == name and getattr(old, class_name, None) is cls:
+                # The old module's: the next load takes the new one's.
+                del self._classes[(script_name, class_name)]
 
 
 def _source(module: ModuleType) -> bytes | None:

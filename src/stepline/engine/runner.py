@@ -111,12 +111,17 @@ class Runner(StepAttempts, Parking, WaitingSteps):
         self.workflow_cls = workflow_cls
         self.workflow_name = workflow_name
         self.step_limit = step_limit
-        self.steps = {s.key: s for s in steps if s.kind != "termination"}
-        self.stored_bytes = utf8_size(instance.params) + sum(
-            utf8_size(s.output) if s.output is not None else s.deferred_bytes or 0 for s in steps
-        )
+        self.stored_bytes = utf8_size(instance.params)
         """What the instance has persisted, counted against ``engine.storage_limit``."""
-        self._next_seq = max((s.seq for s in steps), default=0) + 1
+        self.steps: dict[str, StepRecord] = {}
+        self._next_seq = 1
+        if steps:  # a replay (a new instance's run has none: its generators cost ~2 µs)
+            self.steps = {s.key: s for s in steps if s.kind != "termination"}
+            self.stored_bytes += sum(
+                utf8_size(s.output) if s.output is not None else s.deferred_bytes or 0
+                for s in steps
+            )
+            self._next_seq = max(s.seq for s in steps) + 1
         self._counters: dict[tuple[str, str], int] = {}
         self._reached: set[str] = set()
         self._do_calls = 0

@@ -45,9 +45,13 @@ __all__ = [
 log = logging.getLogger("stepline.store.sqlite")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class FencedWrite:
-    """``sql`` with ``params`` changes one row if instance ``pk`` is at ``generation``."""
+    """``sql`` with ``params`` changes one row if instance ``pk`` is at ``generation``.
+
+    Not frozen, though nothing changes one once made: every step's write makes one, and a
+    frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, a few
+    times the cost of a plain one (about 1 µs a write here)."""
 
     sql: str
     params: tuple[Any, ...]
