@@ -225,7 +225,8 @@ class SchemaTooNew(ConfigError):
 class DatabaseNotWritable(ConfigError):
     """The database refuses this process's writes, and waiting will not change that: a SQLite
     file or folder without write permission or on a read-only file system, a PostgreSQL user
-    without the privilege to create Stepline's tables, a read-only PostgreSQL server."""
+    without the privilege to use Stepline's tables or to apply their pending migrations, a
+    read-only PostgreSQL server."""
 
 
 class StaleRunError(SteplineError):

@@ -175,6 +175,7 @@ async def test_a_socket_folder_that_is_not_the_users_refuses_the_start_in_one_li
     with pytest.raises(ConfigError) as refused:
         await engine.start()
     message = str(refused.value)
+    assert "\n" not in message
     assert f"notice socket goes in {folder}" in message
     assert "not this user's" in message and "shorter path" in message
     # Nothing stays held: with the path cleared, an engine starts on the same file.

@@ -1,18 +1,11 @@
 """SQLite's single writer: one thread, one connection, group commit.
 
-Every write is a function of the connection. The writer thread takes all the functions
-queued since its last commit, runs each inside its own savepoint (so one failing operation
-does not undo the others), commits once, and hands each caller its result. Under load many
-instances' step writes share one commit and one fsync.
-
-A queued write may carry a key (a step's identity): when a later write with the same key is
-in the same batch, the earlier, superseded one is skipped. That is how "attempt started"
-and the attempt's outcome become one row write when the engine is busy.
-
-Step writes are :class:`~stepline.store.sqlite_writes.FencedWrite` values rather than
-functions, and consecutive ones run as one statement: the kinds of writes, and how a batch
-of them runs on the connection, are in :mod:`~stepline.store.sqlite_writes`. This module
-holds the thread, the hand-over of each loop turn's writes, and the commit.
+The writer thread takes all the writes queued since its last commit, runs them as one batch,
+commits once, and hands each caller its result: under load many instances' step writes share
+one commit and one fsync. The kinds of writes, and how a batch of them runs on the
+connection (each in its savepoint, superseded ones skipped, fenced step writes as one
+statement), are in :mod:`~stepline.store.sqlite_writes`. This module holds the thread, the
+hand-over of each loop turn's writes, and the commit.
 
 The writes of one turn of the event loop are handed to the thread together, at the end of
 the turn: one wake-up of the thread per turn, not one per write. When their commit would not
