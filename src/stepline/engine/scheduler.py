@@ -11,20 +11,18 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import math
 import os
 import socket
 import uuid
 from typing import Any
 
-from stepline.cron import cron_instance_id, next_fire
 from stepline.engine.clock import Clock, SystemClock, elapsed_s
 from stepline.engine.deadlines import Deadlines
 from stepline.engine.hooks import NO_HOOKS, StepHooks
-from stepline.engine.instances import new_instance_record
 from stepline.engine.registry import WorkflowClasses
 from stepline.engine.runner import Runner
 from stepline.engine.step_threads import DEFAULT_STEP_THREADS, StepThreads
+from stepline.engine.upkeep import Upkeep, log_failure
 from stepline.errors import (
     StaleRunError,
     SteplineError,
@@ -45,7 +43,7 @@ _CANNOT_RUN_MS = 60_000
 before it tries that class again (a module missing then may be installed by now)."""
 
 
-class Engine:
+class Engine(Upkeep):
     """Runs instances from a store. ``await engine.start()``; ``await engine.stop()``."""
 
     def __init__(
@@ -274,7 +272,7 @@ class Engine:
             except Exception as exc:
                 # Nothing may end the loop, an outage least of all: wait, then look again (a
                 # reconnect also publishes a wake).
-                _log_failure("scheduling", exc)
+                log_failure("scheduling", exc)
                 timeout = 1.0
             if not self.store.exclusive:
                 # An engine that parks an instance with a timer and then dies tells no one:
@@ -328,30 +326,6 @@ class Engine:
         finally:
             self.unpromise(want - taken)
         return len(batch) == want
-
-    async def _fire_schedules(self) -> None:
-        """Create the instances of every cron firing that has come due (once, whichever engine
-        gets there first). A firing missed while no engine ran is made up once, not n times."""
-        now = self.clock.now_ms()
-        for schedule in await self.store.due_schedules(now, limit=100):
-            workflow = await self.store.get_workflow_by_id(schedule.workflow_id)
-            if workflow is None:
-                continue
-            fire_at = schedule.next_fire_at
-            instance = new_instance_record(
-                workflow,
-                cron_instance_id(schedule.cron, fire_at),
-                "null",
-                now=now,
-                trigger_source="cron",
-                schedule=(schedule.cron, fire_at),
-            )
-            await self.store.fire_schedule(
-                schedule,
-                next_fire_at=next_fire(schedule.cron, max(fire_at, now)),
-                instance=instance,
-                now=now,
-            )
 
     async def _until_next_wake(self, looked_at: int) -> float | None:
         """Seconds until the next timer; with a skipping clock and nothing running, none.
@@ -501,66 +475,6 @@ class Engine:
             if not self.runners:
                 self._idle.set()
             self.wake()
-
-    async def sweep_expired(self) -> int:
-        """Delete every finished instance whose retention has run out; returns how many."""
-        total = 0
-        while True:
-            deleted = await self.store.delete_expired(self.clock.now_ms(), limit=1_000)
-            total += deleted
-            if deleted < 1_000:
-                return total
-            await asyncio.sleep(0)
-
-    async def _lease_loop(self) -> None:
-        """Renew this engine's leases in one statement, and take over lapsed ones."""
-        while True:
-            await asyncio.sleep(self.lease_ms / 3000)
-            try:
-                await self._renew_leases()
-                now = self.clock.now_ms()
-                taken = await self.store.recover_interrupted(now, lapsed_before=now)
-                if taken:
-                    log.info("took over instances whose engine's lease lapsed: %d", taken)
-                    self.wake()
-            except Exception as exc:  # nothing may end the loop
-                _log_failure("renewing leases", exc)
-
-    async def _renew_leases(self) -> None:
-        """Renew the leases of the instances this engine runs, those that have not lapsed
-        (sharing the database, another engine may have taken one that did over already: its
-        run here starts no more attempts, ``Runner.held_until``)."""
-        if not self.runners:
-            return
-        now = self.clock.now_ms()
-        if self.store.exclusive:
-            await self.store.renew_leases(self.owner, now + self.lease_ms, list(self.runners))
-            return
-        started = elapsed_s()
-        runners = list(self.runners.values())
-        renewed = await self.store.renew_leases(
-            self.owner, now + self.lease_ms, [r.pk for r in runners], valid_at=now
-        )
-        until = started + self.lease_ms / 1000 - self._lease_margin_s
-        for runner in runners:
-            runner.held_until = until if runner.pk in renewed else -math.inf
-
-    async def _retention_loop(self) -> None:
-        while True:
-            try:
-                await self.sweep_expired()
-            except Exception as exc:  # nothing may end the loop
-                _log_failure("retention sweep", exc)
-            await asyncio.sleep(self.retention_sweep_ms / 1000)
-
-
-def _log_failure(what: str, exc: Exception) -> None:
-    """An error in one of the engine's loops, which goes on: an outage is one line, anything
-    else its traceback too."""
-    if isinstance(exc, SteplineError | OSError):
-        log.error("%s failed: %s; retrying", what, exc)
-    else:
-        log.exception("%s failed; retrying", what)
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:
