@@ -15,7 +15,7 @@ import pytest
 
 from stepline.errors import CannotSendEvent
 from stepline.store import postgres_migrations as postgres_module
-from stepline.store import sqlite_connections
+from stepline.store import postgres_queries, sqlite_connections
 from stepline.store.migrations import Migration, load_migrations
 from stepline.store.port import WorkflowSettings
 from stepline.store.postgres import PostgresStore
@@ -142,6 +142,27 @@ async def test_processes_starting_together_migrate_once(
     finally:
         await conn.close()
     assert sorted(versions) == list(range(1, len(load_migrations("postgres")) + 1))
+
+
+@pytest.mark.postgres
+async def test_a_start_waits_for_a_migration_that_outlasts_the_command_timeout(
+    postgres_databases: Callable[[], Any],
+) -> None:
+    """The lock is held while another process migrates, an index build included: however long
+    that takes, a start waits for it rather than failing on the queries' timeout."""
+    url = await postgres_databases()
+    migrating = await asyncpg.connect(url)  # another process, migrating
+    await migrating.execute("SELECT pg_advisory_lock($1)", postgres_queries.MIGRATION_LOCK)
+    store = PostgresStore(url, command_timeout=0.5)
+    opening = asyncio.create_task(store.open())
+    try:
+        await asyncio.sleep(1.5)
+        assert not opening.done()
+    finally:
+        await migrating.execute("SELECT pg_advisory_unlock($1)", postgres_queries.MIGRATION_LOCK)
+        await migrating.close()
+    await asyncio.wait_for(opening, 30)
+    await store.close()
 
 
 @pytest.fixture

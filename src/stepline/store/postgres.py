@@ -128,7 +128,7 @@ class PostgresStore(PostgresCatalog):
     async def _open(self) -> None:
         await self._db.open()
         try:
-            conn = await self._db.connect()
+            conn = await self._db.connect(timed=False)  # see migrate
             try:
                 await migrate(conn, self.dsn)
             finally:
@@ -143,7 +143,7 @@ class PostgresStore(PostgresCatalog):
         """Apply the migrations the database lacks, without opening the store, and return
         them (``stepline migrate``, a deploy step run as a role that may create tables)."""
         with said_at_start(self.dsn):
-            conn = await self._db.connect()
+            conn = await self._db.connect(timed=False)  # see migrate
             try:
                 return await migrate(conn, self.dsn)
             finally:

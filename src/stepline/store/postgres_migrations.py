@@ -34,6 +34,8 @@ async def migrate(conn: asyncpg.Connection, dsn: str) -> list[Migration]:
     when the schema was current); refuse, before any, a database that a newer Stepline
     migrated (under the lock, so not half-way through its migrating). ``dsn``: the database's,
     for what a refusal says."""
+    # On a connection with no command timeout (the caller's): the lock is held while another
+    # process migrates, and one migration may build an index for as long as it takes.
     await conn.execute("SELECT pg_advisory_lock($1)", q.MIGRATION_LOCK)
     try:
         state = await conn.fetchrow(q.SCHEMA_STATE)

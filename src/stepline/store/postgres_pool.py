@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 
@@ -88,11 +88,15 @@ class Database:
         """False from the first connection error until a probe reaches the database again."""
         return self._up.is_set()
 
-    async def connect(self, **kwargs: Any) -> asyncpg.Connection:
-        """A connection of its own (migrations, LISTEN), outside the pool."""
+    async def connect(self, *, timed: bool = True) -> asyncpg.Connection:
+        """A connection of its own (migrations, LISTEN), outside the pool. ``timed=False``:
+        with no command timeout, for migrations, whose wait for the lock and whose index
+        builds may take longer than any query should."""
         try:
             return await asyncpg.connect(
-                self.dsn, timeout=self.connect_timeout, command_timeout=self.command_timeout
+                self.dsn,
+                timeout=self.connect_timeout,
+                command_timeout=self.command_timeout if timed else None,
             )
         except Exception as exc:
             if is_connection_error(exc):
