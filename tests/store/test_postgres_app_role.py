@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from stepline import Stepline, WorkflowEntrypoint
-from stepline.errors import DatabaseNotWritable
+from stepline.errors import ConfigError, DatabaseNotWritable
 from stepline.store import postgres_migrations
 from stepline.store.migrations import load_migrations
 from stepline.store.postgres import PostgresStore
@@ -58,9 +58,9 @@ async def as_owner(url: str, *statements: str) -> list[tuple[Any, ...]]:
         await conn.close()
 
 
-async def tables(url: str) -> list[str]:
+async def tables(url: str, *, schema: str = "public") -> list[str]:
     rows = await as_owner(
-        url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+        url, f"SELECT tablename FROM pg_tables WHERE schemaname = '{schema}' ORDER BY 1"
     )
     return [row[0] for row in rows]
 
@@ -198,3 +198,61 @@ async def test_a_read_only_server_is_still_refused_at_start_on_a_current_schema(
         await asyncio.wait_for(PostgresStore(empty_database).open(), 30)
 
     assert "point Stepline at the primary server, not a standby" in str(refused.value)
+
+
+def with_query(url: str, query: str) -> str:
+    return urlunparse(urlparse(url)._replace(query=query))
+
+
+async def test_a_role_whose_own_schema_comes_first_is_refused_when_the_tables_are_in_public(
+    empty_database: str, as_app_role: AsRole
+) -> None:
+    """PostgreSQL's default search_path is ``"$user", public``: a role with a schema of its
+    name would create a second, empty Stepline there, beside the one the owner migrated."""
+    await start_once(empty_database)
+    app = await as_app_role(empty_database)
+    role = urlparse(app).username
+    await as_owner(empty_database, f"CREATE SCHEMA AUTHORIZATION {role}")
+
+    with pytest.raises(ConfigError) as refused:
+        await PostgresStore(app).open()
+
+    said = str(refused.value)
+    assert "\n" not in said
+    assert said.startswith(f"Stepline's tables in PostgreSQL database postgresql://{role}:***@")
+    assert f"are in schema public, but this user's search_path puts schema {role} first" in said
+    assert f"search_path=public in the URL's query, or ALTER ROLE {role} SET search_path" in said
+    assert await tables(empty_database, schema=role) == []
+
+    await start_once(with_query(app, "search_path=public"))  # as the refusal says
+
+
+async def test_a_start_with_no_schema_on_its_search_path_is_refused_in_one_line(
+    empty_database: str,
+) -> None:
+    nowhere = with_query(empty_database, "search_path=nowhere")
+
+    with pytest.raises(ConfigError) as refused:
+        await PostgresStore(nowhere).open()
+
+    said = str(refused.value)
+    assert "\n" not in said
+    assert "no schema on this user's search_path (nowhere) exists or may be used" in said
+    assert await tables(empty_database) == []
+
+
+async def test_a_role_without_privileges_is_told_to_grant_them_in_the_schema_of_the_tables(
+    empty_database: str, as_app_role: AsRole
+) -> None:
+    app = with_query(await as_app_role(empty_database), "search_path=flows")
+    role = urlparse(app).username
+    await as_owner(empty_database, "CREATE SCHEMA flows", f"GRANT USAGE ON SCHEMA flows TO {role}")
+    await start_once(with_query(empty_database, "search_path=flows"))
+
+    with pytest.raises(DatabaseNotWritable) as refused:
+        await PostgresStore(app).open()
+
+    said = str(refused.value)
+    assert "permission denied for table schema_migrations" in said
+    assert f"ON ALL TABLES IN SCHEMA flows TO {role};" in said
+    assert "public" not in said

@@ -10,14 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import asyncpg
 
-from stepline.errors import DatabaseNotWritable, StoreUnavailable
+from stepline.errors import ConfigError, DatabaseNotWritable, StoreUnavailable
 from stepline.store.migrations import Migration
 
-__all__ = ["cannot_migrate", "cannot_open", "public_url", "read_only_server", "said_at_start"]
+__all__ = [
+    "cannot_migrate",
+    "cannot_open",
+    "cannot_use_tables",
+    "no_schema",
+    "public_url",
+    "read_only_server",
+    "said_at_start",
+    "tables_elsewhere",
+]
 
 _CHECK_SERVER = "check that PostgreSQL is running there and that the URL's host and port are right"
 
@@ -59,18 +68,61 @@ def cannot_open(dsn: str, error: BaseException) -> BaseException:
         said.__cause__ = cause
         return said
     if isinstance(error, asyncpg.InsufficientPrivilegeError):
+        if str(error).startswith("permission denied for database"):  # no CONNECT, at login
+            name = urlparse(dsn).path.lstrip("/")
+            database = _identifier(name) if name else "<database>"
+            return DatabaseNotWritable(
+                f"cannot connect to PostgreSQL database {url}: {error}; grant this user the "
+                f"right to connect (GRANT CONNECT ON DATABASE {database} TO {_user(dsn)})"
+            )
         # Not a migration's (cannot_migrate says those): the tables are there, and the user
-        # may not use them.
-        user = _user(dsn)
-        return DatabaseNotWritable(
-            f"cannot use Stepline's tables in PostgreSQL database {url}: {error}; grant this "
-            f"user what an application role needs (GRANT SELECT, INSERT, UPDATE, DELETE ON ALL "
-            f"TABLES IN SCHEMA public TO {user}; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public "
-            f"TO {user})"
-        )
+        # may not use them. Where they are is known when the start found them.
+        return cannot_use_tables(dsn, error, schema=None)
     if isinstance(error, asyncpg.ReadOnlySQLTransactionError):
         return read_only_server(dsn, str(error))
     return error
+
+
+def cannot_use_tables(dsn: str, error: BaseException, *, schema: str | None) -> DatabaseNotWritable:
+    """A user that may not read or write Stepline's tables in ``schema`` (None: not known):
+    what an application role is granted, on the tables there and on those later migrations
+    create (``GRANT ... ON ALL TABLES`` covers only the tables there now)."""
+    user = _user(dsn)
+    where = _identifier(schema) if schema else "<schema>"
+    defaults = f"ALTER DEFAULT PRIVILEGES FOR ROLE <owner> IN SCHEMA {where} GRANT"
+    return DatabaseNotWritable(
+        f"cannot use Stepline's tables in PostgreSQL database {public_url(dsn)}: {error}; grant "
+        f"this user what an application role needs (GRANT SELECT, INSERT, UPDATE, DELETE ON ALL "
+        f"TABLES IN SCHEMA {where} TO {user}; GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA "
+        f"{where} TO {user}), and on the tables later migrations create ({defaults} SELECT, "
+        f"INSERT, UPDATE, DELETE ON TABLES TO {user}; {defaults} USAGE, SELECT ON SEQUENCES TO "
+        f"{user})"
+    )
+
+
+def tables_elsewhere(dsn: str, *, schema: str, found_in: str) -> ConfigError:
+    """Stepline's tables are in ``found_in``, further down the user's search_path than
+    ``schema``, where its start would create new, empty ones (a schema named for the user,
+    first on PostgreSQL's default ``"$user", public``, while the owner migrated ``public``)."""
+    user = _user(dsn)
+    there = _identifier(found_in)
+    return ConfigError(
+        f"Stepline's tables in PostgreSQL database {public_url(dsn)} are in schema {there}, "
+        f"but this user's search_path puts schema {_identifier(schema)} first, where Stepline "
+        f"would start again with new, empty tables: make every role that runs Stepline use "
+        f"one schema (search_path={found_in} in the URL's query, or ALTER ROLE {user} SET "
+        f"search_path = {there})"
+    )
+
+
+def no_schema(dsn: str, search_path: str) -> ConfigError:
+    """No schema on the user's search_path exists, or none it may use."""
+    return ConfigError(
+        f"cannot use PostgreSQL database {public_url(dsn)}: no schema on this user's "
+        f"search_path ({search_path}) exists or may be used, so there is nowhere to find or "
+        "create Stepline's tables: name one that does (search_path=<schema> in the URL's query, "
+        f"or ALTER ROLE {_user(dsn)} SET search_path = <schema>), or create it"
+    )
 
 
 def read_only_server(dsn: str, why: str) -> DatabaseNotWritable:
@@ -109,10 +161,17 @@ def cannot_migrate(
 
 
 def _with_user(dsn: str, user: str) -> str:
-    """:func:`public_url` of ``dsn`` with another user in it."""
+    """:func:`public_url` of ``dsn`` with another user in it, and its query as written but
+    for a password: a command to copy needs the search_path, host or sslmode it names."""
     url = public_url(dsn)
     scheme, _, rest = url.partition("://")
-    return f"{scheme}://{user}@{rest.rpartition('@')[2]}"
+    kept = [
+        pair
+        for pair in urlparse(dsn).query.split("&")
+        if pair and "password" not in unquote(pair.partition("=")[0]).lower()
+    ]
+    query = "?" + "&".join(kept) if kept else ""
+    return f"{scheme}://{user}@{rest.rpartition('@')[2]}{query}"
 
 
 def _user(dsn: str) -> str:

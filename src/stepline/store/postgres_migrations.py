@@ -10,7 +10,9 @@ cannot_migrate`).
 
 Tables go where this connection's unqualified ``CREATE TABLE`` puts them, the first schema
 of its ``search_path`` that exists, and are looked for there: the same place the store's
-unqualified queries find them.
+unqualified queries find them. Tables found only further down the path (a role's own schema
+first, the owner's tables in ``public``) are refused, as is a path with no schema: either
+would otherwise start a second, empty Stepline or fail with PostgreSQL's words.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ import asyncpg
 
 from stepline.store import postgres_queries as q
 from stepline.store.migrations import Migration, load_migrations, refuse_newer_schema
-from stepline.store.postgres_access import cannot_migrate, read_only_server
+from stepline.store.postgres_access import (
+    cannot_migrate,
+    cannot_use_tables,
+    no_schema,
+    read_only_server,
+    tables_elsewhere,
+)
 
 __all__ = ["migrate"]
 
@@ -39,10 +47,19 @@ async def migrate(conn: asyncpg.Connection, dsn: str) -> list[Migration]:
     await conn.execute("SELECT pg_advisory_lock($1)", q.MIGRATION_LOCK)
     try:
         state = await conn.fetchrow(q.SCHEMA_STATE)
+        if state["schema"] is None:
+            raise no_schema(dsn, await conn.fetchval("SHOW search_path"))
+        if state["found_in"] is not None and state["found_in"] != state["schema"]:
+            # Another role's tables, further down this role's search_path: creating a fresh
+            # Stepline in the first schema would silently start from nothing.
+            raise tables_elsewhere(dsn, schema=state["schema"], found_in=state["found_in"])
         migrations = load_migrations("postgres")
         applied: dict[int, str] = {}
         if state["recorded"]:
-            applied = {row[0]: row[1] for row in await conn.fetch(q.APPLIED_MIGRATIONS)}
+            try:
+                applied = {row[0]: row[1] for row in await conn.fetch(q.APPLIED_MIGRATIONS)}
+            except asyncpg.InsufficientPrivilegeError as error:
+                raise cannot_use_tables(dsn, error, schema=state["schema"]) from error
         refuse_newer_schema(applied, migrations)
         if state["read_only"]:
             # A standby, say: refused at start, not at the first write. The CREATE TABLE
