@@ -7,12 +7,16 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from stepline.store import sqlite_connections
 from stepline.store.migrations import Migration, load_migrations
+from stepline.store.postgres_access import public_url
+from stepline.store.sqlite import SqliteStore
 from tests.cli_live.live import clean_environment, stepline_command
 from tests.store.databases import (
     blocking,
@@ -81,6 +85,9 @@ def test_applies_every_migration_then_says_the_schema_is_current(
 ) -> None:
     migrations = known(backend)
     last = named(migrations[-1])
+    shown = public_url(database) if backend == "postgres" else database
+    # A SQLite path with no file may be a mistyped one: made, and said so.
+    created = [f"created a new SQLite database at {database} (there was no file)"]
 
     first = migrate(database)
     again = migrate(database, by_environment=True)  # STEPLINE_DATABASE, as serve reads it
@@ -88,22 +95,26 @@ def test_applies_every_migration_then_says_the_schema_is_current(
     assert first.returncode == 0, first.stderr
     assert first.stderr == ""
     assert first.stdout.splitlines() == [
+        *(created if backend == "sqlite" else []),
         *(f"applied {named(m)}" for m in migrations),
-        f"the schema of {database} is current ({last})",
+        f"the schema of {shown} is current ({last})",
     ]
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines() == [
-        f"the schema of {database} is current ({last}): nothing to apply"
+        f"the schema of {shown} is current ({last}): nothing to apply"
     ]
 
 
-def test_applies_only_what_is_pending(tmp_path: Path) -> None:
+async def test_applies_only_what_is_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "stepline.sqlite3"
     migrations = known("sqlite")
-    assert migrate(str(path)).returncode == 0
-    with sqlite3.connect(path) as conn:  # as an older release left it, its index aside
-        conn.execute("DELETE FROM schema_migrations WHERE version = ?", (migrations[-1].number,))
-    conn.close()
+    with monkeypatch.context() as older:  # the release before the last migration
+        older.setattr(sqlite_connections, "load_migrations", lambda _backend: migrations[:-1])
+        store = SqliteStore(path)
+        await store.open()
+        await store.close()
 
     done = migrate(f"sqlite:///{path}")
 
@@ -112,6 +123,9 @@ def test_applies_only_what_is_pending(tmp_path: Path) -> None:
         f"applied {named(migrations[-1])}",
         f"the schema of {path} is current ({named(migrations[-1])})",
     ]
+    with closing(sqlite3.connect(path)) as conn:
+        recorded = [row[0] for row in conn.execute("SELECT version FROM schema_migrations")]
+    assert sorted(recorded) == [m.number for m in migrations]
 
 
 def test_refuses_a_database_that_a_newer_stepline_migrated(backend: str, database: str) -> None:

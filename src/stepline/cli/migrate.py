@@ -23,6 +23,8 @@ def migrate_command(database: DatabaseOption = DEFAULT_DATABASE) -> None:
     """Apply pending schema migrations to the database and exit (a deploy step)."""
     with report_errors(local=True):
         upgrade = asyncio.run(upgrade_schema(database))
+        if upgrade.created:
+            say(f"created a new SQLite database at {upgrade.database} (there was no file)")
         for migration in upgrade.applied:
             say(f"applied {migration.number:04d}_{migration.name}")
         current = f"{upgrade.current.number:04d}_{upgrade.current.name}"

@@ -24,6 +24,7 @@ from typing import Any
 
 from stepline.errors import StaleRunError
 from stepline.store import sqlite_queries as q
+from stepline.store.migrations import Migration
 from stepline.store.port import Notice
 from stepline.store.records import EventRecord, InstanceRecord, StepRecord
 from stepline.store.sqlite_catalog import SqliteCatalog
@@ -73,6 +74,7 @@ class SqliteStore(SqliteConnections, SqliteInstances, SqliteCatalog):
         self._subscribers: list[Callable[[Notice], None]] = []
         self._engine_lock = EngineLock(self.path)
         self._inbox: NoticeInbox | None = None
+        self._applied_at_open: list[Migration] = []
         """While this process runs the file's engine: the notices of the other processes."""
         self._sender = NoticeSender(socket_path(self.path))
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from stepline.errors import StoreUnavailable
 from stepline.store import sqlite_queries as q
-from stepline.store.migrations import load_migrations, refuse_newer_schema
+from stepline.store.migrations import Migration, load_migrations, refuse_newer_schema
 from stepline.store.port import Notice
 from stepline.store.sqlite_access import check_writable, is_refusal, not_writable
 from stepline.store.sqlite_engine_lock import EngineLock
@@ -64,6 +64,7 @@ class SqliteConnections:
     _inbox: NoticeInbox | None
     _sender: NoticeSender
     _deliver: Callable[[Notice], None]
+    _applied_at_open: list[Migration]
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -144,7 +145,7 @@ class SqliteConnections:
         try:
             await asyncio.to_thread(self._writer.start)
             try:
-                await self._write(_migrate)
+                self._applied_at_open = await self._write(_migrate)
             except BaseException:  # a refused schema, say: leave no writer thread holding it
                 await asyncio.to_thread(self._writer.stop)
                 raise
@@ -153,6 +154,14 @@ class SqliteConnections:
             if said is error:
                 raise
             raise said from error
+
+    async def apply_migrations(self) -> list[Migration]:
+        """Apply the migrations the file lacks, and return them (``stepline migrate``). SQLite
+        applies them at open, in the writer's transaction, and nothing else at open needs a
+        privilege that writing does not: this opens the store and closes it."""
+        await self.open()
+        await self.close()
+        return self._applied_at_open
 
     @property
     def available(self) -> bool:
@@ -219,21 +228,21 @@ def _probe_write(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA user_version = {int(version)}")
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def _migrate(conn: sqlite3.Connection) -> list[Migration]:
     """Apply the migrations not yet applied, in the writer's transaction (one process at a
-    time); refuse, before any, a database that a newer Stepline migrated."""
+    time), and return them; refuse, before any, a database that a newer Stepline migrated."""
     conn.execute(q.CREATE_MIGRATIONS_TABLE)
     migrations = load_migrations("sqlite")
     applied = dict(conn.execute(q.APPLIED_MIGRATIONS).fetchall())
     refuse_newer_schema(applied, migrations)
-    for migration in migrations:
-        if migration.number in applied:
-            continue
+    pending = [m for m in migrations if m.number not in applied]
+    for migration in pending:
         for statement in _split_sql(migration.sql):
             conn.execute(statement)
         conn.execute(
             q.RECORD_MIGRATION, (migration.number, migration.name, int(time.time() * 1000))
         )
+    return pending
 
 
 def _split_sql(script: str) -> list[str]:
