@@ -79,13 +79,9 @@ def test_postgres_scenario_runs_on_a_database_of_its_own_and_drops_it(tmp_path: 
 
 
 async def _databases(url: str) -> list[str]:
-    import asyncpg
+    from tests.store.databases import fetch_rows
 
-    conn = await asyncpg.connect(url)
-    try:
-        return [row[0] for row in await conn.fetch("SELECT datname FROM pg_database")]
-    finally:
-        await conn.close()
+    return [row[0] for row in await fetch_rows(url, "SELECT datname FROM pg_database")]
 
 
 @pytest.mark.slow

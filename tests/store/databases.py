@@ -86,6 +86,15 @@ async def drop_database(url: str, name: str) -> None:
         await conn.close()
 
 
+async def fetch_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` on the database at ``url``, on a connection of its own."""
+    conn = await asyncpg.connect(url)
+    try:
+        return [tuple(row) for row in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
 async def make_template(url: str) -> str:
     """A new database with every migration applied, to clone tests' databases from."""
     name = unique_name("stepline_template")

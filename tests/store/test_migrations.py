@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from stepline.errors import CannotSendEvent
+from stepline.errors import CannotSendEvent, StoreUnavailable
 from stepline.store import postgres_migrations as postgres_module
 from stepline.store import postgres_queries, sqlite_connections
 from stepline.store.migrations import Migration, load_migrations
@@ -22,7 +22,14 @@ from stepline.store.postgres import PostgresStore
 from stepline.store.records import InstanceRecord
 from stepline.store.sqlite import SqliteStore
 
-from .databases import blocking, create_database, drop_database, postgres_url, unique_name
+from .databases import (
+    blocking,
+    create_database,
+    drop_database,
+    fetch_rows,
+    postgres_url,
+    unique_name,
+)
 
 Dump = list[tuple[Any, ...]]
 
@@ -147,22 +154,69 @@ async def test_processes_starting_together_migrate_once(
 @pytest.mark.postgres
 async def test_a_start_waits_for_a_migration_that_outlasts_the_command_timeout(
     postgres_databases: Callable[[], Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The lock is held while another process migrates, an index build included: however long
     that takes, a start waits for it rather than failing on the queries' timeout."""
     url = await postgres_databases()
     migrating = await asyncpg.connect(url)  # another process, migrating
     await migrating.execute("SELECT pg_advisory_lock($1)", postgres_queries.MIGRATION_LOCK)
+    monkeypatch.setattr(postgres_module, "_SAY_WAITING_EVERY_S", 0.5)
     store = PostgresStore(url, command_timeout=0.5)
     opening = asyncio.create_task(store.open())
     try:
         await asyncio.sleep(1.5)
         assert not opening.done()
+        # The wait is said, with the session that holds the lock.
+        holder = f"PostgreSQL backend pid {migrating.get_server_pid()} holds the migration lock"
+        assert any(holder in r.getMessage() for r in caplog.records), caplog.text
     finally:
         await migrating.execute("SELECT pg_advisory_unlock($1)", postgres_queries.MIGRATION_LOCK)
         await migrating.close()
     await asyncio.wait_for(opening, 30)
     await store.close()
+
+
+async def test_a_migration_queued_behind_a_long_transaction_gives_up_in_one_line(
+    postgres_databases: Callable[[], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A migration's DDL waiting for a table that a long transaction holds would hold up every
+    query on that table behind it: it gives up after the command timeout, applies nothing of
+    itself, and a later start applies it."""
+    url = await postgres_databases()
+    known = load_migrations("postgres")
+    with monkeypatch.context() as patch:
+        applying_first(patch, postgres_module, len(known) - 1)
+        await _open_and_close(PostgresStore(url))
+    reading = await asyncpg.connect(url)  # a long transaction of another process
+    reading_tx = reading.transaction()
+    await reading_tx.start()
+    await reading.fetch("SELECT 1 FROM instances LIMIT 1")
+    try:
+        with pytest.raises(StoreUnavailable) as waited:
+            await asyncio.wait_for(PostgresStore(url, command_timeout=0.5).open(), 20)
+    finally:
+        await reading_tx.rollback()
+        await reading.close()
+    said = str(waited.value)
+    assert "\n" not in said
+    assert f"schema migration {known[-1].number:04d}_{known[-1].name} waited over 0.5 s" in said
+    store = PostgresStore(url)
+    await store.open()
+    try:
+        assert await _applied(url) == [m.number for m in known]
+    finally:
+        await store.close()
+
+
+async def _open_and_close(store: PostgresStore) -> None:
+    await store.open()
+    await store.close()
+
+
+async def _applied(url: str) -> list[int]:
+    return [r[0] for r in await fetch_rows(url, "SELECT version FROM schema_migrations ORDER BY 1")]
 
 
 @pytest.fixture

@@ -227,6 +227,23 @@ async def test_a_role_whose_own_schema_comes_first_is_refused_when_the_tables_ar
     await start_once(with_query(app, "search_path=public"))  # as the refusal says
 
 
+async def test_another_tools_schema_migrations_further_down_the_path_is_not_stepline(
+    empty_database: str, as_app_role: AsRole
+) -> None:
+    """Rails, Ecto, golang-migrate and dbmate keep a ``schema_migrations`` of their own (no
+    ``applied_on``): one in ``public`` is not Stepline's tables elsewhere, and a role with a
+    schema of its own makes Stepline's there."""
+    await as_owner(empty_database, "CREATE TABLE schema_migrations (version varchar PRIMARY KEY)")
+    app = await as_app_role(empty_database)
+    role = urlparse(app).username
+    await as_owner(empty_database, f"CREATE SCHEMA AUTHORIZATION {role}")
+
+    await start_once(app)
+
+    assert "instances" in await tables(empty_database, schema=role)
+    assert await tables(empty_database) == ["schema_migrations"]  # the other tool's, as it was
+
+
 async def test_a_start_with_no_schema_on_its_search_path_is_refused_in_one_line(
     empty_database: str,
 ) -> None:

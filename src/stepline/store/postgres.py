@@ -130,7 +130,7 @@ class PostgresStore(PostgresCatalog):
         try:
             conn = await self._db.connect(timed=False)  # see migrate
             try:
-                await migrate(conn, self.dsn)
+                await migrate(conn, self.dsn, timeout=self._db.command_timeout)
             finally:
                 await conn.close()
             await self._listener.start()
@@ -145,7 +145,7 @@ class PostgresStore(PostgresCatalog):
         with said_at_start(self.dsn):
             conn = await self._db.connect(timed=False)  # see migrate
             try:
-                return await migrate(conn, self.dsn)
+                return await migrate(conn, self.dsn, timeout=self._db.command_timeout)
             finally:
                 await conn.close()
 

@@ -17,11 +17,13 @@ would otherwise start a second, empty Stepline or fail with PostgreSQL's words.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 import asyncpg
 
+from stepline.errors import StoreUnavailable
 from stepline.store import postgres_queries as q
 from stepline.store.migrations import Migration, load_migrations, refuse_newer_schema
 from stepline.store.postgres_access import (
@@ -36,19 +38,25 @@ __all__ = ["migrate"]
 
 log = logging.getLogger("stepline.store.postgres")
 
+_LOCK_POLL_S = 0.25
+_SAY_WAITING_EVERY_S = 10.0
 
-async def migrate(conn: asyncpg.Connection, dsn: str) -> list[Migration]:
+
+async def migrate(conn: asyncpg.Connection, dsn: str, *, timeout: float) -> list[Migration]:
     """Apply the migrations not yet applied, one process at a time, and return them (none
     when the schema was current); refuse, before any, a database that a newer Stepline
     migrated (under the lock, so not half-way through its migrating). ``dsn``: the database's,
-    for what a refusal says."""
-    # On a connection with no command timeout (the caller's): the lock is held while another
-    # process migrates, and one migration may build an index for as long as it takes.
-    await conn.execute("SELECT pg_advisory_lock($1)", q.MIGRATION_LOCK)
+    for what a refusal says.
+
+    ``conn`` has no command timeout: a migration may build an index for as long as that takes.
+    Everything else is bounded by ``timeout``: each query, and each lock a migration waits for
+    (``lock_timeout``: DDL queued behind a long transaction would hold up every query on its
+    table meanwhile). The wait for another process's migrating is not: it is logged."""
+    await _take_migration_lock(conn, timeout)
     try:
-        state = await conn.fetchrow(q.SCHEMA_STATE)
+        state = await conn.fetchrow(q.SCHEMA_STATE, timeout=timeout)
         if state["schema"] is None:
-            raise no_schema(dsn, await conn.fetchval("SHOW search_path"))
+            raise no_schema(dsn, await conn.fetchval("SHOW search_path", timeout=timeout))
         if state["found_in"] is not None and state["found_in"] != state["schema"]:
             # Another role's tables, further down this role's search_path: creating a fresh
             # Stepline in the first schema would silently start from nothing.
@@ -57,7 +65,8 @@ async def migrate(conn: asyncpg.Connection, dsn: str) -> list[Migration]:
         applied: dict[int, str] = {}
         if state["recorded"]:
             try:
-                applied = {row[0]: row[1] for row in await conn.fetch(q.APPLIED_MIGRATIONS)}
+                rows = await conn.fetch(q.APPLIED_MIGRATIONS, timeout=timeout)
+                applied = {row[0]: row[1] for row in rows}
             except asyncpg.InsufficientPrivilegeError as error:
                 raise cannot_use_tables(dsn, error, schema=state["schema"]) from error
         refuse_newer_schema(applied, migrations)
@@ -68,8 +77,10 @@ async def migrate(conn: asyncpg.Connection, dsn: str) -> list[Migration]:
         pending = [m for m in migrations if m.number not in applied]
         done = 0
         try:
+            if pending:
+                await conn.execute(f"SET lock_timeout = {int(timeout * 1000)}", timeout=timeout)
             if pending and not state["recorded"]:
-                await conn.execute(q.CREATE_MIGRATIONS_TABLE)
+                await conn.execute(q.CREATE_MIGRATIONS_TABLE, timeout=timeout)
             for migration in pending:
                 # Each in a transaction of its own: one that fails leaves nothing of itself.
                 async with conn.transaction():
@@ -85,6 +96,31 @@ async def migrate(conn: asyncpg.Connection, dsn: str) -> list[Migration]:
         except asyncpg.InsufficientPrivilegeError as error:
             schema = None if state["recorded"] else state["schema"]
             raise cannot_migrate(dsn, error, pending[done:], schema=schema) from error
+        except asyncpg.LockNotAvailableError:
+            waited = pending[done]
+            raise StoreUnavailable(
+                f"schema migration {waited.number:04d}_{waited.name} waited over {timeout:g} s "
+                "for a lock on its table, which another session's transaction holds: start "
+                "again once it has ended (nothing of that migration was applied)"
+            ) from None
         return pending
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", q.MIGRATION_LOCK)
+        await conn.execute("SELECT pg_advisory_unlock($1)", q.MIGRATION_LOCK, timeout=timeout)
+
+
+async def _take_migration_lock(conn: asyncpg.Connection, timeout: float) -> None:
+    """Take the migration lock, waiting while another process migrates for as long as that
+    takes, and saying so every 10 seconds with the session that holds it (one left by a
+    client that vanished holds it until the server notices)."""
+    waited_s = 0.0
+    while not await conn.fetchval(q.TRY_MIGRATION_LOCK, q.MIGRATION_LOCK, timeout=timeout):
+        if waited_s and waited_s % _SAY_WAITING_EVERY_S == 0:
+            holder = await conn.fetchval(q.MIGRATION_LOCK_HOLDER, q.MIGRATION_LOCK, timeout=timeout)
+            log.warning(
+                "waiting for another process's schema migration to end (PostgreSQL backend "
+                "pid %s holds the migration lock; waited %.0f s)",
+                holder,
+                waited_s,
+            )
+        await asyncio.sleep(_LOCK_POLL_S)
+        waited_s += _LOCK_POLL_S

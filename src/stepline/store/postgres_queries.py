@@ -28,21 +28,28 @@ _FINISHED = "('complete', 'errored', 'terminated')"
 _RETAIN = DEFAULT_RETENTION_MS
 
 MIGRATION_LOCK = 0x5374_6570_6C69_6E65
+TRY_MIGRATION_LOCK = "SELECT pg_try_advisory_lock($1)"
+MIGRATION_LOCK_HOLDER = (
+    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+    "AND ((classid::bigint << 32) | objid::bigint) = $1 LIMIT 1"
+)
 """The advisory lock that serialises migrations across processes ("Stepline" in ASCII)."""
 
 SCHEMA_STATE = (
     "SELECT current_schema() AS schema, "
     "to_regclass(quote_ident(current_schema()) || '.schema_migrations') IS NOT NULL AS recorded, "
     "(SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE c.oid = to_regclass('schema_migrations')) AS found_in, "
+    "WHERE c.oid = to_regclass('schema_migrations') AND EXISTS (SELECT 1 FROM pg_attribute a "
+    "WHERE a.attrelid = c.oid AND a.attname = 'applied_on' AND NOT a.attisdropped)) AS found_in, "
     "current_setting('transaction_read_only') = 'on' AS read_only"
 )
 """Where this connection's unqualified CREATE TABLE would go (the first schema of its
 ``search_path`` that exists and it may use), whether ``schema_migrations`` is there, the
-schema where its unqualified name finds one (a later schema of the path: another role's
-tables), and whether the server takes writes: what a start looks at before it does any DDL.
-NULL-safe: with no schema on the path, ``current_schema()`` is NULL and so is the
-``to_regclass``."""
+schema where its unqualified name finds Stepline's (a later schema of the path: another
+role's tables; a ``schema_migrations`` without ``applied_on`` is another tool's, Rails' or
+golang-migrate's, and is not counted), and whether the server takes writes: what a start
+looks at before it does any DDL. NULL-safe: with no schema on the path, ``current_schema()``
+is NULL and so is the ``to_regclass``."""
 CREATE_MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations "
     "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_on BIGINT NOT NULL)"
