@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,10 @@ import pytest
 from stepline import Stepline
 from tests.cli_live.live import clean_environment, free_port, stepline_command
 
-from .test_serve_signals import FLOWS  # the same slow step, under another module name
+from .test_serve_signals import (  # the same slow step, under another module name
+    FLOWS,
+    start_slow_instance,
+)
 from .unprivileged import unprivileged
 
 NEEDS = (
@@ -133,19 +135,7 @@ def test_a_folder_turned_read_only_while_serving_stops_cleanly_and_keeps_its_wri
     try:
         base = f"http://127.0.0.1:{port}/client/v4/accounts/acct/workflows/slow/instances"
         headers = {"Authorization": "Bearer tok-read-only"}
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, log_path.read_text()
-            try:
-                created = httpx.post(base, json={"instance_id": "before"}, headers=headers)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
-        assert created.status_code == 200, created.text
-        while not started.exists():
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.02)
+        start_slow_instance(server, log_path, base, headers, "before", started)
         folder.chmod(0o555)
         later = httpx.post(base, json={"instance_id": "after"}, headers=headers)
         assert later.status_code == 200, later.text

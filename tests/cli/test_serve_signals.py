@@ -70,19 +70,7 @@ def test_a_signal_lets_the_executing_step_finish_and_exits_0(
     try:
         base = f"http://127.0.0.1:{port}/client/v4/accounts/acct/workflows/slow/instances"
         headers = {"Authorization": "Bearer tok-signals"}
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, log_path.read_text()
-            try:
-                created = httpx.post(base, json={"instance_id": "s1"}, headers=headers)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
-        assert created.status_code == 200, created.text
-        while not started.exists():
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.02)
+        start_slow_instance(server, log_path, base, headers, "s1", started)
         server.send_signal(signum)
         code = server.wait(timeout=30)
     finally:
@@ -95,6 +83,31 @@ def test_a_signal_lets_the_executing_step_finish_and_exits_0(
     [step] = view["steps"]
     assert step["success"] is True, view  # finished and recorded before the process ended
     assert step["output"] == "done"
+
+
+def start_slow_instance(
+    server: subprocess.Popen[bytes],
+    log_path: Path,
+    base: str,
+    headers: dict[str, str],
+    instance_id: str,
+    started: Path,
+) -> None:
+    """Create ``instance_id`` at ``base`` once the server answers, and wait until its slow
+    step has started (it touches ``started``); the server's log says why if it never does."""
+    deadline = time.monotonic() + 30
+    while True:
+        assert server.poll() is None, log_path.read_text()
+        try:
+            created = httpx.post(base, json={"instance_id": instance_id}, headers=headers)
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+    assert created.status_code == 200, created.text
+    while not started.exists():
+        assert time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.02)
 
 
 async def _describe(database: str, instance_id: str) -> dict[str, Any]:
