@@ -83,6 +83,23 @@ def test_postgresql_that_does_not_answer(command: str) -> None:
     assert "s3cret" not in line
 
 
+@pytest.mark.parametrize("command", ["serve", "worker", "migrate"])
+@pytest.mark.parametrize("password", ["pa/ss", "p?w", "p#w", "p@w", "12/34"])
+def test_a_postgresql_password_that_is_not_percent_encoded(command: str, password: str) -> None:
+    """asyncpg read a part of it as the port (a traceback with it in the message) or as the
+    host (``12/34``: host stepline, port 12), and the URL shown held part of it."""
+    url = f"postgresql://stepline:{password}@127.0.0.1:{free_port()}/stepline"
+
+    line = _one_line(_stepline(command, "--database", url))
+
+    assert line.startswith(
+        "error: cannot use the PostgreSQL URL postgresql://stepline:***@127.0.0.1:"
+    )
+    assert "must be percent-encoded in the URL" in line
+    assert password not in line
+    assert "/ss" not in line and "w@" not in line and "/34" not in line
+
+
 @pytest.mark.postgres
 def test_postgresql_that_does_not_let_the_user_create_the_tables() -> None:
     server = postgres_url()

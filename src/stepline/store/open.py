@@ -31,21 +31,29 @@ def open_store(url: str = DEFAULT_DATABASE, *, synchronous: str = "FULL") -> Sto
                 "postgresql://host/database"
             )
         return SqliteStore(Path(url), synchronous=synchronous)
+    if url.partition("://")[0].lower() in _POSTGRES_SCHEMES:
+        return _postgres_store(url)
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else parsed.path
         if not path:
             raise ConfigError(f"{url!r} names no file: use sqlite:///path/to/file.sqlite3")
         return SqliteStore(Path(path), synchronous=synchronous)
-    if parsed.scheme in _POSTGRES_SCHEMES:
-        from stepline.store.postgres import PostgresStore  # asyncpg only when asked for
-
-        query = dict(parse_qsl(parsed.query, keep_blank_values=True))
-        pool_size = query.pop("pool_size", "10")
-        if not pool_size.isdigit() or int(pool_size) < 1:
-            raise ConfigError(f"pool_size must be a whole number above 0, not {pool_size!r}")
-        dsn = urlunparse(parsed._replace(query=urlencode(query)))
-        return PostgresStore(dsn, max_size=int(pool_size))
     raise ConfigError(
         f"unsupported database URL {url!r}: use sqlite:///path or postgresql://host/database"
     )
+
+
+def _postgres_store(url: str) -> Store:
+    from stepline.store.postgres import PostgresStore  # asyncpg only when asked for
+    from stepline.store.postgres_access import refuse_unencoded_credentials
+
+    # Before any parsing: a password with a "/" or "?" would be cut, and its query mangled.
+    refuse_unencoded_credentials(url)
+    parsed = urlparse(url)
+    query = dict(parse_qsl(parsed.query, keep_blank_values=True))
+    pool_size = query.pop("pool_size", "10")
+    if not pool_size.isdigit() or int(pool_size) < 1:
+        raise ConfigError(f"pool_size must be a whole number above 0, not {pool_size!r}")
+    dsn = urlunparse(parsed._replace(query=urlencode(query)))
+    return PostgresStore(dsn, max_size=int(pool_size))

@@ -46,7 +46,7 @@ from stepline.store.port import (
     Notice,
     notice_to_json,
 )
-from stepline.store.postgres_access import said_at_start
+from stepline.store.postgres_access import refuse_unencoded_credentials, said_at_start
 from stepline.store.postgres_catalog import PostgresCatalog
 from stepline.store.postgres_migrations import migrate
 from stepline.store.postgres_notices import NoticeListener
@@ -92,6 +92,7 @@ class PostgresStore(PostgresCatalog):
         connect_timeout: float = 5.0,
         command_timeout: float = 60.0,
     ) -> None:
+        refuse_unencoded_credentials(dsn)  # before a parser takes part of it for the host
         self.dsn = dsn
         self.write_grace_s = write_grace_s
         """How long a runner's write waits for an unreachable database before giving up."""

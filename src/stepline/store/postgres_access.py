@@ -8,9 +8,11 @@ what PostgreSQL answered and what to do.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from urllib.parse import unquote, urlparse
+from dataclasses import dataclass
+from urllib.parse import unquote
 
 import asyncpg
 
@@ -24,6 +26,7 @@ __all__ = [
     "no_schema",
     "public_url",
     "read_only_server",
+    "refuse_unencoded_credentials",
     "said_at_start",
     "tables_elsewhere",
 ]
@@ -31,15 +34,81 @@ __all__ = [
 _CHECK_SERVER = "check that PostgreSQL is running there and that the URL's host and port are right"
 
 
+_ENDS_AUTHORITY = re.compile(r"[/?#]")
+_QUERY = re.compile(r"\?[A-Za-z_][A-Za-z0-9_.]*=")
+"""A query as a URL's ends it: ``?`` and a parameter's name (``?sslmode=``, ``?password=``)."""
+_MUST_BE_ENCODED = frozenset("@/?#[]")
+"""What a user or password may not hold as it is: each ends or splits the URL's authority
+(asyncpg's parser and Python's cut it at the first ``/``, ``?`` or ``#`` and take the first
+``@`` as the end of the password; Python's refuses a ``[`` or ``]`` outside an IPv6 host)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Url:
+    """A PostgreSQL URL as written, cut where a person who wrote a password into it meant."""
+
+    scheme: str
+    credentials: str | None = None
+    """The user and password, up to the last ``@``; None if there are none."""
+    where: str | None = None
+    """The hosts and the database; None when they cannot be told apart from a password."""
+    query: str = ""
+    """What follows the ``?`` after ``where``, as written."""
+
+    @property
+    def user(self) -> str:
+        return (self.credentials or "").partition(":")[0]
+
+
+def _read_url(dsn: str) -> _Url:
+    """``dsn`` read so that no part of a password is taken for anything else: the user and
+    password run to the last ``@``, not the first ``/``, ``?`` or ``#``. But an ``@`` in a
+    query may be a value's (``?password=p@ss``) or end a password that holds ``?name=``:
+    either way what follows it may be a password, and the hosts and database are not known."""
+    scheme, _, rest = dsn.partition("://")
+    at = rest.rfind("@")
+    query = _QUERY.search(rest)
+    if at > _ends(rest, _ENDS_AUTHORITY) and query is not None and query.start() < at:
+        return _Url(scheme)
+    after = rest[at + 1 :]
+    where, _, query_text = after.partition("#")[0].partition("?")
+    return _Url(scheme, rest[:at] if at >= 0 else None, where, query_text)
+
+
+def _ends(text: str, ending: re.Pattern[str]) -> int:
+    found = ending.search(text)
+    return found.start() if found else len(text)
+
+
+def _database(dsn: str) -> str:
+    """The URL's database, as written; empty if it names none (or cannot be told)."""
+    return (_read_url(dsn).where or "").partition("/")[2]
+
+
 def public_url(dsn: str) -> str:
-    """``dsn`` without its password and its query (which may hold one)."""
-    parsed = urlparse(dsn)
-    user = parsed.username or ""
-    if user and parsed.password is not None:
+    """``dsn`` without its password and its query (which may hold one), whatever the password
+    holds. Several hosts (``h1:5432,h2:5433``) and ``[::1]`` are kept as written."""
+    url = _read_url(dsn)
+    if url.where is None:
+        return f"{url.scheme}://***"
+    user = url.user
+    if user and ":" in (url.credentials or ""):
         user += ":***"
-    # As written, not parsed: several hosts (``h1:5432,h2:5433``) or ``[::1]`` are valid.
-    hosts = parsed.netloc.rpartition("@")[2]
-    return f"{parsed.scheme}://{user}{'@' if user else ''}{hosts}{parsed.path}"
+    return f"{url.scheme}://{user}{'@' if user else ''}{url.where}"
+
+
+def refuse_unencoded_credentials(dsn: str) -> None:
+    """Refuse a URL whose user or password holds a character that every parser reads as the
+    end of it: part of the password would be taken for the host, the port or the database
+    (``postgresql://app:12/34@db/x`` connects to host ``app``, port 12), or fail to parse
+    with it in the message."""
+    url = _read_url(dsn)
+    if url.credentials is not None and _MUST_BE_ENCODED & set(url.credentials):
+        raise ConfigError(
+            f"cannot use the PostgreSQL URL {public_url(dsn)}: a password (or user) that holds "
+            "@, /, ?, #, [ or ] must be percent-encoded in the URL, each as %40, %2F, %3F, %23, "
+            "%5B or %5D, else part of it is read as the host, the port or the database"
+        )
 
 
 @contextmanager
@@ -69,7 +138,7 @@ def cannot_open(dsn: str, error: BaseException) -> BaseException:
         return said
     if isinstance(error, asyncpg.InsufficientPrivilegeError):
         if str(error).startswith("permission denied for database"):  # no CONNECT, at login
-            name = urlparse(dsn).path.lstrip("/")
+            name = _database(dsn)
             database = _identifier(name) if name else "<database>"
             return DatabaseNotWritable(
                 f"cannot connect to PostgreSQL database {url}: {error}; grant this user the "
@@ -163,20 +232,19 @@ def cannot_migrate(
 def _with_user(dsn: str, user: str) -> str:
     """:func:`public_url` of ``dsn`` with another user in it, and its query as written but
     for a password: a command to copy needs the search_path, host or sslmode it names."""
-    url = public_url(dsn)
-    scheme, _, rest = url.partition("://")
+    url = _read_url(dsn)
     kept = [
         pair
-        for pair in urlparse(dsn).query.split("&")
+        for pair in url.query.split("&")
         if pair and "password" not in unquote(pair.partition("=")[0]).lower()
     ]
     query = "?" + "&".join(kept) if kept else ""
-    return f"{scheme}://{user}@{rest.rpartition('@')[2]}{query}"
+    return f"{url.scheme}://{user}@{url.where or '***'}{query}"
 
 
 def _user(dsn: str) -> str:
     """The URL's user, for a statement to copy."""
-    user = urlparse(dsn).username
+    user = _read_url(dsn).user
     return _identifier(user) if user else "<user>"
 
 
@@ -197,7 +265,7 @@ def _why(cause: BaseException) -> str:
 
 def _what_to_do(dsn: str, cause: BaseException) -> str:
     if isinstance(cause, asyncpg.InvalidCatalogNameError):
-        name = urlparse(dsn).path.lstrip("/") or "<database>"
+        name = _database(dsn) or "<database>"
         return f"create it (createdb {name}), or correct the URL"
     if isinstance(cause, asyncpg.InvalidAuthorizationSpecificationError):
         return "check the user and password in the URL, and that the server lets them in"
