@@ -19,6 +19,7 @@ from stepline.errors import ConfigError, DatabaseNotWritable
 from stepline.store import postgres_migrations
 from stepline.store.migrations import load_migrations
 from stepline.store.postgres import PostgresStore
+from stepline.store.postgres_access import public_url
 from stepline.testing import wait_for_status
 
 from .databases import create_database, drop_database, postgres_url, unique_name
@@ -242,6 +243,55 @@ async def test_another_tools_schema_migrations_further_down_the_path_is_not_step
 
     assert "instances" in await tables(empty_database, schema=role)
     assert await tables(empty_database) == ["schema_migrations"]  # the other tool's, as it was
+
+
+OTHER_TOOLS = {
+    "rails": (
+        "CREATE TABLE schema_migrations (version varchar PRIMARY KEY)",
+        "INSERT INTO schema_migrations VALUES ('20240101120000')",
+    ),
+    "golang-migrate": (
+        "CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL)",
+        "INSERT INTO schema_migrations VALUES (3, false)",
+    ),
+    "ecto": (
+        "CREATE TABLE schema_migrations (version bigint PRIMARY KEY, inserted_at timestamp(0))",
+        "INSERT INTO schema_migrations VALUES (20240101120000, now())",
+    ),
+    "a version and a name": (  # read as Stepline's: its migration 1 taken as applied
+        "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text)",
+        "INSERT INTO schema_migrations VALUES (1, 'create_users')",
+    ),
+}
+
+
+@pytest.mark.parametrize("tool", sorted(OTHER_TOOLS))
+async def test_another_tools_schema_migrations_where_stepline_would_keep_its_own_is_refused(
+    empty_database: str, tool: str
+) -> None:
+    """It was read as Stepline's record of its migrations: a traceback (column "name" does
+    not exist), or, with that column, another tool's versions taken for Stepline's (a
+    traceback from a later migration on tables that are not there)."""
+    await as_owner(empty_database, *OTHER_TOOLS[tool])
+    user = urlparse(empty_database).username or "<user>"
+    before = await as_owner(empty_database, "SELECT * FROM schema_migrations")
+
+    for start in (start_once, lambda url: PostgresStore(url).apply_migrations()):
+        with pytest.raises(ConfigError) as refused:
+            await start(empty_database)
+
+        said = str(refused.value)
+        assert "\n" not in said
+        assert said.startswith(f"cannot use PostgreSQL database {public_url(empty_database)}: ")
+        assert "table public.schema_migrations is not Stepline's" in said
+        assert "give Stepline a schema of its own" in said
+        assert f"search_path=stepline in the URL's query, or ALTER ROLE {user} SET" in said
+    assert await tables(empty_database) == ["schema_migrations"]
+    assert await as_owner(empty_database, "SELECT * FROM schema_migrations") == before
+
+    await as_owner(empty_database, "CREATE SCHEMA stepline")  # as the refusal says
+    await start_once(with_query(empty_database, "search_path=stepline"))
+    assert "instances" in await tables(empty_database, schema="stepline")
 
 
 async def test_a_start_with_no_schema_on_its_search_path_is_refused_in_one_line(

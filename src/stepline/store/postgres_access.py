@@ -24,6 +24,7 @@ __all__ = [
     "cannot_open",
     "cannot_use_tables",
     "no_schema",
+    "not_stepline_table",
     "public_url",
     "read_only_server",
     "refuse_unencoded_credentials",
@@ -181,6 +182,20 @@ def tables_elsewhere(dsn: str, *, schema: str, found_in: str) -> ConfigError:
         f"would start again with new, empty tables: make every role that runs Stepline use "
         f"one schema (search_path={found_in} in the URL's query, or ALTER ROLE {user} SET "
         f"search_path = {there})"
+    )
+
+
+def not_stepline_table(dsn: str, *, schema: str) -> ConfigError:
+    """A ``schema_migrations`` that is not Stepline's (no ``applied_on``: Rails', Ecto's or
+    golang-migrate's) in ``schema``, where Stepline would keep its own."""
+    there = _identifier(schema)
+    return ConfigError(
+        f"cannot use PostgreSQL database {public_url(dsn)}: table {there}.schema_migrations is "
+        f"not Stepline's (another tool's, such as Rails', Ecto's or golang-migrate's: it has no "
+        f"applied_on column), and schema {there}, first on this user's search_path, is where "
+        "Stepline would keep its own: give Stepline a schema of its own, for every role that "
+        "runs it (CREATE SCHEMA stepline, then search_path=stepline in the URL's query, or "
+        f"ALTER ROLE {_user(dsn)} SET search_path = stepline)"
     )
 
 

@@ -12,7 +12,9 @@ Tables go where this connection's unqualified ``CREATE TABLE`` puts them, the fi
 of its ``search_path`` that exists, and are looked for there: the same place the store's
 unqualified queries find them. Tables found only further down the path (a role's own schema
 first, the owner's tables in ``public``) are refused, as is a path with no schema: either
-would otherwise start a second, empty Stepline or fail with PostgreSQL's words.
+would otherwise start a second, empty Stepline or fail with PostgreSQL's words. So is another
+tool's ``schema_migrations`` (Rails', Ecto's, golang-migrate's) where Stepline's would be:
+Stepline needs a schema of its own there.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from stepline.store.postgres_access import (
     cannot_migrate,
     cannot_use_tables,
     no_schema,
+    not_stepline_table,
     read_only_server,
     tables_elsewhere,
 )
@@ -61,6 +64,11 @@ async def migrate(conn: asyncpg.Connection, dsn: str, *, timeout: float) -> list
             # Another role's tables, further down this role's search_path: creating a fresh
             # Stepline in the first schema would silently start from nothing.
             raise tables_elsewhere(dsn, schema=state["schema"], found_in=state["found_in"])
+        if state["recorded"] and state["found_in"] is None:
+            # The unqualified name finds the one in this schema first, and it is not
+            # Stepline's: reading its rows as Stepline's migrations fails, or takes another
+            # tool's versions for Stepline's.
+            raise not_stepline_table(dsn, schema=state["schema"])
         migrations = load_migrations("postgres")
         applied: dict[int, str] = {}
         if state["recorded"]:

@@ -47,9 +47,10 @@ SCHEMA_STATE = (
 ``search_path`` that exists and it may use), whether ``schema_migrations`` is there, the
 schema where its unqualified name finds Stepline's (a later schema of the path: another
 role's tables; a ``schema_migrations`` without ``applied_on`` is another tool's, Rails' or
-golang-migrate's, and is not counted), and whether the server takes writes: what a start
-looks at before it does any DDL. NULL-safe: with no schema on the path, ``current_schema()``
-is NULL and so is the ``to_regclass``."""
+golang-migrate's, and is not counted: with ``recorded``, no ``found_in`` says the one in this
+schema is such a table), and whether the server takes writes: what a start looks at before
+it does any DDL. NULL-safe: with no schema on the path, ``current_schema()`` is NULL and so
+is the ``to_regclass``."""
 CREATE_MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations "
     "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_on BIGINT NOT NULL)"
