@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlparse, urlunparse
 
@@ -19,6 +20,7 @@ import asyncpg
 import pytest
 
 from stepline.store.postgres import PostgresStore
+from stepline.store.postgres_pool import Database
 
 __all__ = [
     "blocking",
@@ -27,6 +29,7 @@ __all__ = [
     "database_url",
     "drop_database",
     "make_template",
+    "opened_pool",
     "postgres_url",
     "unique_name",
 ]
@@ -93,6 +96,17 @@ async def fetch_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in await conn.fetch(sql)]
     finally:
         await conn.close()
+
+
+@asynccontextmanager
+async def opened_pool(url: str) -> AsyncIterator[Database]:
+    """The PostgreSQL store's pool on ``url``, one connection, open for the block."""
+    db = Database(url, min_size=1, max_size=1)
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()
 
 
 async def make_template(url: str) -> str:

@@ -10,15 +10,15 @@ import pytest
 
 from stepline.store.postgres_pool import Database
 
+from .databases import opened_pool
+
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 async def database(postgres_database: str) -> AsyncIterator[Database]:
-    db = Database(postgres_database, min_size=1, max_size=1)
-    await db.open()
-    yield db
-    await db.close()
+    async with opened_pool(postgres_database) as db:
+        yield db
 
 
 async def test_releasing_a_connection_sends_nothing_more(

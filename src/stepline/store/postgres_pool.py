@@ -19,6 +19,7 @@ from typing import TypeVar
 import asyncpg
 
 from stepline.errors import StoreUnavailable
+from stepline.store.postgres_keepalive import keep_alive
 
 __all__ = ["Database", "is_connection_error"]
 
@@ -50,7 +51,8 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     ALL; UNLISTEN *; RESET ALL``, one more round trip per operation, for session state that
     pooled connections never take: advisory locks are transaction-scoped, cursors live in
     transactions, LISTEN and the migration lock use connections of their own, and nothing is
-    SET."""
+    SET but the keepalive settings that each new connection gets for its whole life
+    (:mod:`stepline.store.postgres_keepalive`)."""
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -93,15 +95,23 @@ class Database:
         with no command timeout, for migrations, whose wait for the lock and whose index
         builds may take longer than any query should."""
         try:
-            return await asyncpg.connect(
-                self.dsn,
-                timeout=self.connect_timeout,
-                command_timeout=self.command_timeout if timed else None,
-            )
+            return await self._connect(command_timeout=self.command_timeout if timed else None)
         except Exception as exc:
             if is_connection_error(exc):
                 raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
             raise
+
+    async def _connect(self, *, command_timeout: float | None = None) -> asyncpg.Connection:
+        """A new connection outside the pool, with keepalive on as in the pool's."""
+        conn = await asyncpg.connect(
+            self.dsn, timeout=self.connect_timeout, command_timeout=command_timeout
+        )
+        try:
+            await keep_alive(conn, timeout=self.connect_timeout)
+        except BaseException:
+            conn.terminate()
+            raise
+        return conn
 
     async def open(self) -> None:
         self._closing = False
@@ -112,6 +122,7 @@ class Database:
                 max_size=self.max_size,
                 timeout=self.connect_timeout,
                 command_timeout=self.command_timeout,
+                init=keep_alive,
                 reset=_keep_session,
             )
         except Exception as exc:
@@ -224,7 +235,7 @@ class Database:
         while True:
             await asyncio.sleep(delay)
             try:
-                conn = await asyncpg.connect(self.dsn, timeout=self.connect_timeout)
+                conn = await self._connect()
                 try:
                     await conn.fetchval("SELECT 1", timeout=self.connect_timeout)
                 finally:

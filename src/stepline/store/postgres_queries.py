@@ -27,6 +27,17 @@ INSTANCE_COLS = INSTANCE_COLUMNS
 _FINISHED = "('complete', 'errored', 'terminated')"
 _RETAIN = DEFAULT_RETENTION_MS
 
+# -- connections and migrations ------------------------------------------------------------
+SERVER_KEEPALIVE = (
+    "SELECT set_config(d.name, d.setting, false) FROM (VALUES "
+    "('tcp_keepalives_idle', '{idle}'), ('tcp_keepalives_interval', '{interval}'), "
+    "('tcp_keepalives_count', '{probes}')) AS d(name, setting) "
+    "JOIN pg_settings s ON s.name = d.name WHERE s.source = 'default'"
+)
+"""The server's keepalive for this session, each setting nobody chose (its source is
+PostgreSQL's default, not the URL's query, ``ALTER ROLE``/``DATABASE ... SET`` or the
+configuration file): a template of integers, so one simple query, one round trip."""
+
 MIGRATION_LOCK = 0x5374_6570_6C69_6E65
 TRY_MIGRATION_LOCK = "SELECT pg_try_advisory_lock($1)"
 MIGRATION_LOCK_HOLDER = (
