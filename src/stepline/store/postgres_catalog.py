@@ -1,8 +1,9 @@
 """The PostgreSQL store's catalog: workflows, versions, schedules and tokens, and the
 one-statement helpers every part of the store uses.
 
-The base of :class:`~stepline.store.postgres.PostgresStore`, split out to keep each module
-about one thing.
+A mixin of :class:`~stepline.store.postgres.PostgresStore`, split out to keep each module
+about one thing. The helpers are a class of their own (:class:`PostgresStatements`), the
+base of this mixin and of the instances' (:mod:`~stepline.store.postgres_instances`).
 """
 
 from __future__ import annotations
@@ -25,13 +26,32 @@ from stepline.store.sqlite_rows import (
     workflow_from_row,
 )
 
-__all__ = ["PostgresCatalog"]
+__all__ = ["PostgresCatalog", "PostgresStatements"]
 
 
-class PostgresCatalog:
-    """Workflows, versions, schedules and tokens on PostgreSQL."""
+class PostgresStatements:
+    """One statement on a pooled connection, what the store's parts run most."""
 
     _db: Database
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        result: list[asyncpg.Record] = await self._db.run(lambda c: c.fetch(sql, *args))
+        return result
+
+    async def _fetchrow(self, sql: str, *args: Any, wait_s: float = 0.0) -> asyncpg.Record | None:
+        return await self._db.run(lambda c: c.fetchrow(sql, *args), wait_s=wait_s)
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._db.run(lambda c: c.fetchval(sql, *args))
+
+    async def _execute(self, sql: str, *args: Any) -> str:
+        result: str = await self._db.run(lambda c: c.execute(sql, *args))
+        return result
+
+
+class PostgresCatalog(PostgresStatements):
+    """Workflows, versions, schedules and tokens on PostgreSQL."""
+
     write_grace_s: float
     """How long a runner's write (and the lookups that start a run) waits out an outage."""
 
@@ -227,21 +247,6 @@ class PostgresCatalog:
     async def find_token(self, token_hash: str) -> TokenRecord | None:
         row = await self._fetchrow(q.TOKEN_BY_HASH, token_hash)
         return None if row is None else token_from_row(row)
-
-    # -- one statement -----------------------------------------------------------------------
-    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        result: list[asyncpg.Record] = await self._db.run(lambda c: c.fetch(sql, *args))
-        return result
-
-    async def _fetchrow(self, sql: str, *args: Any, wait_s: float = 0.0) -> asyncpg.Record | None:
-        return await self._db.run(lambda c: c.fetchrow(sql, *args), wait_s=wait_s)
-
-    async def _fetchval(self, sql: str, *args: Any) -> Any:
-        return await self._db.run(lambda c: c.fetchval(sql, *args))
-
-    async def _execute(self, sql: str, *args: Any) -> str:
-        result: str = await self._db.run(lambda c: c.execute(sql, *args))
-        return result
 
 
 async def _put_schedules(
