@@ -39,3 +39,20 @@ def test_sqlite_urls_and_plain_paths_name_a_file(url: str, path: str) -> None:
 def test_urls_that_name_no_database_are_refused(url: str, said: str) -> None:
     with pytest.raises(ConfigError, match=said):
         open_store(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresq://app:s3cret@db/x", "'postgresq://***@db/x'"),  # a scheme's typo
+        ("mysql://root:s3cret@db:3306/x", "'mysql://***@db:3306/x'"),
+        ("postgresql:app:s3cret@db/x", "'postgresql:***@db/x'"),  # the slashes left out
+        ("sqlite:app:s3cret@db", "'sqlite:***@db'"),
+    ],
+)
+def test_a_refused_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    """These were said whole, password and all, in a message that goes to the log."""
+    with pytest.raises(ConfigError) as refused:
+        open_store(url)
+    assert shown in str(refused.value)
+    assert "s3cret" not in str(refused.value)

@@ -27,7 +27,7 @@ def open_store(url: str = DEFAULT_DATABASE, *, synchronous: str = "FULL") -> Sto
         if url.partition(":")[0] in ("sqlite", *_POSTGRES_SCHEMES):
             # A URL with its slashes missing, not a file named "sqlite:..." to create.
             raise ConfigError(
-                f"{url!r} is not a database URL: use sqlite:///path/to/file.sqlite3 or "
+                f"{_shown(url)!r} is not a database URL: use sqlite:///path/to/file.sqlite3 or "
                 "postgresql://host/database"
             )
         return SqliteStore(Path(url), synchronous=synchronous)
@@ -40,8 +40,19 @@ def open_store(url: str = DEFAULT_DATABASE, *, synchronous: str = "FULL") -> Sto
             raise ConfigError(f"{url!r} names no file: use sqlite:///path/to/file.sqlite3")
         return SqliteStore(Path(path), synchronous=synchronous)
     raise ConfigError(
-        f"unsupported database URL {url!r}: use sqlite:///path or postgresql://host/database"
+        f"unsupported database URL {_shown(url)!r}: use sqlite:///path or postgresql://host/database"
     )
+
+
+def _shown(url: str) -> str:
+    """``url`` as a refusal may show it: anything before its last ``@`` may hold a password."""
+    before, at, after = url.rpartition("@")
+    if not at:
+        return url
+    scheme, slashes, _ = before.partition("://")
+    if not slashes:
+        scheme, slashes = before.partition(":")[0], ":"
+    return f"{scheme}{slashes}***@{after}"
 
 
 def _postgres_store(url: str) -> Store:

@@ -23,6 +23,7 @@ __all__ = [
     "cannot_migrate",
     "cannot_open",
     "cannot_use_tables",
+    "name_taken",
     "no_schema",
     "not_stepline_table",
     "public_url",
@@ -193,8 +194,25 @@ def not_stepline_table(dsn: str, *, schema: str) -> ConfigError:
         f"cannot use PostgreSQL database {public_url(dsn)}: table {there}.schema_migrations is "
         f"not Stepline's (another tool's, such as Rails', Ecto's or golang-migrate's: it has no "
         f"applied_on column), and schema {there}, first on this user's search_path, is where "
-        "Stepline would keep its own: give Stepline a schema of its own, for every role that "
-        "runs it (CREATE SCHEMA stepline, then search_path=stepline in the URL's query, or "
+        f"Stepline would keep its own: {_own_schema(dsn)}"
+    )
+
+
+def name_taken(dsn: str, error: BaseException, migration: str, *, schema: str) -> ConfigError:
+    """Migration ``migration`` met a table, index or type of its name in ``schema`` that it
+    did not make: another application's (its ``workflows`` table, say)."""
+    return ConfigError(
+        f"cannot use PostgreSQL database {public_url(dsn)}: schema migration {migration} found "
+        f"a name it creates already taken in schema {_identifier(schema)} ({error}), by "
+        f"another application's table, index or type, not Stepline's: {_own_schema(dsn)} "
+        "(nothing of that migration was applied)"
+    )
+
+
+def _own_schema(dsn: str) -> str:
+    return (
+        "give Stepline a schema of its own, for every role that runs it (CREATE SCHEMA "
+        "stepline, then search_path=stepline in the URL's query, or "
         f"ALTER ROLE {_user(dsn)} SET search_path = stepline)"
     )
 

@@ -31,6 +31,7 @@ from stepline.store.migrations import Migration, load_migrations, refuse_newer_s
 from stepline.store.postgres_access import (
     cannot_migrate,
     cannot_use_tables,
+    name_taken,
     no_schema,
     not_stepline_table,
     read_only_server,
@@ -87,11 +88,14 @@ async def migrate(conn: asyncpg.Connection, dsn: str, *, timeout: float) -> list
         try:
             if pending:
                 await conn.execute(f"SET lock_timeout = {int(timeout * 1000)}", timeout=timeout)
-            if pending and not state["recorded"]:
-                await conn.execute(q.CREATE_MIGRATIONS_TABLE, timeout=timeout)
+            recorded = state["recorded"]
             for migration in pending:
-                # Each in a transaction of its own: one that fails leaves nothing of itself.
+                # Each in a transaction of its own: one that fails leaves nothing of itself
+                # (the first, not even the table that records them).
                 async with conn.transaction():
+                    if not recorded:
+                        await conn.execute(q.CREATE_MIGRATIONS_TABLE, timeout=timeout)
+                        recorded = True
                     await conn.execute(migration.sql)
                     await conn.execute(
                         q.RECORD_MIGRATION,
@@ -104,6 +108,11 @@ async def migrate(conn: asyncpg.Connection, dsn: str, *, timeout: float) -> list
         except asyncpg.InsufficientPrivilegeError as error:
             schema = None if state["recorded"] else state["schema"]
             raise cannot_migrate(dsn, error, pending[done:], schema=schema) from error
+        except (asyncpg.DuplicateTableError, asyncpg.DuplicateObjectError) as error:
+            waited = pending[done]
+            raise name_taken(
+                dsn, error, f"{waited.number:04d}_{waited.name}", schema=state["schema"]
+            ) from error
         except asyncpg.LockNotAvailableError:
             waited = pending[done]
             raise StoreUnavailable(
