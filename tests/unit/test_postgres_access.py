@@ -164,3 +164,28 @@ def test_a_table_refused_where_the_schema_is_not_known_names_no_schema() -> None
 
     assert said.startswith("cannot use Stepline's tables in PostgreSQL database ")
     assert "ON ALL TABLES IN SCHEMA <schema> TO app;" in said
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("postgresql://app:s3cret@127.0.0.1:abc/x", "invalid literal for int()"),
+        ("postgresql://app:s3cret@127.0.0.1:5432/x?sslmode=bogus", "`sslmode` parameter"),
+        # The password holds "?Qw=": the URL cannot be told apart from one with a query, and
+        # asyncpg's words quote a piece of the password ("k9") as the port.
+        ("postgresql://app:k9?Qw=z@127.0.0.1/x", ""),
+    ],
+)
+async def test_a_url_asyncpg_cannot_read_is_refused_in_one_line_without_its_password(
+    url: str, said: str
+) -> None:
+    """Each was a traceback (a port that is no number), or taken for a server that could not
+    be reached ("check that PostgreSQL is running", for an unknown sslmode)."""
+    with pytest.raises(ConfigError) as refused:
+        await PostgresStore(url).open()
+    text = str(refused.value)
+    assert text.startswith(f"cannot use the PostgreSQL URL {public_url(url)}")
+    assert text.endswith("; correct the URL")
+    assert said in text
+    assert "\n" not in text
+    assert "s3cret" not in text and "k9" not in text

@@ -31,6 +31,7 @@ __all__ = [
     "refuse_unencoded_credentials",
     "said_at_start",
     "tables_elsewhere",
+    "unreadable_url",
 ]
 
 _CHECK_SERVER = "check that PostgreSQL is running there and that the URL's host and port are right"
@@ -111,6 +112,18 @@ def refuse_unencoded_credentials(dsn: str) -> None:
             "@, /, ?, #, [ or ] must be percent-encoded in the URL, each as %40, %2F, %3F, %23, "
             "%5B or %5D, else part of it is read as the host, the port or the database"
         )
+
+
+def unreadable_url(dsn: str, error: ValueError) -> ConfigError:
+    """A URL that asyncpg could not read (a port that is no number, an unknown ``sslmode``),
+    said with asyncpg's words, unless the URL cannot be told apart from a password (an ``@``
+    in its query): those words may quote a piece of it."""
+    why = (
+        ": asyncpg could not read it (percent-encode a password that holds @, /, ? or #)"
+        if _read_url(dsn).where is None
+        else f": {error}"
+    )
+    return ConfigError(f"cannot use the PostgreSQL URL {public_url(dsn)}{why}; correct the URL")
 
 
 @contextmanager

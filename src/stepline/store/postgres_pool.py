@@ -19,6 +19,7 @@ from typing import TypeVar
 import asyncpg
 
 from stepline.errors import StoreUnavailable
+from stepline.store.postgres_access import unreadable_url
 from stepline.store.postgres_keepalive import keep_alive
 
 __all__ = ["Database", "is_connection_error"]
@@ -97,9 +98,10 @@ class Database:
         try:
             return await self._connect(command_timeout=self.command_timeout if timed else None)
         except Exception as exc:
-            if is_connection_error(exc):
-                raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
-            raise
+            said = self._not_connected(exc)
+            if said is exc:
+                raise
+            raise said from exc
 
     async def _connect(self, *, command_timeout: float | None = None) -> asyncpg.Connection:
         """A new connection outside the pool, with keepalive on as in the pool's."""
@@ -126,10 +128,21 @@ class Database:
                 reset=_keep_session,
             )
         except Exception as exc:
-            if is_connection_error(exc):
-                raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
-            raise
+            said = self._not_connected(exc)
+            if said is exc:
+                raise
+            raise said from exc
         self._up.set()
+
+    def _not_connected(self, exc: Exception) -> Exception:
+        """What a failed connection raises: a URL asyncpg could not read is the URL's fault
+        (asyncpg's ClientConfigurationError is also an InterfaceError, which a dropped
+        connection raises); a database that cannot be reached is StoreUnavailable."""
+        if isinstance(exc, ValueError):
+            return unreadable_url(self.dsn, exc)
+        if is_connection_error(exc):
+            return StoreUnavailable(f"cannot reach PostgreSQL: {exc}")
+        return exc
 
     async def close(self) -> None:
         self._closing = True
