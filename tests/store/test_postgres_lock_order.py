@@ -1,18 +1,25 @@
-"""PostgreSQL: statements that lock many instance rows lock them in one order, the pk's, so
-that an engine's lease renewal and its step batches (or other engines') never deadlock. Each
-deadlock cost a commit PostgreSQL's deadlock timeout (a second) and a retry; a busy fleet
-logged dozens of them."""
+"""PostgreSQL: transactions that lock the same rows lock them in one order, so that they wait
+for each other instead of deadlocking. Statements that lock many instance rows lock them in the
+pk's order, so that an engine's lease renewal and its step batches (or other engines') never
+deadlock; a schedule's row is locked before its workflow's, as a cron firing does, by a
+registration that changes both and by a deletion. Each deadlock cost a commit PostgreSQL's
+deadlock timeout (a second), a retry and a warning; a busy fleet logged dozens of them."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
 import pytest
 
 from stepline.store import postgres_queries as q
+from stepline.store.port import WorkflowSettings
 from stepline.store.postgres import PostgresStore
+from stepline.store.records import InstanceRecord, VersionRecord, WorkflowRecord
 
 from .test_store_contract import LEASE, NOW, make_workflow, new
 
@@ -78,3 +85,100 @@ async def test_lease_renewals_and_step_batches_do_not_deadlock(postgres_database
 
     await asyncio.gather(step_batches(), step_batches(), step_batches(), renewals(), renewals())
     assert deadlocks == 0
+
+
+CRON = "* * * * *"
+T = TypeVar("T")
+
+
+async def save_with_crons(
+    store: PostgresStore, code: str, crons: list[str]
+) -> tuple[WorkflowRecord, VersionRecord]:
+    return await store.save_workflow(
+        "acct", "flow", class_name="Flow", script_name="flows", code_hash=code,
+        settings=WorkflowSettings(), now=NOW, schedules=[(c, NOW) for c in crons],
+        schedule_limit=10,
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def postgres_store(postgres_database: str) -> AsyncIterator[PostgresStore]:
+    store = PostgresStore(postgres_database)
+    await store.open()
+    yield store
+    await store.close()
+
+
+async def until_waiting(observer: asyncpg.Connection, sessions: int) -> None:
+    """Until ``sessions`` sessions on this database wait for a lock."""
+    async with asyncio.timeout(10):
+        while True:
+            waiting = await observer.fetchval(
+                "SELECT COUNT(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if waiting >= sessions:
+                return
+            await asyncio.sleep(0.01)
+
+
+async def beside_a_firing(
+    store: PostgresStore, workflow: WorkflowRecord, operation: Callable[[], Awaitable[T]]
+) -> tuple[InstanceRecord | None, T]:
+    """Run ``operation`` while the firing of the workflow's due schedule is between its two
+    statements (it has advanced the schedule, so holds its row, and waits to insert its
+    instance) until ``operation`` waits for a lock too; then let the firing go on."""
+    (schedule,) = await store.due_schedules(NOW, limit=10)
+    instance = new(workflow, "cron-1", trigger_source="cron")
+    blocker, observer = await asyncpg.connect(store.dsn), await asyncpg.connect(store.dsn)
+    try:
+        holding = blocker.transaction()
+        await holding.start()
+        # Locks no row: only the writes to the table wait for it, the firing's insert among them.
+        await blocker.execute("LOCK TABLE instances IN SHARE MODE")
+        firing = asyncio.create_task(
+            store.fire_schedule(schedule, next_fire_at=NOW + 60_000, instance=instance, now=NOW)
+        )
+        await until_waiting(observer, 1)
+        operating = asyncio.create_task(operation())
+        await until_waiting(observer, 2)
+        await holding.rollback()
+        return await firing, await operating
+    finally:
+        await blocker.close()
+        await observer.close()
+
+
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What was logged at WARNING and above: a deadlock is, as the store retries it."""
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_registration_that_changes_a_workflow_and_its_crons_waits_for_a_firing(
+    postgres_store: PostgresStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = postgres_store
+    # A redeploy with new code and new crons while the old cron fires: the firing locks its
+    # schedule's row, then the workflow's (its triggered_on); the registration locked the
+    # workflow's row first, then the schedules' (to replace them): a deadlock.
+    workflow, _ = await save_with_crons(store, "v1", [CRON])
+    fired, (saved, version) = await beside_a_firing(
+        store, workflow, lambda: save_with_crons(store, "v2", ["*/5 * * * *"])
+    )
+    assert warnings(caplog) == []
+    assert fired is not None and fired.workflow_id == workflow.id
+    assert saved.version_id == version.id != workflow.version_id
+    assert [s.cron for s in await store.list_schedules([workflow.id])] == ["*/5 * * * *"]
+
+
+async def test_a_workflow_deleted_while_its_schedule_fires_waits_for_the_firing(
+    postgres_store: PostgresStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = postgres_store
+    # The deletion locked the workflow's row, then its schedules' as it cascaded to them.
+    workflow, _ = await save_with_crons(store, "v1", [CRON])
+    fired, _ = await beside_a_firing(store, workflow, lambda: store.delete_workflow(workflow.id))
+    assert warnings(caplog) == []
+    assert fired is not None
+    assert await store.get_workflow("acct", "flow") is None
+    assert await store.list_schedules([workflow.id]) == []

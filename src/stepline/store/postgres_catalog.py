@@ -127,6 +127,8 @@ class PostgresCatalog(PostgresStatements):
                         *settings_values,
                     )
                 else:
+                    if schedules is not None:  # to be replaced: their rows before the workflow's
+                        await conn.execute(q.LOCK_SCHEDULES_OF, workflow_id)
                     await conn.execute(
                         q.UPDATE_WORKFLOW,
                         class_name,
@@ -178,7 +180,13 @@ class PostgresCatalog(PostgresStatements):
         return out
 
     async def delete_workflow(self, workflow_id: str) -> None:
-        await self._execute(q.DELETE_WORKFLOW, workflow_id)
+        async def op(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                # The schedules' rows before the workflow's, which the cascade would take after.
+                await conn.execute(q.LOCK_SCHEDULES_OF, workflow_id)
+                await conn.execute(q.DELETE_WORKFLOW, workflow_id)
+
+        await self._db.run(op)
 
     async def start_terminator(self, workflow_id: str, job: str, *, lease_until: int) -> bool:
         return await self._execute(q.START_TERMINATOR, job, lease_until, workflow_id) == "UPDATE 1"

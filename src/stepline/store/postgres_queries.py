@@ -447,6 +447,11 @@ SCHEDULES_OF = (
     "ORDER BY workflow_id, cron"
 )
 LOCK_WORKFLOW_SCHEDULES = "SELECT pg_advisory_xact_lock(hashtext('stepline-schedules:' || $1))"
+LOCK_SCHEDULES_OF = "SELECT 1 FROM schedules WHERE workflow_id = $1 ORDER BY cron FOR UPDATE"
+"""A workflow's schedules' rows, taken before the workflow's own row: a cron firing holds its
+schedule's row when it inserts its instance, which updates the workflow's (``triggered_on``).
+A registration that changes the workflow and replaces its schedules, or a deletion (whose
+cascade reaches the schedules last), took the workflow's row first: each deadlocked with it."""
 COUNT_ACCOUNT_SCHEDULES = (
     "SELECT COUNT(*) FROM schedules s JOIN workflows w ON w.id = s.workflow_id "
     "WHERE w.account_id = $1 AND w.id <> $2"
