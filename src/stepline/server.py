@@ -32,6 +32,13 @@ __all__ = ["ServerOptions", "run_server", "serve"]
 
 log = logging.getLogger("stepline.server")
 
+KEEP_ALIVE_S = 75
+"""How long an idle connection stays open for the client's next request: longer than clients
+and proxies keep one in their pools (httpx and the cloudflare SDK 5 s, Node's undici 4 s,
+nginx's upstream pool and AWS load balancers 60 s), so that they close it, not the server.
+Closed by the server as a request goes out on it (uvicorn's default was 5 s), the request got
+a reset or a disconnect without an answer, and the server logged nothing."""
+
 
 @dataclass(frozen=True, slots=True)
 class ServerOptions:
@@ -112,6 +119,7 @@ async def serve(options: ServerOptions) -> None:
                 access_log=options.log_level == "debug",  # a line a request: off for speed
                 http="httptools",
                 lifespan="off",
+                timeout_keep_alive=KEEP_ALIVE_S,
             )
             if not stop_signals.received:  # none came while the workflows were registered
                 await uvicorn.Server(config).serve()
