@@ -1,8 +1,9 @@
 """PostgreSQL: transactions that lock the same rows lock them in one order, so that they wait
 for each other instead of deadlocking. Statements that lock many instance rows lock them in the
-pk's order, so that an engine's lease renewal and its step batches (or other engines') never
-deadlock; a schedule's row is locked before its workflow's, as a cron firing does, by a
-registration that changes both and by a deletion. Each deadlock cost a commit PostgreSQL's
+pk's order, so that an engine's lease renewal, a recovery of lapsed leases and a workflow's
+deletion never deadlock with step batches (an engine's or other engines'); a schedule's row
+is locked before its workflow's, as a cron firing does, by a registration that changes both
+and by a deletion. Each deadlock cost a commit PostgreSQL's
 deadlock timeout (a second), a retry and a warning; a busy fleet logged dozens of them."""
 
 from __future__ import annotations
@@ -30,6 +31,71 @@ ROUNDS = 12
 
 
 async def test_lease_renewals_and_step_batches_do_not_deadlock(postgres_database: str):
+    pks, generation = await claimed_out_of_order(postgres_database)
+
+    async def renew(conn: asyncpg.Connection) -> None:
+        await conn.execute(q.RENEW_LEASES, NOW + 2 * LEASE, "e", pks, NOW)
+
+    deadlocks = await asyncio.gather(
+        *(step_batches(postgres_database, generation) for _ in range(3)),
+        *(rounds_of(postgres_database, renew) for _ in range(2)),
+    )
+    assert sum(deadlocks) == 0
+
+
+async def test_recoveries_and_step_batches_do_not_deadlock(postgres_database: str):
+    """A recovery of instances whose leases lapsed updated them in the order of the table's
+    pages; a batch of step writes (an engine's that has not yet seen its leases lapse, or
+    another's) locks them in pk order."""
+    _, generation = await claimed_out_of_order(postgres_database)
+
+    async def recover(conn: asyncpg.Connection) -> None:
+        # Every lease counts as lapsed; then the rows run again, for the next round.
+        await conn.execute(q.RECOVER_INTERRUPTED, NOW, NOW + 10 * LEASE)
+        await conn.execute(
+            "WITH r AS (SELECT pk FROM instances ORDER BY pk FOR NO KEY UPDATE) "
+            "UPDATE instances SET status = 'running' FROM r WHERE instances.pk = r.pk"
+        )
+
+    deadlocks = await asyncio.gather(
+        *(step_batches(postgres_database, generation) for _ in range(3)),
+        rounds_of(postgres_database, recover),
+    )
+    assert sum(deadlocks) == 0
+
+
+async def rounds_of(url: str, statement: Callable[[asyncpg.Connection], Awaitable[None]]) -> int:
+    """Run ``statement`` ``ROUNDS`` times on a connection of its own; how many deadlocked."""
+    deadlocks = 0
+    conn = await asyncpg.connect(url)
+    try:
+        for _ in range(ROUNDS):
+            try:
+                await statement(conn)
+            except asyncpg.DeadlockDetectedError:
+                deadlocks += 1
+    finally:
+        await conn.close()
+    return deadlocks
+
+
+async def step_batches(url: str, generation: dict[int, int]) -> int:
+    """``ROUNDS`` batches of step writes (empty) for a third of the instances each, fenced by
+    ``generation`` as an engine's are; how many deadlocked."""
+    pks = sorted(generation)
+
+    async def batch(conn: asyncpg.Connection) -> None:
+        some = sorted(random.sample(pks, INSTANCES // 3))
+        no_steps: list[list[object]] = [[] for _ in q.STEP_TYPES]
+        await conn.fetch(q.SAVE_STEPS_OF_MANY, some, [generation[pk] for pk in some], *no_steps)
+
+    return await rounds_of(url, batch)
+
+
+async def claimed_out_of_order(postgres_database: str) -> tuple[list[int], dict[int, int]]:
+    """``INSTANCES`` instances claimed by engine "e", their rows on the table's pages in a
+    random order (as in a busy database: a scan of them does not come in pk order); their
+    pks in order, and each one's generation."""
     store = PostgresStore(postgres_database)
     await store.open()
     try:
@@ -45,46 +111,13 @@ async def test_lease_renewals_and_step_batches_do_not_deadlock(postgres_database
     pks = sorted(generation)
     conn = await asyncpg.connect(postgres_database)
     try:
-        # Rows updated in a random order lie on the table's pages in that order, as in a
-        # busy database: a scan of them does not come in pk order.
         for pk in random.sample(pks, len(pks)):
             await conn.execute(
                 "UPDATE instances SET modified_on = modified_on + 1 WHERE pk = $1", pk
             )
     finally:
         await conn.close()
-    deadlocks = 0
-
-    async def step_batches() -> None:
-        nonlocal deadlocks
-        conn = await asyncpg.connect(postgres_database)
-        try:
-            for _ in range(ROUNDS):
-                some = sorted(random.sample(pks, INSTANCES // 3))
-                no_steps = [[] for _ in q.STEP_TYPES]
-                try:
-                    await conn.fetch(
-                        q.SAVE_STEPS_OF_MANY, some, [generation[pk] for pk in some], *no_steps
-                    )
-                except asyncpg.DeadlockDetectedError:
-                    deadlocks += 1
-        finally:
-            await conn.close()
-
-    async def renewals() -> None:
-        nonlocal deadlocks
-        conn = await asyncpg.connect(postgres_database)
-        try:
-            for _ in range(ROUNDS):
-                try:
-                    await conn.execute(q.RENEW_LEASES, NOW + 2 * LEASE, "e", pks, NOW)
-                except asyncpg.DeadlockDetectedError:
-                    deadlocks += 1
-        finally:
-            await conn.close()
-
-    await asyncio.gather(step_batches(), step_batches(), step_batches(), renewals(), renewals())
-    assert deadlocks == 0
+    return pks, generation
 
 
 CRON = "* * * * *"
@@ -182,3 +215,42 @@ async def test_a_workflow_deleted_while_its_schedule_fires_waits_for_the_firing(
     assert fired is not None
     assert await store.get_workflow("acct", "flow") is None
     assert await store.list_schedules([workflow.id]) == []
+
+
+async def test_a_workflow_deleted_while_a_step_batch_writes_waits_for_it(
+    postgres_store: PostgresStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The deletion's cascade locked the workflow's instances in the order it found them (not
+    the pk's), against a batch of step writes, which locks them in pk order: here the batch
+    holds the first and the cascade, holding the second, waits for it."""
+    store = postgres_store
+    workflow = await make_workflow(store)
+    await store.insert_instances(
+        [new(workflow, "first"), new(workflow, "second")], skip_existing=False, now=NOW
+    )
+    first = await store.get_instance(workflow.id, "first")
+    second = await store.get_instance(workflow.id, "second")
+    assert first is not None and second is not None and first.pk < second.pk
+    batch, observer = await asyncpg.connect(store.dsn), await asyncpg.connect(store.dsn)
+    try:
+        # The first's row moves behind the second's, on the table's pages and in the index of
+        # the workflow's instances by creation (as an instance created with its id does).
+        await batch.execute(
+            "UPDATE instances SET created_on = created_on + 1 WHERE pk = $1", first.pk
+        )
+        holding = batch.transaction()
+        await holding.start()
+        await batch.execute(LOCK_SHARE, first.pk)
+        deleting = asyncio.create_task(store.delete_workflow(workflow.id))
+        await until_waiting(observer, 1)
+        await batch.execute(LOCK_SHARE, second.pk)  # the batch's next row: it was a deadlock
+        await holding.commit()
+        await deleting
+    finally:
+        await batch.close()
+        await observer.close()
+    assert warnings(caplog) == []
+    assert await store.get_workflow("acct", "flow") is None
+
+
+LOCK_SHARE = "SELECT 1 FROM instances WHERE pk = $1 FOR SHARE"

@@ -182,8 +182,10 @@ class PostgresCatalog(PostgresStatements):
     async def delete_workflow(self, workflow_id: str) -> None:
         async def op(conn: asyncpg.Connection) -> None:
             async with conn.transaction():
-                # The schedules' rows before the workflow's, which the cascade would take after.
+                # The schedules' rows before the workflow's, which the cascade would take after,
+                # and its instances' in pk order, not the cascade's.
                 await conn.execute(q.LOCK_SCHEDULES_OF, workflow_id)
+                await conn.execute(q.LOCK_INSTANCES_OF, workflow_id)
                 await conn.execute(q.DELETE_WORKFLOW, workflow_id)
 
         await self._db.run(op)

@@ -206,15 +206,19 @@ _LEASE_LAPSED = "(lease_expires IS NULL OR lease_expires < $2)"
 _KEEP_RECOVERED = f"CASE WHEN instances.wake_kind = '{RECOVERED}' THEN instances.wake_kind END"
 """A claim clears the wake kind, but for the mark of a recovery, which its run reads."""
 RECOVER_INTERRUPTED = (
-    "WITH pausing AS (UPDATE instances SET status = 'paused', paused_on = $1, modified_on = $1, "
-    f"wake_kind = '{RECOVERED}', lease_owner = NULL, lease_expires = NULL "
-    "WHERE status = 'waitingForPause' "
-    f"AND {_LEASE_LAPSED} RETURNING 1), "
+    "WITH lapsed AS (SELECT pk, status FROM instances "
+    f"WHERE status IN ('running', 'waitingForPause') AND {_LEASE_LAPSED} "
+    "ORDER BY pk FOR NO KEY UPDATE), "
+    "pausing AS (UPDATE instances SET status = 'paused', paused_on = $1, modified_on = $1, "
+    f"wake_kind = '{RECOVERED}', lease_owner = NULL, lease_expires = NULL FROM lapsed "
+    "WHERE instances.pk = lapsed.pk AND lapsed.status = 'waitingForPause' RETURNING 1), "
     f"running AS (UPDATE instances SET status = 'queued', wake_kind = '{RECOVERED}', "
-    "modified_on = $1, lease_owner = NULL, "
-    f"lease_expires = NULL WHERE status = 'running' AND {_LEASE_LAPSED} RETURNING 1) "
+    "modified_on = $1, lease_owner = NULL, lease_expires = NULL FROM lapsed "
+    "WHERE instances.pk = lapsed.pk AND lapsed.status = 'running' RETURNING 1) "
     "SELECT (SELECT COUNT(*) FROM pausing) + (SELECT COUNT(*) FROM running)"
 )
+"""The rows are locked in pk order, as a batch of step writes locks them: updated in the order
+of the table's pages, they deadlocked with one."""
 RENEW_LEASES = (
     "WITH held AS (SELECT pk FROM instances WHERE lease_owner = $2 "
     "AND status IN ('running', 'waitingForPause') AND ($3::bigint[] IS NULL OR pk = ANY($3)) "
@@ -452,6 +456,9 @@ LOCK_SCHEDULES_OF = "SELECT 1 FROM schedules WHERE workflow_id = $1 ORDER BY cro
 schedule's row when it inserts its instance, which updates the workflow's (``triggered_on``).
 A registration that changes the workflow and replaces its schedules, or a deletion (whose
 cascade reaches the schedules last), took the workflow's row first: each deadlocked with it."""
+LOCK_INSTANCES_OF = "SELECT 1 FROM instances WHERE workflow_id = $1 ORDER BY pk FOR UPDATE"
+"""A workflow's instances' rows in pk order, as a batch of step writes locks them, before its
+deletion's cascade, which takes them in the order it finds them: it deadlocked with one."""
 COUNT_ACCOUNT_SCHEDULES = (
     "SELECT COUNT(*) FROM schedules s JOIN workflows w ON w.id = s.workflow_id "
     "WHERE w.account_id = $1 AND w.id <> $2"
