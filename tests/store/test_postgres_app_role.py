@@ -348,3 +348,22 @@ async def test_another_applications_table_of_a_name_stepline_creates_is_refused_
     await as_owner(empty_database, "CREATE SCHEMA stepline")  # as the refusal says
     await start_once(with_query(empty_database, "search_path=stepline"))
     assert "instances" in await tables(empty_database, schema="stepline")
+
+
+async def test_a_role_without_the_right_to_connect_is_told_to_grant_it(
+    empty_database: str, as_app_role: AsRole
+) -> None:
+    """Told apart by where it came, at login: it was by PostgreSQL's English words, and in
+    another language (``lc_messages``) the advice was to grant rights on the tables."""
+    await start_once(empty_database)
+    app = await as_app_role(empty_database)
+    database = urlparse(empty_database).path.lstrip("/")
+    await as_owner(empty_database, f"REVOKE CONNECT ON DATABASE {database} FROM PUBLIC")
+
+    with pytest.raises(DatabaseNotWritable) as refused:
+        await start_once(app)
+
+    said = str(refused.value)
+    assert said.startswith(f"cannot connect to PostgreSQL database {public_url(app)}: ")
+    role = urlparse(app).username
+    assert said.endswith(f"(GRANT CONNECT ON DATABASE {database} TO {role})")

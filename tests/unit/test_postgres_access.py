@@ -19,6 +19,7 @@ from stepline.store.postgres_access import (
     cannot_migrate,
     cannot_open,
     cannot_use_tables,
+    no_connect_right,
     public_url,
 )
 
@@ -130,7 +131,7 @@ def test_the_migrate_hint_keeps_the_query_but_a_password() -> None:
 def test_a_user_without_connect_is_told_to_grant_connect() -> None:
     error = asyncpg.InsufficientPrivilegeError('permission denied for database "flows"')
 
-    said = str(cannot_open("postgresql://app@db/flows", error))
+    said = str(no_connect_right("postgresql://app@db/flows", error))
 
     assert said == (
         "cannot connect to PostgreSQL database postgresql://app@db/flows: permission denied for "

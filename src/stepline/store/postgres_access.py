@@ -24,6 +24,7 @@ __all__ = [
     "cannot_open",
     "cannot_use_tables",
     "name_taken",
+    "no_connect_right",
     "no_schema",
     "not_stepline_table",
     "public_url",
@@ -152,19 +153,25 @@ def cannot_open(dsn: str, error: BaseException) -> BaseException:
         said.__cause__ = cause
         return said
     if isinstance(error, asyncpg.InsufficientPrivilegeError):
-        if str(error).startswith("permission denied for database"):  # no CONNECT, at login
-            name = _database(dsn)
-            database = _identifier(name) if name else "<database>"
-            return DatabaseNotWritable(
-                f"cannot connect to PostgreSQL database {url}: {error}; grant this user the "
-                f"right to connect (GRANT CONNECT ON DATABASE {database} TO {_user(dsn)})"
-            )
-        # Not a migration's (cannot_migrate says those): the tables are there, and the user
-        # may not use them. Where they are is known when the start found them.
+        # Not at login (no_connect_right says those), nor a migration's (cannot_migrate): the
+        # tables are there, and the user may not use them. Where they are is known when the
+        # start found them.
         return cannot_use_tables(dsn, error, schema=None)
     if isinstance(error, asyncpg.ReadOnlySQLTransactionError):
         return read_only_server(dsn, str(error))
     return error
+
+
+def no_connect_right(dsn: str, error: BaseException) -> DatabaseNotWritable:
+    """A user refused at login for want of the right to connect to the database: told apart
+    by where it came (a new connection), not by PostgreSQL's words, which ``lc_messages`` may
+    put in another language."""
+    name = _database(dsn)
+    database = _identifier(name) if name else "<database>"
+    return DatabaseNotWritable(
+        f"cannot connect to PostgreSQL database {public_url(dsn)}: {error}; grant this user the "
+        f"right to connect (GRANT CONNECT ON DATABASE {database} TO {_user(dsn)})"
+    )
 
 
 def cannot_use_tables(dsn: str, error: BaseException, *, schema: str | None) -> DatabaseNotWritable:

@@ -19,7 +19,7 @@ from typing import TypeVar
 import asyncpg
 
 from stepline.errors import StoreUnavailable
-from stepline.store.postgres_access import unreadable_url
+from stepline.store.postgres_access import no_connect_right, unreadable_url
 from stepline.store.postgres_keepalive import keep_alive
 
 __all__ = ["Database", "is_connection_error"]
@@ -137,9 +137,12 @@ class Database:
     def _not_connected(self, exc: Exception) -> Exception:
         """What a failed connection raises: a URL asyncpg could not read is the URL's fault
         (asyncpg's ClientConfigurationError is also an InterfaceError, which a dropped
-        connection raises); a database that cannot be reached is StoreUnavailable."""
+        connection raises); a privilege refused is the right to connect; a database that
+        cannot be reached is StoreUnavailable."""
         if isinstance(exc, ValueError):
             return unreadable_url(self.dsn, exc)
+        if isinstance(exc, asyncpg.InsufficientPrivilegeError):  # at login: no CONNECT
+            return no_connect_right(self.dsn, exc)
         if is_connection_error(exc):
             return StoreUnavailable(f"cannot reach PostgreSQL: {exc}")
         return exc
