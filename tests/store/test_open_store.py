@@ -48,6 +48,9 @@ def test_urls_that_name_no_database_are_refused(url: str, said: str) -> None:
         ("mysql://root:s3cret@db:3306/x", "'mysql://***@db:3306/x'"),
         ("postgresql:app:s3cret@db/x", "'postgresql:***@db/x'"),  # the slashes left out
         ("sqlite:app:s3cret@db", "'sqlite:***@db'"),
+        ("postgresq://db/x?password=s3cret", "'postgresq://db/x'"),  # a password in the query
+        ("postgresql:db/x?password=s3cret", "'postgresql:db/x'"),
+        ("mysql://app@db/x?password=p@s3cret", "'mysql://***'"),  # its "@" is not the user's
     ],
 )
 def test_a_refused_url_is_shown_without_its_password(url: str, shown: str) -> None:
@@ -56,3 +59,28 @@ def test_a_refused_url_is_shown_without_its_password(url: str, shown: str) -> No
         open_store(url)
     assert shown in str(refused.value)
     assert "s3cret" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "dsn"),
+    [
+        (  # a Unix socket's directory: parsed and put together again, it lost its "//"
+            "postgresql:///flows?host=/run/postgresql&pool_size=3&search_path=s",
+            "postgresql:///flows?host=/run/postgresql&search_path=s",
+        ),
+        (
+            "postgres://app:p%40ss@h1:5432,h2:5433/flows?sslmode=require&options=-c%20a%3Db",
+            "postgres://app:p%40ss@h1:5432,h2:5433/flows?sslmode=require&options=-c%20a%3Db",
+        ),
+        ("postgresql://app@[::1]/flows?pool_size=2", "postgresql://app@[::1]/flows"),
+        ("postgresql://db/flows?sslmode", "postgresql://db/flows?sslmode="),
+    ],
+)
+def test_a_postgresql_url_goes_to_the_store_as_written_but_its_pool_size(
+    url: str, dsn: str
+) -> None:
+    from stepline.store.postgres import PostgresStore
+
+    store = open_store(url)
+    assert isinstance(store, PostgresStore)
+    assert store.dsn == dsn

@@ -79,6 +79,31 @@ def test_no_character_of_a_password_is_shown_whatever_it_holds(password: str, fo
     assert not set(shown) & set(SECRET), shown
 
 
+@given(
+    password=st.text(alphabet=SECRET + "/?#@[]=&:%", min_size=1, max_size=16),
+    form=st.sampled_from(
+        [
+            "postgresql://app:{}@db/x",
+            "postgresql://app:{}@db/x?sslmode=require&pool_size=2",
+            "postgresql://db/x?password={}",
+            "postgresql:///x?host=/run/postgresql&password={}",
+        ]
+    ),
+)
+def test_no_character_of_a_password_is_shown_for_a_url_that_open_store_takes(
+    password: str, form: str
+) -> None:
+    """What a store opened by ``open_store`` shows is its DSN's public URL: the query that
+    ``open_store`` passes on (all but ``pool_size``) must not make it show more."""
+    try:
+        shown = public_url(open_store(form.format(password)).dsn)  # type: ignore[attr-defined]
+    except ConfigError as refused:  # not percent-encoded: the URL it shows
+        shown = str(refused).partition("PostgreSQL URL ")[2].partition(": ")[0]
+        assert shown.startswith("postgresql://")
+
+    assert not set(shown) & set(SECRET), shown
+
+
 @pytest.mark.parametrize(
     "url",
     [

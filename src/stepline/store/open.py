@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
+from urllib.parse import unquote_plus, urlparse
 
 from stepline.errors import ConfigError
 from stepline.store.port import Store
@@ -14,6 +15,7 @@ __all__ = ["DEFAULT_DATABASE", "open_store"]
 
 DEFAULT_DATABASE = "sqlite:///.stepline/stepline.sqlite3"
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
+_ENDS_PATH = re.compile(r"[?#]")
 
 
 def open_store(url: str = DEFAULT_DATABASE, *, synchronous: str = "FULL") -> Store:
@@ -45,14 +47,16 @@ def open_store(url: str = DEFAULT_DATABASE, *, synchronous: str = "FULL") -> Sto
 
 
 def _shown(url: str) -> str:
-    """``url`` as a refusal may show it: anything before its last ``@`` may hold a password."""
-    before, at, after = url.rpartition("@")
-    if not at:
-        return url
-    scheme, slashes, _ = before.partition("://")
+    """``url`` as a refusal may show it: its scheme, hosts and path, without what may hold a
+    password: anything before its last ``@``, and its query (``?password=``). An ``@`` after
+    a ``?`` or ``#`` may be a query value's, with more of it after: then only the scheme."""
+    scheme, slashes, rest = url.partition("://")
     if not slashes:
-        scheme, slashes = before.partition(":")[0], ":"
-    return f"{scheme}{slashes}***@{after}"
+        scheme, slashes, rest = url.partition(":")
+    before, at, after = rest.rpartition("@")
+    if at and _ENDS_PATH.search(before):
+        return f"{scheme}{slashes}***"
+    return f"{scheme}{slashes}{'***@' if at else ''}{_ENDS_PATH.split(after, maxsplit=1)[0]}"
 
 
 def _postgres_store(url: str) -> Store:
@@ -61,10 +65,21 @@ def _postgres_store(url: str) -> Store:
 
     # Before any parsing: a password with a "/" or "?" would be cut, and its query mangled.
     refuse_unencoded_credentials(url)
-    parsed = urlparse(url)
-    query = dict(parse_qsl(parsed.query, keep_blank_values=True))
-    pool_size = query.pop("pool_size", "10")
+    # The rest goes to asyncpg as written: parsed and put together again, the URL lost the
+    # "//" of postgresql:///db?host=/run/postgresql, and its query's "@" was encoded, the one
+    # by which a password that holds "?name=" is told apart from the hosts (the URL shown
+    # then held the password).
+    head, hash_, fragment = url.partition("#")
+    base, _, query = head.partition("?")
+    pool_size = "10"
+    kept = []
+    for pair in query.split("&"):
+        name, equals, value = pair.partition("=")
+        if unquote_plus(name) == "pool_size":
+            pool_size = unquote_plus(value)
+        elif pair:
+            kept.append(pair if equals else f"{pair}=")  # asyncpg refuses a name alone
     if not pool_size.isdigit() or int(pool_size) < 1:
         raise ConfigError(f"pool_size must be a whole number above 0, not {pool_size!r}")
-    dsn = urlunparse(parsed._replace(query=urlencode(query)))
+    dsn = f"{base}{'?' if kept else ''}{'&'.join(kept)}{hash_}{fragment}"
     return PostgresStore(dsn, max_size=int(pool_size))

@@ -69,7 +69,9 @@ def _read_url(dsn: str) -> _Url:
     password run to the last ``@``, not the first ``/``, ``?`` or ``#``. But an ``@`` in a
     query may be a value's (``?password=p@ss``) or end a password that holds ``?name=``:
     either way what follows it may be a password, and the hosts and database are not known."""
-    scheme, _, rest = dsn.partition("://")
+    scheme, slashes, rest = dsn.partition("://")
+    if not slashes:  # postgresql:/db?host=..., which asyncpg reads too: nothing here is known
+        return _Url(dsn.partition(":")[0])
     at = rest.rfind("@")
     query = _QUERY.search(rest)
     if at > _ends(rest, _ENDS_AUTHORITY) and query is not None and query.start() < at:
