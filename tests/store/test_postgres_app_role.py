@@ -367,3 +367,16 @@ async def test_a_role_without_the_right_to_connect_is_told_to_grant_it(
     assert said.startswith(f"cannot connect to PostgreSQL database {public_url(app)}: ")
     role = urlparse(app).username
     assert said.endswith(f"(GRANT CONNECT ON DATABASE {database} TO {role})")
+
+
+async def test_a_role_that_may_not_read_the_servers_settings_still_starts(
+    empty_database: str, as_app_role: AsRole
+) -> None:
+    """A database hardened with ``REVOKE SELECT ON pg_settings FROM PUBLIC``: the statement
+    that turns the server's keepalive on reads it, and failed every connection, so the start
+    was refused as a role that may not use Stepline's tables."""
+    await start_once(empty_database)
+    await as_owner(empty_database, "REVOKE SELECT ON pg_catalog.pg_settings FROM PUBLIC")
+    app = await as_app_role(empty_database)
+
+    await start_once(app)

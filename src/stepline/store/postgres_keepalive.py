@@ -59,4 +59,9 @@ async def keep_alive(conn: asyncpg.Connection, *, timeout: float | None = None) 
             option = getattr(socket, name, None)
             if option is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, option, value)
-    await conn.execute(_SERVER_KEEPALIVE, timeout=timeout)
+    try:
+        await conn.execute(_SERVER_KEEPALIVE, timeout=timeout)
+    except asyncpg.InsufficientPrivilegeError:
+        # pg_settings revoked from PUBLIC (a hardened database): the server keeps its own
+        # settings and this end still probes, not a connection refused for it.
+        pass
