@@ -5,6 +5,8 @@ port or the database is refused before any connection, in one line."""
 
 from __future__ import annotations
 
+import traceback
+
 import asyncpg
 import pytest
 from hypothesis import given
@@ -215,3 +217,14 @@ async def test_a_url_asyncpg_cannot_read_is_refused_in_one_line_without_its_pass
     assert said in text
     assert "\n" not in text
     assert "s3cret" not in text and "k9" not in text
+
+
+async def test_a_url_refused_without_asyncpgs_words_is_not_raised_from_them() -> None:
+    """They quoted the password (invalid literal for int(): 's3cret'), and the traceback of
+    an embedding program that does not catch the refusal showed its cause."""
+    store = PostgresStore("postgresql://app:s3cret?x=1@127.0.0.1/flows")
+
+    with pytest.raises(ConfigError) as refused:
+        await store.open()
+
+    assert "s3cret" not in "".join(traceback.format_exception(refused.value))

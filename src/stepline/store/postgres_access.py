@@ -23,6 +23,7 @@ __all__ = [
     "cannot_migrate",
     "cannot_open",
     "cannot_use_tables",
+    "may_quote_password",
     "name_taken",
     "no_connect_right",
     "no_schema",
@@ -117,13 +118,19 @@ def refuse_unencoded_credentials(dsn: str) -> None:
         )
 
 
+def may_quote_password(dsn: str) -> bool:
+    """Whether what a parser says of ``dsn`` may quote a piece of its password: its hosts
+    cannot be told apart from one (an ``@`` in its query)."""
+    return _read_url(dsn).where is None
+
+
 def unreadable_url(dsn: str, error: ValueError) -> ConfigError:
     """A URL that asyncpg could not read (a port that is no number, an unknown ``sslmode``),
-    said with asyncpg's words, unless the URL cannot be told apart from a password (an ``@``
-    in its query): those words may quote a piece of it."""
+    said with asyncpg's words, unless they may quote a piece of its password
+    (:func:`may_quote_password`): then raise it from None, not from ``error``."""
     why = (
         ": asyncpg could not read it (percent-encode a password that holds @, /, ? or #)"
-        if _read_url(dsn).where is None
+        if may_quote_password(dsn)
         else f": {error}"
     )
     return ConfigError(f"cannot use the PostgreSQL URL {public_url(dsn)}{why}; correct the URL")

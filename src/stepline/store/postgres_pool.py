@@ -14,12 +14,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import asyncpg
 
 from stepline.errors import StoreUnavailable
-from stepline.store.postgres_access import no_connect_right, unreadable_url
+from stepline.store.postgres_access import (
+    may_quote_password,
+    no_connect_right,
+    unreadable_url,
+)
 from stepline.store.postgres_keepalive import keep_alive
 
 __all__ = ["Database", "is_connection_error"]
@@ -98,10 +102,7 @@ class Database:
         try:
             return await self._connect(command_timeout=self.command_timeout if timed else None)
         except Exception as exc:
-            said = self._not_connected(exc)
-            if said is exc:
-                raise
-            raise said from exc
+            self._not_connected(exc)
 
     async def _connect(self, *, command_timeout: float | None = None) -> asyncpg.Connection:
         """A new connection outside the pool, with keepalive on as in the pool's."""
@@ -128,24 +129,22 @@ class Database:
                 reset=_keep_session,
             )
         except Exception as exc:
-            said = self._not_connected(exc)
-            if said is exc:
-                raise
-            raise said from exc
+            self._not_connected(exc)
         self._up.set()
 
-    def _not_connected(self, exc: Exception) -> Exception:
-        """What a failed connection raises: a URL asyncpg could not read is the URL's fault
-        (asyncpg's ClientConfigurationError is also an InterfaceError, which a dropped
-        connection raises); a privilege refused is the right to connect; a database that
-        cannot be reached is StoreUnavailable."""
+    def _not_connected(self, exc: Exception) -> NoReturn:
+        """Raise what a failed connection says: a URL asyncpg could not read is the URL's
+        fault (asyncpg's ClientConfigurationError is also an InterfaceError, which a dropped
+        connection raises), and not from asyncpg's words when they may quote a password; a
+        privilege refused is the right to connect; a database that cannot be reached is
+        StoreUnavailable; anything else as it is."""
         if isinstance(exc, ValueError):
-            return unreadable_url(self.dsn, exc)
+            raise unreadable_url(self.dsn, exc) from (None if may_quote_password(self.dsn) else exc)
         if isinstance(exc, asyncpg.InsufficientPrivilegeError):  # at login: no CONNECT
-            return no_connect_right(self.dsn, exc)
+            raise no_connect_right(self.dsn, exc) from exc
         if is_connection_error(exc):
-            return StoreUnavailable(f"cannot reach PostgreSQL: {exc}")
-        return exc
+            raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
+        raise exc
 
     async def close(self) -> None:
         self._closing = True
