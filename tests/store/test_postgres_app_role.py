@@ -325,13 +325,30 @@ async def test_a_role_without_privileges_is_told_to_grant_them_in_the_schema_of_
     assert "public" not in said
 
 
+@pytest.mark.parametrize(
+    ("theirs", "migration", "taken"),
+    [
+        (
+            "CREATE TABLE workflows (id serial PRIMARY KEY, title text)",
+            "0001_initial",
+            'relation "workflows" already exists',
+        ),
+        (
+            "CREATE FUNCTION stepline_count_buffered() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN RETURN NULL; END $$",
+            "0004_buffered_bytes",
+            'function "stepline_count_buffered" already exists',
+        ),
+    ],
+)
 async def test_another_applications_table_of_a_name_stepline_creates_is_refused_in_one_line(
-    empty_database: str,
+    empty_database: str, theirs: str, migration: str, taken: str
 ) -> None:
     """Another application's ``workflows`` table where Stepline would create its own: the
     first migration failed with PostgreSQL's DuplicateTableError as a traceback, and left
-    Stepline's (empty) record of migrations behind in the other application's schema."""
-    await as_owner(empty_database, "CREATE TABLE workflows (id serial PRIMARY KEY, title text)")
+    Stepline's (empty) record of migrations behind in the other application's schema. A
+    function of a name a later migration creates was a DuplicateFunctionError's traceback."""
+    await as_owner(empty_database, theirs)
 
     for start in (start_once, lambda url: PostgresStore(url).apply_migrations()):
         with pytest.raises(ConfigError) as refused:
@@ -340,10 +357,11 @@ async def test_another_applications_table_of_a_name_stepline_creates_is_refused_
         said = str(refused.value)
         assert "\n" not in said
         assert said.startswith(f"cannot use PostgreSQL database {public_url(empty_database)}: ")
-        assert "schema migration 0001_initial found a name it creates already taken" in said
-        assert 'relation "workflows" already exists' in said
+        assert f"schema migration {migration} found a name it creates already taken" in said
+        assert taken in said
         assert "give Stepline a schema of its own" in said
-    assert await tables(empty_database) == ["workflows"]  # nothing of Stepline's left
+    if migration == "0001_initial":
+        assert await tables(empty_database) == ["workflows"]  # nothing of Stepline's left
 
     await as_owner(empty_database, "CREATE SCHEMA stepline")  # as the refusal says
     await start_once(with_query(empty_database, "search_path=stepline"))

@@ -108,7 +108,11 @@ async def migrate(conn: asyncpg.Connection, dsn: str, *, timeout: float) -> list
         except asyncpg.InsufficientPrivilegeError as error:
             schema = None if state["recorded"] else state["schema"]
             raise cannot_migrate(dsn, error, pending[done:], schema=schema) from error
-        except (asyncpg.DuplicateTableError, asyncpg.DuplicateObjectError) as error:
+        except (
+            asyncpg.DuplicateTableError,
+            asyncpg.DuplicateObjectError,
+            asyncpg.DuplicateFunctionError,
+        ) as error:
             waited = pending[done]
             raise name_taken(
                 dsn, error, f"{waited.number:04d}_{waited.name}", schema=state["schema"]
