@@ -245,6 +245,19 @@ async def test_another_tools_schema_migrations_further_down_the_path_is_not_step
     assert await tables(empty_database) == ["schema_migrations"]  # the other tool's, as it was
 
 
+async def refused_at_start_and_by_migrate(url: str) -> list[str]:
+    """What a start and ``stepline migrate``'s migrating refuse ``url`` with: each one line,
+    naming the database."""
+    said = []
+    for start in (start_once, lambda url: PostgresStore(url).apply_migrations()):
+        with pytest.raises(ConfigError) as refused:
+            await start(url)
+        said.append(str(refused.value))
+        assert "\n" not in said[-1]
+        assert said[-1].startswith(f"cannot use PostgreSQL database {public_url(url)}: ")
+    return said
+
+
 OTHER_TOOLS = {
     "rails": (
         "CREATE TABLE schema_migrations (version varchar PRIMARY KEY)",
@@ -276,13 +289,7 @@ async def test_another_tools_schema_migrations_where_stepline_would_keep_its_own
     user = urlparse(empty_database).username or "<user>"
     before = await as_owner(empty_database, "SELECT * FROM schema_migrations")
 
-    for start in (start_once, lambda url: PostgresStore(url).apply_migrations()):
-        with pytest.raises(ConfigError) as refused:
-            await start(empty_database)
-
-        said = str(refused.value)
-        assert "\n" not in said
-        assert said.startswith(f"cannot use PostgreSQL database {public_url(empty_database)}: ")
+    for said in await refused_at_start_and_by_migrate(empty_database):
         assert "table public.schema_migrations is not Stepline's" in said
         assert "give Stepline a schema of its own" in said
         assert f"search_path=stepline in the URL's query, or ALTER ROLE {user} SET" in said
@@ -350,13 +357,7 @@ async def test_another_applications_table_of_a_name_stepline_creates_is_refused_
     function of a name a later migration creates was a DuplicateFunctionError's traceback."""
     await as_owner(empty_database, theirs)
 
-    for start in (start_once, lambda url: PostgresStore(url).apply_migrations()):
-        with pytest.raises(ConfigError) as refused:
-            await start(empty_database)
-
-        said = str(refused.value)
-        assert "\n" not in said
-        assert said.startswith(f"cannot use PostgreSQL database {public_url(empty_database)}: ")
+    for said in await refused_at_start_and_by_migrate(empty_database):
         assert f"schema migration {migration} found a name it creates already taken" in said
         assert taken in said
         assert "give Stepline a schema of its own" in said
