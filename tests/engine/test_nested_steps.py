@@ -71,7 +71,7 @@ async def test_a_long_sleep_in_a_step_parks_the_instance_until_it_is_due(
     view = await wait_for_status(instance, "waiting", timeout=5)
     await stepline.engine.wait_idle()  # parked: nothing held in memory
     assert step(view, "outer-1")["attempts"] == []
-    assert step(view, "before-1")["success"] is True
+    assert step(view, "outer-1/before-1")["success"] is True
 
     clock.advance("30 minutes")
     poke(stepline)
@@ -175,7 +175,7 @@ async def test_a_retry_backoff_in_a_step_parks_the_instance(suspending: Stepline
 
     view = await finished(instance)
     assert view["output"] == "done"
-    assert [a["success"] for a in step(view, "flaky-1")["attempts"]] == [False, True]
+    assert [a["success"] for a in step(view, "outer-1/flaky-1")["attempts"]] == [False, True]
     assert [a["success"] for a in step(view, "outer-1")["attempts"]] == [True]
 
 
@@ -234,7 +234,7 @@ async def test_pause_during_a_step_in_a_step_pauses_after_it(stepline: Stepline,
     await heard_the_pause(stepline)
     probe.gate("release").set()
     view = await wait_for_status(instance, "paused", timeout=5)
-    assert step(view, "hold-1")["success"] is True
+    assert step(view, "outer-1/hold-1")["success"] is True
     assert step(view, "outer-1")["attempts"] == []
     assert probe.calls["after"] == 0
 
@@ -384,11 +384,52 @@ async def test_a_sleep_two_steps_deep_parks_the_instance_and_neither_step_fails(
 
     view = await wait_for_status(instance, "waiting", timeout=5)
     assert step(view, "outer-1")["attempts"] == []
-    assert step(view, "middle-1")["attempts"] == []
+    assert step(view, "outer-1/middle-1")["attempts"] == []
     clock.advance("30 minutes")
     poke(stepline)
 
     view = await finished(instance)
     assert view["output"] == 1
     assert_ran_once(view, probe, "inner")
-    assert [a["success"] for a in step(view, "middle-1")["attempts"]] == [True]
+    assert [a["success"] for a in step(view, "outer-1/middle-1")["attempts"]] == [True]
+
+
+class FetchesInALoop(WorkflowEntrypoint):
+    """Step "process" for each of two items, each running step "fetch" in its body; the
+    second naps 30 minutes after its fetch (which parks the instance)."""
+
+    async def run(self, event, step):
+        got = []
+        for item in ("a", "b"):
+
+            async def process(item: str = item) -> str:
+                fetched = await step.do("fetch", lambda: self.env.hit(item) and f"fetched {item}")
+                if item == "b":
+                    await step.sleep("nap", "30 minutes")
+                return fetched
+
+            got.append(await step.do("process", process, config=ONE_ATTEMPT))
+        return got
+
+
+async def test_steps_of_one_name_in_the_bodies_of_a_loops_steps_each_keep_their_result(
+    make_stepline: MakeStepline, probe: Probe, clock: TestClock
+):
+    """The replay does not enter the first "process" (finished) and enters the second again:
+    its "fetch" was counted as the run's first, and returned the first item's result."""
+    clock.auto_skip = False
+    stepline = await make_stepline(suspend_after=SUSPEND)
+    instance = await (await stepline.register("fetches-in-a-loop", FetchesInALoop)).create()
+    await wait_for_status(instance, "waiting", timeout=5)
+    await stepline.engine.wait_idle()  # parked in the second "process"
+
+    clock.advance("30 minutes")
+    poke(stepline)
+    view = await finished(instance)
+
+    assert view["output"] == ["fetched a", "fetched b"]
+    assert [probe.calls["a"], probe.calls["b"]] == [1, 1]
+    names = [s["name"] for s in view["steps"]]
+    assert names == [
+        "process-1", "process-1/fetch-1", "process-2", "process-2/fetch-1", "process-2/nap-1"
+    ]  # fmt: skip

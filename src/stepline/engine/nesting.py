@@ -7,6 +7,12 @@ step is not complete, and its interrupted attempt is no attempt at all (not a fa
 retry spent): the replay enters its body again, where the inner steps it finished return
 their results without running again.
 
+A step inside another's body is named within it: ``fetch`` in the body of ``process-2`` is
+``process-2/fetch``, its first ``process-2/fetch-1``, counted apart from any other ``fetch``
+of the run. A finished outer step is not entered on replay, so the steps inside it must not
+share counts with those outside: ``fetch`` in a loop's second ``process``, replayed after the
+first ``process`` had finished, took the first one's ``fetch-1`` and returned its result.
+
 The runner keeps, for the branch that runs (a context variable, so that a task the body
 starts inherits it), the attempts it runs inside. A branch about to unwind for a suspension
 *cuts* them: their attempts leave their steps' records before the suspension writes them,
@@ -19,7 +25,7 @@ from contextvars import ContextVar
 
 from stepline.store.records import Attempt, StepRecord
 
-__all__ = ["ENCLOSING", "Enclosing"]
+__all__ = ["ENCLOSING", "Enclosing", "scoped_name"]
 
 
 class Enclosing:
@@ -53,3 +59,10 @@ class Enclosing:
 
 ENCLOSING: ContextVar[tuple[Enclosing, ...]] = ContextVar("stepline_enclosing", default=())
 """The attempts that the current branch runs inside, outermost first."""
+
+
+def scoped_name(name: str) -> str:
+    """``name`` as a step called in this branch is named: within the step whose body runs it
+    (``process-2/fetch``), or as it is at the top of ``run``."""
+    enclosing = ENCLOSING.get()
+    return f"{enclosing[-1].record.name}/{name}" if enclosing else name

@@ -28,6 +28,7 @@ from stepline.authoring.entrypoint import WorkflowEntrypoint, WorkflowEvent
 from stepline.authoring.step import StepConfigInput, StepContext, WorkflowStep
 from stepline.engine.attempts import StepAttempts
 from stepline.engine.clock import elapsed_s
+from stepline.engine.nesting import scoped_name
 from stepline.engine.parking import Parking
 from stepline.engine.run_signals import FatalInstanceError, StoreLost, Suspended
 from stepline.engine.step_errors import (
@@ -327,10 +328,11 @@ class Runner(StepAttempts, Parking, WaitingSteps):
     ) -> Any:
         self._guard()
         check_step_name(name)
-        count = self._occurrence("do", name)
-        key = f"do:{count}:{name}"
+        scoped = scoped_name(name)
+        count = self._occurrence("do", scoped)
+        key = f"do:{count}:{scoped}"
         self._reached.add(key)
-        label = f"{name}-{count}"
+        label = f"{scoped}-{count}"
         self._do_calls += 1
         if self._do_calls > self.step_limit:
             raise self._fatal_instance(

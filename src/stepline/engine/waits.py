@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from stepline.engine.nesting import scoped_name
 from stepline.errors import InvalidStepConfig, StaleRunError, WorkflowTimeoutError
 from stepline.store.records import StepRecord
 from stepline.validation import check_event_type, check_step_name, dump_json, utf8_size
@@ -49,6 +50,7 @@ class WaitingSteps:
     ) -> None:
         self._guard()
         check_step_name(name)
+        name = scoped_name(name)
         count = self._occurrence("sleep", f"{name}\x00{identity}")
         key = f"sleep:{identity}:{count}:{name}"
         self._reached.add(key)
@@ -84,8 +86,9 @@ class WaitingSteps:
         check_event_type(event_type)
         if not 1_000 <= timeout_ms <= MAX_SLEEP_MS:
             raise InvalidStepConfig("wait_for_event timeout must be 1 second to 365 days")
-        count = self._occurrence("wait", name)
-        key = f"wait:{count}:{name}"
+        scoped = scoped_name(name)
+        count = self._occurrence("wait", scoped)
+        key = f"wait:{count}:{scoped}"
         self._reached.add(key)
         record = self.steps.get(key)
         if record is not None and record.status == "complete":
@@ -102,7 +105,7 @@ class WaitingSteps:
                 key=key,
                 seq=self._take_seq(),
                 kind="wait",
-                name=f"{name}-{count}",
+                name=f"{scoped}-{count}",
                 status="waiting",
                 start=now,
                 wake_at=now + timeout_ms,
