@@ -433,3 +433,72 @@ async def test_steps_of_one_name_in_the_bodies_of_a_loops_steps_each_keep_their_
     assert names == [
         "process-1", "process-1/fetch-1", "process-2", "process-2/fetch-1", "process-2/nap-1"
     ]  # fmt: skip
+
+
+class FetchesInARetriedStep(WorkflowEntrypoint):
+    """Step "outer" runs step "fetch" (one attempt), whose first call fails; "outer" is retried
+    a minute later (in memory when hot, parked when suspending)."""
+
+    async def run(self, event, step):
+        env = self.env
+
+        async def fetch():
+            if env.hit("fetch") == 1:
+                raise RuntimeError("once")
+            return "fetched"
+
+        async def outer():
+            return await step.do("fetch", fetch, config=ONE_ATTEMPT)
+
+        retried = {"retries": {"limit": 1, "delay": "1 minute", "backoff": "constant"}}
+        return await step.do("outer", outer, config=retried)
+
+
+async def test_a_retried_step_runs_the_steps_of_its_failed_attempt_again(
+    any_stepline: Stepline, probe: Probe
+):
+    """Each attempt of a step names the steps in its body apart: parked for its backoff, the
+    retry's replay took the first attempt's failed "fetch" and failed without running it,
+    while a retry held in memory ran it again."""
+    workflow = await any_stepline.register("fetches-in-a-retried-step", FetchesInARetriedStep)
+    instance = await workflow.create()
+
+    view = await finished(instance)
+    assert view["status"] == "complete", view.get("error")
+    assert view["output"] == "fetched"
+    assert probe.calls["fetch"] == 2
+    names = [s["name"] for s in view["steps"]]
+    assert names == ["outer-1", "outer-1/fetch-1", "outer-1#2/fetch-1"]
+
+
+class RefetchesAndNaps(WorkflowEntrypoint):
+    """Step "outer" runs step "fetch" and fails on its first attempt; retried at once, it runs
+    "fetch" again, then naps 30 minutes (which parks the instance) and returns the fetch."""
+
+    async def run(self, event, step):
+        env = self.env
+
+        async def outer(ctx):
+            fetched = await step.do("fetch", lambda: f"fetch {env.hit('fetch')}")
+            if ctx.attempt == 1:
+                raise RuntimeError("once")
+            await step.sleep("nap", "30 minutes")
+            return fetched
+
+        retried = {"retries": {"limit": 1, "delay": 10, "backoff": "constant"}}
+        return await step.do("outer", outer, config=retried)
+
+
+async def test_the_replay_of_a_retried_step_takes_its_own_attempts_steps(
+    suspending: Stepline, probe: Probe
+):
+    """The second attempt fetched again (in memory) and parked in its nap: its replay took
+    the first attempt's "fetch", and returned "fetch 1" where the attempt had "fetch 2"."""
+    instance = await (await suspending.register("refetches-and-naps", RefetchesAndNaps)).create()
+
+    view = await finished(instance)
+    assert view["output"] == "fetch 2"
+    assert probe.calls["fetch"] == 2
+    names = [s["name"] for s in view["steps"]]
+    assert names == ["outer-1", "outer-1/fetch-1", "outer-1#2/fetch-1", "outer-1#2/nap-1"]
+

@@ -137,7 +137,7 @@ class StepAttempts:
             # config says, rather than run again by every recovery.
             await self._save(record, self.clock.now_ms())
             self._careful = False
-        inside = Enclosing(record, attempt)
+        inside = Enclosing(record, attempt, ctx.attempt)
         enclosing = ENCLOSING.get()
         ENCLOSING.set((*enclosing, inside))
         queued: Queued | None = None

@@ -12,6 +12,11 @@ A step inside another's body is named within it: ``fetch`` in the body of ``proc
 of the run. A finished outer step is not entered on replay, so the steps inside it must not
 share counts with those outside: ``fetch`` in a loop's second ``process``, replayed after the
 first ``process`` had finished, took the first one's ``fetch-1`` and returned its result.
+Each attempt of the outer step names them apart too (its second ``process-2#2/fetch-1``): a
+retry runs its body afresh, in memory or replayed after a backoff that parked the instance
+alike. (Counted on across the attempts, the replay of a second attempt took the first one's
+``fetch-1``, which a retry in memory had run again as ``fetch-2``: its stored error, or its
+older result.) An attempt cut short is no attempt: its replay has its number, and its names.
 
 The runner keeps, for the branch that runs (a context variable, so that a task the body
 starts inherits it), the attempts it runs inside. A branch about to unwind for a suspension
@@ -31,11 +36,14 @@ __all__ = ["ENCLOSING", "Enclosing", "scoped_name"]
 class Enclosing:
     """An attempt whose body is running; the steps it calls are inside it."""
 
-    __slots__ = ("attempt", "counted", "cut", "over", "record")
+    __slots__ = ("attempt", "counted", "cut", "over", "record", "scope")
 
-    def __init__(self, record: StepRecord, attempt: Attempt) -> None:
+    def __init__(self, record: StepRecord, attempt: Attempt, number: int) -> None:
         self.record = record
         self.attempt = attempt
+        self.scope = record.name if number == 1 else f"{record.name}#{number}"
+        """What the steps inside it are named within: its step's label, and which attempt
+        this is after the first (``process-2``, ``process-2#2``)."""
         self.counted = False
         """Counted among the runner's executing attempts."""
         self.cut = False
@@ -63,6 +71,7 @@ ENCLOSING: ContextVar[tuple[Enclosing, ...]] = ContextVar("stepline_enclosing", 
 
 def scoped_name(name: str) -> str:
     """``name`` as a step called in this branch is named: within the step whose body runs it
-    (``process-2/fetch``), or as it is at the top of ``run``."""
+    (``process-2/fetch``, in its second attempt ``process-2#2/fetch``), or as it is at the top
+    of ``run``."""
     enclosing = ENCLOSING.get()
-    return f"{enclosing[-1].record.name}/{name}" if enclosing else name
+    return f"{enclosing[-1].scope}/{name}" if enclosing else name
