@@ -502,3 +502,29 @@ async def test_the_replay_of_a_retried_step_takes_its_own_attempts_steps(
     names = [s["name"] for s in view["steps"]]
     assert names == ["outer-1", "outer-1/fetch-1", "outer-1#2/fetch-1", "outer-1#2/nap-1"]
 
+
+class FetchesInTwoSteps(WorkflowEntrypoint):
+    """Steps "process" for items a and b, each running step "fetch" for its item; then "last"."""
+
+    async def run(self, event, step):
+        env = self.env
+        got = []
+        for item in ("a", "b"):
+
+            async def process(item: str = item) -> int:
+                return await step.do("fetch", lambda: env.hit(item))
+
+            got.append(await step.do("process", process))
+        return [*got, await step.do("last", lambda: env.hit("last"))]
+
+
+async def test_restart_from_a_step_in_a_steps_body_runs_it_again(stepline: Stepline, probe: Probe):
+    """A restart from an inner step restarts from its outermost enclosing step: kept finished,
+    that one was not entered on the replay, and the step named to restart from never ran."""
+    instance = await (await stepline.register("fetches-in-two-steps", FetchesInTwoSteps)).create()
+    assert (await finished(instance))["output"] == [1, 1, 1]
+
+    await instance.restart(from_="process-2/fetch")
+    view = await finished(instance)
+    assert view["output"] == [1, 2, 2]
+    assert [probe.calls["a"], probe.calls["b"], probe.calls["last"]] == [1, 2, 2]

@@ -421,13 +421,40 @@ _EVER = 2**62
 
 
 def _find_step_seq(steps: list[StepRecord], name: str, count: int, kind: str) -> int | None:
+    """The seq to restart from for the ``count``-th step named ``name`` of ``kind``: its own,
+    or, for a step inside another's body, its outermost enclosing step's. A restart keeps
+    the steps before the seq, and an outer step kept finished is not entered on the replay:
+    the step inside it would never run again."""
     seen = 0
-    for step in sorted(steps, key=lambda s: s.seq):
+    ordered = sorted(steps, key=lambda s: s.seq)
+    for step in ordered:
         if step.kind == kind and step_base_name(step) == name:
             seen += 1
             if seen == count:
-                return step.seq
+                return _outermost_enclosing(ordered, step)
     return None
+
+
+def _outermost_enclosing(ordered: list[StepRecord], step: StepRecord) -> int:
+    """The seq of the first step that ``step`` is inside (its scoped name starts with that
+    one's label and a ``/``, or a ``#`` and an attempt number), or its own."""
+    base = step_base_name(step)
+    for outer in ordered:
+        if outer.seq >= step.seq:
+            break
+        if outer.kind == "do" and _inside(base, outer.name):
+            return outer.seq
+    return step.seq
+
+
+def _inside(base: str, label: str) -> bool:
+    if not base.startswith(label) or len(base) <= len(label):
+        return False
+    rest = base[len(label) :]
+    if rest[0] == "/":
+        return True
+    number, slash, _ = rest[1:].partition("/")
+    return rest[0] == "#" and bool(slash) and number.isdigit()
 
 
 def step_base_name(step: StepRecord) -> str:
