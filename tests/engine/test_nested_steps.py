@@ -528,3 +528,29 @@ async def test_restart_from_a_step_in_a_steps_body_runs_it_again(stepline: Stepl
     view = await finished(instance)
     assert view["output"] == [1, 2, 2]
     assert [probe.calls["a"], probe.calls["b"], probe.calls["last"]] == [1, 2, 2]
+
+
+class FetchesFromASyncBody(WorkflowEntrypoint):
+    """Step "process", a sync function (on a step thread), calls step "fetch" on the loop."""
+
+    async def run(self, event, step):
+        loop = asyncio.get_running_loop()
+
+        def process() -> str:
+            fetched = step.do("fetch", lambda: "fetched")
+            return asyncio.run_coroutine_threadsafe(fetched, loop).result()
+
+        return await step.do("process", process)
+
+
+async def test_a_step_called_from_a_sync_steps_body_is_named_within_it(stepline: Stepline):
+    """The step thread ran the body outside the context that says which step it is: "fetch"
+    was named as at the top of ``run``, and shared its counts."""
+    instance = await (
+        await stepline.register("fetches-from-a-sync-body", FetchesFromASyncBody)
+    ).create()
+
+    view = await finished(instance)
+
+    assert view["output"] == "fetched"
+    assert [s["name"] for s in view["steps"]] == ["process-1", "process-1/fetch-1"]

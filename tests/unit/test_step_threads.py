@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 
@@ -139,3 +140,19 @@ async def test_queued_work_withdrawn_never_runs():
 async def test_stepline_takes_the_number_of_step_threads(tmp_path):
     async with Stepline(f"sqlite:///{tmp_path / 's.sqlite3'}", step_threads=3) as stepline:
         assert stepline.engine.step_threads.size == 3
+
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
+
+
+async def test_a_function_runs_in_its_submitters_context():
+    """As ``asyncio.to_thread`` runs one: a sync step saw none of the workflow's context
+    variables (a request's id, a tracing span), nor the step whose body it is."""
+    threads = StepThreads(1)
+    try:
+        REQUEST_ID.set("r-1")
+        assert await threads.run(REQUEST_ID.get) == "r-1"
+        REQUEST_ID.set("r-2")
+        assert await threads.run(REQUEST_ID.get) == "r-2"
+    finally:
+        threads.close()

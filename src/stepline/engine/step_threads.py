@@ -14,6 +14,7 @@ exiting once the engine has stopped.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import queue
 import threading
 from collections.abc import Callable
@@ -26,11 +27,15 @@ DEFAULT_STEP_THREADS = 32
 
 
 class _Work:
-    __slots__ = ("args", "fn", "future", "given_up", "started", "waited")
+    __slots__ = ("args", "context", "fn", "future", "given_up", "started", "waited")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.fn = fn
         self.args = args
+        self.context = contextvars.copy_context()
+        """The submitter's, as ``asyncio.to_thread`` runs a function in: the workflow's own
+        context variables (a request's id, a tracing span), and the step whose body it is,
+        which names the steps it calls (:func:`~stepline.engine.nesting.scoped_name`)."""
         self.future: Future[Any] = Future()
         self.given_up = False
         self.started: asyncio.Future[None] | None = None
@@ -165,7 +170,7 @@ class StepThreads:
             if work.started is not None:
                 _tell_started(work.started)
             try:
-                result = work.fn(*work.args)
+                result = work.context.run(work.fn, *work.args)
             except BaseException as exc:
                 work.future.set_exception(exc)
             else:
