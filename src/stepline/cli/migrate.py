@@ -26,8 +26,8 @@ def migrate_command(database: DatabaseOption = DEFAULT_DATABASE) -> None:
         if upgrade.created:
             say(f"created a new SQLite database at {upgrade.database} (there was no file)")
         for migration in upgrade.applied:
-            say(f"applied {migration.number:04d}_{migration.name}")
-        current = f"{upgrade.current.number:04d}_{upgrade.current.name}"
+            say(f"applied {migration.label}")
+        current = upgrade.current.label
         if upgrade.applied:
             say(f"the schema of {upgrade.database} is current ({current})")
         else:

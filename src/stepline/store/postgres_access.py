@@ -282,7 +282,7 @@ def cannot_migrate(
             "this user create them "
             f"(GRANT CREATE ON SCHEMA {_identifier(schema)} TO {_user(dsn)})"
         )
-    names = [f"{m.number:04d}_{m.name}" for m in pending]
+    names = [m.label for m in pending]
     listed = names[0] if len(names) == 1 else f"{names[0]} to {names[-1]}"
     return DatabaseNotWritable(
         f"cannot apply Stepline's pending schema migrations ({listed}) to PostgreSQL "

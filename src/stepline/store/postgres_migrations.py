@@ -104,7 +104,7 @@ async def migrate(conn: asyncpg.Connection, dsn: str, *, timeout: float) -> list
                         int(time.time() * 1000),
                     )
                 done += 1
-                log.info("applied PostgreSQL migration %04d_%s", migration.number, migration.name)
+                log.info("applied PostgreSQL migration %s", migration.label)
         except asyncpg.InsufficientPrivilegeError as error:
             schema = None if state["recorded"] else state["schema"]
             raise cannot_migrate(dsn, error, pending[done:], schema=schema) from error
@@ -113,14 +113,10 @@ async def migrate(conn: asyncpg.Connection, dsn: str, *, timeout: float) -> list
             asyncpg.DuplicateObjectError,
             asyncpg.DuplicateFunctionError,
         ) as error:
-            waited = pending[done]
-            raise name_taken(
-                dsn, error, f"{waited.number:04d}_{waited.name}", schema=state["schema"]
-            ) from error
+            raise name_taken(dsn, error, pending[done].label, schema=state["schema"]) from error
         except asyncpg.LockNotAvailableError:
-            waited = pending[done]
             raise StoreUnavailable(
-                f"schema migration {waited.number:04d}_{waited.name} waited over {timeout:g} s "
+                f"schema migration {pending[done].label} waited over {timeout:g} s "
                 "for a lock on its table, which another session's transaction holds: start "
                 "again once it has ended (nothing of that migration was applied)"
             ) from None

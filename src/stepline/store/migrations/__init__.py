@@ -23,6 +23,11 @@ class Migration:
     name: str
     sql: str
 
+    @property
+    def label(self) -> str:
+        """As its file is named, less ``.sql``, and as messages name it: ``0004_buffered_bytes``."""
+        return f"{self.number:04d}_{self.name}"
+
 
 def load_migrations(backend: str) -> list[Migration]:
     """The migrations of ``backend`` ("sqlite" or "postgres"), in order."""
@@ -50,5 +55,5 @@ def refuse_newer_schema(recorded: Mapping[int, str], known: Sequence[Migration])
     raise SchemaTooNew(
         "this database was last migrated by a newer Stepline (schema migration "
         f"{newest:04d}_{recorded[newest]}; this Stepline knows up to "
-        f"{last.number:04d}_{last.name}): upgrade Stepline to use it"
+        f"{last.label}): upgrade Stepline to use it"
     )
