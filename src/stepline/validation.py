@@ -157,8 +157,12 @@ def has_control_characters(text: str) -> bool:
 
 
 def storable_text(text: str) -> str:
-    """``text`` with each lone surrogate replaced by ``?``: for the names and messages taken
-    from exceptions, which are kept as they are when they can be, and never refused."""
+    """``text`` with each lone surrogate and each NUL replaced by ``?``: for the names and
+    messages taken from exceptions, which are kept as they are when they can be, and never
+    refused. No UTF-8 holds a lone surrogate, and PostgreSQL's text holds no NUL (SQLite's
+    does, but an instance reads the same on either store)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "?")
     if text.isascii():
         return text
     return text.encode("utf-8", "replace").decode("utf-8")

@@ -1,6 +1,7 @@
 """Text no store can keep, a lone UTF-16 surrogate (what ``json.loads`` makes of ``"\\ud800"``):
 refused where it is a value the workflow hands over, replaced where it is only a message, and
 never the end of the engine (it once stopped SQLite's writer thread, and every run with it).
+A NUL, which PostgreSQL's text cannot hold, is replaced in a message on every store.
 And times: kept as JavaScript's ``JSON.stringify`` writes a ``Date``, when they say their
 zone."""
 
@@ -30,6 +31,15 @@ class Hands(WorkflowEntrypoint):
                 raise ValueError(LONE)
 
             return await step.do("fail", fail, config={"retries": {"limit": 0}})
+        if how == "nul in error":
+
+            def fail_with_nul() -> None:
+                raise ValueError("nul \x00 char")
+
+            try:
+                await step.do("fail", fail_with_nul, config={"retries": {"limit": 0}})
+            except ValueError as live:
+                return str(live)  # the error itself, as it was raised
         if how == "step name":
             return await step.do(LONE, lambda: 1)
         if how == "workflow output":
@@ -68,6 +78,19 @@ async def test_an_error_message_with_a_lone_surrogate_is_kept_with_a_replacement
     assert view["status"] == "errored"
     assert view["error"]["message"] == "lone ? surrogate"
     assert step(view, "fail-1")["attempts"][0]["error"]["message"] == "lone ? surrogate"
+
+
+async def test_an_error_message_with_a_nul_is_kept_with_a_replacement(stepline: Stepline):
+    """PostgreSQL refused the step's row, and the run caught the database's complaint in
+    place of its own error; the step's failure was never recorded."""
+    await stepline.register("hands", Hands)
+    view = await _outcome(stepline, "nul in error")
+
+    assert view["status"] == "complete"
+    assert view["output"] == "nul \x00 char"
+    failed = step(view, "fail-1")
+    assert failed["success"] is False
+    assert failed["attempts"][0]["error"] == {"name": "ValueError", "message": "nul ? char"}
 
 
 class Shouts(WorkflowEntrypoint):
