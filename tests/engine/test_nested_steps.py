@@ -554,3 +554,52 @@ async def test_a_step_called_from_a_sync_steps_body_is_named_within_it(stepline:
 
     assert view["output"] == "fetched"
     assert [s["name"] for s in view["steps"]] == ["process-1", "process-1/fetch-1"]
+
+
+class NamesAStepAsAnInnerOneIsShown(WorkflowEntrypoint):
+    """Step "process" runs step "fetch" in its body (shown as "process-1/fetch-1"); then a
+    step named "process-1/fetch" in code; then a 30-minute nap, which parks the instance."""
+
+    async def run(self, event, step):
+        env = self.env
+
+        async def process() -> str:
+            return await step.do("fetch", lambda: f"inner {env.hit('inner')}")
+
+        inner = await step.do("process", process)
+        named = await step.do("process-1/fetch", lambda: f"named {env.hit('named')}")
+        await step.sleep("nap", "30 minutes")
+        return [inner, named]
+
+
+async def test_a_step_named_as_an_inner_one_is_shown_keeps_its_own_result(
+    any_stepline: Stepline, probe: Probe
+):
+    """The two had one key: on the replay (the first "process" finished, not entered), the
+    step named in code took the inner "fetch"'s result, and ran never."""
+    workflow = await any_stepline.register("names-as-inner", NamesAStepAsAnInnerOneIsShown)
+
+    view = await finished(await workflow.create())
+
+    assert view["output"] == ["inner 1", "named 1"]
+    assert [probe.calls["inner"], probe.calls["named"]] == [1, 1]
+    names = [s["name"] for s in view["steps"]]
+    assert names == ["process-1", "process-1/fetch-1", "process-1/fetch-1", "nap-1"]
+
+
+async def test_restart_from_a_name_shown_twice_counts_both_in_their_order(
+    stepline: Stepline, probe: Probe
+):
+    """Shown alike, "fetch" inside "process-1" and the step named "process-1/fetch" in code
+    are the first and the second of that name: a restart from the second reruns it alone (it
+    is inside no step), one from the first reruns "process", its outermost enclosing step."""
+    workflow = await stepline.register("names-as-inner", NamesAStepAsAnInnerOneIsShown)
+    instance = await workflow.create()
+    assert (await finished(instance))["output"] == ["inner 1", "named 1"]
+
+    await instance.restart(from_="process-1/fetch", count=2)
+    assert (await finished(instance))["output"] == ["inner 1", "named 2"]
+
+    await instance.restart(from_="process-1/fetch")
+    assert (await finished(instance))["output"] == ["inner 2", "named 3"]
+    assert [probe.calls["inner"], probe.calls["named"]] == [2, 3]

@@ -66,6 +66,34 @@ async def test_a_step_is_found_by_the_name_its_describe_view_gives(make_stepline
     assert simple["steps"] == [] and simple["step_count"] == full["step_count"] == 4
 
 
+class FetchesInAStep(WorkflowEntrypoint):
+    """Step "process" runs step "fetch" in its body (shown as "process-1/fetch-1")."""
+
+    async def run(self, event, step):
+        async def process() -> str:
+            return await step.do("fetch", lambda: "fetched")
+
+        return await step.do("process", process)
+
+
+async def test_a_step_inside_anothers_body_is_found_by_the_name_shown(
+    make_stepline: MakeStepline,
+):
+    """Its key joins the names with a separator the name shown does not have."""
+    stepline = await make_stepline()
+    instance = await (await stepline.register("fetches-in-a-step", FetchesInAStep)).create("one")
+    assert (await finished(instance))["output"] == "fetched"
+
+    found = await stepline.client.step_output(
+        stepline.account_id,
+        "fetches-in-a-step",
+        "one",
+        step_name="process-1/fetch-1",
+        step_type="step",
+    )
+    assert found["output"] == "fetched"
+
+
 class Sized(WorkflowEntrypoint):
     async def run(self, event, step):
         for size in event.payload:

@@ -14,7 +14,7 @@ from stepline.engine.control import Control, NewInstance
 from stepline.engine.terminators import TERMINABLE_STATUSES
 from stepline.errors import InstanceNotFound, InvalidRequest, VersionNotFound
 from stepline.store.port import InstanceFilter, WorkflowSettings
-from stepline.store.records import LISTABLE_STATUSES, InstanceRecord, WorkflowRecord
+from stepline.store.records import LISTABLE_STATUSES, InstanceRecord, StepRecord, WorkflowRecord
 from stepline.validation import check_instance_id, check_workflow_name
 
 __all__ = ["LocalClient"]
@@ -329,11 +329,22 @@ class LocalClient:
         if named is not None:
             base, count = named.groups()
             match = await self.store.load_step(instance.pk, f"{kind}:{count}:{base}")
+            if match is None and "/" in base:
+                match = await self._step_shown_as(instance.pk, kind, step_name)
         if match is None:
             raise InvalidRequest(f"no {step_type} named {step_name!r} in this instance")
         if attempt is not None and (kind != "do" or not 1 <= attempt <= len(match.attempts)):
             raise InvalidRequest(f"attempt must be 1 to {len(match.attempts)} for this step")
         return views.step_output(match, attempt)
+
+    async def _step_shown_as(self, pk: int, kind: str, name: str) -> StepRecord | None:
+        """The first step of ``kind`` shown as ``name``, a step inside another's body
+        (``process-2/fetch-1``): its key joins the names with a separator that no name shows,
+        so it is looked for among the steps, read without their outputs, then read whole."""
+        for step in await self.store.load_steps(pk, output_chars=0):
+            if step.kind == kind and step.name == name:
+                return await self.store.load_step(pk, step.key)
+        return None
 
     # -- lookups -----------------------------------------------------------------------------
     async def _workflow(self, account_id: str, name: str) -> WorkflowRecord:

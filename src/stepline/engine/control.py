@@ -15,6 +15,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from stepline.authoring.entrypoint import WorkflowEntrypoint
 from stepline.cron import MAX_SCHEDULES_PER_ACCOUNT, check_cron, next_fire
 from stepline.engine.instances import new_instance_record, random_instance_ids
+from stepline.engine.nesting import KEY_SEPARATOR
 from stepline.engine.registry import code_hash
 from stepline.engine.scheduler import Engine
 from stepline.engine.terminators import Terminators
@@ -421,14 +422,16 @@ _EVER = 2**62
 
 
 def _find_step_seq(steps: list[StepRecord], name: str, count: int, kind: str) -> int | None:
-    """The seq to restart from for the ``count``-th step named ``name`` of ``kind``: its own,
-    or, for a step inside another's body, its outermost enclosing step's. A restart keeps
-    the steps before the seq, and an outer step kept finished is not entered on the replay:
-    the step inside it would never run again."""
+    """The seq to restart from for the ``count``-th step of ``kind`` whose full name is shown
+    as ``name``: its own, or, for a step inside another's body, its outermost enclosing
+    step's. A restart keeps the steps before the seq, and an outer step kept finished is not
+    entered on the replay: the step inside it would never run again. (A step named
+    ``process-1/fetch`` in code, and ``fetch`` inside ``process-1``, are shown alike: they
+    are counted together, in the order they were first called.)"""
     seen = 0
     ordered = sorted(steps, key=lambda s: s.seq)
     for step in ordered:
-        if step.kind == kind and step_base_name(step) == name:
+        if step.kind == kind and _shown_name(step_base_name(step)) == name:
             seen += 1
             if seen == count:
                 return _outermost_enclosing(ordered, step)
@@ -436,31 +439,41 @@ def _find_step_seq(steps: list[StepRecord], name: str, count: int, kind: str) ->
 
 
 def _outermost_enclosing(ordered: list[StepRecord], step: StepRecord) -> int:
-    """The seq of the first step that ``step`` is inside (its scoped name starts with that
-    one's label and a ``/``, or a ``#`` and an attempt number), or its own."""
+    """The seq of the first step that ``step`` is inside, or its own."""
     base = step_base_name(step)
     for outer in ordered:
         if outer.seq >= step.seq:
             break
-        if outer.kind == "do" and _inside(base, outer.name):
+        if outer.kind == "do" and _inside(base, outer):
             return outer.seq
     return step.seq
 
 
-def _inside(base: str, label: str) -> bool:
-    if not base.startswith(label) or len(base) <= len(label):
+def _inside(base: str, outer: StepRecord) -> bool:
+    """Whether the step whose key's full name is ``base`` is inside ``outer``: it starts with
+    ``outer``'s scope in its key's form (its full name and count, ``process-2``), then an
+    attempt number after the first (``#2``), and ``KEY_SEPARATOR``. A step named
+    ``process-2/x`` in code is not inside it."""
+    _, count, outer_base = outer.key.split(":", 2)
+    scope = f"{outer_base}-{count}"
+    if not base.startswith(scope):
         return False
-    rest = base[len(label) :]
-    if rest[0] == "/":
+    rest = base[len(scope) :]
+    if rest.startswith(KEY_SEPARATOR):
         return True
-    number, slash, _ = rest[1:].partition("/")
-    return rest[0] == "#" and bool(slash) and number.isdigit()
+    number, separator, _ = rest[1:].partition(KEY_SEPARATOR)
+    return rest.startswith("#") and bool(separator) and number.isdigit()
 
 
 def step_base_name(step: StepRecord) -> str:
-    """The name workflow code gave a step (its key minus kind, occurrence and duration)."""
+    """The full name of a step in its key (the key minus kind, occurrence and duration)."""
     parts = step.key.split(":", 3 if step.kind == "sleep" else 2)
     return parts[-1]
+
+
+def _shown_name(base: str) -> str:
+    """A full name in a key's form (``step_base_name``) as it is shown: ``process-2/fetch``."""
+    return base.replace(KEY_SEPARATOR, "/")
 
 
 def _checked_settings(settings: WorkflowSettings) -> WorkflowSettings:

@@ -18,6 +18,11 @@ alike. (Counted on across the attempts, the replay of a second attempt took the 
 ``fetch-1``, which a retry in memory had run again as ``fetch-2``: its stored error, or its
 older result.) An attempt cut short is no attempt: its replay has its number, and its names.
 
+That is the name shown (in the describe view, and to a restart from a step). The step's key
+joins scope and name with ``\x1f`` instead: no name given in code may hold a control
+character, so the ``fetch`` inside ``process-2`` is not a step named ``process-2/fetch`` at
+the top of ``run``, which took its stored result on a replay.
+
 The runner keeps, for the branch that runs (a context variable, so that a task the body
 starts inherits it), the attempts it runs inside. A branch about to unwind for a suspension
 *cuts* them: their attempts leave their steps' records before the suspension writes them,
@@ -30,26 +35,36 @@ from contextvars import ContextVar
 
 from stepline.store.records import Attempt, StepRecord
 
-__all__ = ["ENCLOSING", "Enclosing", "scoped_name"]
+__all__ = ["ENCLOSING", "KEY_SEPARATOR", "Enclosing", "scoped_name"]
+
+KEY_SEPARATOR = "\x1f"
+"""Between a scope and the name within it in a step's key (``/`` where the name is shown)."""
 
 
 class Enclosing:
     """An attempt whose body is running; the steps it calls are inside it."""
 
-    __slots__ = ("attempt", "counted", "cut", "over", "record", "scope")
+    __slots__ = ("attempt", "counted", "cut", "number", "over", "record", "scope")
 
     def __init__(self, record: StepRecord, attempt: Attempt, number: int) -> None:
         self.record = record
         self.attempt = attempt
+        self.number = number
         self.scope = record.name if number == 1 else f"{record.name}#{number}"
-        """What the steps inside it are named within: its step's label, and which attempt
-        this is after the first (``process-2``, ``process-2#2``)."""
+        """What the steps inside it are named within, as shown: its step's label, and which
+        attempt this is after the first (``process-2``, ``process-2#2``)."""
         self.counted = False
         """Counted among the runner's executing attempts."""
         self.cut = False
         """Cut short by a suspension that a step inside it began: taken off its record."""
         self.over = False
         """Its body has ended (a task it started may still call steps)."""
+
+    def key_scope(self) -> str:
+        """``scope`` as keys hold it, made from its step's key (``do:<count>:<full name>``)
+        only when a step is called inside it."""
+        _, count, full_name = self.record.key.split(":", 2)
+        return f"{full_name}-{count}" if self.number == 1 else f"{full_name}-{count}#{self.number}"
 
     def take_off(self) -> None:
         """Take the attempt off its step's record: it is no attempt."""
@@ -69,9 +84,12 @@ ENCLOSING: ContextVar[tuple[Enclosing, ...]] = ContextVar("stepline_enclosing", 
 """The attempts that the current branch runs inside, outermost first."""
 
 
-def scoped_name(name: str) -> str:
-    """``name`` as a step called in this branch is named: within the step whose body runs it
-    (``process-2/fetch``, in its second attempt ``process-2#2/fetch``), or as it is at the top
-    of ``run``."""
+def scoped_name(name: str) -> tuple[str, str]:
+    """``name`` as a step called in this branch is named, in its key and as shown: within the
+    step whose body runs it (shown ``process-2/fetch``, in its second attempt
+    ``process-2#2/fetch``), or as it is at the top of ``run``."""
     enclosing = ENCLOSING.get()
-    return f"{enclosing[-1].scope}/{name}" if enclosing else name
+    if not enclosing:
+        return name, name
+    inside = enclosing[-1]
+    return f"{inside.key_scope()}{KEY_SEPARATOR}{name}", f"{inside.scope}/{name}"

@@ -328,11 +328,11 @@ class Runner(StepAttempts, Parking, WaitingSteps):
     ) -> Any:
         self._guard()
         check_step_name(name)
-        scoped = scoped_name(name)
+        scoped, shown = scoped_name(name)
         count = self._occurrence("do", scoped)
         key = f"do:{count}:{scoped}"
         self._reached.add(key)
-        label = f"{scoped}-{count}"
+        label = f"{shown}-{count}"
         self._do_calls += 1
         if self._do_calls > self.step_limit:
             raise self._fatal_instance(

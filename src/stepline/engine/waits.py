@@ -50,9 +50,9 @@ class WaitingSteps:
     ) -> None:
         self._guard()
         check_step_name(name)
-        name = scoped_name(name)
-        count = self._occurrence("sleep", f"{name}\x00{identity}")
-        key = f"sleep:{identity}:{count}:{name}"
+        scoped, shown = scoped_name(name)
+        count = self._occurrence("sleep", f"{scoped}\x00{identity}")
+        key = f"sleep:{identity}:{count}:{scoped}"
         self._reached.add(key)
         record = self.steps.get(key)
         if record is not None and record.status == "complete":
@@ -65,7 +65,7 @@ class WaitingSteps:
                 key=key,
                 seq=self._take_seq(),
                 kind="sleep",
-                name=f"{name}-{count}",
+                name=f"{shown}-{count}",
                 status="waiting",
                 start=now,
                 wake_at=wake_at(now),
@@ -86,7 +86,7 @@ class WaitingSteps:
         check_event_type(event_type)
         if not 1_000 <= timeout_ms <= MAX_SLEEP_MS:
             raise InvalidStepConfig("wait_for_event timeout must be 1 second to 365 days")
-        scoped = scoped_name(name)
+        scoped, shown = scoped_name(name)
         count = self._occurrence("wait", scoped)
         key = f"wait:{count}:{scoped}"
         self._reached.add(key)
@@ -105,7 +105,7 @@ class WaitingSteps:
                 key=key,
                 seq=self._take_seq(),
                 kind="wait",
-                name=f"{scoped}-{count}",
+                name=f"{shown}-{count}",
                 status="waiting",
                 start=now,
                 wake_at=now + timeout_ms,
