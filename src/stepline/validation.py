@@ -19,6 +19,7 @@ __all__ = [
     "MAX_INSTANCE_STORAGE_BYTES",
     "MAX_PAYLOAD_BYTES",
     "MAX_STEP_LIMIT",
+    "STEP_FULL_NAME_MAX_BYTES",
     "check_account_id",
     "check_event_type",
     "check_instance_id",
@@ -27,6 +28,7 @@ __all__ = [
     "check_workflow_name",
     "dump_json",
     "has_control_characters",
+    "shown_step_name",
     "storable_text",
     "utf8_size",
 ]
@@ -94,20 +96,30 @@ def check_event_type(event_type: object) -> str:
     return event_type
 
 
+STEP_FULL_NAME_MAX_BYTES = 2048
+"""The most UTF-8 bytes a step's full name may take: its name within the steps whose bodies
+call it (``process-2/fetch``), which add up. PostgreSQL indexes a step's key (its kind, count
+and full name) in a btree, whose entries may be at most 2,704 bytes; the longest key, a full
+name after ``sleep:@<epoch ms>:<count>:``, fits with some 600 bytes to spare."""
 STEP_LABEL_MAX = 256 + len("-999999999")
 """The longest step name as the describe view gives it: a name, a dash and its count."""
 
 
 def check_step_name(name: object) -> str:
+    """A name that workflow code gives a step: 1-256 characters."""
     if not isinstance(name, str) or not 1 <= len(name) <= 256 or _CONTROL.search(name):
-        shown = repr(name)
-        if isinstance(name, str) and len(name) > 60:
-            shown = f"{name[:40]!r}... ({len(name)} characters)"
         raise InvalidRequest(
-            f"step name {shown} must be 1-256 characters without control characters "
-            "or lone surrogates"
+            f"step name {shown_step_name(name)} must be 1-256 characters without control "
+            "characters or lone surrogates"
         )
     return name
+
+
+def shown_step_name(name: object) -> str:
+    """``name`` as an error message quotes it: a long one cut short, with its length."""
+    if isinstance(name, str) and len(name) > 60:
+        return f"{name[:40]!r}... ({len(name)} characters)"
+    return repr(name)
 
 
 def _javascript_form(value: Any) -> Any:

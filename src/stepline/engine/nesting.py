@@ -21,7 +21,9 @@ older result.) An attempt cut short is no attempt: its replay has its number, an
 That is the name shown (in the describe view, and to a restart from a step). The step's key
 joins scope and name with ``\x1f`` instead: no name given in code may hold a control
 character, so the ``fetch`` inside ``process-2`` is not a step named ``process-2/fetch`` at
-the top of ``run``, which took its stored result on a replay.
+the top of ``run``, which took its stored result on a replay. Full names add up, each step's
+within all it is inside, and are bounded (``STEP_FULL_NAME_MAX_BYTES``): past PostgreSQL's
+limit on an index entry, no write of the instance's steps could succeed.
 
 The runner keeps, for the branch that runs (a context variable, so that a task the body
 starts inherits it), the attempts it runs inside. A branch about to unwind for a suspension
@@ -33,7 +35,9 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
+from stepline.errors import InvalidRequest
 from stepline.store.records import Attempt, StepRecord
+from stepline.validation import STEP_FULL_NAME_MAX_BYTES, shown_step_name, utf8_size
 
 __all__ = ["ENCLOSING", "KEY_SEPARATOR", "Enclosing", "scoped_name"]
 
@@ -87,9 +91,20 @@ ENCLOSING: ContextVar[tuple[Enclosing, ...]] = ContextVar("stepline_enclosing", 
 def scoped_name(name: str) -> tuple[str, str]:
     """``name`` as a step called in this branch is named, in its key and as shown: within the
     step whose body runs it (shown ``process-2/fetch``, in its second attempt
-    ``process-2#2/fetch``), or as it is at the top of ``run``."""
+    ``process-2#2/fetch``), or as it is at the top of ``run``. A full name over
+    ``STEP_FULL_NAME_MAX_BYTES`` is refused (``InvalidRequest``)."""
     enclosing = ENCLOSING.get()
     if not enclosing:
         return name, name
     inside = enclosing[-1]
-    return f"{inside.key_scope()}{KEY_SEPARATOR}{name}", f"{inside.scope}/{name}"
+    key = f"{inside.key_scope()}{KEY_SEPARATOR}{name}"
+    size = utf8_size(key)  # the shown name's too: each separator is one byte
+    if size > STEP_FULL_NAME_MAX_BYTES:
+        raise InvalidRequest(
+            f"step {shown_step_name(name)} is inside {len(enclosing)} steps, and its full "
+            f"name {shown_step_name(f'{inside.scope}/{name}')} is {size:,} bytes of UTF-8: "
+            f"over the {STEP_FULL_NAME_MAX_BYTES:,} a full name may take. It holds the names "
+            "of the steps it is inside, which add up: give them shorter names, or call fewer "
+            "of them inside each other"
+        )
+    return key, f"{inside.scope}/{name}"
