@@ -24,6 +24,7 @@ __all__ = [
     "check_event_type",
     "check_instance_id",
     "check_json_size",
+    "check_step_full_name",
     "check_step_name",
     "check_workflow_name",
     "dump_json",
@@ -101,8 +102,9 @@ STEP_FULL_NAME_MAX_BYTES = 2048
 call it (``process-2/fetch``), which add up. PostgreSQL indexes a step's key (its kind, count
 and full name) in a btree, whose entries may be at most 2,704 bytes; the longest key, a full
 name after ``sleep:@<epoch ms>:<count>:``, fits with some 600 bytes to spare."""
-STEP_LABEL_MAX = 256 + len("-999999999")
-"""The longest step name as the describe view gives it: a name, a dash and its count."""
+STEP_LABEL_MAX = STEP_FULL_NAME_MAX_BYTES + len("-999999999")
+"""The longest step name as the describe view gives it: a full name, a dash and its count
+(in characters, which a full name has no more of than bytes)."""
 
 
 def check_step_name(name: object) -> str:
@@ -111,6 +113,22 @@ def check_step_name(name: object) -> str:
         raise InvalidRequest(
             f"step name {shown_step_name(name)} must be 1-256 characters without control "
             "characters or lone surrogates"
+        )
+    return name
+
+
+def check_step_full_name(name: object) -> str:
+    """A step's name as the API addresses it: its full name, which for a step inside others'
+    bodies holds their names (``process-2/fetch``) and may be longer than 256 characters."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or _CONTROL.search(name)
+        or utf8_size(name) > STEP_FULL_NAME_MAX_BYTES
+    ):
+        raise InvalidRequest(
+            f"step name {shown_step_name(name)} must be 1-{STEP_FULL_NAME_MAX_BYTES} bytes of "
+            "UTF-8 without control characters or lone surrogates"
         )
     return name
 

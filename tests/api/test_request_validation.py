@@ -7,6 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
+from stepline.client.base import RestartFrom
+
 from api_asserts import assert_failure
 from conftest import ACCOUNT, BASE
 from http_fakes import FakeClient
@@ -180,12 +182,14 @@ async def test_bad_query_is_400(http: httpx.AsyncClient, fake: FakeClient, path:
     assert len(fake.calls) == calls_before
 
 
-@pytest.mark.parametrize("base", ["x" * 256, "x" * 255 + "é"], ids=["ascii", "accented"])
-async def test_step_takes_the_longest_step_name_with_its_count(
+@pytest.mark.parametrize(
+    "base", ["x" * 2048, "x" * 2046 + "é", "é" * 1024], ids=["ascii", "accented", "all-accented"]
+)
+async def test_step_takes_the_longest_full_step_name_with_its_count(
     http: httpx.AsyncClient, fake: FakeClient, base: str
 ) -> None:
-    """``name`` is the step's name as the describe view gives it, its count included: a name
-    of 256 characters, the most a step may have, is 258 with ``-1``."""
+    """``name`` is the step's name as the describe view gives it, its count included: the
+    full name of a step inside others' bodies may be 2,048 bytes, 2,058 with ``-123456789``."""
     for count in ("1", "123456789"):
         response = await http.get(
             f"{BASE}/{WF}/instances/inst-1/step", params={"name": f"{base}-{count}", "type": "step"}
@@ -193,8 +197,25 @@ async def test_step_takes_the_longest_step_name_with_its_count(
         assert response.status_code == 200
         assert fake.last_call().kwargs["step_name"] == f"{base}-{count}"
     too_long = await http.get(
-        f"{BASE}/{WF}/instances/inst-1/step", params={"name": f"{base}x-1234567890", "type": "step"}
+        f"{BASE}/{WF}/instances/inst-1/step",
+        params={"name": "x" * 2049 + "-1234567890", "type": "step"},
     )
+    assert_failure(too_long, *BODY_ERROR)
+
+
+@pytest.mark.parametrize(
+    "name", ["x" * 2048, "x" * 2046 + "é", "é" * 1024], ids=["ascii", "accented", "all-accented"]
+)
+async def test_restart_takes_the_longest_full_step_name(
+    http: httpx.AsyncClient, fake: FakeClient, name: str
+) -> None:
+    """A restart's ``from.name`` is a full name (``process-2/fetch``): 2,048 bytes, not the
+    256 characters a name given in code may have; a byte more is refused."""
+    status = f"{BASE}/{WF}/instances/inst-1/status"
+    response = await http.patch(status, json={"status": "restart", "from": {"name": name}})
+    assert response.status_code == 200
+    assert fake.last_call().kwargs["restart_from"] == RestartFrom(name)
+    too_long = await http.patch(status, json={"status": "restart", "from": {"name": name + "x"}})
     assert_failure(too_long, *BODY_ERROR)
 
 

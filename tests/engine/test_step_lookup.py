@@ -3,11 +3,14 @@ count, ``pay-2``), and ``simple=true`` counts the steps; neither reads every ste
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from stepline import WorkflowEntrypoint
+from stepline.api import StaticTokenAuthenticator, create_app
 from stepline.client.views import OUTPUT_PREVIEW_CHARS
 from stepline.errors import InvalidRequest
+from stepline.validation import STEP_FULL_NAME_MAX_BYTES, STEP_LABEL_MAX
 from tests.conftest import MakeStepline
 from tests.engine.helpers import finished
 
@@ -117,3 +120,66 @@ async def test_describe_shows_each_outputs_preview_and_step_shows_it_whole(
         stepline.account_id, "sized", "one", step_name="s5000-1", step_type="step"
     )
     assert whole["output"] == "é" * 5_000
+
+
+OUTER = "o" * 256
+
+
+class FetchesInALongNamedStep(WorkflowEntrypoint):
+    """Step ``OUTER`` (256 characters, the most a name may have) runs "fetch the orders" in its
+    body: shown as ``OUTER-1/fetch the orders-1``, 282 characters."""
+
+    async def run(self, event, step):
+        env = self.env
+
+        async def outer() -> str:
+            return await step.do("fetch the orders", lambda: f"fetched {env.hit('fetch')}")
+
+        return await step.do(OUTER, outer)
+
+
+async def test_the_api_finds_and_restarts_from_a_step_whose_full_name_is_long(
+    make_stepline: MakeStepline,
+):
+    """The full name of a step inside another's body adds up past the 256 characters a name
+    may have: ``/step`` and a restart's ``from.name`` refused it as too long."""
+    stepline = await make_stepline()
+    await stepline.register("long-named", FetchesInALongNamedStep)
+    app = create_app(stepline.client, StaticTokenAuthenticator(stepline.account_id, "token"))
+    transport = httpx.ASGITransport(app=app)
+    instance_path = f"/client/v4/accounts/{stepline.account_id}/workflows/long-named/instances/one"
+    inner = f"{OUTER}-1/fetch the orders"
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://stepline", headers={"Authorization": "Bearer token"}
+    ) as http:
+        instance = await stepline.workflow("long-named").create("one")
+        assert (await finished(instance))["output"] == "fetched 1"
+
+        found = await http.get(
+            f"{instance_path}/step", params={"name": f"{inner}-1", "type": "step"}
+        )
+        assert found.status_code == 200, found.text
+        assert found.json()["result"]["output"] == "fetched 1"
+
+        restart = {"status": "restart", "from": {"name": inner}}
+        restarted = await http.patch(f"{instance_path}/status", json=restart)
+        assert restarted.status_code == 200, restarted.text
+        assert (await finished(instance))["output"] == "fetched 2"
+
+        over = "x" * (STEP_FULL_NAME_MAX_BYTES + 1)
+        looked_up = await http.get(
+            f"{instance_path}/step", params={"name": f"{over}-123456789", "type": "step"}
+        )
+        restart_over = {"status": "restart", "from": {"name": over}}
+        restarted_over = await http.patch(f"{instance_path}/status", json=restart_over)
+    assert_refused(looked_up, f"longer than {STEP_LABEL_MAX} characters")
+    assert_refused(restarted_over, f"1-{STEP_FULL_NAME_MAX_BYTES} bytes of UTF-8")
+
+
+def assert_refused(response: httpx.Response, saying: str) -> None:
+    """A 400 in Cloudflare's envelope, whose sentence says ``saying``."""
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["success"] is False and body["result"] is None
+    assert body["errors"] == [{"code": 10002, "message": "workflows.api.error.body"}]
+    assert saying in body["messages"][0]["message"]

@@ -26,7 +26,7 @@ from typing import Any
 
 from stepline.api.query import MAX_PAGE
 from stepline.api.routers.instances import MAX_ATTEMPT
-from stepline.validation import STEP_LABEL_MAX
+from stepline.validation import STEP_FULL_NAME_MAX_BYTES, STEP_LABEL_MAX
 
 __all__ = ["openapi_document"]
 
@@ -45,9 +45,15 @@ _FAILURE_STATUSES = {
 _STEP_NAME = {
     "type": "string",
     "minLength": 1,
-    "maxLength": 256,
+    "maxLength": STEP_FULL_NAME_MAX_BYTES,
     "pattern": "^[^\\x00-\\x1f\\x7f]+$",
 }
+"""A step's full name: one inside another's body is named within it (``process-2/fetch``).
+Its bound is in UTF-8 bytes, which a schema cannot say: as many characters is the most."""
+_FULL_NAME = (
+    "a step inside another's body is named within it (`process-2/fetch`), in all at most "
+    f"{STEP_FULL_NAME_MAX_BYTES} bytes of UTF-8"
+)
 _INSTANCE_ID = {
     "type": "string",
     "minLength": 1,
@@ -92,6 +98,9 @@ def _tighten_parameters(document: dict[str, Any]) -> None:
             elif name == "name" and parameter.get("in") == "query":
                 # The name as the describe view gives it: with its count (``charge-1``).
                 parameter["schema"] = {**_STEP_NAME, "maxLength": STEP_LABEL_MAX}
+                parameter["description"] = (
+                    f"Step name including counter suffix, e.g. `my step-1`; {_FULL_NAME}."
+                )
             elif name == "attempt":
                 parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPT}
             elif name == "cursor":
@@ -124,7 +133,10 @@ def _loosen_bodies(document: dict[str, Any]) -> None:
     for variant in schemas["StatusChangeRequest"]["oneOf"]:
         restart_from = variant["properties"].get("from")
         if restart_from is not None:
-            restart_from["properties"]["name"] = dict(_STEP_NAME)
+            restart_from["properties"]["name"] = {
+                **_STEP_NAME,
+                "description": f"The step's name, without its count; {_FULL_NAME}.",
+            }
 
 
 def _declare_failures(document: dict[str, Any]) -> None:

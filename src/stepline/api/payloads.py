@@ -23,7 +23,7 @@ from stepline.validation import (
     MAX_STEP_LIMIT,
     check_instance_id,
     check_json_size,
-    check_step_name,
+    check_step_full_name,
 )
 
 __all__ = [
@@ -173,7 +173,7 @@ class StatusChange:
 
 def _restart_from(value: object) -> RestartFrom:
     fields = _require_object(value, "body.from")
-    name = check_step_name(fields.get("name"))
+    name = check_step_full_name(fields.get("name"))
     count_value = fields.get("count")
     count = 1 if count_value is None else _require_int(count_value, "body.from.count", minimum=1)
     step_type = fields.get("type")
