@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from stepline import Stepline, WorkflowEntrypoint
+from stepline.engine.nesting import ENCLOSING, KEY_SEPARATOR, Enclosing, scoped_name
 from stepline.errors import InvalidRequest
+from stepline.store.records import Attempt, StepRecord
 from stepline.validation import STEP_FULL_NAME_MAX_BYTES
 from tests.engine.helpers import finished
 
@@ -106,3 +110,81 @@ async def test_twelve_steps_of_250_letters_each_are_refused_the_ninth_call(stepl
     assert "is inside 8 steps" in view["output"]
     assert "is 2,274 bytes of UTF-8: over the 2,048" in view["output"]
     assert len(view["steps"]) == 8
+
+
+class FailsOnceOutermost(WorkflowEntrypoint):
+    """Steps named ``event.payload``, each called in the body of the one before; the outermost
+    fails its first attempt once everything inside it has run, and is retried."""
+
+    async def run(self, event, step):
+        failed: list[bool] = []
+
+        async def level(names: list[str], depth: int) -> str:
+            name, *inner = names
+            if not inner:
+                return await step.do(name, lambda: "bottom")
+
+            async def body() -> str:
+                got = await level(inner, depth + 1)
+                if depth == 0 and not failed:
+                    failed.append(True)
+                    raise ValueError("once")
+                return got
+
+            retries = {"retries": {"limit": 1, "delay": 1}} if depth == 0 else ONE_ATTEMPT
+            return await step.do(name, body, config=retries)
+
+        return await level(event.payload, 0)
+
+
+async def test_a_full_name_at_the_bound_is_kept_in_the_outer_steps_retry(stepline: Stepline):
+    """The retry names the steps inside it within ``outer-1#2``: counted with its attempt
+    number, the same full name was two bytes over, and the retry of a passing failure was
+    refused every time."""
+    workflow = await stepline.register("fails-once-outermost", FailsOnceOutermost)
+    at_bound = names_adding_up_to(STEP_FULL_NAME_MAX_BYTES)
+
+    view = await finished(await workflow.create(params=at_bound))
+
+    assert view["status"] == "complete", view.get("error")
+    assert view["output"] == "bottom"
+    retried = [s["name"] for s in view["steps"] if s["name"].startswith(f"{at_bound[0]}-1#2/")]
+    assert len(retried) == 7  # the retry ran every step inside it again, the deepest too
+    assert len(retried[-1].encode()) == STEP_FULL_NAME_MAX_BYTES + len("#2") + len("-1")
+
+
+def nested_in(levels: int, attempt: int) -> tuple[Enclosing, ...]:
+    """``levels`` steps named ``a``, each in the body of the one before, each in its
+    ``attempt``-th attempt (its key scope ``a-1#<attempt>``)."""
+    enclosing: tuple[Enclosing, ...] = ()
+    for depth in range(levels):
+        full = "a" if depth == 0 else f"{enclosing[-1].key_scope()}{KEY_SEPARATOR}a"
+        record = StepRecord(
+            instance_pk=1,
+            key=f"do:1:{full}",
+            seq=depth,
+            kind="do",
+            name="a-1",
+            status="running",
+            start=0,
+        )
+        enclosing = (*enclosing, Enclosing(record, Attempt(start=0), attempt))
+    return enclosing
+
+
+@pytest.mark.parametrize(("levels", "refused"), [(200, False), (300, True)])
+def test_a_key_is_capped_with_its_outer_steps_attempt_numbers(levels: int, refused: bool):
+    """Each step inside another may add its attempt number to the key (``#10001``, after
+    10,000 retries): the full name without them within the bound (4 bytes a level), the key
+    with them must still fit PostgreSQL's index entry."""
+    token = ENCLOSING.set(nested_in(levels, 10_001))
+    try:
+        if refused:  # 300 x 10 bytes with the numbers, 1,201 without
+            with pytest.raises(InvalidRequest, match="with the attempt numbers of those steps"):
+                scoped_name("b")
+        else:  # 2,001 bytes with the numbers
+            key, shown = scoped_name("b")
+            assert len(key) == levels * len("a-1#10001\x1f") + 1
+            assert shown.endswith("/b")
+    finally:
+        ENCLOSING.reset(token)

@@ -33,6 +33,7 @@ and they stop counting as executing, which the suspension waits for, as they wai
 
 from __future__ import annotations
 
+import re
 from contextvars import ContextVar
 
 from stepline.errors import InvalidRequest
@@ -98,13 +99,31 @@ def scoped_name(name: str) -> tuple[str, str]:
         return name, name
     inside = enclosing[-1]
     key = f"{inside.key_scope()}{KEY_SEPARATOR}{name}"
-    size = utf8_size(key)  # the shown name's too: each separator is one byte
+    shown = f"{inside.scope}/{name}"
+    # Bounded without the outer steps' attempt numbers, so that a retry of one ("#2") does
+    # not refuse what its first attempt ran; the key with them has a cap of its own.
+    size = utf8_size(_ATTEMPT_NUMBER.sub("", key))  # the shown name's: a separator is a byte
     if size > STEP_FULL_NAME_MAX_BYTES:
         raise InvalidRequest(
             f"step {shown_step_name(name)} is inside {len(enclosing)} steps, and its full "
-            f"name {shown_step_name(f'{inside.scope}/{name}')} is {size:,} bytes of UTF-8: "
-            f"over the {STEP_FULL_NAME_MAX_BYTES:,} a full name may take. It holds the names "
-            "of the steps it is inside, which add up: give them shorter names, or call fewer "
-            "of them inside each other"
+            f"name {shown_step_name(shown)} is {size:,} bytes of UTF-8: over the "
+            f"{STEP_FULL_NAME_MAX_BYTES:,} a full name may take. It holds the names of the "
+            "steps it is inside, which add up: give them shorter names, or call fewer of them "
+            "inside each other"
         )
-    return key, f"{inside.scope}/{name}"
+    if utf8_size(key) > _KEY_MAX_BYTES:
+        raise InvalidRequest(
+            f"step {shown_step_name(name)} is inside {len(enclosing)} steps, and its full "
+            f"name {shown_step_name(shown)} with the attempt numbers of those steps is over "
+            f"the {_KEY_MAX_BYTES:,} bytes of UTF-8 a step's key may hold"
+        )
+    return key, shown
+
+
+_ATTEMPT_NUMBER = re.compile(f"#[0-9]+(?={KEY_SEPARATOR})")
+"""An outer step's attempt number in a key: a label (a name, ``-`` and a count) is all that
+comes before a separator, so a ``#`` and digits there are one."""
+_KEY_MAX_BYTES = STEP_FULL_NAME_MAX_BYTES + 512
+"""A full name in a key with its outer steps' attempt numbers (``#12``): still under the
+2,704 bytes of PostgreSQL's index entry with the key's longest prefix (see
+``STEP_FULL_NAME_MAX_BYTES``)."""
