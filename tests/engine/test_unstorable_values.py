@@ -40,6 +40,8 @@ class Hands(WorkflowEntrypoint):
                 await step.do("fail", fail_with_nul, config={"retries": {"limit": 0}})
             except ValueError as live:
                 return str(live)  # the error itself, as it was raised
+        if how == "nul in a config key":
+            return await step.do("s", lambda: 1, config={"ret\x00ries": {"limit": 0}})
         if how == "step name":
             return await step.do(LONE, lambda: 1)
         if how == "workflow output":
@@ -91,6 +93,19 @@ async def test_an_error_message_with_a_nul_is_kept_with_a_replacement(stepline: 
     failed = step(view, "fail-1")
     assert failed["success"] is False
     assert failed["attempts"][0]["error"] == {"name": "ValueError", "message": "nul ? char"}
+
+
+async def test_a_nul_quoted_in_the_instances_own_error_is_kept_as_a_replacement(
+    stepline: Stepline,
+):
+    """The engine's errors may quote workflow code, here an unknown key of a step's config:
+    on PostgreSQL the end of the run was refused, and the instance stayed running."""
+    await stepline.register("hands", Hands)
+    view = await _outcome(stepline, "nul in a config key")
+
+    assert view["status"] == "errored"
+    assert view["error"]["name"] == "WorkflowFatalError"
+    assert view["error"]["message"].endswith("unknown key(s) ret?ries")
 
 
 class Shouts(WorkflowEntrypoint):

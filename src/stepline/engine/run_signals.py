@@ -7,6 +7,8 @@ store or lease is gone, :class:`FatalInstanceError` fails the instance at once.
 
 from __future__ import annotations
 
+from stepline.validation import storable_text
+
 __all__ = ["FatalInstanceError", "StoreLost", "Suspended"]
 
 
@@ -24,9 +26,12 @@ class StoreLost(BaseException):
 
 
 class FatalInstanceError(BaseException):
-    """Fails the instance at once, past any ``try`` in user code (limits, bad results)."""
+    """Fails the instance at once, past any ``try`` in user code (limits, bad results). Its
+    message is kept as the instance's error, and may quote workflow code (a step config's
+    unknown key): it is made storable here, once for every store."""
 
     def __init__(self, message: str, name: str = "WorkflowFatalError") -> None:
+        message = storable_text(message)
         super().__init__(message)
         self.name = name
         self.message = message
