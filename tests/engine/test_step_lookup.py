@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from stepline import WorkflowEntrypoint
+from stepline import Stepline, WorkflowEntrypoint
 from stepline.api import StaticTokenAuthenticator, create_app
 from stepline.client.views import OUTPUT_PREVIEW_CHARS
 from stepline.errors import InvalidRequest
@@ -87,14 +87,36 @@ async def test_a_step_inside_anothers_body_is_found_by_the_name_shown(
     instance = await (await stepline.register("fetches-in-a-step", FetchesInAStep)).create("one")
     assert (await finished(instance))["output"] == "fetched"
 
+    assert await output_of(stepline, "fetches-in-a-step", "process-1/fetch-1") == "fetched"
+
+
+async def output_of(stepline: Stepline, workflow: str, step_name: str) -> object:
+    """The output ``/step`` gives for ``step_name`` of instance ``one``."""
     found = await stepline.client.step_output(
-        stepline.account_id,
-        "fetches-in-a-step",
-        "one",
-        step_name="process-1/fetch-1",
-        step_type="step",
+        stepline.account_id, workflow, "one", step_name=step_name, step_type="step"
     )
-    assert found["output"] == "fetched"
+    return found["output"]
+
+
+class NamedAsAnInnerStepIsShown(WorkflowEntrypoint):
+    """``fetch`` inside the first ``process``, then a step named ``process-1/fetch`` in code:
+    both are shown as ``process-1/fetch-1``."""
+
+    async def run(self, event, step):
+        async def process() -> str:
+            return await step.do("fetch", lambda: "inner")
+
+        return [await step.do("process", process), await step.do("process-1/fetch", lambda: "top")]
+
+
+async def test_of_two_steps_shown_alike_the_first_is_found(make_stepline: MakeStepline):
+    """As a restart from a step counts them, in the order they ran: the step named so in
+    code, whose key is the name shown, was found first, and the inner one never."""
+    stepline = await make_stepline()
+    workflow = await stepline.register("named-as-an-inner-step", NamedAsAnInnerStepIsShown)
+    assert (await finished(await workflow.create("one")))["output"] == ["inner", "top"]
+
+    assert await output_of(stepline, "named-as-an-inner-step", "process-1/fetch-1") == "inner"
 
 
 class Sized(WorkflowEntrypoint):

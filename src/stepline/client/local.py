@@ -328,9 +328,10 @@ class LocalClient:
         match = None
         if named is not None:
             base, count = named.groups()
-            match = await self.store.load_step(instance.pk, f"{kind}:{count}:{base}")
-            if match is None and "/" in base:
+            if "/" in base:  # inside another's body, or a name given so in code: the first
                 match = await self._step_shown_as(instance.pk, kind, step_name)
+            else:
+                match = await self.store.load_step(instance.pk, f"{kind}:{count}:{base}")
         if match is None:
             raise InvalidRequest(f"no {step_type} named {step_name!r} in this instance")
         if attempt is not None and (kind != "do" or not 1 <= attempt <= len(match.attempts)):
@@ -338,9 +339,10 @@ class LocalClient:
         return views.step_output(match, attempt)
 
     async def _step_shown_as(self, pk: int, kind: str, name: str) -> StepRecord | None:
-        """The first step of ``kind`` shown as ``name``, a step inside another's body
-        (``process-2/fetch-1``): its key joins the names with a separator that no name shows,
-        so it is looked for among the steps, read without their outputs, then read whole."""
+        """The first step of ``kind`` shown as ``name`` (``process-2/fetch-1``), as a restart
+        from a step counts them: one inside another's body, whose key joins the names with a
+        separator that no name shows, or one given that name in code. It is looked for among
+        the steps, read without their outputs, then read whole."""
         for step in await self.store.load_steps(pk, output_chars=0):
             if step.kind == kind and step.name == name:
                 return await self.store.load_step(pk, step.key)
