@@ -13,13 +13,16 @@ from stepline.errors import (
     InvalidRequest,
     PayloadTooLarge,
 )
+from stepline.step_config import MAX_RETRY_LIMIT
 
 __all__ = [
     "MAX_CONCURRENCY_LIMIT",
     "MAX_INSTANCE_STORAGE_BYTES",
     "MAX_PAYLOAD_BYTES",
+    "MAX_STEP_DEPTH",
     "MAX_STEP_LIMIT",
     "STEP_FULL_NAME_MAX_BYTES",
+    "STEP_SHOWN_NAME_MAX_BYTES",
     "check_account_id",
     "check_event_type",
     "check_instance_id",
@@ -99,10 +102,19 @@ def check_event_type(event_type: object) -> str:
 
 STEP_FULL_NAME_MAX_BYTES = 2048
 """The most UTF-8 bytes a step's full name may take: its name within the steps whose bodies
-call it (``process-2/fetch``), which add up. PostgreSQL indexes a step's key (its kind, count
-and full name) in a btree, whose entries may be at most 2,704 bytes; the longest key, a full
-name after ``sleep:@<epoch ms>:<count>:``, fits with some 600 bytes to spare."""
-STEP_LABEL_MAX = STEP_FULL_NAME_MAX_BYTES + len("-999999999")
+call it (``process-2/fetch``), which add up, not counting their attempt numbers (the ``#2``
+of ``process-2#2/fetch``: a retry must not refuse what its first attempt ran)."""
+MAX_STEP_DEPTH = 64
+"""How many steps a step may be inside, each in its body: with the attempt numbers each may
+add, this bounds a full name as shown and as keyed (``STEP_SHOWN_NAME_MAX_BYTES``)."""
+STEP_SHOWN_NAME_MAX_BYTES = STEP_FULL_NAME_MAX_BYTES + MAX_STEP_DEPTH * len(
+    f"#{MAX_RETRY_LIMIT + 1}"
+)
+"""The most UTF-8 bytes of a full name as shown, or in a step's key, attempt numbers and all
+(2,432). PostgreSQL indexes a step's key in a btree, whose entries may be at most 2,704
+bytes: the longest key, a full name after ``sleep:@<epoch ms>:<count>:`` (32 bytes), fits
+with some 200 bytes to spare."""
+STEP_LABEL_MAX = STEP_SHOWN_NAME_MAX_BYTES + len("-999999999")
 """The longest step name as the describe view gives it: a full name, a dash and its count
 (in characters, which a full name has no more of than bytes)."""
 
@@ -118,16 +130,17 @@ def check_step_name(name: object) -> str:
 
 
 def check_step_full_name(name: object) -> str:
-    """A step's name as the API addresses it: its full name, which for a step inside others'
-    bodies holds their names (``process-2/fetch``) and may be longer than 256 characters."""
+    """A step's name as the API addresses it: its full name as shown, which for a step inside
+    others' bodies holds their names and attempt numbers (``process-2#2/fetch``) and may be
+    longer than 256 characters."""
     if (
         not isinstance(name, str)
         or not name
         or _CONTROL.search(name)
-        or utf8_size(name) > STEP_FULL_NAME_MAX_BYTES
+        or utf8_size(name) > STEP_SHOWN_NAME_MAX_BYTES
     ):
         raise InvalidRequest(
-            f"step name {shown_step_name(name)} must be 1-{STEP_FULL_NAME_MAX_BYTES} bytes of "
+            f"step name {shown_step_name(name)} must be 1-{STEP_SHOWN_NAME_MAX_BYTES} bytes of "
             "UTF-8 without control characters or lone surrogates"
         )
     return name

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from stepline.client.base import RestartFrom
+from stepline.validation import STEP_SHOWN_NAME_MAX_BYTES as SHOWN
 
 from api_asserts import assert_failure
 from conftest import ACCOUNT, BASE
@@ -183,13 +184,16 @@ async def test_bad_query_is_400(http: httpx.AsyncClient, fake: FakeClient, path:
 
 
 @pytest.mark.parametrize(
-    "base", ["x" * 2048, "x" * 2046 + "é", "é" * 1024], ids=["ascii", "accented", "all-accented"]
+    "base",
+    ["x" * SHOWN, "x" * (SHOWN - 2) + "é", "é" * (SHOWN // 2)],
+    ids=["ascii", "accented", "all-accented"],
 )
 async def test_step_takes_the_longest_full_step_name_with_its_count(
     http: httpx.AsyncClient, fake: FakeClient, base: str
 ) -> None:
     """``name`` is the step's name as the describe view gives it, its count included: the
-    full name of a step inside others' bodies may be 2,048 bytes, 2,058 with ``-123456789``."""
+    full name of a step inside others' bodies, with their attempt numbers, may be 2,432
+    bytes, 2,442 with ``-123456789``."""
     for count in ("1", "123456789"):
         response = await http.get(
             f"{BASE}/{WF}/instances/inst-1/step", params={"name": f"{base}-{count}", "type": "step"}
@@ -198,19 +202,21 @@ async def test_step_takes_the_longest_full_step_name_with_its_count(
         assert fake.last_call().kwargs["step_name"] == f"{base}-{count}"
     too_long = await http.get(
         f"{BASE}/{WF}/instances/inst-1/step",
-        params={"name": "x" * 2049 + "-1234567890", "type": "step"},
+        params={"name": "x" * (SHOWN + 1) + "-1234567890", "type": "step"},
     )
     assert_failure(too_long, *BODY_ERROR)
 
 
 @pytest.mark.parametrize(
-    "name", ["x" * 2048, "x" * 2046 + "é", "é" * 1024], ids=["ascii", "accented", "all-accented"]
+    "name",
+    ["x" * SHOWN, "x" * (SHOWN - 2) + "é", "é" * (SHOWN // 2)],
+    ids=["ascii", "accented", "all-accented"],
 )
 async def test_restart_takes_the_longest_full_step_name(
     http: httpx.AsyncClient, fake: FakeClient, name: str
 ) -> None:
-    """A restart's ``from.name`` is a full name (``process-2/fetch``): 2,048 bytes, not the
-    256 characters a name given in code may have; a byte more is refused."""
+    """A restart's ``from.name`` is a full name as shown (``process-2#2/fetch``): 2,432
+    bytes, not the 256 characters a name given in code may have; a byte more is refused."""
     status = f"{BASE}/{WF}/instances/inst-1/status"
     response = await http.patch(status, json={"status": "restart", "from": {"name": name}})
     assert response.status_code == 200

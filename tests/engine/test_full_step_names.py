@@ -13,8 +13,13 @@ import pytest
 from stepline import Stepline, WorkflowEntrypoint
 from stepline.engine.nesting import ENCLOSING, KEY_SEPARATOR, Enclosing, scoped_name
 from stepline.errors import InvalidRequest
+from stepline.step_config import MAX_RETRY_LIMIT
 from stepline.store.records import Attempt, StepRecord
-from stepline.validation import STEP_FULL_NAME_MAX_BYTES
+from stepline.validation import (
+    MAX_STEP_DEPTH,
+    STEP_FULL_NAME_MAX_BYTES,
+    STEP_SHOWN_NAME_MAX_BYTES,
+)
 from tests.engine.helpers import finished
 
 ONE_ATTEMPT = {"retries": {"limit": 0}}
@@ -71,7 +76,7 @@ async def test_a_full_name_at_the_bound_is_kept_and_one_byte_more_is_refused_at_
     assert view["error"]["name"] == "InvalidRequest"
     message = view["error"]["message"]
     assert "is inside 7 steps" in message
-    assert "is 2,049 bytes of UTF-8: over the 2,048" in message
+    assert "is 2,049 bytes of UTF-8 (not counting attempt numbers): over the 2,048" in message
     assert "names of the steps it is inside, which add up" in message
     assert len(view["steps"]) == 7  # no sleep: refused at the call
     assert {s["success"] for s in view["steps"]} == {False}  # each body failed in turn
@@ -108,7 +113,9 @@ async def test_twelve_steps_of_250_letters_each_are_refused_the_ninth_call(stepl
     assert view["status"] == "complete", view.get("error")
     assert view["output"].startswith(f"refused: step {names[8][:40]!r}... (250 characters)")
     assert "is inside 8 steps" in view["output"]
-    assert "is 2,274 bytes of UTF-8: over the 2,048" in view["output"]
+    assert (
+        "is 2,274 bytes of UTF-8 (not counting attempt numbers): over the 2,048" in view["output"]
+    )
     assert len(view["steps"]) == 8
 
 
@@ -144,13 +151,22 @@ async def test_a_full_name_at_the_bound_is_kept_in_the_outer_steps_retry(steplin
     workflow = await stepline.register("fails-once-outermost", FailsOnceOutermost)
     at_bound = names_adding_up_to(STEP_FULL_NAME_MAX_BYTES)
 
-    view = await finished(await workflow.create(params=at_bound))
+    instance = await workflow.create(params=at_bound)
+    view = await finished(instance)
 
     assert view["status"] == "complete", view.get("error")
     assert view["output"] == "bottom"
     retried = [s["name"] for s in view["steps"] if s["name"].startswith(f"{at_bound[0]}-1#2/")]
     assert len(retried) == 7  # the retry ran every step inside it again, the deepest too
     assert len(retried[-1].encode()) == STEP_FULL_NAME_MAX_BYTES + len("#2") + len("-1")
+    found = await stepline.client.step_output(
+        stepline.account_id,
+        "fails-once-outermost",
+        instance.id,
+        step_name=retried[-1],
+        step_type="step",
+    )
+    assert found["output"] == "bottom"
 
 
 def nested_in(levels: int, attempt: int) -> tuple[Enclosing, ...]:
@@ -164,7 +180,7 @@ def nested_in(levels: int, attempt: int) -> tuple[Enclosing, ...]:
             key=f"do:1:{full}",
             seq=depth,
             kind="do",
-            name="a-1",
+            name=full.replace(KEY_SEPARATOR, "/") + "-1",
             status="running",
             start=0,
         )
@@ -172,19 +188,23 @@ def nested_in(levels: int, attempt: int) -> tuple[Enclosing, ...]:
     return enclosing
 
 
-@pytest.mark.parametrize(("levels", "refused"), [(200, False), (300, True)])
-def test_a_key_is_capped_with_its_outer_steps_attempt_numbers(levels: int, refused: bool):
-    """Each step inside another may add its attempt number to the key (``#10001``, after
-    10,000 retries): the full name without them within the bound (4 bytes a level), the key
-    with them must still fit PostgreSQL's index entry."""
-    token = ENCLOSING.set(nested_in(levels, 10_001))
+def test_a_step_may_be_inside_64_steps_and_its_key_then_holds_every_attempt_number():
+    """Each step inside another adds its attempt number to the names of those inside it
+    (``#10001`` after 10,000 retries): the depth bounds what they add, so that a key with a
+    full name at the bound still fits PostgreSQL's index, and a retry never refuses a name
+    its first attempt took."""
+    last = "b" * (STEP_FULL_NAME_MAX_BYTES - MAX_STEP_DEPTH * len("a-1/"))
+    token = ENCLOSING.set(nested_in(MAX_STEP_DEPTH, MAX_RETRY_LIMIT + 1))
     try:
-        if refused:  # 300 x 10 bytes with the numbers, 1,201 without
-            with pytest.raises(InvalidRequest, match="with the attempt numbers of those steps"):
-                scoped_name("b")
-        else:  # 2,001 bytes with the numbers
-            key, shown = scoped_name("b")
-            assert len(key) == levels * len("a-1#10001\x1f") + 1
-            assert shown.endswith("/b")
+        key, shown = scoped_name(last)
+    finally:
+        ENCLOSING.reset(token)
+    assert len(key.encode()) == len(shown.encode()) == STEP_SHOWN_NAME_MAX_BYTES
+    assert shown.startswith("a-1#10001/a-1#10001/")
+
+    token = ENCLOSING.set(nested_in(MAX_STEP_DEPTH + 1, 1))
+    try:
+        with pytest.raises(InvalidRequest, match="is inside 65 steps, each in the body of"):
+            scoped_name("b")
     finally:
         ENCLOSING.reset(token)

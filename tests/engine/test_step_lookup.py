@@ -10,7 +10,7 @@ from stepline import Stepline, WorkflowEntrypoint
 from stepline.api import StaticTokenAuthenticator, create_app
 from stepline.client.views import OUTPUT_PREVIEW_CHARS
 from stepline.errors import InvalidRequest
-from stepline.validation import STEP_FULL_NAME_MAX_BYTES, STEP_LABEL_MAX
+from stepline.validation import STEP_LABEL_MAX, STEP_SHOWN_NAME_MAX_BYTES
 from tests.conftest import MakeStepline
 from tests.engine.helpers import finished
 
@@ -99,24 +99,35 @@ async def output_of(stepline: Stepline, workflow: str, step_name: str) -> object
 
 
 class NamedAsAnInnerStepIsShown(WorkflowEntrypoint):
-    """``fetch`` inside the first ``process``, then a step named ``process-1/fetch`` in code:
-    both are shown as ``process-1/fetch-1``."""
+    """``fetch`` twice inside the first ``process``, then a step named ``process-1/fetch`` in
+    code: the first and the last are both shown as ``process-1/fetch-1``."""
 
     async def run(self, event, step):
-        async def process() -> str:
-            return await step.do("fetch", lambda: "inner")
+        async def process() -> list[str]:
+            return [await step.do("fetch", lambda n=n: f"inner {n}") for n in (1, 2)]
 
-        return [await step.do("process", process), await step.do("process-1/fetch", lambda: "top")]
+        inner = await step.do("process", process)
+        return [*inner, await step.do("process-1/fetch", lambda: "top")]
 
 
-async def test_of_two_steps_shown_alike_the_first_is_found(make_stepline: MakeStepline):
-    """As a restart from a step counts them, in the order they ran: the step named so in
-    code, whose key is the name shown, was found first, and the inner one never."""
+async def test_steps_shown_alike_are_found_by_their_count_as_a_restart_counts_them(
+    make_stepline: MakeStepline,
+):
+    """In the order they ran: the step named so in code, whose key is the name shown, was
+    found in place of the first inner one, which could not be looked up at all."""
     stepline = await make_stepline()
     workflow = await stepline.register("named-as-an-inner-step", NamedAsAnInnerStepIsShown)
-    assert (await finished(await workflow.create("one")))["output"] == ["inner", "top"]
+    assert (await finished(await workflow.create("one")))["output"] == [
+        "inner 1",
+        "inner 2",
+        "top",
+    ]
 
-    assert await output_of(stepline, "named-as-an-inner-step", "process-1/fetch-1") == "inner"
+    for count, output in [(1, "inner 1"), (2, "inner 2"), (3, "top")]:
+        shown = f"process-1/fetch-{count}"
+        assert await output_of(stepline, "named-as-an-inner-step", shown) == output
+    with pytest.raises(InvalidRequest, match="no step named 'process-1/fetch-4'"):
+        await output_of(stepline, "named-as-an-inner-step", "process-1/fetch-4")
 
 
 class Sized(WorkflowEntrypoint):
@@ -188,14 +199,14 @@ async def test_the_api_finds_and_restarts_from_a_step_whose_full_name_is_long(
         assert restarted.status_code == 200, restarted.text
         assert (await finished(instance))["output"] == "fetched 2"
 
-        over = "x" * (STEP_FULL_NAME_MAX_BYTES + 1)
+        over = "x" * (STEP_SHOWN_NAME_MAX_BYTES + 1)
         looked_up = await http.get(
             f"{instance_path}/step", params={"name": f"{over}-123456789", "type": "step"}
         )
         restart_over = {"status": "restart", "from": {"name": over}}
         restarted_over = await http.patch(f"{instance_path}/status", json=restart_over)
     assert_refused(looked_up, f"longer than {STEP_LABEL_MAX} characters")
-    assert_refused(restarted_over, f"1-{STEP_FULL_NAME_MAX_BYTES} bytes of UTF-8")
+    assert_refused(restarted_over, f"1-{STEP_SHOWN_NAME_MAX_BYTES} bytes of UTF-8")
 
 
 def assert_refused(response: httpx.Response, saying: str) -> None:

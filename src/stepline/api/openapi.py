@@ -26,7 +26,7 @@ from typing import Any
 
 from stepline.api.query import MAX_PAGE
 from stepline.api.routers.instances import MAX_ATTEMPT
-from stepline.validation import STEP_FULL_NAME_MAX_BYTES, STEP_LABEL_MAX
+from stepline.validation import STEP_LABEL_MAX, STEP_SHOWN_NAME_MAX_BYTES
 
 __all__ = ["openapi_document"]
 
@@ -45,14 +45,14 @@ _FAILURE_STATUSES = {
 _STEP_NAME = {
     "type": "string",
     "minLength": 1,
-    "maxLength": STEP_FULL_NAME_MAX_BYTES,
+    "maxLength": STEP_SHOWN_NAME_MAX_BYTES,
     "pattern": "^[^\\x00-\\x1f\\x7f]+$",
 }
-"""A step's full name: one inside another's body is named within it (``process-2/fetch``).
+"""A step's full name as shown: one inside another's body is named within it.
 Its bound is in UTF-8 bytes, which a schema cannot say: as many characters is the most."""
 _FULL_NAME = (
-    "a step inside another's body is named within it (`process-2/fetch`), in all at most "
-    f"{STEP_FULL_NAME_MAX_BYTES} bytes of UTF-8"
+    "a step inside another's body is named within it (`process-2/fetch`, in its second "
+    f"attempt `process-2#2/fetch`), in all at most {STEP_SHOWN_NAME_MAX_BYTES} bytes of UTF-8"
 )
 _INSTANCE_ID = {
     "type": "string",

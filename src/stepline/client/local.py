@@ -10,7 +10,7 @@ from typing import Any, Literal
 from stepline.client import views
 from stepline.client.base import JSON, Page, RestartFrom, StatusAction
 from stepline.durations import parse_duration_ms
-from stepline.engine.control import Control, NewInstance
+from stepline.engine.control import Control, NewInstance, nth_step_shown_as
 from stepline.engine.terminators import TERMINABLE_STATUSES
 from stepline.errors import InstanceNotFound, InvalidRequest, VersionNotFound
 from stepline.store.port import InstanceFilter, WorkflowSettings
@@ -328,8 +328,8 @@ class LocalClient:
         match = None
         if named is not None:
             base, count = named.groups()
-            if "/" in base:  # inside another's body, or a name given so in code: the first
-                match = await self._step_shown_as(instance.pk, kind, step_name)
+            if "/" in base:  # inside another's body, or a name given so in code
+                match = await self._step_shown_as(instance.pk, kind, base, int(count))
             else:
                 match = await self.store.load_step(instance.pk, f"{kind}:{count}:{base}")
         if match is None:
@@ -338,15 +338,14 @@ class LocalClient:
             raise InvalidRequest(f"attempt must be 1 to {len(match.attempts)} for this step")
         return views.step_output(match, attempt)
 
-    async def _step_shown_as(self, pk: int, kind: str, name: str) -> StepRecord | None:
-        """The first step of ``kind`` shown as ``name`` (``process-2/fetch-1``), as a restart
-        from a step counts them: one inside another's body, whose key joins the names with a
-        separator that no name shows, or one given that name in code. It is looked for among
-        the steps, read without their outputs, then read whole."""
-        for step in await self.store.load_steps(pk, output_chars=0):
-            if step.kind == kind and step.name == name:
-                return await self.store.load_step(pk, step.key)
-        return None
+    async def _step_shown_as(self, pk: int, kind: str, name: str, count: int) -> StepRecord | None:
+        """The ``count``-th step of ``kind`` shown as ``name`` (``process-2/fetch``), as a
+        restart from a step counts them: one inside another's body, whose key joins the
+        names with a separator that no name shows, or one given that name in code. It is
+        looked for among the steps, read without their outputs, then read whole."""
+        steps = await self.store.load_steps(pk, output_chars=0)
+        found = nth_step_shown_as(steps, name, count, kind)
+        return None if found is None else await self.store.load_step(pk, found.key)
 
     # -- lookups -----------------------------------------------------------------------------
     async def _workflow(self, account_id: str, name: str) -> WorkflowRecord:

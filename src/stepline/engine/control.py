@@ -42,7 +42,7 @@ from stepline.validation import (
     check_json_size,
 )
 
-__all__ = ["Control", "NewInstance", "step_base_name"]
+__all__ = ["Control", "NewInstance", "nth_step_shown_as", "step_base_name"]
 
 log = logging.getLogger("stepline.engine")
 T = TypeVar("T")
@@ -425,16 +425,24 @@ def _find_step_seq(steps: list[StepRecord], name: str, count: int, kind: str) ->
     """The seq to restart from for the ``count``-th step of ``kind`` whose full name is shown
     as ``name``: its own, or, for a step inside another's body, its outermost enclosing
     step's. A restart keeps the steps before the seq, and an outer step kept finished is not
-    entered on the replay: the step inside it would never run again. (A step named
-    ``process-1/fetch`` in code, and ``fetch`` inside ``process-1``, are shown alike: they
-    are counted together, in the order they were first called.)"""
-    seen = 0
+    entered on the replay: the step inside it would never run again."""
     ordered = sorted(steps, key=lambda s: s.seq)
+    step = nth_step_shown_as(ordered, name, count, kind)
+    return None if step is None else _outermost_enclosing(ordered, step)
+
+
+def nth_step_shown_as(
+    ordered: list[StepRecord], name: str, count: int, kind: str
+) -> StepRecord | None:
+    """The ``count``-th of the steps of ``kind`` whose full name is shown as ``name``, in the
+    order they were first called (``ordered`` by seq). A step named ``process-1/fetch`` in
+    code, and ``fetch`` inside ``process-1``, are shown alike: they are counted together."""
+    seen = 0
     for step in ordered:
         if step.kind == kind and _shown_name(step_base_name(step)) == name:
             seen += 1
             if seen == count:
-                return _outermost_enclosing(ordered, step)
+                return step
     return None
 
 

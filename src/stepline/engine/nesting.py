@@ -38,7 +38,12 @@ from contextvars import ContextVar
 
 from stepline.errors import InvalidRequest
 from stepline.store.records import Attempt, StepRecord
-from stepline.validation import STEP_FULL_NAME_MAX_BYTES, shown_step_name, utf8_size
+from stepline.validation import (
+    MAX_STEP_DEPTH,
+    STEP_FULL_NAME_MAX_BYTES,
+    shown_step_name,
+    utf8_size,
+)
 
 __all__ = ["ENCLOSING", "KEY_SEPARATOR", "Enclosing", "scoped_name"]
 
@@ -92,30 +97,31 @@ ENCLOSING: ContextVar[tuple[Enclosing, ...]] = ContextVar("stepline_enclosing", 
 def scoped_name(name: str) -> tuple[str, str]:
     """``name`` as a step called in this branch is named, in its key and as shown: within the
     step whose body runs it (shown ``process-2/fetch``, in its second attempt
-    ``process-2#2/fetch``), or as it is at the top of ``run``. A full name over
-    ``STEP_FULL_NAME_MAX_BYTES`` is refused (``InvalidRequest``)."""
+    ``process-2#2/fetch``), or as it is at the top of ``run``. A step inside more than
+    ``MAX_STEP_DEPTH`` others, or whose full name is over ``STEP_FULL_NAME_MAX_BYTES``, is
+    refused (``InvalidRequest``): so bounded, its key fits PostgreSQL's index."""
     enclosing = ENCLOSING.get()
     if not enclosing:
         return name, name
+    if len(enclosing) > MAX_STEP_DEPTH:
+        raise InvalidRequest(
+            f"step {shown_step_name(name)} is inside {len(enclosing)} steps, each in the "
+            f"body of the one before: a step may be inside at most {MAX_STEP_DEPTH}"
+        )
     inside = enclosing[-1]
     key = f"{inside.key_scope()}{KEY_SEPARATOR}{name}"
     shown = f"{inside.scope}/{name}"
-    # Bounded without the outer steps' attempt numbers, so that a retry of one ("#2") does
-    # not refuse what its first attempt ran; the key with them has a cap of its own.
-    size = utf8_size(_ATTEMPT_NUMBER.sub("", key))  # the shown name's: a separator is a byte
+    # Without the outer steps' attempt numbers, so that a retry of one ("#2") does not refuse
+    # what its first attempt ran; with them, a key is bounded by the depth.
+    plain = _ATTEMPT_NUMBER.sub("", key)
+    size = utf8_size(plain)  # the shown name's too: each separator is one byte
     if size > STEP_FULL_NAME_MAX_BYTES:
         raise InvalidRequest(
             f"step {shown_step_name(name)} is inside {len(enclosing)} steps, and its full "
-            f"name {shown_step_name(shown)} is {size:,} bytes of UTF-8: over the "
-            f"{STEP_FULL_NAME_MAX_BYTES:,} a full name may take. It holds the names of the "
-            "steps it is inside, which add up: give them shorter names, or call fewer of them "
-            "inside each other"
-        )
-    if utf8_size(key) > _KEY_MAX_BYTES:
-        raise InvalidRequest(
-            f"step {shown_step_name(name)} is inside {len(enclosing)} steps, and its full "
-            f"name {shown_step_name(shown)} with the attempt numbers of those steps is over "
-            f"the {_KEY_MAX_BYTES:,} bytes of UTF-8 a step's key may hold"
+            f"name {shown_step_name(plain.replace(KEY_SEPARATOR, '/'))} is {size:,} bytes of "
+            f"UTF-8 (not counting attempt numbers): over the {STEP_FULL_NAME_MAX_BYTES:,} a "
+            "full name may take. It holds the names of the steps it is inside, which add up: "
+            "give them shorter names, or call fewer of them inside each other"
         )
     return key, shown
 
@@ -123,7 +129,3 @@ def scoped_name(name: str) -> tuple[str, str]:
 _ATTEMPT_NUMBER = re.compile(f"#[0-9]+(?={KEY_SEPARATOR})")
 """An outer step's attempt number in a key: a label (a name, ``-`` and a count) is all that
 comes before a separator, so a ``#`` and digits there are one."""
-_KEY_MAX_BYTES = STEP_FULL_NAME_MAX_BYTES + 512
-"""A full name in a key with its outer steps' attempt numbers (``#12``): still under the
-2,704 bytes of PostgreSQL's index entry with the key's longest prefix (see
-``STEP_FULL_NAME_MAX_BYTES``)."""
