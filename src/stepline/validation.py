@@ -23,6 +23,7 @@ __all__ = [
     "MAX_STEP_LIMIT",
     "STEP_FULL_NAME_MAX_BYTES",
     "STEP_SHOWN_NAME_MAX_BYTES",
+    "STORED_TEXT_MAX_CHARS",
     "check_account_id",
     "check_event_type",
     "check_instance_id",
@@ -200,15 +201,24 @@ def has_control_characters(text: str) -> bool:
 
 
 def storable_text(text: str) -> str:
-    """``text`` with each lone surrogate and each NUL replaced by ``?``: for the names and
-    messages taken from exceptions, which are kept as they are when they can be, and never
-    refused. No UTF-8 holds a lone surrogate, and PostgreSQL's text holds no NUL (SQLite's
-    does, but an instance reads the same on either store)."""
+    """``text`` as a name or message taken from an exception is stored, never refused: one
+    over ``STORED_TEXT_MAX_CHARS`` cut short and saying how much was left out, and each lone
+    surrogate and each NUL replaced by ``?``. No UTF-8 holds a lone surrogate, and
+    PostgreSQL's text holds no NUL (SQLite's does, but an instance reads the same on either
+    store). A text kept so is kept as it is (a failure rebuilt from its stored message)."""
+    if len(text) > STORED_TEXT_MAX_CHARS:
+        room = STORED_TEXT_MAX_CHARS - len(f"… [{len(text):,} more characters]")
+        text = f"{text[:room]}… [{len(text) - room:,} more characters]"
     if "\x00" in text:
         text = text.replace("\x00", "?")
     if text.isascii():
         return text
     return text.encode("utf-8", "replace").decode("utf-8")
+
+
+STORED_TEXT_MAX_CHARS = 64 * 1024
+"""A failure's name and message are kept up to this many characters, then cut: each attempt
+keeps its own, and a step's row is written again, with all of them, at every attempt."""
 
 
 def check_json_size(value: Any, *, what: str) -> str:

@@ -13,6 +13,7 @@ import pytest
 
 from stepline import Stepline, WorkflowEntrypoint
 from stepline.errors import InvalidRequest
+from stepline.validation import STORED_TEXT_MAX_CHARS
 from tests.engine.helpers import finished, step
 
 LONE = "lone \ud800 surrogate"
@@ -40,6 +41,19 @@ class Hands(WorkflowEntrypoint):
                 await step.do("fail", fail_with_nul, config={"retries": {"limit": 0}})
             except ValueError as live:
                 return str(live)  # the error itself, as it was raised
+        if how == "group with a lone surrogate":
+
+            def fail_as_a_group() -> None:
+                raise ExceptionGroup(LONE, [ValueError("inside")])
+
+            caught: list[str] = []
+            try:
+                await step.do("fail", fail_as_a_group, config={"retries": {"limit": 0}})
+            except* ValueError as group:
+                caught.extend(str(e) for e in group.exceptions)
+            return caught
+        if how == "long config key":
+            return await step.do("s", lambda: 1, config={"x" * 100_000: 1})
         if how == "nul in a config key":
             return await step.do("s", lambda: 1, config={"ret\x00ries": {"limit": 0}})
         if how == "step name":
@@ -106,6 +120,34 @@ async def test_a_nul_quoted_in_the_instances_own_error_is_kept_as_a_replacement(
     assert view["status"] == "errored"
     assert view["error"]["name"] == "WorkflowFatalError"
     assert view["error"]["message"].endswith("unknown key(s) ret?ries")
+
+
+async def test_a_group_whose_message_has_a_lone_surrogate_fails_its_step_as_raised(
+    stepline: Stepline,
+):
+    """The group's state, kept to raise it again on a replay, could not be written: the run
+    got a UnicodeEncodeError in place of its group, and the step an attempt with no end."""
+    await stepline.register("hands", Hands)
+    view = await _outcome(stepline, "group with a lone surrogate")
+
+    assert view["status"] == "complete", view.get("error")
+    assert view["output"] == ["inside"]
+    attempt = step(view, "fail-1")["attempts"][0]
+    assert attempt["success"] is False
+    assert attempt["error"] == {
+        "name": "ExceptionGroup",
+        "message": "lone ? surrogate (1 sub-exception)",
+    }
+
+
+async def test_the_instances_own_error_is_cut_short_as_a_steps_is(stepline: Stepline):
+    await stepline.register("hands", Hands)
+    view = await _outcome(stepline, "long config key")
+
+    assert view["status"] == "errored"
+    message = view["error"]["message"]
+    assert STORED_TEXT_MAX_CHARS - 2 <= len(message) <= STORED_TEXT_MAX_CHARS
+    assert message.endswith(" more characters]")
 
 
 class Shouts(WorkflowEntrypoint):

@@ -29,9 +29,6 @@ def is_non_retryable(exc: BaseException) -> bool:
 
 _STATE_MAX_BYTES = 64 * 1024
 """A failure's ``args`` and attributes are kept up to this size; past it, only its class."""
-_TEXT_MAX_CHARS = 64 * 1024
-"""A failure's name and message are kept up to this many characters, then cut: each attempt
-keeps its own, and a step's row is written again, with all of them, at every attempt."""
 
 
 def error_name(exc: BaseException) -> str:
@@ -40,7 +37,7 @@ def error_name(exc: BaseException) -> str:
     ``StepFailedError``). Any other error's ``name`` attribute is its own business (an
     ``AttributeError``'s is the missing attribute's)."""
     name = getattr(exc, "name", None) if _carries_a_name(exc) else None
-    return _kept(name if isinstance(name, str) and name else type(exc).__name__)
+    return storable_text(name if isinstance(name, str) and name else type(exc).__name__)
 
 
 def _carries_a_name(exc: BaseException) -> bool:
@@ -51,8 +48,8 @@ def error_message(exc: BaseException) -> str:
     """``str(exc)``, in a form every store can keep; for an error of Stepline's API (a bad
     step name or duration in workflow code, say), its sentence without the REST key."""
     if isinstance(exc, ApiError) and exc.detail:
-        return _kept(exc.detail)
-    return _kept(_text(exc))
+        return storable_text(exc.detail)
+    return storable_text(_text(exc))
 
 
 def _text(exc: BaseException) -> str:
@@ -64,16 +61,6 @@ def _text(exc: BaseException) -> str:
         return f"<str() raised {type(failure).__name__}>"
 
 
-def _kept(text: str) -> str:
-    """``text`` as it is stored: at most ``_TEXT_MAX_CHARS``, with a longer one cut short
-    and saying how much was left out, and in a form every store can keep. A text kept so is
-    kept as it is (a failure rebuilt from its stored message, raised again on a replay)."""
-    if len(text) > _TEXT_MAX_CHARS:
-        room = _TEXT_MAX_CHARS - len(f"… [{len(text):,} more characters]")
-        text = f"{text[:room]}… [{len(text) - room:,} more characters]"
-    return storable_text(text)
-
-
 def error_state(exc: BaseException) -> str:
     """What :func:`rebuild_error` needs to raise ``exc`` again, as the text of the step's
     ``error_class`` column: a JSON object of its class's path, its ``args`` and the attributes
@@ -81,21 +68,24 @@ def error_state(exc: BaseException) -> str:
     that ran a ``TaskGroup``) keeps its message and each of its exceptions' states, so that
     ``except*`` matches on the replay as it did."""
     state = _state(exc)
-    text = dump_json(state)
+    try:
+        text = dump_json(state)
+    except (TypeError, ValueError):  # an attribute's name no store can keep: the class alone
+        return dump_json({"class": state["class"]})
     if len(text) > _STATE_MAX_BYTES:
-        text = dump_json({"class": state["class"]})
+        return dump_json({"class": state["class"]})
     return text
 
 
 def _state(exc: BaseException) -> dict[str, Any]:
     cls = type(exc)
-    state: dict[str, Any] = {"class": f"{cls.__module__}:{cls.__qualname__}"}
+    state: dict[str, Any] = {"class": storable_text(f"{cls.__module__}:{cls.__qualname__}")}
     if isinstance(exc, BaseExceptionGroup):
         members = [
             {**_state(e), "name": error_name(e), "message": error_message(e)}
             for e in exc.exceptions
         ]
-        state["group"] = {"message": exc.message, "exceptions": members}
+        state["group"] = {"message": storable_text(exc.message), "exceptions": members}
     else:
         try:
             args = list(exc.args)
