@@ -183,23 +183,27 @@ async def test_bad_query_is_400(http: httpx.AsyncClient, fake: FakeClient, path:
     assert len(fake.calls) == calls_before
 
 
-@pytest.mark.parametrize(
-    "base",
+LONGEST_FULL_NAMES = pytest.mark.parametrize(
+    "name",
     ["x" * SHOWN, "x" * (SHOWN - 2) + "é", "é" * (SHOWN // 2)],
     ids=["ascii", "accented", "all-accented"],
 )
+"""Full names of as many bytes as the API takes: ASCII, with a 2-byte character, all 2-byte."""
+
+
+@LONGEST_FULL_NAMES
 async def test_step_takes_the_longest_full_step_name_with_its_count(
-    http: httpx.AsyncClient, fake: FakeClient, base: str
+    http: httpx.AsyncClient, fake: FakeClient, name: str
 ) -> None:
     """``name`` is the step's name as the describe view gives it, its count included: the
     full name of a step inside others' bodies, with their attempt numbers, may be 2,432
     bytes, 2,442 with ``-123456789``."""
     for count in ("1", "123456789"):
         response = await http.get(
-            f"{BASE}/{WF}/instances/inst-1/step", params={"name": f"{base}-{count}", "type": "step"}
+            f"{BASE}/{WF}/instances/inst-1/step", params={"name": f"{name}-{count}", "type": "step"}
         )
         assert response.status_code == 200
-        assert fake.last_call().kwargs["step_name"] == f"{base}-{count}"
+        assert fake.last_call().kwargs["step_name"] == f"{name}-{count}"
     too_long = await http.get(
         f"{BASE}/{WF}/instances/inst-1/step",
         params={"name": "x" * (SHOWN + 1) + "-1234567890", "type": "step"},
@@ -207,11 +211,7 @@ async def test_step_takes_the_longest_full_step_name_with_its_count(
     assert_failure(too_long, *BODY_ERROR)
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["x" * SHOWN, "x" * (SHOWN - 2) + "é", "é" * (SHOWN // 2)],
-    ids=["ascii", "accented", "all-accented"],
-)
+@LONGEST_FULL_NAMES
 async def test_restart_takes_the_longest_full_step_name(
     http: httpx.AsyncClient, fake: FakeClient, name: str
 ) -> None:
