@@ -73,18 +73,17 @@ async def test_a_full_name_at_the_bound_is_kept_and_one_byte_more_is_refused_at_
 
     view = await finished(await workflow.create(params=names_adding_up_to(2049)))
     assert view["status"] == "errored"
-    assert view["error"]["name"] == "InvalidRequest"
+    assert view["error"]["name"] == "WorkflowFatalError"
     message = view["error"]["message"]
     assert "is inside 7 steps" in message
     assert "is 2,049 bytes of UTF-8 (not counting attempt numbers): over the 2,048" in message
     assert "names of the steps it is inside, which add up" in message
-    assert len(view["steps"]) == 7  # no sleep: refused at the call
-    assert {s["success"] for s in view["steps"]} == {False}  # each body failed in turn
+    assert not [s for s in view["steps"] if s["type"] == "sleep"]  # refused at the call
 
 
 class NestsAsDeepAsItIsLet(WorkflowEntrypoint):
-    """Steps named ``event.payload``, each called in the body of the one before; a body
-    whose call is refused returns the refusal."""
+    """Steps named ``event.payload``, each called in the body of the one before, each
+    retried once when its body fails."""
 
     async def run(self, event, step):
         async def level(names: list[str]) -> str:
@@ -94,15 +93,17 @@ class NestsAsDeepAsItIsLet(WorkflowEntrypoint):
             async def body() -> str:
                 try:
                     return await level(names[1:])
-                except InvalidRequest as refused:
-                    return f"refused: {refused.detail}"
+                except InvalidRequest:  # the refusal is no error that the code may handle
+                    return "refused and carried on"
 
-            return await step.do(names[0], body)
+            return await step.do(names[0], body, config={"retries": {"limit": 1, "delay": 1}})
 
         return await level(event.payload)
 
 
-async def test_twelve_steps_of_250_letters_each_are_refused_the_ninth_call(stepline: Stepline):
+async def test_twelve_steps_of_250_letters_each_fail_the_instance_at_the_ninth_call(
+    stepline: Stepline,
+):
     """As deep as this, on PostgreSQL, each write of the instance failed ("index row size
     2808 exceeds btree version 4 maximum 2704"), and it stayed running for good."""
     workflow = await stepline.register("nests-as-deep-as-it-is-let", NestsAsDeepAsItIsLet)
@@ -110,13 +111,30 @@ async def test_twelve_steps_of_250_letters_each_are_refused_the_ninth_call(stepl
 
     view = await finished(await workflow.create(params=names))
 
-    assert view["status"] == "complete", view.get("error")
-    assert view["output"].startswith(f"refused: step {names[8][:40]!r}... (250 characters)")
-    assert "is inside 8 steps" in view["output"]
-    assert (
-        "is 2,274 bytes of UTF-8 (not counting attempt numbers): over the 2,048" in view["output"]
-    )
-    assert len(view["steps"]) == 8
+    assert view["status"] == "errored"
+    assert view["error"]["name"] == "WorkflowFatalError"
+    message = view["error"]["message"]
+    assert message.startswith(f"step {names[8][:40]!r}... (250 characters) is inside 8 steps")
+    assert "is 2,274 bytes of UTF-8 (not counting attempt numbers): over the 2,048" in message
+
+
+async def test_a_step_inside_too_many_fails_the_instance_at_once_whatever_the_retries(
+    stepline: Stepline,
+):
+    """Raised into the body of the step around it as an error, the refusal failed that step's
+    attempt, and each retry, naming the steps inside it afresh (``#2``), met it again, and
+    so did every step around it in turn: thousands of attempts, until the step limit."""
+    workflow = await stepline.register("nests-as-deep-as-it-is-let", NestsAsDeepAsItIsLet)
+
+    view = await finished(await workflow.create(params=["l"] * (MAX_STEP_DEPTH + 2)))
+
+    assert view["status"] == "errored"
+    assert view["error"] == {
+        "name": "WorkflowFatalError",
+        "message": "step 'l' is inside 65 steps, each in the body of the one before: a step "
+        "may be inside at most 64",
+    }
+    assert len(view["steps"]) <= MAX_STEP_DEPTH + 1
 
 
 class FailsOnceOutermost(WorkflowEntrypoint):

@@ -99,7 +99,8 @@ def scoped_name(name: str) -> tuple[str, str]:
     step whose body runs it (shown ``process-2/fetch``, in its second attempt
     ``process-2#2/fetch``), or as it is at the top of ``run``. A step inside more than
     ``MAX_STEP_DEPTH`` others, or whose full name is over ``STEP_FULL_NAME_MAX_BYTES``, is
-    refused (``InvalidRequest``): so bounded, its key fits PostgreSQL's index."""
+    refused (``InvalidRequest``, which fails the instance: ``Runner._scoped``): so bounded,
+    its key fits PostgreSQL's index."""
     enclosing = ENCLOSING.get()
     if not enclosing:
         return name, name

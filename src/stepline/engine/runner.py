@@ -40,6 +40,7 @@ from stepline.engine.step_errors import (
 )
 from stepline.engine.waits import WaitingSteps, take_value
 from stepline.errors import (
+    InvalidRequest,
     InvalidStepConfig,
     NonRetryableDelayError,
     StaleRunError,
@@ -328,7 +329,7 @@ class Runner(StepAttempts, Parking, WaitingSteps):
     ) -> Any:
         self._guard()
         check_step_name(name)
-        scoped, shown = scoped_name(name)
+        scoped, shown = self._scoped(name)
         count = self._occurrence("do", scoped)
         key = f"do:{count}:{scoped}"
         self._reached.add(key)
@@ -465,6 +466,16 @@ class Runner(StepAttempts, Parking, WaitingSteps):
         swallow it: every later step raises it again, and so does ``run``'s return."""
         self._fatal = FatalInstanceError(message)
         return self._fatal
+
+    def _scoped(self, name: str) -> tuple[str, str]:
+        """``scoped_name``: past its bounds on nesting, the instance fails, as past its step
+        limit. Raised into an outer step's body as an error, the refusal failed its attempt,
+        and each retry, naming the steps inside it afresh (``#2``), ran into it again, and
+        every step around it retried in turn."""
+        try:
+            return scoped_name(name)
+        except InvalidRequest as refused:
+            raise self._fatal_instance(refused.detail or error_message(refused)) from None
 
     def _guard(self) -> None:
         if self._fatal is not None:

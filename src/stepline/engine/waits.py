@@ -13,7 +13,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from stepline.engine.nesting import scoped_name
 from stepline.errors import InvalidStepConfig, StaleRunError, WorkflowTimeoutError
 from stepline.store.records import StepRecord
 from stepline.validation import check_event_type, check_step_name, dump_json, utf8_size
@@ -50,7 +49,7 @@ class WaitingSteps:
     ) -> None:
         self._guard()
         check_step_name(name)
-        scoped, shown = scoped_name(name)
+        scoped, shown = self._scoped(name)
         count = self._occurrence("sleep", f"{scoped}\x00{identity}")
         key = f"sleep:{identity}:{count}:{scoped}"
         self._reached.add(key)
@@ -86,7 +85,7 @@ class WaitingSteps:
         check_event_type(event_type)
         if not 1_000 <= timeout_ms <= MAX_SLEEP_MS:
             raise InvalidStepConfig("wait_for_event timeout must be 1 second to 365 days")
-        scoped, shown = scoped_name(name)
+        scoped, shown = self._scoped(name)
         count = self._occurrence("wait", scoped)
         key = f"wait:{count}:{scoped}"
         self._reached.add(key)
