@@ -150,6 +150,43 @@ async def test_the_instances_own_error_is_cut_short_as_a_steps_is(stepline: Step
     assert message.endswith(" more characters]")
 
 
+class CatchesAGroup(WorkflowEntrypoint):
+    """A step fails with an exception group (``params`` says which), which ``except*``
+    catches; a sleep then parks the instance, and its replay raises the group again from
+    what was stored."""
+
+    async def run(self, event, step):
+        how = event.payload
+
+        def fail() -> None:
+            if how == "a name no store keeps":
+                member = ValueError("inside")
+                setattr(member, "k\ud800", 1)
+                raise ExceptionGroup("g", [member])
+            raise ExceptionGroup("g", [ValueError("x" * 200) for _ in range(400)])
+
+        caught: list[str] = []
+        try:
+            await step.do("fail", fail, config={"retries": {"limit": 0}})
+        except* ValueError as group:
+            caught.extend(type(e).__name__ for e in group.exceptions)
+        await step.sleep("nap", "1 second")
+        return len(caught)
+
+
+@pytest.mark.parametrize("how", ["a name no store keeps", "over 64 KiB"])
+async def test_a_group_whose_state_is_cut_is_caught_by_except_star_on_the_replay(
+    suspending: Stepline, how: str
+):
+    """Its state kept as its class alone, the replay raised a StepFailedError that
+    ``except* ValueError`` let through, and the instance errored where its run had not."""
+    workflow = await suspending.register("catches-a-group", CatchesAGroup)
+    view = await finished(await workflow.create(params=how))
+
+    assert view["status"] == "complete", view.get("error")
+    assert view["output"] == (1 if how == "a name no store keeps" else 400)
+
+
 class Shouts(WorkflowEntrypoint):
     async def run(self, event, step):
         def fail() -> None:

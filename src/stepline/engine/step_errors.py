@@ -66,15 +66,33 @@ def error_state(exc: BaseException) -> str:
     ``error_class`` column: a JSON object of its class's path, its ``args`` and the attributes
     in its ``__dict__`` that are JSON (the others are left out). An exception group (a step
     that ran a ``TaskGroup``) keeps its message and each of its exceptions' states, so that
-    ``except*`` matches on the replay as it did."""
+    ``except*`` matches on the replay as it did. Past ``_STATE_MAX_BYTES``, less is kept: a
+    group's classes and names with their messages, then without, then the class alone."""
     state = _state(exc)
-    try:
-        text = dump_json(state)
-    except (TypeError, ValueError):  # an attribute's name no store can keep: the class alone
-        return dump_json({"class": state["class"]})
-    if len(text) > _STATE_MAX_BYTES:
-        return dump_json({"class": state["class"]})
-    return text
+    for kept in (state, _classes(state, messages=True), _classes(state, messages=False)):
+        text = dump_json(kept)
+        if len(text) <= _STATE_MAX_BYTES:
+            return text
+    return dump_json({"class": state["class"]})
+
+
+def _classes(state: dict[str, Any], *, messages: bool) -> dict[str, Any]:
+    """``state`` without args and attributes: its class, and a group's structure (its message,
+    its exceptions' classes and names, and their ``messages`` or none), which ``except*``
+    matches on."""
+    kept: dict[str, Any] = {"class": state["class"]}
+    group = state.get("group")
+    if group is not None:
+        members = [
+            {
+                **_classes(member, messages=messages),
+                "name": member["name"],
+                "message": member["message"] if messages else "",
+            }
+            for member in group["exceptions"]
+        ]
+        kept["group"] = {"message": group["message"], "exceptions": members}
+    return kept
 
 
 def _state(exc: BaseException) -> dict[str, Any]:
@@ -99,7 +117,7 @@ def _state(exc: BaseException) -> dict[str, Any]:
     attrs = {}
     for key, value in getattr(exc, "__dict__", {}).items():
         try:
-            dump_json(value)
+            dump_json({key: value})  # a name with a lone surrogate is no JSON we can keep
         except (TypeError, ValueError):
             continue
         attrs[key] = value
