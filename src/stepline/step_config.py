@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -169,7 +170,12 @@ def _parse_retries(raw: object) -> RetryConfig:
     if unknown:
         raise InvalidStepConfig(f"unknown retries key(s) {', '.join(sorted(unknown))}")
     limit = raw.get("limit", DEFAULT_STEP_CONFIG.retries.limit)
-    if isinstance(limit, bool) or not isinstance(limit, int | float) or int(limit) != limit:
+    if (
+        isinstance(limit, bool)
+        or not isinstance(limit, int | float)
+        or not math.isfinite(limit)
+        or int(limit) != limit
+    ):
         raise InvalidStepConfig("retries.limit must be a whole number")
     delay = raw.get("delay")
     delay_fn = delay if callable(delay) else None

@@ -117,6 +117,8 @@ def test_config_durations_use_the_duration_grammar():
         {"retries": {"limit": -1}},
         {"retries": {"limit": 10_001}},
         {"retries": {"limit": 1.5}},
+        {"retries": {"limit": float("inf")}},  # OverflowError, not a refusal, before
+        {"retries": {"limit": float("nan")}},  # and ValueError
         {"retries": {"delay": "1 eon"}},
         {"timeout": 0},
         {"timeout": "soon"},
