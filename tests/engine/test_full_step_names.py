@@ -6,6 +6,7 @@ deep enough made every write of its instance fail, and the instance stayed runni
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -226,3 +227,41 @@ def test_a_step_may_be_inside_64_steps_and_its_key_then_holds_every_attempt_numb
             scoped_name("b")
     finally:
         ENCLOSING.reset(token)
+
+
+class FailsDeepBesideASleep(WorkflowEntrypoint):
+    """Beside a sleep of an hour (which parks the instance), steps each in the body of the one
+    before, too deep; each body waits a moment first, so each attempt is announced."""
+
+    async def run(self, event, step):
+        async def level(depth: int) -> str:
+            if depth == 0:
+                return "bottom"
+
+            async def body() -> str:
+                await asyncio.sleep(0.001)
+                return await level(depth - 1)
+
+            return await step.do("l", body, config=ONE_ATTEMPT)
+
+        await asyncio.gather(step.sleep("long", "1 hour"), level(MAX_STEP_DEPTH + 2))
+        return "unreachable"
+
+
+async def test_an_instance_failed_beside_a_parking_branch_ends_errored_with_its_steps(
+    suspending: Stepline,
+):
+    """The parking branch's write came after the end of the run, and left the instance
+    waiting with its error (on PostgreSQL, about half the time); and every step the failure
+    came out of stayed running in the record, its attempt with no end."""
+    workflow = await suspending.register("fails-deep-beside-a-sleep", FailsDeepBesideASleep)
+    handles = [await workflow.create(params=None) for _ in range(4)]
+
+    for handle in handles:
+        view = await finished(handle)
+        assert view["status"] == "errored", view
+        assert view["error"]["message"].startswith("step 'l' is inside 65 steps")
+        outer = [s for s in view["steps"] if s["type"] == "step"]
+        assert len(outer) == MAX_STEP_DEPTH + 1
+        assert {s["success"] for s in outer} == {False}
+        assert {a["error"]["name"] for s in outer for a in s["attempts"]} == {"WorkflowFatalError"}

@@ -297,10 +297,15 @@ class StepAttempts:
         self: RunState, record: StepRecord, attempt: Attempt, message: str
     ) -> FatalInstanceError:
         """Record the attempt and its step as failed by ``message``, which fails the instance."""
+        self._end_fatally(record, attempt, message)
+        return self._fatal_instance(message)
+
+    def _end_fatally(self: RunState, record: StepRecord, attempt: Attempt, message: str) -> None:
+        """Record the attempt and its step as failed by the instance's failure, ``message``:
+        its own, or one met inside its body, which would leave it running in the record."""
         now = self.clock.now_ms()
         attempt.end, attempt.success = now, False
         attempt.error_name, attempt.error_message = "WorkflowFatalError", message
         record.status, record.end = "errored", now
         record.error_name, record.error_message = "WorkflowFatalError", message
         self.store.queue_step(self.pk, self.generation, record, now=now)
-        return self._fatal_instance(message)

@@ -81,7 +81,11 @@ class Parking:
         """Park the instance and unwind ``run``. Concurrent branches share one suspension:
         the first waits for every executing attempt to finish, then writes all pending steps
         and the earliest wake time; the others just unwind (and ``run`` ends only once that
-        write is done)."""
+        write is done). Once the instance has failed (another branch met its step limit,
+        say), it parks no more: its end is being written, and a suspension written after it
+        would leave it waiting, with its error."""
+        if self._fatal is not None:
+            raise self._fatal
         self._leave_enclosing()
         if self._suspending:
             raise Suspended()

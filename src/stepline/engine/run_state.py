@@ -48,6 +48,7 @@ class RunState(Protocol):
     _parked: asyncio.Future[None] | None
     _parking_paused: bool
     _draining: bool
+    _fatal: FatalInstanceError | None
 
     # -- the runner's own ----------------------------------------------------------------------
     def _guard(self) -> None: ...
@@ -88,6 +89,8 @@ class RunState(Protocol):
     def _fatal_step(
         self, record: StepRecord, attempt: Attempt, message: str
     ) -> FatalInstanceError: ...
+
+    def _end_fatally(self, record: StepRecord, attempt: Attempt, message: str) -> None: ...
 
     # -- the parking's -------------------------------------------------------------------------
     async def _wait_until(self, wake_at: int) -> None: ...

@@ -217,6 +217,9 @@ class Runner(StepAttempts, Parking, WaitingSteps):
         except StoreLost as lost:
             log.warning("instance %s left to recovery: %s", instance.id, lost)
         except FatalInstanceError as fatal:
+            if self._parked is not None:
+                # A branch began parking before the failure: its write first, then the end.
+                await asyncio.wait({self._parked})
             await self._finish("errored", error=(fatal.name, fatal.message))
         except (KeyboardInterrupt, GeneratorExit):
             raise
@@ -390,7 +393,11 @@ class Runner(StepAttempts, Parking, WaitingSteps):
                         call, ctx, is_async, resolved.timeout_ms, record, attempt
                     )
                     text = self._checked_result(value, label, record, attempt)
-                except (Suspended, FatalInstanceError, StaleRunError, StoreLost):
+                except FatalInstanceError as fatal:
+                    if attempt.end is None:  # the instance failed inside its body
+                        self._end_fatally(record, attempt, fatal.message)
+                    raise
+                except (Suspended, StaleRunError, StoreLost):
                     raise
                 except asyncio.CancelledError as cancelled:
                     task = asyncio.current_task()
