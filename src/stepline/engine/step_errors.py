@@ -66,32 +66,45 @@ def error_state(exc: BaseException) -> str:
     ``error_class`` column: a JSON object of its class's path, its ``args`` and the attributes
     in its ``__dict__`` that are JSON (the others are left out). An exception group (a step
     that ran a ``TaskGroup``) keeps its message and each of its exceptions' states, so that
-    ``except*`` matches on the replay as it did. Past ``_STATE_MAX_BYTES``, less is kept: a
-    group's classes and names with their messages, then without, then the class alone."""
+    ``except*`` matches on the replay as it did. Past ``_STATE_MAX_BYTES``, less is kept, a
+    group's structure the longest (:func:`_structure`), then the class alone."""
     state = _state(exc)
-    for kept in (state, _classes(state, messages=True), _classes(state, messages=False)):
-        text = dump_json(kept)
+    text = dump_json(state)
+    for keep in _KEPT_PAST_THE_SIZE:
         if len(text) <= _STATE_MAX_BYTES:
             return text
-    return dump_json({"class": state["class"]})
+        text = dump_json(_structure(state, keep))
+    return text if len(text) <= _STATE_MAX_BYTES else dump_json({"class": state["class"]})
 
 
-def _classes(state: dict[str, Any], *, messages: bool) -> dict[str, Any]:
-    """``state`` without args and attributes: its class, and a group's structure (its message,
-    its exceptions' classes and names, and their ``messages`` or none), which ``except*``
-    matches on."""
+_KEPT_PAST_THE_SIZE = ("messages", "group messages", "classes", "each class once")
+"""What a group's structure keeps, from the most to the least: its exceptions' messages and
+its own; its own message alone; neither; and neither, with one exception of each class and
+name (``except*`` matches the same clauses, with fewer exceptions)."""
+
+
+def _structure(state: dict[str, Any], keep: str) -> dict[str, Any]:
+    """``state`` without args and attributes: its class, and a group's message and
+    exceptions (their classes and names, and what ``keep`` says), which ``except*`` matches."""
     kept: dict[str, Any] = {"class": state["class"]}
     group = state.get("group")
-    if group is not None:
-        members = [
-            {
-                **_classes(member, messages=messages),
-                "name": member["name"],
-                "message": member["message"] if messages else "",
-            }
-            for member in group["exceptions"]
-        ]
-        kept["group"] = {"message": group["message"], "exceptions": members}
+    if group is None:
+        return kept
+    members = []
+    seen = set()
+    for member in group["exceptions"]:
+        reduced = {
+            **_structure(member, keep),
+            "name": member["name"],
+            "message": member["message"] if keep == "messages" else "",
+        }
+        identity = dump_json(reduced)
+        if keep == "each class once" and identity in seen:
+            continue
+        seen.add(identity)
+        members.append(reduced)
+    message = group["message"] if keep in ("messages", "group messages") else ""
+    kept["group"] = {"message": message, "exceptions": members}
     return kept
 
 
