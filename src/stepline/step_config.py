@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -173,8 +172,7 @@ def _parse_retries(raw: object) -> RetryConfig:
     if (
         isinstance(limit, bool)
         or not isinstance(limit, int | float)
-        or not math.isfinite(limit)
-        or int(limit) != limit
+        or (isinstance(limit, float) and not limit.is_integer())  # 1.5, inf and nan
     ):
         raise InvalidStepConfig("retries.limit must be a whole number")
     delay = raw.get("delay")

@@ -119,6 +119,7 @@ def test_config_durations_use_the_duration_grammar():
         {"retries": {"limit": 1.5}},
         {"retries": {"limit": float("inf")}},  # OverflowError, not a refusal, before
         {"retries": {"limit": float("nan")}},  # and ValueError
+        {"retries": {"limit": 10**400}},  # too large for a float
         {"retries": {"delay": "1 eon"}},
         {"timeout": 0},
         {"timeout": "soon"},
