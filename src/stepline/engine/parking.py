@@ -102,6 +102,9 @@ class Parking:
     async def _park(self: RunState) -> None:
         """Write the suspension: the pending steps, the status and the next wake."""
         await self._quiet.wait()
+        if self._fatal is not None:
+            return  # failed meanwhile: the run's end is written instead
+        self._park_writing = True
         # Steps stored by an earlier run but not reached in this one (the code changed, say)
         # must not set the wake time: only what this run is waiting on counts.
         pending = [

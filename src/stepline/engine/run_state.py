@@ -49,6 +49,7 @@ class RunState(Protocol):
     _parking_paused: bool
     _draining: bool
     _fatal: FatalInstanceError | None
+    _park_writing: bool
 
     # -- the runner's own ----------------------------------------------------------------------
     def _guard(self) -> None: ...

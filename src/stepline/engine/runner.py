@@ -81,6 +81,8 @@ class Runner(StepAttempts, Parking, WaitingSteps):
     """Resolved once the suspension's write is over (done or failed)."""
     _fatal: FatalInstanceError | None = None
     """The fatal error raised into ``run``, kept in case its code swallows it."""
+    _park_writing = False
+    """The suspension's write has begun: a failure after it ends the run once it is over."""
     _lost = ""
     """Why the run was abandoned (``StoreLost`` raised into ``run``): the store was
     unreachable, or the engine's lease may have lapsed."""
@@ -204,6 +206,8 @@ class Runner(StepAttempts, Parking, WaitingSteps):
                 # run ends once it is written, so that whoever looks for the next wake (the
                 # scheduler, as this runner ends) finds it.
                 await asyncio.wait({self._parked})
+            if self._fatal is not None:  # failed meanwhile, in a branch not yet unwound
+                await self._finish("errored", error=(self._fatal.name, self._fatal.message))
         except StaleRunError:
             pass
         except asyncio.CancelledError as cancelled:
@@ -217,8 +221,8 @@ class Runner(StepAttempts, Parking, WaitingSteps):
         except StoreLost as lost:
             log.warning("instance %s left to recovery: %s", instance.id, lost)
         except FatalInstanceError as fatal:
-            if self._parked is not None:
-                # A branch began parking before the failure: its write first, then the end.
+            if self._parked is not None and self._park_writing:
+                # A branch's park was already being written: its write first, then the end.
                 await asyncio.wait({self._parked})
             await self._finish("errored", error=(fatal.name, fatal.message))
         except (KeyboardInterrupt, GeneratorExit):
@@ -250,11 +254,13 @@ class Runner(StepAttempts, Parking, WaitingSteps):
 
     def _signal(self) -> BaseException | None:
         """The engine's own signal raised into the run, if any: it parks, is lost or failed."""
+        if self._fatal is not None:
+            return self._fatal  # ends the run (after a park already being written)
         if self._suspending:
             return Suspended()
         if self._lost:
             return StoreLost(self._lost)
-        return self._fatal
+        return None
 
     def _instance_error(self, exc: BaseException) -> tuple[str, str]:
         if is_non_retryable(exc) and not self.workflow_cls.preserve_non_retryable_error_message:
@@ -395,6 +401,8 @@ class Runner(StepAttempts, Parking, WaitingSteps):
                     text = self._checked_result(value, label, record, attempt)
                 except FatalInstanceError as fatal:
                     if attempt.end is None:  # the instance failed inside its body
+                        if not record.attempts or record.attempts[-1] is not attempt:
+                            record.attempts.append(attempt)  # cut by a suspension: it ran
                         self._end_fatally(record, attempt, fatal.message)
                     raise
                 except (Suspended, StaleRunError, StoreLost):
