@@ -15,7 +15,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from stepline.authoring.entrypoint import WorkflowEntrypoint
 from stepline.cron import MAX_SCHEDULES_PER_ACCOUNT, check_cron, next_fire
 from stepline.engine.instances import new_instance_record, random_instance_ids
-from stepline.engine.nesting import KEY_SEPARATOR
+from stepline.engine.nesting import KEY_SEPARATOR, key_label, shown_form
 from stepline.engine.registry import code_hash
 from stepline.engine.scheduler import Engine
 from stepline.engine.terminators import Terminators
@@ -439,7 +439,7 @@ def nth_step_shown_as(
     code, and ``fetch`` inside ``process-1``, are shown alike: they are counted together."""
     seen = 0
     for step in ordered:
-        if step.kind == kind and _shown_name(step_base_name(step)) == name:
+        if step.kind == kind and shown_form(step_base_name(step)) == name:
             seen += 1
             if seen == count:
                 return step
@@ -462,8 +462,7 @@ def _inside(base: str, outer: StepRecord) -> bool:
     ``outer``'s scope in its key's form (its full name and count, ``process-2``), then an
     attempt number after the first (``#2``), and ``KEY_SEPARATOR``. A step named
     ``process-2/x`` in code is not inside it."""
-    _, count, outer_base = outer.key.split(":", 2)
-    scope = f"{outer_base}-{count}"
+    scope = key_label(outer)
     if not base.startswith(scope):
         return False
     rest = base[len(scope) :]
@@ -477,11 +476,6 @@ def step_base_name(step: StepRecord) -> str:
     """The full name of a step in its key (the key minus kind, occurrence and duration)."""
     parts = step.key.split(":", 3 if step.kind == "sleep" else 2)
     return parts[-1]
-
-
-def _shown_name(base: str) -> str:
-    """A full name in a key's form (``step_base_name``) as it is shown: ``process-2/fetch``."""
-    return base.replace(KEY_SEPARATOR, "/")
 
 
 def _checked_settings(settings: WorkflowSettings) -> WorkflowSettings:

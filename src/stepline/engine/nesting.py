@@ -45,7 +45,7 @@ from stepline.validation import (
     utf8_size,
 )
 
-__all__ = ["ENCLOSING", "KEY_SEPARATOR", "Enclosing", "scoped_name"]
+__all__ = ["ENCLOSING", "KEY_SEPARATOR", "Enclosing", "key_label", "scoped_name", "shown_form"]
 
 KEY_SEPARATOR = "\x1f"
 """Between a scope and the name within it in a step's key (``/`` where the name is shown)."""
@@ -71,10 +71,10 @@ class Enclosing:
         """Its body has ended (a task it started may still call steps)."""
 
     def key_scope(self) -> str:
-        """``scope`` as keys hold it, made from its step's key (``do:<count>:<full name>``)
-        only when a step is called inside it."""
-        _, count, full_name = self.record.key.split(":", 2)
-        return f"{full_name}-{count}" if self.number == 1 else f"{full_name}-{count}#{self.number}"
+        """``scope`` as keys hold it, made from its step's key only when a step is called
+        inside it."""
+        label = key_label(self.record)
+        return label if self.number == 1 else f"{label}#{self.number}"
 
     def take_off(self) -> None:
         """Take the attempt off its step's record: it is no attempt."""
@@ -88,6 +88,18 @@ class Enclosing:
         attempts = self.record.attempts
         if not attempts or attempts[-1] is not self.attempt:
             attempts.append(self.attempt)
+
+
+def key_label(record: StepRecord) -> str:
+    """A ``step.do``'s label in its key's form, from its key (``do:<count>:<full name>``): its
+    full name, a dash and its count (``process-2``)."""
+    _, count, full_name = record.key.split(":", 2)
+    return f"{full_name}-{count}"
+
+
+def shown_form(full_name: str) -> str:
+    """A full name in its key's form as it is shown: ``process-2/fetch``."""
+    return full_name.replace(KEY_SEPARATOR, "/")
 
 
 ENCLOSING: ContextVar[tuple[Enclosing, ...]] = ContextVar("stepline_enclosing", default=())
@@ -119,7 +131,7 @@ def scoped_name(name: str) -> tuple[str, str]:
     if size > STEP_FULL_NAME_MAX_BYTES:
         raise InvalidRequest(
             f"step {shown_step_name(name)} is inside {len(enclosing)} steps, and its full "
-            f"name {shown_step_name(plain.replace(KEY_SEPARATOR, '/'))} is {size:,} bytes of "
+            f"name {shown_step_name(shown_form(plain))} is {size:,} bytes of "
             f"UTF-8 (not counting attempt numbers): over the {STEP_FULL_NAME_MAX_BYTES:,} a "
             "full name may take. It holds the names of the steps it is inside, which add up: "
             "give them shorter names, or call fewer of them inside each other"

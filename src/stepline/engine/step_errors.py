@@ -28,7 +28,8 @@ def is_non_retryable(exc: BaseException) -> bool:
 
 
 _STATE_MAX_BYTES = 64 * 1024
-"""A failure's ``args`` and attributes are kept up to this size; past it, only its class."""
+"""A failure's ``args`` and attributes are kept up to this size; past it, less (see
+:func:`error_state`)."""
 
 
 def error_name(exc: BaseException) -> str:
@@ -98,10 +99,11 @@ def _structure(state: dict[str, Any], keep: str) -> dict[str, Any]:
             "name": member["name"],
             "message": member["message"] if keep == "messages" else "",
         }
-        identity = dump_json(reduced)
-        if keep == "each class once" and identity in seen:
-            continue
-        seen.add(identity)
+        if keep == "each class once":
+            identity = dump_json(reduced)
+            if identity in seen:
+                continue
+            seen.add(identity)
         members.append(reduced)
     message = group["message"] if keep in ("messages", "group messages") else ""
     kept["group"] = {"message": message, "exceptions": members}
