@@ -68,6 +68,18 @@ async def test_a_step_is_found_by_the_name_its_describe_view_gives(make_stepline
     simple = await client.describe_instance(stepline.account_id, "named", "one", simple=True)
     assert simple["steps"] == [] and simple["step_count"] == full["step_count"] == 4
 
+    async def attempt(name: str, type: str, number: int) -> dict:
+        return await client.step_output(
+            stepline.account_id, "named", "one", step_name=name, step_type=type, attempt=number
+        )
+
+    assert (await attempt("pay-by-card-2", "step", 1))["output"] == {"paid": 1}
+    with pytest.raises(InvalidRequest, match=r": attempt must be 1 to 1 for this step$"):
+        await attempt("pay-by-card-2", "step", 2)
+    # It said "attempt must be 1 to 0".
+    with pytest.raises(InvalidRequest, match=r": a waitForEvent has no attempts: leave out "):
+        await attempt("the go-ahead-1", "waitForEvent", 1)
+
 
 class FetchesInAStep(WorkflowEntrypoint):
     """Step "process" runs step "fetch" in its body (shown as "process-1/fetch-1")."""

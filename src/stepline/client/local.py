@@ -334,7 +334,9 @@ class LocalClient:
                 match = await self.store.load_step(instance.pk, f"{kind}:{count}:{base}")
         if match is None:
             raise InvalidRequest(f"no {step_type} named {step_name!r} in this instance")
-        if attempt is not None and (kind != "do" or not 1 <= attempt <= len(match.attempts)):
+        if attempt is not None and kind != "do":
+            raise InvalidRequest(f"a {step_type} has no attempts: leave out attempt")
+        if attempt is not None and not 1 <= attempt <= len(match.attempts):
             raise InvalidRequest(f"attempt must be 1 to {len(match.attempts)} for this step")
         return views.step_output(match, attempt)
 

@@ -71,6 +71,7 @@ class StepAttempts:
                 if inspect.iscoroutinefunction(delay_fn):
                     answer = await delay_fn(ctx, failure)
                 else:
+                    self._lend_callers(ENCLOSING.get())
                     answer = await self.engine.step_threads.run(delay_fn, ctx, failure)
                     if type(answer) is CoroutineType:
                         answer = await answer
@@ -137,7 +138,7 @@ class StepAttempts:
             # config says, rather than run again by every recovery.
             await self._save(record, self.clock.now_ms())
             self._careful = False
-        inside = Enclosing(record, attempt, ctx.attempt)
+        inside = Enclosing(record, attempt, ctx.attempt, on_thread=not is_async)
         enclosing = ENCLOSING.get()
         ENCLOSING.set((*enclosing, inside))
         queued: Queued | None = None
@@ -151,6 +152,7 @@ class StepAttempts:
                             raise Suspended()  # the body swallowed it
                         return work
             else:
+                self._lend_callers(enclosing)
                 work, queued = self.engine.step_threads.run_queued(call, ctx)
             if not inside.cut:
                 inside.counted = True
@@ -198,6 +200,9 @@ class StepAttempts:
             # runs this outside its task's context, where a token is refused.
             ENCLOSING.set(enclosing)
             inside.over = True
+            if inside.lent is not None:
+                inside.lent.give_back()
+                inside.lent = None
             if inside.counted:
                 inside.counted = False
                 self._executing -= 1
@@ -205,6 +210,16 @@ class StepAttempts:
                     self._quiet.set()
         await self._suspend()  # the suspension that withdrew it goes on, and raises
         raise AssertionError("unreachable: _suspend raises")
+
+    def _lend_callers(self: RunState, enclosing: tuple[Enclosing, ...]) -> None:
+        """A sync function is about to go on a step thread, from a branch inside the bodies
+        of ``enclosing``: those on a step thread wait for it there, and lend their threads
+        until they end. Held by bodies that each wait for a step inside them, every thread
+        would be taken, and the steps they wait for would queue for ever."""
+        for outer in enclosing:
+            if outer.on_thread and outer.lent is None and not outer.over:
+                outer.lent = self.engine.step_threads
+                outer.lent.lend()
 
     def _cut_short(self: RunState, inside: Enclosing) -> bool:
         """Whether the attempt of ``inside``, over now, was cut short by the suspension that a

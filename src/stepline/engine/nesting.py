@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 from stepline.errors import InvalidRequest
 from stepline.store.records import Attempt, StepRecord
@@ -45,6 +46,9 @@ from stepline.validation import (
     utf8_size,
 )
 
+if TYPE_CHECKING:
+    from stepline.engine.step_threads import StepThreads
+
 __all__ = ["ENCLOSING", "KEY_SEPARATOR", "Enclosing", "key_label", "scoped_name", "shown_form"]
 
 KEY_SEPARATOR = "\x1f"
@@ -54,12 +58,29 @@ KEY_SEPARATOR = "\x1f"
 class Enclosing:
     """An attempt whose body is running; the steps it calls are inside it."""
 
-    __slots__ = ("attempt", "counted", "cut", "number", "over", "record", "scope")
+    __slots__ = (
+        "attempt",
+        "counted",
+        "cut",
+        "lent",
+        "number",
+        "on_thread",
+        "over",
+        "record",
+        "scope",
+    )
 
-    def __init__(self, record: StepRecord, attempt: Attempt, number: int) -> None:
+    def __init__(
+        self, record: StepRecord, attempt: Attempt, number: int, *, on_thread: bool = False
+    ) -> None:
         self.record = record
         self.attempt = attempt
         self.number = number
+        self.on_thread = on_thread
+        """Its body is a sync function, which runs on a step thread."""
+        self.lent: StepThreads | None = None
+        """The step threads its thread is lent to while a step inside it needs one of them
+        (:meth:`StepThreads.lend`): its body waits for that step."""
         self.scope = record.name if number == 1 else f"{record.name}#{number}"
         """What the steps inside it are named within, as shown: its step's label, and which
         attempt this is after the first (``process-2``, ``process-2#2``)."""

@@ -7,6 +7,14 @@ such calls would leave every later sync step waiting for a thread, and timing ou
 every instance of the engine. So each thread given up this way is replaced for as long as its
 function runs: ``size`` threads are always there for attempts that are still wanted.
 
+A function may itself wait for a step: a sync step's body that calls ``step.do`` (through
+``asyncio.run_coroutine_threadsafe``) holds its thread until the inner step is done, and an
+inner sync step needs a thread too. With every thread held by such bodies, the inner steps
+would queue for ever, and their callers with them. So a caller that waits this way *lends*
+its thread (:meth:`StepThreads.lend`, as the step inside it starts sync work): one more
+thread may run while it waits, and however many callers wait, ``size`` threads are left to
+take up the queue.
+
 The threads are daemons: a function that never returns does not keep the process from
 exiting once the engine has stopped.
 """
@@ -65,7 +73,8 @@ _STOP = object()
 
 class StepThreads:
     """Up to ``size`` threads at work for attempts still awaited, plus one for each attempt
-    given up whose function is still running."""
+    given up whose function is still running, and one for each function lent while it waits
+    for a step inside it."""
 
     def __init__(self, size: int, name: str = "stepline-step") -> None:
         if size < 1:
@@ -78,12 +87,29 @@ class StepThreads:
         self._idle = 0
         """Threads blocked on the queue that no submitted work has yet been counted for."""
         self._given_up = 0
+        self._lent = 0
         self._closed = False
 
     @property
     def given_up(self) -> int:
         """Functions still running for attempts that no longer wait for them."""
         return self._given_up
+
+    @property
+    def lent(self) -> int:
+        """Functions that wait for a step inside them, each lending its thread."""
+        return self._lent
+
+    def lend(self) -> None:
+        """A function on one of the threads waits for a step inside it: one more thread may
+        run until :meth:`give_back`."""
+        with self._lock:
+            self._lent += 1
+
+    def give_back(self) -> None:
+        """A lent function has ended (or was given up): its thread is counted again."""
+        with self._lock:
+            self._lent -= 1
 
     def run(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """``fn(*args)`` on a thread; the future is the loop's. Cancelling it before the
@@ -103,11 +129,12 @@ class StepThreads:
                 raise RuntimeError("the engine's step threads are shut down")
             if self._idle:
                 self._idle -= 1
-            elif self._threads < self.size + self._given_up:
-                self._start_thread()
+                self._queue.put(work)
+            elif self._threads < self._room():
+                self._start_thread(work)
             else:
                 work.started = loop.create_future()
-            self._queue.put(work)
+                self._queue.put(work)
         waited = work.waited = asyncio.wrap_future(work.future)
         waited.add_done_callback(lambda done: self._on_waited(done, work))
         return waited, None if work.started is None else Queued(work, work.started)
@@ -139,46 +166,55 @@ class StepThreads:
             if not self._queue.empty() and not self._idle and not self._closed:
                 self._start_thread()
 
-    def _start_thread(self) -> None:
+    def _room(self) -> int:
+        """How many threads may run (under ``_lock``)."""
+        return self.size + self._given_up + self._lent
+
+    def _start_thread(self, first: _Work | None = None) -> None:
+        """A thread more, which takes up ``first`` before anything queued."""
         self._threads += 1
         thread = threading.Thread(
-            target=self._work, name=f"{self._name}_{self._threads}", daemon=True
+            target=self._work, args=(first,), name=f"{self._name}_{self._threads}", daemon=True
         )
         thread.start()
 
-    def _work(self) -> None:
+    def _work(self, first: _Work | None) -> None:
+        work: Any = first
         while True:
-            with self._lock:
-                if self._threads > self.size + self._given_up:
-                    self._threads -= 1  # a given-up function came back: one too many
-                    return
-                try:
-                    work = self._queue.get_nowait()
-                except queue.Empty:
-                    work = None
-                    self._idle += 1  # until a submit counts this thread as taken
             if work is None:
-                work = self._queue.get()
-            if work is _STOP:
                 with self._lock:
-                    self._threads -= 1
-                return
-            if work.waited is not None and work.waited.cancelled():
-                work.future.cancel()  # cancelled before it started: it never does
-            if not work.future.set_running_or_notify_cancel():
-                continue
-            if work.started is not None:
-                _tell_started(work.started)
-            try:
-                result = work.context.run(work.fn, *work.args)
-            except BaseException as exc:
-                work.future.set_exception(exc)
-            else:
-                work.future.set_result(result)
-            with self._lock:
-                if work.given_up:
-                    self._given_up -= 1
-            del work
+                    if self._threads > self._room():
+                        self._threads -= 1  # a given-up or lent function came back: one too many
+                        return
+                    try:
+                        work = self._queue.get_nowait()
+                    except queue.Empty:
+                        self._idle += 1  # until a submit counts this thread as taken
+                if work is None:
+                    work = self._queue.get()
+                if work is _STOP:
+                    with self._lock:
+                        self._threads -= 1
+                    return
+            self._take_up(work)
+            work = None
+
+    def _take_up(self, work: _Work) -> None:
+        if work.waited is not None and work.waited.cancelled():
+            work.future.cancel()  # cancelled before it started: it never does
+        if not work.future.set_running_or_notify_cancel():
+            return
+        if work.started is not None:
+            _tell_started(work.started)
+        try:
+            result = work.context.run(work.fn, *work.args)
+        except BaseException as exc:
+            work.future.set_exception(exc)
+        else:
+            work.future.set_result(result)
+        with self._lock:
+            if work.given_up:
+                self._given_up -= 1
 
 
 def _tell_started(started: asyncio.Future[None]) -> None:

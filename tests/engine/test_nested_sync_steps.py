@@ -1,0 +1,124 @@
+"""Steps called from a sync step's body, which waits for them on its step thread.
+
+A sync step's body that calls ``step.do`` (through ``asyncio.run_coroutine_threadsafe``)
+holds its thread until the inner step is done, and an inner sync step, or a sync delay
+function, needs a thread of its own. With every thread held by bodies that wait so, the
+inner ones queued for a thread for ever: each instance hung until its outer step timed out,
+and its retries met the same wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from stepline import Stepline, WorkflowEntrypoint
+from tests.conftest import MakeStepline
+from tests.engine.helpers import finished
+
+OUTER = {"retries": {"limit": 0}, "timeout": "3 seconds"}
+"""The outer steps' config: with no thread for the steps inside, they time out, and fail."""
+
+
+_TOGETHER = threading.Barrier(2)
+
+
+class SyncBodiesInside(WorkflowEntrypoint):
+    """``depth`` sync steps, each called from the body of the one before; the innermost
+    returns ``depth``. With ``together``, the outermost bodies call the next in pairs
+    (``_TOGETHER``): both have a thread by then."""
+
+    async def run(self, event, step):
+        loop = asyncio.get_running_loop()
+        depth = event.payload["depth"]
+        together = event.payload.get("together", False)
+
+        def level(n: int):
+            def body() -> int:
+                if n == 1 and together:
+                    _TOGETHER.wait(5)
+                if n == depth:
+                    return n
+                inner = step.do(f"level {n + 1}", level(n + 1), config=OUTER)
+                return asyncio.run_coroutine_threadsafe(inner, loop).result()
+
+            return body
+
+        return await step.do("level 1", level(1), config=OUTER)
+
+
+async def test_sync_steps_inside_sync_bodies_that_hold_every_thread_still_run(
+    make_stepline: MakeStepline,
+):
+    """Two threads, four instances: the outer bodies took both, and the inner steps queued."""
+    stepline = await make_stepline(step_threads=2)
+    workflow = await stepline.register("sync-inside-sync", SyncBodiesInside)
+    _TOGETHER.reset()
+    params = {"depth": 2, "together": True}
+    instances = [await workflow.create(params=params) for _ in range(4)]
+
+    views = [await finished(instance) for instance in instances]
+
+    assert [(v["status"], v["output"]) for v in views] == [("complete", 2)] * 4
+
+
+async def test_sync_steps_nested_deeper_than_there_are_threads_run(make_stepline: MakeStepline):
+    stepline = await make_stepline(step_threads=1)
+    workflow = await stepline.register("sync-inside-sync", SyncBodiesInside)
+
+    view = await finished(await workflow.create(params={"depth": 5}))
+
+    assert (view["status"], view["output"]) == ("complete", 5)
+    assert all(s["attempts"][-1]["success"] for s in view["steps"])
+
+
+def _one_millisecond(ctx: Any, error: Exception) -> str:
+    return "1 millisecond"
+
+
+class RetriesInsideASyncBody(WorkflowEntrypoint):
+    """Sync step "outer" calls async step "flaky", which fails once and is retried after a
+    delay that a sync function gives."""
+
+    async def run(self, event, step):
+        loop = asyncio.get_running_loop()
+        failed: list[int] = []
+
+        async def flaky() -> str:
+            if not failed:
+                failed.append(1)
+                raise RuntimeError("once")
+            return "second time"
+
+        def outer() -> str:
+            inner = step.do("flaky", flaky, config={"retries": {"delay": _one_millisecond}})
+            return asyncio.run_coroutine_threadsafe(inner, loop).result()
+
+        return await step.do("outer", outer, config=OUTER)
+
+
+async def test_a_sync_delay_function_inside_a_sync_body_runs(make_stepline: MakeStepline):
+    """The one thread held by "outer", the delay function queued past its 5 seconds, and the
+    retry was refused as a delay that never came."""
+    stepline = await make_stepline(step_threads=1)
+    workflow = await stepline.register("retries-inside", RetriesInsideASyncBody)
+
+    view = await finished(await workflow.create())
+
+    assert (view["status"], view["output"]) == ("complete", "second time")
+
+
+async def test_threads_lent_to_waiting_bodies_are_given_back(stepline: Stepline):
+    size = stepline.engine.step_threads.size
+    workflow = await stepline.register("sync-inside-sync", SyncBodiesInside)
+    for instance in [await workflow.create(params={"depth": 3}) for _ in range(size)]:
+        assert (await finished(instance))["output"] == 3
+
+    threads = stepline.engine.step_threads
+    assert threads.lent == 0
+    # The threads over ``size`` leave once they have taken up work again.
+    for _ in range(3 * size):
+        await threads.run(lambda: None)
+    named = [t for t in threading.enumerate() if t.name.startswith("stepline-step_")]
+    assert len(named) <= size
