@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -154,5 +156,29 @@ async def test_a_function_runs_in_its_submitters_context():
         assert await threads.run(REQUEST_ID.get) == "r-1"
         REQUEST_ID.set("r-2")
         assert await threads.run(REQUEST_ID.get) == "r-2"
+    finally:
+        threads.close()
+
+
+class _Result:
+    """A function's result, to be seen gone (``weakref``)."""
+
+
+async def test_a_thread_keeps_no_result_once_it_is_handed_back():
+    """The work a new thread was started for was held by the thread's arguments for as long
+    as the thread lived: its function, and its result."""
+    threads = StepThreads(1)
+    made: list[weakref.ref[_Result]] = []
+
+    def make() -> _Result:
+        result = _Result()
+        made.append(weakref.ref(result))
+        return result
+
+    try:
+        assert isinstance(await threads.run(make), _Result)
+        await asyncio.sleep(0.05)  # the thread waits for more
+        gc.collect()
+        assert made[0]() is None
     finally:
         threads.close()

@@ -174,12 +174,15 @@ class StepThreads:
         """A thread more, which takes up ``first`` before anything queued."""
         self._threads += 1
         thread = threading.Thread(
-            target=self._work, args=(first,), name=f"{self._name}_{self._threads}", daemon=True
+            target=self._work,
+            args=([first],),  # taken out of the list: the thread's arguments outlive it
+            name=f"{self._name}_{self._threads}",
+            daemon=True,
         )
         thread.start()
 
-    def _work(self, first: _Work | None) -> None:
-        work: Any = first
+    def _work(self, handed: list[_Work | None]) -> None:
+        work: Any = handed.pop()
         while True:
             if work is None:
                 with self._lock:
