@@ -317,7 +317,9 @@ class StepAttempts:
 
     def _end_fatally(self: RunState, record: StepRecord, attempt: Attempt, message: str) -> None:
         """Record the attempt and its step as failed by the instance's failure, ``message``:
-        its own, or one met inside its body, which would leave it running in the record."""
+        its own, or one met inside its body, which would leave it running in the record. With
+        no error state, the row is the instance's failure, which a replay raises as such
+        (``failed_the_instance``)."""
         now = self.clock.now_ms()
         attempt.end, attempt.success = now, False
         attempt.error_name, attempt.error_message = "WorkflowFatalError", message

@@ -35,6 +35,7 @@ from stepline.engine.step_errors import (
     error_message,
     error_name,
     error_state,
+    failed_the_instance,
     is_non_retryable,
     rebuild_error,
 )
@@ -355,6 +356,13 @@ class Runner(StepAttempts, Parking, WaitingSteps):
                 await self._read_deferred(record)
             return take_value(record)
         if record is not None and record.status == "errored":
+            if failed_the_instance(record):
+                # The run that met this failure wrote no end: a suspension was being written
+                # as it failed, and the instance, claimed again before the end (resumed, or
+                # due at once), fenced it off; or its engine died between the two writes. The
+                # failure decided: this run ends with it, past any ``try``, as that one would
+                # have. Raised as the step's error, the workflow could catch it and go on.
+                raise self._fatal_instance(record.error_message or "")
             raise rebuild_error(record)
         await self._at_boundary()
         try:

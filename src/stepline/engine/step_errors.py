@@ -14,7 +14,14 @@ from stepline.errors import ApiError, NonRetryableError, StepFailedError
 from stepline.store.records import StepRecord
 from stepline.validation import dump_json, storable_text
 
-__all__ = ["error_message", "error_name", "error_state", "is_non_retryable", "rebuild_error"]
+__all__ = [
+    "error_message",
+    "error_name",
+    "error_state",
+    "failed_the_instance",
+    "is_non_retryable",
+    "rebuild_error",
+]
 
 log = logging.getLogger("stepline.engine")
 
@@ -139,6 +146,13 @@ def _state(exc: BaseException) -> dict[str, Any]:
     if attrs:
         state["attrs"] = attrs
     return state
+
+
+def failed_the_instance(record: StepRecord) -> bool:
+    """Whether a failed step's row holds the instance's failure, not the step's own: a
+    result that is not JSON, say, recorded by the engine (``_end_fatally``) with no state to
+    rebuild, where the step's own failure keeps its state (:func:`error_state`)."""
+    return record.error_class is None and record.error_name == "WorkflowFatalError"
 
 
 def rebuild_error(record: StepRecord) -> Exception:
