@@ -40,6 +40,10 @@ def exiting_delay(ctx: Any, error: Exception) -> int:
     raise SystemExit("no delay, no process")
 
 
+def stopping_delay(ctx: Any, error: Exception) -> int:
+    return next(iter(()))  # StopIteration, which an asyncio future cannot hold
+
+
 async def slow_delay(ctx: Any, error: Exception) -> int:
     await asyncio.sleep(60)
     return 1
@@ -50,6 +54,7 @@ DELAYS = {
     "async": async_delay,
     "raises": raising_delay,
     "exits": exiting_delay,
+    "stops": stopping_delay,
     "slow": slow_delay,
     "not a duration": lambda ctx, error: "soon",
 }
@@ -95,6 +100,7 @@ async def test_the_delay_function_sets_each_retrys_delay(make_stepline, clock, p
     [
         ("raises", "threw an error: no delay for you"),
         ("exits", "threw an error: no delay, no process"),  # it ended the engine's process
+        ("stops", "threw an error: function raised StopIteration"),  # not its 5 seconds
         ("slow", "did not return within 5 seconds"),
         ("not a duration", "returned 'soon', which is not a duration"),
     ],

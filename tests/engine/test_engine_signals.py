@@ -473,3 +473,25 @@ async def test_a_system_exit_in_a_step_run_as_a_task_errors_its_instance(
     assert [a["error"]["name"] for a in attempts] == ["SystemExit", "SystemExit"]
     quick = await stepline.register("quick", QuickOnAThread)
     assert (await finished(await quick.create()))["output"] == "done"
+
+
+class RunsOutOfItems(WorkflowEntrypoint):
+    async def run(self, event, step):
+        def first_item():
+            return next(iter(()))  # StopIteration, from a sync step on its thread
+
+        try:
+            await step.do("first item", first_item, config={"retries": {"limit": 1, "delay": 10}})
+        except RuntimeError as exc:
+            return str(exc)
+
+
+async def test_a_stop_iteration_in_a_sync_step_fails_its_attempts(stepline: Stepline):
+    workflow = await stepline.register("runs-out-of-items", RunsOutOfItems)
+    view = await finished(await workflow.create(), timeout=5)
+
+    # As a coroutine's StopIteration becomes (PEP 479); an asyncio future cannot hold one,
+    # and the attempt waited for its 10-minute timeout.
+    assert (view["status"], view["output"]) == ("complete", "function raised StopIteration")
+    attempts = step(view, "first item-1")["attempts"]
+    assert [a["error"]["name"] for a in attempts] == ["RuntimeError", "RuntimeError"]

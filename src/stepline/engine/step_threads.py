@@ -211,6 +211,12 @@ class StepThreads:
             _tell_started(work.started)
         try:
             result = work.context.run(work.fn, *work.args)
+        except StopIteration as exc:
+            # An asyncio future refuses a StopIteration (``wrap_future`` would drop it, and
+            # the attempt wait for ever): raised as a coroutine's would be (PEP 479).
+            error = RuntimeError("function raised StopIteration")
+            error.__cause__ = exc
+            work.future.set_exception(error)
         except BaseException as exc:
             work.future.set_exception(exc)
         else:
