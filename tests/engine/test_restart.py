@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from stepline import InstanceHandle, Stepline, WorkflowEntrypoint
-from stepline.errors import CannotRestart
+from stepline.errors import CannotRestart, InvalidRequest
 from stepline.testing import wait_for_status
 from tests.engine.helpers import finished, step_names, stored_instance
 
@@ -208,6 +208,16 @@ async def test_restart_from_a_count_past_the_last_occurrence_raises(stepline: St
 
     with pytest.raises(CannotRestart):
         await instance.restart(from_="a", count=2)
+
+
+@pytest.mark.parametrize("count", [0, -1, "2"])
+async def test_restart_from_a_count_that_is_no_occurrence_says_so(stepline: Stepline, count):
+    instance = await _complete(stepline)
+
+    with pytest.raises(InvalidRequest) as raised:
+        await instance.restart(from_="a", count=count)
+    assert f"count must be an integer >= 1, not {count!r}" in str(raised.value)  # not its type
+    assert (await instance.status())["status"] == "complete"
 
 
 class WaitsTwice(WorkflowEntrypoint):

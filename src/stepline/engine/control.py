@@ -353,8 +353,10 @@ class Control:
     ) -> str:
         from_seq = None
         if from_name is not None:
-            if step_type not in _STEP_TYPES or count < 1:
+            if step_type not in _STEP_TYPES:
                 raise InvalidRequest("restart from: type must be do, sleep or waitForEvent")
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise InvalidRequest(f"restart from: count must be an integer >= 1, not {count!r}")
             steps = await self.store.load_steps(instance.pk)
             from_seq = _find_step_seq(steps, from_name, count, _STEP_TYPES[step_type])
             if from_seq is None:
