@@ -78,6 +78,8 @@ class Stepline:
         self.client = LocalClient(self.control)
         self._run_engine = run_engine
         self._started = False
+        self._opened = False
+        """Once the store has been opened: its threads and connections do not open twice."""
 
     @property
     def engine_running(self) -> bool:
@@ -85,6 +87,7 @@ class Stepline:
         return self._run_engine and self._started
 
     async def start(self) -> None:
+        """Start the engine on the store; once per object (make a new one to start again)."""
         await self.open_store()
         if self._run_engine:
             try:
@@ -109,6 +112,14 @@ class Stepline:
     async def open_store(self) -> None:
         """Open the store (``start`` does it first): on a database shared between machines
         (PostgreSQL), this process's clock goes by the database's from here on."""
+        if self._opened:
+            # A second engine over the first one's store, or one over a closed store: either
+            # ran, and failed later (a stop that never returned, a closed thread pool).
+            raise RuntimeError(
+                "this Stepline has been started already; to start again after a stop, make "
+                "a new Stepline on the same database"
+            )
+        self._opened = True
         await self.store.open()
         try:
             await self._clock_keeper.start()

@@ -546,6 +546,24 @@ async def test_an_engine_started_again_hears_each_notice_once(make_stepline: Mak
     assert heard == [Notice("unpause", 1, engine.owner)]
 
 
+async def test_a_stepline_starts_once(make_stepline: MakeStepline, tmp_path):
+    stepline = await make_stepline()
+    workflow = await stepline.register("blocking", Blocking)
+
+    # Started twice, it ran a second engine over the first one's store, and its stop hung.
+    with pytest.raises(RuntimeError, match="started already"):
+        await stepline.start()
+    await stepline.stop()
+    # Started after its stop, it ran over a closed store: the next read raised "cannot
+    # schedule new futures after shutdown".
+    with pytest.raises(RuntimeError, match="make a new Stepline on the same database"):
+        await stepline.start()
+
+    again = await make_stepline(directory=tmp_path)
+    created = await again.workflow(workflow.name).create()
+    assert (await created.status())["status"] in ("queued", "running")
+
+
 class GathersAHoldAndASyncStep(WorkflowEntrypoint):
     """Step "hold" (async, until gate "release") beside a sync step, which queues for a
     thread while ``_GATE`` holds the only one."""
