@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from stepline import WorkflowEntrypoint
 from stepline.engine.registry import WorkflowClasses
 from stepline.errors import WorkflowClassNotFound
 
@@ -29,6 +30,26 @@ def test_a_module_that_fails_as_it_is_imported_is_a_class_not_found(
 
     with pytest.raises(WorkflowClassNotFound, match=reported):
         WorkflowClasses().load("fails_when_imported", "Flow")
+
+
+class Flow(WorkflowEntrypoint):
+    async def run(self, event, step):
+        return None
+
+
+@pytest.mark.parametrize(
+    ("registered", "reported"),
+    [
+        (Flow(), "an instance of 'Flow' is not a class"),
+        (len, "'len' is not a WorkflowEntrypoint subclass"),
+        ("Flow", "'Flow' is not a WorkflowEntrypoint subclass"),
+    ],
+    ids=["instance", "function", "text"],
+)
+def test_what_is_not_a_class_is_refused_in_so_many_words(registered: object, reported: str):
+    # An instance (or text) has no __qualname__: an AttributeError, not the refusal.
+    with pytest.raises(WorkflowClassNotFound, match=reported):
+        WorkflowClasses().add(registered)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("script_name", ["venv.__main__", "__main__", "unittest.__main__"])

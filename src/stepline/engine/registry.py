@@ -42,7 +42,12 @@ class WorkflowClasses:
         self, cls: type[WorkflowEntrypoint], *, script_name: str | None = None
     ) -> tuple[str, str]:
         """Register ``cls``; returns its (script_name, class_name)."""
-        _check_class(cls, cls.__qualname__)
+        if isinstance(cls, WorkflowEntrypoint):
+            raise WorkflowClassNotFound(
+                f"an instance of {type(cls).__qualname__!r} is not a class: register the "
+                "WorkflowEntrypoint subclass itself"
+            )
+        _check_class(cls, getattr(cls, "__qualname__", str(cls)))
         key = (script_name or cls.__module__, cls.__qualname__)
         self._classes[key] = cls
         return key
