@@ -116,8 +116,9 @@ class Stepline:
             # A second engine over the first one's store, or one over a closed store: either
             # ran, and failed later (a stop that never returned, a closed thread pool).
             raise RuntimeError(
-                "this Stepline has been started already; to start again after a stop, make "
-                "a new Stepline on the same database"
+                "this Stepline has been started before, and a Stepline starts once: to start "
+                "again (after a stop, or a start that failed), make a new Stepline on the "
+                "same database"
             )
         self._opened = True
         await self.store.open()

@@ -551,7 +551,7 @@ async def test_a_stepline_starts_once(make_stepline: MakeStepline, tmp_path):
     workflow = await stepline.register("blocking", Blocking)
 
     # Started twice, it ran a second engine over the first one's store, and its stop hung.
-    with pytest.raises(RuntimeError, match="started already"):
+    with pytest.raises(RuntimeError, match="started before, and a Stepline starts once"):
         await stepline.start()
     await stepline.stop()
     # Started after its stop, it ran over a closed store: the next read raised "cannot
