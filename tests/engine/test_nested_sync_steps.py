@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 from stepline import Stepline, WorkflowEntrypoint
@@ -122,3 +123,46 @@ async def test_threads_lent_to_waiting_bodies_are_given_back(stepline: Stepline)
         await threads.run(lambda: None)
     named = [t for t in threading.enumerate() if t.name.startswith("stepline-step_")]
     assert len(named) <= size
+
+
+_AT_WORK = threading.Lock()
+_at_work = [0, 0]
+"""Bodies working on their threads after the step inside them, now and at most."""
+
+
+class WorksAfterTheStepInside(WorkflowEntrypoint):
+    """Sync step "outer" waits for a sync step inside it, then works on its thread."""
+
+    async def run(self, event, step):
+        loop = asyncio.get_running_loop()
+
+        def outer() -> str:
+            inner = step.do("inner", lambda: "inside")
+            asyncio.run_coroutine_threadsafe(inner, loop).result()
+            with _AT_WORK:
+                _at_work[0] += 1
+                _at_work[1] = max(_at_work)
+            time.sleep(0.2)  # its own work: it waits for no step now
+            with _AT_WORK:
+                _at_work[0] -= 1
+            return "worked"
+
+        return await step.do("outer", outer, config=OUTER)
+
+
+async def test_a_body_done_waiting_counts_against_the_threads_again(
+    make_stepline: MakeStepline,
+):
+    """Lent until its body ended, each thread let one more start, which took up the next
+    queued body: all four worked at once on one thread's worth, and with more instances the
+    threads grew without bound."""
+    stepline = await make_stepline(step_threads=1)
+    workflow = await stepline.register("works-after", WorksAfterTheStepInside)
+    _at_work[:] = [0, 0]
+    instances = [await workflow.create() for _ in range(4)]
+
+    views = [await finished(instance) for instance in instances]
+
+    assert [(v["status"], v["output"]) for v in views] == [("complete", "worked")] * 4
+    assert _at_work[1] == 1
+    assert stepline.engine.step_threads.lent == 0

@@ -25,6 +25,7 @@ from stepline.engine.eager import start
 from stepline.engine.nesting import ENCLOSING, Enclosing
 from stepline.engine.run_signals import FatalInstanceError, StoreLost, Suspended
 from stepline.engine.step_errors import error_message, error_name
+from stepline.engine.step_threads import Loan
 from stepline.errors import (
     InvalidDuration,
     NonRetryableDelayError,
@@ -71,8 +72,10 @@ class StepAttempts:
                 if inspect.iscoroutinefunction(delay_fn):
                     answer = await delay_fn(ctx, failure)
                 else:
-                    self._lend_callers(ENCLOSING.get())
-                    answer = await self.engine.step_threads.run(delay_fn, ctx, failure)
+                    lending = self._lending(ENCLOSING.get())
+                    answer = await self.engine.step_threads.run(
+                        delay_fn, ctx, failure, lending=lending
+                    )
                     if type(answer) is CoroutineType:
                         answer = await answer
         except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
@@ -152,8 +155,8 @@ class StepAttempts:
                             raise Suspended()  # the body swallowed it
                         return work
             else:
-                self._lend_callers(enclosing)
-                work, queued = self.engine.step_threads.run_queued(call, ctx)
+                lending = self._lending(enclosing)
+                work, queued = self.engine.step_threads.run_queued(call, ctx, lending=lending)
             if not inside.cut:
                 inside.counted = True
                 self._executing += 1
@@ -200,9 +203,6 @@ class StepAttempts:
             # runs this outside its task's context, where a token is refused.
             ENCLOSING.set(enclosing)
             inside.over = True
-            if inside.lent is not None:
-                inside.lent.give_back()
-                inside.lent = None
             if inside.counted:
                 inside.counted = False
                 self._executing -= 1
@@ -211,15 +211,19 @@ class StepAttempts:
         await self._suspend()  # the suspension that withdrew it goes on, and raises
         raise AssertionError("unreachable: _suspend raises")
 
-    def _lend_callers(self: RunState, enclosing: tuple[Enclosing, ...]) -> None:
+    @staticmethod
+    def _lending(enclosing: tuple[Enclosing, ...]) -> tuple[Loan, ...]:
         """A sync function is about to go on a step thread, from a branch inside the bodies
         of ``enclosing``: those on a step thread wait for it there, and lend their threads
-        until they end. Held by bodies that each wait for a step inside them, every thread
+        until it ends. Held by bodies that each wait for a step inside them, every thread
         would be taken, and the steps they wait for would queue for ever."""
+        loans = []
         for outer in enclosing:
-            if outer.on_thread and outer.lent is None and not outer.over:
-                outer.lent = self.engine.step_threads
-                outer.lent.lend()
+            if outer.on_thread and not outer.over:
+                if outer.loan is None:
+                    outer.loan = Loan()
+                loans.append(outer.loan)
+        return tuple(loans)
 
     def _cut_short(self: RunState, inside: Enclosing) -> bool:
         """Whether the attempt of ``inside``, over now, was cut short by the suspension that a

@@ -47,7 +47,7 @@ from stepline.validation import (
 )
 
 if TYPE_CHECKING:
-    from stepline.engine.step_threads import StepThreads
+    from stepline.engine.step_threads import Loan
 
 __all__ = ["ENCLOSING", "KEY_SEPARATOR", "Enclosing", "key_label", "scoped_name", "shown_form"]
 
@@ -62,7 +62,7 @@ class Enclosing:
         "attempt",
         "counted",
         "cut",
-        "lent",
+        "loan",
         "number",
         "on_thread",
         "over",
@@ -78,9 +78,9 @@ class Enclosing:
         self.number = number
         self.on_thread = on_thread
         """Its body is a sync function, which runs on a step thread."""
-        self.lent: StepThreads | None = None
-        """The step threads its thread is lent to while a step inside it needs one of them
-        (:meth:`StepThreads.lend`): its body waits for that step."""
+        self.loan: Loan | None = None
+        """Its thread, lent while sync work inside it (a step's attempt, a delay function)
+        is on the step threads: its body waits for that work (see ``_lending``)."""
         self.scope = record.name if number == 1 else f"{record.name}#{number}"
         """What the steps inside it are named within, as shown: its step's label, and which
         attempt this is after the first (``process-2``, ``process-2#2``)."""

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from stepline.engine.nesting import Enclosing
     from stepline.engine.run_signals import FatalInstanceError
     from stepline.engine.scheduler import Engine
-    from stepline.engine.step_threads import Queued
+    from stepline.engine.step_threads import Loan, Queued
     from stepline.store.port import Store
     from stepline.store.records import Attempt, InstanceRecord, StepRecord
 
@@ -78,7 +78,8 @@ class RunState(Protocol):
     async def _read_deferred(self, record: StepRecord) -> None: ...
 
     # -- the attempt's -------------------------------------------------------------------------
-    def _lend_callers(self, enclosing: tuple[Enclosing, ...]) -> None: ...
+    @staticmethod
+    def _lending(enclosing: tuple[Enclosing, ...]) -> tuple[Loan, ...]: ...
 
     def _cut_short(self, inside: Enclosing) -> bool: ...
 

@@ -11,9 +11,10 @@ A function may itself wait for a step: a sync step's body that calls ``step.do``
 ``asyncio.run_coroutine_threadsafe``) holds its thread until the inner step is done, and an
 inner sync step needs a thread too. With every thread held by such bodies, the inner steps
 would queue for ever, and their callers with them. So a caller that waits this way *lends*
-its thread (:meth:`StepThreads.lend`, as the step inside it starts sync work): one more
-thread may run while it waits, and however many callers wait, ``size`` threads are left to
-take up the queue.
+its thread (a :class:`Loan`, passed with the sync work inside it): one more thread may run
+while that work is on the threads, and however many callers wait, ``size`` threads are left
+to take up the queue. The loan ends as the work does, on its thread, before that thread
+takes up more: a body that goes on working once its wait is over counts again.
 
 The threads are daemons: a function that never returns does not keep the process from
 exiting once the engine has stopped.
@@ -29,17 +30,32 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-__all__ = ["DEFAULT_STEP_THREADS", "Queued", "StepThreads"]
+__all__ = ["DEFAULT_STEP_THREADS", "Loan", "Queued", "StepThreads"]
 
 DEFAULT_STEP_THREADS = 32
 
 
-class _Work:
-    __slots__ = ("args", "context", "fn", "future", "given_up", "started", "waited")
+class Loan:
+    """The thread of a function that waits for sync work inside it (a step's body, for the
+    steps it calls): lent while any such work is on the threads or queued for one."""
 
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    __slots__ = ("works",)
+
+    def __init__(self) -> None:
+        self.works = 0
+        """The work it waits for, not yet ended (under the threads' lock)."""
+
+
+class _Work:
+    __slots__ = ("args", "context", "fn", "future", "given_up", "loans", "started", "waited")
+
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], loans: tuple[Loan, ...]
+    ) -> None:
         self.fn = fn
         self.args = args
+        self.loans = loans
+        """The threads lent while it is not ended: its callers', which wait for it."""
         self.context = contextvars.copy_context()
         """The submitter's, as ``asyncio.to_thread`` runs a function in: the workflow's own
         context variables (a request's id, a tracing span), and the step whose body it is,
@@ -97,36 +113,30 @@ class StepThreads:
 
     @property
     def lent(self) -> int:
-        """Functions that wait for a step inside them, each lending its thread."""
+        """Functions that wait for work inside them on the threads, each lending its thread."""
         return self._lent
 
-    def lend(self) -> None:
-        """A function on one of the threads waits for a step inside it: one more thread may
-        run until :meth:`give_back`."""
-        with self._lock:
-            self._lent += 1
-
-    def give_back(self) -> None:
-        """A lent function has ended (or was given up): its thread is counted again."""
-        with self._lock:
-            self._lent -= 1
-
-    def run(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    def run(
+        self, fn: Callable[..., Any], *args: Any, lending: tuple[Loan, ...] = ()
+    ) -> asyncio.Future[Any]:
         """``fn(*args)`` on a thread; the future is the loop's. Cancelling it before the
-        function starts means it never does; after, the thread is given up and replaced."""
-        return self.run_queued(fn, *args)[0]
+        function starts means it never does; after, the thread is given up and replaced.
+        ``lending``: the functions on the threads that wait for it, whose threads are lent
+        until it ends."""
+        return self.run_queued(fn, *args, lending=lending)[0]
 
     def run_queued(
-        self, fn: Callable[..., Any], *args: Any
+        self, fn: Callable[..., Any], *args: Any, lending: tuple[Loan, ...] = ()
     ) -> tuple[asyncio.Future[Any], Queued | None]:
         """:meth:`run`, and when every thread is busy, a :class:`Queued` whose ``started``
         resolves once a thread takes the function up (None: one took it at once). A step's
         timeout counts from there: the time it queued is not the function's."""
         loop = asyncio.get_running_loop()
-        work = _Work(fn, args)
+        work = _Work(fn, args, lending)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the engine's step threads are shut down")
+            self._borrow(work.loans)
             if self._idle:
                 self._idle -= 1
                 self._queue.put(work)
@@ -151,6 +161,8 @@ class StepThreads:
                 break
             if work is not _STOP:
                 work.future.cancel()
+                with self._lock:
+                    self._repay(work.loans)
         for _ in range(threads):
             self._queue.put(_STOP)
 
@@ -165,6 +177,20 @@ class StepThreads:
             self._given_up += 1
             if not self._queue.empty() and not self._idle and not self._closed:
                 self._start_thread()
+
+    def _borrow(self, loans: tuple[Loan, ...]) -> None:
+        """Under ``_lock``: a function waits for work more on each of ``loans``."""
+        for loan in loans:
+            loan.works += 1
+            if loan.works == 1:
+                self._lent += 1
+
+    def _repay(self, loans: tuple[Loan, ...]) -> None:
+        """Under ``_lock``: work that ``loans`` were lent for has ended."""
+        for loan in loans:
+            loan.works -= 1
+            if loan.works == 0:
+                self._lent -= 1
 
     def _room(self) -> int:
         """How many threads may run (under ``_lock``)."""
@@ -206,6 +232,8 @@ class StepThreads:
         if work.waited is not None and work.waited.cancelled():
             work.future.cancel()  # cancelled before it started: it never does
         if not work.future.set_running_or_notify_cancel():
+            with self._lock:
+                self._repay(work.loans)
             return
         if work.started is not None:
             _tell_started(work.started)
@@ -222,6 +250,8 @@ class StepThreads:
         else:
             work.future.set_result(result)
         with self._lock:
+            # Before this thread takes up more: its callers' threads count again at once.
+            self._repay(work.loans)
             if work.given_up:
                 self._given_up -= 1
 
