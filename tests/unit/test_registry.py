@@ -52,6 +52,29 @@ def test_what_is_not_a_class_is_refused_in_so_many_words(registered: object, rep
         WorkflowClasses().add(registered)  # type: ignore[arg-type]
 
 
+def _made(result: str) -> type[WorkflowEntrypoint]:
+    class Made(WorkflowEntrypoint):
+        pass
+
+    Made.result = result  # type: ignore[attr-defined]
+    return Made
+
+
+def test_two_classes_one_function_made_are_not_taken_for_one_another():
+    """Both named ``_made.<locals>.Made`` in this module: the second replaced the first, and
+    the first's workflow ran the second's code."""
+    classes = WorkflowClasses()
+    first, second = _made("first"), _made("second")
+    key = classes.add(first)
+
+    with pytest.raises(ValueError, match="register each with a script_name= of its own"):
+        classes.add(second)
+    assert classes.load(*key) is first
+    assert classes.add(first) == key  # the same class again is no other
+    apart = classes.add(second, script_name="second")
+    assert classes.load(*apart) is second and classes.load(*key) is first
+
+
 @pytest.mark.parametrize("script_name", ["venv.__main__", "__main__", "unittest.__main__"])
 def test_a_programs_entry_point_is_not_imported(script_name: str):
     before = set(sys.modules)

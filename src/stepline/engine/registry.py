@@ -49,6 +49,15 @@ class WorkflowClasses:
             )
         _check_class(cls, getattr(cls, "__qualname__", str(cls)))
         key = (script_name or cls.__module__, cls.__qualname__)
+        known = self._classes.get(key)
+        if known is not None and known is not cls and "<locals>" in cls.__qualname__:
+            # Made by one function more than once: the second would run the first's
+            # workflows too. A class redefined at a module's top (a REPL) replaces the old.
+            raise ValueError(
+                f"another class named {cls.__qualname__!r} in module {key[0]!r} is registered "
+                "already (both defined inside a function): register each with a "
+                "script_name= of its own"
+            )
         self._classes[key] = cls
         return key
 
