@@ -232,3 +232,13 @@ def test_a_request_without_a_token_says_how_to_give_one(cli: CliInvoker, api: Fa
     assert_one_line_error(
         result.stderr, f"{missing} [code: 9106]", "pass --token or set STEPLINE_API_TOKEN"
     )
+
+
+def test_a_synchronous_mode_that_is_not_one(cli: CliInvoker) -> None:
+    # SqliteStore's ValueError came out of serve as a traceback.
+    result = cli("serve", "--synchronous", "fast")
+
+    assert result.exit_code == 1
+    assert_one_line_error(
+        result.stderr, "--synchronous must be one of FULL, NORMAL, EXTRA, OFF, not 'fast'"
+    )

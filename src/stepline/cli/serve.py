@@ -12,6 +12,7 @@ from stepline.cli.output import UserError, report_errors
 from stepline.engine.step_threads import DEFAULT_STEP_THREADS
 from stepline.sizes import parse_size
 from stepline.store.open import DEFAULT_DATABASE
+from stepline.store.sqlite import SYNC_MODES
 
 __all__ = [
     "SERVE_EPILOG",
@@ -120,6 +121,13 @@ def storage_limit_bytes(text: str) -> int:
         raise UserError(str(exc)) from None
 
 
+def _sqlite_synchronous(text: str) -> str:
+    """``--synchronous`` as SQLite's pragma takes it; a user error when it is not a mode."""
+    if text.upper() not in SYNC_MODES:
+        raise UserError(f"--synchronous must be one of {', '.join(SYNC_MODES)}, not {text!r}")
+    return text.upper()
+
+
 def serve_command(
     config: ConfigOption = None,
     database: DatabaseOption = DEFAULT_DATABASE,
@@ -162,7 +170,7 @@ def serve_command(
                 host=host,
                 port=port,
                 account_id=account_id,
-                synchronous=synchronous,
+                synchronous=_sqlite_synchronous(synchronous),
                 concurrency=concurrency,
                 run_engine=not no_engine,
                 lease_ms=parse_duration_ms(lease, what="lease"),

@@ -44,9 +44,10 @@ from stepline.store.sqlite_rows import (
 from stepline.store.sqlite_writer import SqliteWriter
 from stepline.store.sqlite_writes import BeforeCommit, FencedWrite, ManyRows, NoSync
 
-__all__ = ["SqliteStore"]
+__all__ = ["SYNC_MODES", "SqliteStore"]
 
-_SYNC_MODES = ("FULL", "NORMAL", "EXTRA", "OFF")
+SYNC_MODES = ("FULL", "NORMAL", "EXTRA", "OFF")
+"""The values of SQLite's ``synchronous`` pragma that a store takes (in any case)."""
 
 
 class SqliteStore(SqliteConnections, SqliteInstances, SqliteCatalog):
@@ -58,8 +59,8 @@ class SqliteStore(SqliteConnections, SqliteInstances, SqliteCatalog):
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
         synchronous = synchronous.upper()
-        if synchronous not in _SYNC_MODES:
-            raise ValueError(f"synchronous must be one of {_SYNC_MODES}")
+        if synchronous not in SYNC_MODES:
+            raise ValueError(f"synchronous must be one of {SYNC_MODES}")
         self.path = Path(path)
         self.synchronous = synchronous
         self._writer = SqliteWriter(
