@@ -242,3 +242,13 @@ def test_a_synchronous_mode_that_is_not_one(cli: CliInvoker) -> None:
     assert_one_line_error(
         result.stderr, "--synchronous must be one of FULL, NORMAL, EXTRA, OFF, not 'fast'"
     )
+
+
+@pytest.mark.parametrize("port", ["0", "83737"])
+def test_a_port_that_is_not_one(cli: CliInvoker, port: str, tmp_path: Any) -> None:
+    # 83737 was taken modulo 65536: the server listened on 18201 and said 83737. (The missing
+    # config ends a serve that took the port at once.)
+    result = cli("serve", "--port", port, "--config", f"{tmp_path}/missing.toml")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, f"--port must be 1 to 65535, not {port}")

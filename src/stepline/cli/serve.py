@@ -162,6 +162,8 @@ def serve_command(
     with report_errors(local=True):
         if config is None and Path("stepline.toml").is_file():
             config = Path("stepline.toml")
+        if not 1 <= port <= 65535:  # a larger one was taken modulo 65536
+            raise UserError(f"--port must be 1 to 65535, not {port}")
         configure_logging(log_level)
         run_server(
             ServerOptions(
