@@ -252,3 +252,15 @@ def test_a_port_that_is_not_one(cli: CliInvoker, port: str, tmp_path: Any) -> No
 
     assert result.exit_code == 1
     assert_one_line_error(result.stderr, f"--port must be 1 to 65535, not {port}")
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+@pytest.mark.parametrize("concurrency", ["0", "-1"])
+def test_a_concurrency_below_one(
+    cli: CliInvoker, command: str, concurrency: str, tmp_path: Any
+) -> None:
+    # Taken, it started an engine that ran no instance: every one stayed queued.
+    result = cli(command, "--concurrency", concurrency, "--config", f"{tmp_path}/missing.toml")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, f"--concurrency must be at least 1, not {concurrency}")

@@ -22,6 +22,7 @@ __all__ = [
     "LeaseOption",
     "LogLevelOption",
     "StorageLimitOption",
+    "check_concurrency",
     "configure_logging",
     "serve_command",
     "storage_limit_bytes",
@@ -121,6 +122,13 @@ def storage_limit_bytes(text: str) -> int:
         raise UserError(str(exc)) from None
 
 
+def check_concurrency(concurrency: int) -> int:
+    """``--concurrency``; a user error below 1 (an engine that would run no instance)."""
+    if concurrency < 1:
+        raise UserError(f"--concurrency must be at least 1, not {concurrency}")
+    return concurrency
+
+
 def _sqlite_synchronous(text: str) -> str:
     """``--synchronous`` as SQLite's pragma takes it; a user error when it is not a mode."""
     if text.upper() not in SYNC_MODES:
@@ -173,7 +181,7 @@ def serve_command(
                 port=port,
                 account_id=account_id,
                 synchronous=_sqlite_synchronous(synchronous),
-                concurrency=concurrency,
+                concurrency=check_concurrency(concurrency),
                 run_engine=not no_engine,
                 lease_ms=parse_duration_ms(lease, what="lease"),
                 storage_limit=storage_limit_bytes(storage_limit),

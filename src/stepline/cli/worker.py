@@ -26,6 +26,7 @@ from stepline.cli.serve import (
     LogLevelOption,
     StepThreadsOption,
     StorageLimitOption,
+    check_concurrency,
     configure_logging,
     storage_limit_bytes,
 )
@@ -127,7 +128,7 @@ def worker_command(
             config=config,
             database=database,
             account_id=account_id,
-            concurrency=concurrency,
+            concurrency=check_concurrency(concurrency),
             lease_ms=parse_duration_ms(lease, what="lease"),
             storage_limit=storage_limit_bytes(storage_limit),
             step_threads=step_threads,
