@@ -264,3 +264,20 @@ def test_a_concurrency_below_one(
 
     assert result.exit_code == 1
     assert_one_line_error(result.stderr, f"--concurrency must be at least 1, not {concurrency}")
+
+
+@pytest.mark.parametrize(
+    ("api_url", "fragment"),
+    [
+        ("http://127.0.0.1:87877/client/v4", "Port out of range 0-65535"),
+        ("http://127.0.0.1:8787x/client/v4", "Port could not be cast to integer"),
+        ("http://[::1/client/v4", "Invalid IPv6 URL"),
+        ("http:///client/v4", "names no host"),
+    ],
+)
+def test_an_api_url_that_is_not_one(cli: CliInvoker, api_url: str, fragment: str) -> None:
+    # httpx's InvalidURL and the socket's OverflowError came out as tracebacks.
+    result = cli("workflows", "list", "--api-url", api_url)
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, f"--api-url {api_url!r}", fragment)

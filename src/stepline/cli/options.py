@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
+from urllib.parse import urlsplit
 
 import typer
 
@@ -90,6 +91,13 @@ def connect(api_url: str, token: str | None, account_id: str | None) -> Connecti
     """Check the connection options and bundle them; a missing account is a user error."""
     if not api_url.startswith(("http://", "https://")):
         raise UserError(f"--api-url must start with http:// or https://, got {api_url!r}")
+    try:
+        address = urlsplit(api_url)
+        host, _ = address.hostname, address.port  # .port raises for a bad or too large port
+    except ValueError as exc:  # else httpx's InvalidURL or the socket's OverflowError
+        raise UserError(f"--api-url {api_url!r} is not a URL: {exc}") from None
+    if not host:
+        raise UserError(f"--api-url {api_url!r} names no host")
     if not account_id:
         raise UserError(
             "no account id: pass --account-id or set STEPLINE_ACCOUNT_ID (or CLOUDFLARE_ACCOUNT_ID)"
