@@ -281,3 +281,16 @@ def test_an_api_url_that_is_not_one(cli: CliInvoker, api_url: str, fragment: str
 
     assert result.exit_code == 1
     assert_one_line_error(result.stderr, f"--api-url {api_url!r}", fragment)
+
+
+@pytest.mark.parametrize("token", ["t\u00f6ken", "token\n"])
+def test_a_token_no_header_can_carry(cli: CliInvoker, api: FakeServer, token: str) -> None:
+    # A non-ASCII one was a UnicodeEncodeError traceback; a line break, "cannot reach".
+    requests_before = len(api.state.requests)
+
+    result = cli("workflows", "list", "--token", token)
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "the API token holds a character", "--token")
+    assert token not in result.stderr
+    assert len(api.state.requests) == requests_before

@@ -98,6 +98,13 @@ def connect(api_url: str, token: str | None, account_id: str | None) -> Connecti
         raise UserError(f"--api-url {api_url!r} is not a URL: {exc}") from None
     if not host:
         raise UserError(f"--api-url {api_url!r} names no host")
+    if token and not (token.isascii() and token.isprintable()):
+        # Not shown: it is a secret. httpx raised UnicodeEncodeError (a traceback), or said
+        # that it could not reach the server.
+        raise UserError(
+            "the API token holds a character that an HTTP header cannot carry (printable "
+            "ASCII only): check --token or STEPLINE_API_TOKEN (or CLOUDFLARE_API_TOKEN)"
+        )
     if not account_id:
         raise UserError(
             "no account id: pass --account-id or set STEPLINE_ACCOUNT_ID (or CLOUDFLARE_ACCOUNT_ID)"
