@@ -235,7 +235,8 @@ def list_instances(state: FakeState, request: Request, params: dict[str, str], _
         return found
     query = request.query_params
     rows = sorted(state.instances[params["name"]].values(), key=lambda i: i["created_on"])
-    rows.reverse()
+    if query.get("direction") != "asc":
+        rows.reverse()
     if "status" in query:
         rows = [row for row in rows if row["status"] == query["status"]]
     page, per_page = int(query.get("page", 1)), int(query.get("per_page", 50))

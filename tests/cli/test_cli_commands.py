@@ -134,6 +134,14 @@ def test_instances_list_reverse_and_json(cli: CliInvoker) -> None:
     assert [i["id"] for i in oldest_first] == ["order-1", "order-2", "order-3"]
 
 
+def test_instances_list_reverse_starts_from_the_oldest(cli: CliInvoker, api: FakeServer) -> None:
+    # The newest page, turned round, was shown as "oldest first".
+    result = cli("instances", "list", "checkout", "--json", "--reverse", "--per-page", "2")
+
+    assert [i["id"] for i in json.loads(result.stdout)] == ["order-1", "order-2"]
+    assert last_request(api)[2]["direction"] == "asc"
+
+
 def test_instances_list_dates_go_out_as_utc_milliseconds(cli: CliInvoker, api: FakeServer) -> None:
     result = cli(
         "instances",

@@ -89,7 +89,9 @@ def list_instances(
     status: Annotated[
         InstanceStatus | None, typer.Option(help="Only instances with this status.")
     ] = None,
-    reverse: Annotated[bool, typer.Option("--reverse", help="Oldest first.")] = False,
+    reverse: Annotated[
+        bool, typer.Option("--reverse", help="Oldest first, from the oldest instance on.")
+    ] = False,
     page: Annotated[int, typer.Option(min=1, help="Page number to show.")] = 1,
     per_page: Annotated[int, typer.Option(min=1, max=100, help="Instances per page.")] = 50,
     date_start: Annotated[
@@ -118,17 +120,16 @@ def list_instances(
                 name,
                 page=page,
                 per_page=per_page,
+                # The oldest page first, not the newest page turned round.
+                direction="asc" if reverse else "desc",
                 status=status.value if status else None,
                 date_start=start,
                 date_end=end,
             )
         )
-    # Sorted as wrangler sorts, by created_on; a stable sort keeps the server's (newest first)
-    # order among instances created in the same millisecond, as a batch's are.
-    if reverse:
-        instances = sorted(reversed(result.items), key=_created_on)
-    else:
-        instances = sorted(result.items, key=_created_on, reverse=True)
+    # Sorted as wrangler sorts, by created_on; a stable sort keeps the server's order among
+    # instances created in the same millisecond, as a batch's are.
+    instances = sorted(result.items, key=_created_on, reverse=not reverse)
     if as_json:
         print_json(instances)
         return
