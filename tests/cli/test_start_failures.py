@@ -101,6 +101,29 @@ def test_a_postgresql_password_that_is_not_percent_encoded(command: str, passwor
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("command", ["serve", "worker", "migrate"])
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        ("pool_sise=5", 'unrecognized configuration parameter "pool_sise"'),
+        ("statement_timeout=soon", 'invalid value for parameter "statement_timeout"'),
+    ],
+)
+def test_a_postgresql_query_parameter_refused_as_a_setting(
+    command: str, query: str, said: str
+) -> None:
+    # asyncpg sends what it does not know as a server setting; PostgreSQL's refusal at login
+    # came out as a traceback.
+    url = urlunparse(urlparse(postgres_url())._replace(query=query))
+
+    line = _one_line(_stepline(command, "--database", url))
+
+    assert line.startswith("error: cannot use the PostgreSQL URL postgresql://")
+    assert f"PostgreSQL refused a parameter of its query as a server setting ({said}" in line
+    assert line.endswith("; correct the URL")
+
+
+@pytest.mark.postgres
 def test_postgresql_that_does_not_let_the_user_create_the_tables() -> None:
     server = postgres_url()
     name = unique_name("stepline_ro")

@@ -31,6 +31,7 @@ __all__ = [
     "public_url",
     "read_only_server",
     "refuse_unencoded_credentials",
+    "refused_setting",
     "said_at_start",
     "tables_elsewhere",
     "unreadable_url",
@@ -134,6 +135,18 @@ def unreadable_url(dsn: str, error: ValueError) -> ConfigError:
         else f": {error}"
     )
     return ConfigError(f"cannot use the PostgreSQL URL {public_url(dsn)}{why}; correct the URL")
+
+
+def refused_setting(dsn: str, error: BaseException) -> ConfigError:
+    """A parameter of the URL's query that PostgreSQL refused at login: asyncpg sends those
+    it does not know itself as server settings, so a misspelt one (``?pool_sise=5``) names no
+    setting, and a setting's value may be one it cannot take. Said with PostgreSQL's words,
+    unless they may quote a piece of the password (:func:`may_quote_password`)."""
+    why = "" if may_quote_password(dsn) else f" ({error})"
+    return ConfigError(
+        f"cannot use the PostgreSQL URL {public_url(dsn)}: PostgreSQL refused a parameter of "
+        f"its query as a server setting{why}; correct the URL"
+    )
 
 
 @contextmanager

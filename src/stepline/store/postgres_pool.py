@@ -22,6 +22,7 @@ from stepline.errors import StoreUnavailable
 from stepline.store.postgres_access import (
     may_quote_password,
     no_connect_right,
+    refused_setting,
     unreadable_url,
 )
 from stepline.store.postgres_keepalive import keep_alive
@@ -135,11 +136,14 @@ class Database:
     def _not_connected(self, exc: Exception) -> NoReturn:
         """Raise what a failed connection says: a URL asyncpg could not read is the URL's
         fault (asyncpg's ClientConfigurationError is also an InterfaceError, which a dropped
-        connection raises), and not from asyncpg's words when they may quote a password; a
-        privilege refused is the right to connect; a database that cannot be reached is
-        StoreUnavailable; anything else as it is."""
+        connection raises), and not from asyncpg's words when they may quote a password, as is
+        a setting of its query refused at login; a privilege refused is the right to connect;
+        a database that cannot be reached is StoreUnavailable; anything else as it is."""
+        quoted = None if may_quote_password(self.dsn) else exc
         if isinstance(exc, ValueError):
-            raise unreadable_url(self.dsn, exc) from (None if may_quote_password(self.dsn) else exc)
+            raise unreadable_url(self.dsn, exc) from quoted
+        if isinstance(exc, asyncpg.UndefinedObjectError | asyncpg.InvalidParameterValueError):
+            raise refused_setting(self.dsn, exc) from quoted
         if isinstance(exc, asyncpg.InsufficientPrivilegeError):  # at login: no CONNECT
             raise no_connect_right(self.dsn, exc) from exc
         if is_connection_error(exc):
