@@ -100,6 +100,20 @@ def test_a_postgresql_password_that_is_not_percent_encoded(command: str, passwor
     assert "/ss" not in line and "w@" not in line and "/34" not in line
 
 
+@pytest.mark.parametrize("command", ["serve", "worker", "migrate"])
+def test_a_postgresql_port_past_65535(command: str) -> None:
+    # The socket's OverflowError came out of migrate as a traceback; serve and worker, on
+    # uvloop, tried port 463 (65999 modulo 65536).
+    url = "postgresql://stepline:s3cret@127.0.0.1:65999/stepline"
+
+    line = _one_line(_stepline(command, "--database", url))
+
+    assert line == (
+        "error: cannot use the PostgreSQL URL postgresql://stepline:***@127.0.0.1:65999/stepline: "
+        "port 65999 is past 65535; correct the URL"
+    )
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("command", ["serve", "worker", "migrate"])
 @pytest.mark.parametrize(

@@ -84,3 +84,18 @@ def test_a_postgresql_url_goes_to_the_store_as_written_but_its_pool_size(
     store = open_store(url)
     assert isinstance(store, PostgresStore)
     assert store.dsn == dsn
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:s3cret@db:70968/flows",
+        "postgresql://app:s3cret@[::1]:70968/flows",
+        "postgresql://app:s3cret@h1:5432,h2:70968/flows",
+    ],
+)
+def test_a_postgresql_port_past_65535_is_refused(url: str) -> None:
+    # A socket refused it with OverflowError; uvloop's connected to 70968 modulo 65536: 5432.
+    with pytest.raises(ConfigError, match="port 70968 is past 65535") as refused:
+        open_store(url)
+    assert "s3cret" not in str(refused.value)

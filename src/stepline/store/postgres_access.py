@@ -30,6 +30,7 @@ __all__ = [
     "not_stepline_table",
     "public_url",
     "read_only_server",
+    "refuse_impossible_port",
     "refuse_unencoded_credentials",
     "refused_setting",
     "said_at_start",
@@ -81,6 +82,20 @@ def _read_url(dsn: str) -> _Url:
     after = rest[at + 1 :]
     where, _, query_text = after.partition("#")[0].partition("?")
     return _Url(scheme, rest[:at] if at >= 0 else None, where, query_text)
+
+
+def refuse_impossible_port(dsn: str) -> None:
+    """Refuse a URL with a port past 65535: a socket refuses it with an ``OverflowError`` (a
+    traceback), and uvloop's takes it modulo 65536, connecting to another port than the one
+    the URL names (70968 to 5432)."""
+    hosts = (_read_url(dsn).where or "").partition("/")[0]
+    for host in hosts.split(","):
+        _, colon, port = host.rpartition("]")[2].rpartition(":")  # past an IPv6 address
+        if colon and port.isdigit() and int(port) > 65535:
+            raise ConfigError(
+                f"cannot use the PostgreSQL URL {public_url(dsn)}: port {port} is past 65535; "
+                "correct the URL"
+            )
 
 
 def _ends(text: str, ending: re.Pattern[str]) -> int:
