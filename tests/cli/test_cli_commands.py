@@ -159,6 +159,25 @@ def test_instances_list_dates_go_out_as_utc_milliseconds(cli: CliInvoker, api: F
     assert query["date_end"] == "2026-12-31T23:59:59.999Z"
 
 
+@pytest.mark.parametrize(
+    ("date_end", "sent"),
+    [
+        ("2026-05-04T12:30:05", "2026-05-04T12:30:05.999Z"),
+        ("2026-05-04 12:30", "2026-05-04T12:30:59.999Z"),
+        ("2026-05-04T12:30:05+02:00", "2026-05-04T10:30:05.999Z"),
+        ("2026-05-04T12:30:05.250Z", "2026-05-04T12:30:05.250Z"),
+    ],
+)
+def test_instances_list_date_end_takes_in_the_whole_second_or_minute_it_names(
+    cli: CliInvoker, api: FakeServer, date_end: str, sent: str
+) -> None:
+    # A time copied from the table (to the second) left out what was created in that second.
+    result = cli("instances", "list", "checkout", "--date-end", date_end)
+
+    assert result.exit_code == 0, result.output
+    assert last_request(api)[2]["date_end"] == sent
+
+
 def test_instances_list_empty_page_warns(cli: CliInvoker) -> None:
     result = cli("instances", "list", "checkout", "--page", "4")
 

@@ -6,7 +6,8 @@ found as wrangler finds it: the first page of the list, highest ``created_on``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+import re
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal, cast
 
 import typer
@@ -52,11 +53,17 @@ app = typer.Typer(
 )
 
 
+_CLOCK = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}(:\d{2})?(:\d{2})?(?:$|[Zz+-])")
+"""A date-time that stops at the hour, the minute or the second: no fraction of a second."""
+
+
 def _utc_timestamp(text: str, *, end_of_day: bool, what: str) -> str:
     """A date or date-time as the API wants it: ``YYYY-MM-DDTHH:MM:SS.sssZ`` in UTC.
 
     A bare date means the start of that day for ``--date-start`` and its last millisecond for
-    ``--date-end``, as wrangler does; a time without an offset is taken as UTC.
+    ``--date-end``, as wrangler does, and so does a time that stops at the hour, the minute or
+    the second (as a table prints it): ``--date-end 12:30:05`` takes in what was created at
+    12:30:05.400. A time without an offset is taken as UTC.
     """
     try:
         if len(text) == 10:
@@ -64,6 +71,10 @@ def _utc_timestamp(text: str, *, end_of_day: bool, what: str) -> str:
             moment = datetime.combine(day, time.max if end_of_day else time.min, tzinfo=UTC)
         else:
             moment = datetime.fromisoformat(text)
+            clock = _CLOCK.match(text)
+            if end_of_day and clock is not None:
+                whole = timedelta(hours=1) if clock[1] is None else timedelta(minutes=1)
+                moment += (timedelta(seconds=1) if clock[2] else whole) - timedelta(microseconds=1)
     except ValueError:
         raise UserError(f"{what} {text!r} is not a date (YYYY-MM-DD) or ISO date-time") from None
     if moment.tzinfo is None:
