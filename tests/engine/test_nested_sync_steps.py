@@ -174,3 +174,54 @@ async def test_a_body_done_waiting_counts_against_the_threads_again(
     assert [(v["status"], v["output"]) for v in views] == [("complete", "worked")] * 4
     assert _at_work[1] == 1
     assert stepline.engine.step_threads.lent == 0
+
+
+_HUNG = threading.Event()
+"""Holds the inner steps of ``GoesOnAfterItsInnerStepTimedOut`` until the test ends."""
+
+
+class GoesOnAfterItsInnerStepTimedOut(WorkflowEntrypoint):
+    """Sync step "outer" waits for a sync step inside it that hangs past its timeout, then
+    works on its thread: its wait is over, though the inner step's thread is not free."""
+
+    async def run(self, event, step):
+        loop = asyncio.get_running_loop()
+
+        def outer() -> str:
+            inner = step.do(
+                "inner", _HUNG.wait, config={"retries": {"limit": 0}, "timeout": "100 ms"}
+            )
+            try:
+                asyncio.run_coroutine_threadsafe(inner, loop).result()
+            except Exception:
+                pass  # given up: this body goes on without it
+            with _AT_WORK:
+                _at_work[0] += 1
+                _at_work[1] = max(_at_work)
+            time.sleep(0.2)
+            with _AT_WORK:
+                _at_work[0] -= 1
+            return "worked"
+
+        return await step.do("outer", outer, config=OUTER)
+
+
+async def test_a_body_whose_inner_step_was_given_up_counts_against_the_threads_again(
+    make_stepline: MakeStepline,
+):
+    """Its thread stayed lent until the hung inner step returned, which may be never: the
+    body went on working for no thread, and the next queued body started beside it."""
+    stepline = await make_stepline(step_threads=1)
+    workflow = await stepline.register("inner-given-up", GoesOnAfterItsInnerStepTimedOut)
+    _at_work[:] = [0, 0]
+    _HUNG.clear()
+    try:
+        instances = [await workflow.create() for _ in range(3)]
+        views = [await finished(instance) for instance in instances]
+        lent = stepline.engine.step_threads.lent
+    finally:
+        _HUNG.set()
+
+    assert [(v["status"], v["output"]) for v in views] == [("complete", "worked")] * 3
+    assert _at_work[1] == 1
+    assert lent == 0

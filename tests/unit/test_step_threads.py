@@ -12,7 +12,7 @@ import weakref
 import pytest
 
 from stepline import Stepline
-from stepline.engine.step_threads import StepThreads
+from stepline.engine.step_threads import Loan, StepThreads
 
 
 def _step_threads(name: str) -> list[threading.Thread]:
@@ -71,6 +71,31 @@ async def test_a_given_up_function_is_replaced_while_it_runs_and_not_after():
         assert await threads.run(lambda: "still served") == "still served"
         # Back to its size once the given-up function returned.
         assert await _eventually(lambda: len(_step_threads("given-up")) <= 1)
+    finally:
+        release.set()
+        threads.close()
+
+
+async def test_a_loan_ends_when_the_work_it_was_lent_for_is_given_up():
+    """The caller waits for the work no more: its thread counts again, though the work,
+    hung, may never return (it was lent until then)."""
+    threads = StepThreads(1, name="loan-given-up")
+    release = threading.Event()
+    loan = Loan()
+    try:
+        busy = threads.run(release.wait, 10)  # the caller's own thread, say
+        hung = threads.run(release.wait, 10, lending=(loan,))
+        queued = threads.run(release.wait, 10, lending=(loan,))
+        await asyncio.sleep(0.05)  # the second runs on the thread lent, the third queues
+        assert (threads.lent, loan.works) == (1, 2)
+        hung.cancel()
+        queued.cancel()
+        await asyncio.sleep(0)
+        assert (threads.lent, loan.works, threads.given_up) == (0, 0, 1)
+        release.set()
+        assert await busy is True
+        assert await _eventually(lambda: threads.given_up == 0)
+        assert (threads.lent, loan.works) == (0, 0)  # repaid once, not again at the end
     finally:
         release.set()
         threads.close()

@@ -14,7 +14,8 @@ would queue for ever, and their callers with them. So a caller that waits this w
 its thread (a :class:`Loan`, passed with the sync work inside it): one more thread may run
 while that work is on the threads, and however many callers wait, ``size`` threads are left
 to take up the queue. The loan ends as the work does, on its thread, before that thread
-takes up more: a body that goes on working once its wait is over counts again.
+takes up more, or as its attempt gives it up: a body that goes on working once its wait is
+over counts again.
 
 The threads are daemons: a function that never returns does not keep the process from
 exiting once the engine has stopped.
@@ -55,7 +56,8 @@ class _Work:
         self.fn = fn
         self.args = args
         self.loans = loans
-        """The threads lent while it is not ended: its callers', which wait for it."""
+        """The threads lent while it is not ended nor given up: its callers', which wait for
+        it (under the threads' lock; emptied once repaid)."""
         self.context = contextvars.copy_context()
         """The submitter's, as ``asyncio.to_thread`` runs a function in: the workflow's own
         context variables (a request's id, a tracing span), and the step whose body it is,
@@ -162,16 +164,19 @@ class StepThreads:
             if work is not _STOP:
                 work.future.cancel()
                 with self._lock:
-                    self._repay(work.loans)
+                    self._repay(work)
         for _ in range(threads):
             self._queue.put(_STOP)
 
     def _on_waited(self, waited: asyncio.Future[Any], work: _Work) -> None:
         # ``wrap_future`` has already tried to cancel the work; a running one cannot be.
-        if not (waited.cancelled() and work.future.running()):
+        if not waited.cancelled():
             return
         with self._lock:
-            if work.given_up or work.future.done():
+            # Its callers wait for it no more, though it may run on (for ever, if it hangs):
+            # a body that goes on once its inner step timed out counts for its thread again.
+            self._repay(work)
+            if not work.future.running() or work.given_up:
                 return
             work.given_up = True
             self._given_up += 1
@@ -185,12 +190,14 @@ class StepThreads:
             if loan.works == 1:
                 self._lent += 1
 
-    def _repay(self, loans: tuple[Loan, ...]) -> None:
-        """Under ``_lock``: work that ``loans`` were lent for has ended."""
-        for loan in loans:
+    def _repay(self, work: _Work) -> None:
+        """Under ``_lock``: ``work``, which its callers lent their threads for, has ended or
+        is given up. Once: the loans are emptied."""
+        for loan in work.loans:
             loan.works -= 1
             if loan.works == 0:
                 self._lent -= 1
+        work.loans = ()
 
     def _room(self) -> int:
         """How many threads may run (under ``_lock``)."""
@@ -233,7 +240,7 @@ class StepThreads:
             work.future.cancel()  # cancelled before it started: it never does
         if not work.future.set_running_or_notify_cancel():
             with self._lock:
-                self._repay(work.loans)
+                self._repay(work)
             return
         if work.started is not None:
             _tell_started(work.started)
@@ -251,7 +258,7 @@ class StepThreads:
             work.future.set_result(result)
         with self._lock:
             # Before this thread takes up more: its callers' threads count again at once.
-            self._repay(work.loans)
+            self._repay(work)
             if work.given_up:
                 self._given_up -= 1
 
