@@ -6,7 +6,10 @@ a change in a workflow's code makes a new version, as a redeploy does on Cloudfl
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import logging
+import os
 import signal
 import threading
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from stepline.config import load_config
 from stepline.declared import import_scope, register_declared, resolve_account
 from stepline.engine.step_threads import DEFAULT_STEP_THREADS
 from stepline.engine.tuning import run_owned_process
+from stepline.errors import ConfigError
 from stepline.store.open import DEFAULT_DATABASE
 from stepline.tokens import StoreTokenAuthenticator
 from stepline.validation import MAX_INSTANCE_STORAGE_BYTES
@@ -90,6 +94,7 @@ async def serve(options: ServerOptions) -> None:
     project = load_config(options.config) if options.config is not None else None
     account_id = resolve_account(options.account_id)
     env_auth = StaticTokenAuthenticator.from_env()  # refused settings: before any write
+    await _refuse_an_address_taken(options.host, options.port)
     stepline = Stepline(
         options.database,
         account_id=account_id,
@@ -125,6 +130,26 @@ async def serve(options: ServerOptions) -> None:
                 await uvicorn.Server(config).serve()
         finally:
             await stepline.stop()
+
+
+async def _refuse_an_address_taken(host: str, port: int) -> None:
+    """Listen on ``host:port`` for a moment, as uvicorn will once Stepline has started: an
+    address that another server holds (or that is not this machine's) is refused in one line
+    before the store is opened and the workflows registered. Found by uvicorn, it was its two
+    log lines and its own exit status, after both."""
+    loop = asyncio.get_running_loop()
+    try:
+        probe = await loop.create_server(asyncio.Protocol, host, port)
+    except OSError as exc:
+        # The system's words alone: asyncio's repeat the address. A name that does not
+        # resolve has a negative number, and words of its own.
+        reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror
+        reason = reason or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            reason += ": another server listens there (stop it, or give another --port)"
+        raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
+    probe.close()
+    await probe.wait_closed()
 
 
 class _StopSignals:

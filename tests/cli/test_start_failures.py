@@ -4,6 +4,7 @@ an API response, and not a traceback."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
@@ -189,3 +190,36 @@ def test_a_bad_account_for_a_token_is_said_without_the_api_label(tmp_path: Path)
     line = _one_line(_stepline("tokens", "create", "--account", "bad name", "--database", database))
 
     assert line == "error: account id 'bad name' must be 1-64 letters, digits, '-' or '_'"
+
+
+def test_a_port_another_server_listens_on(tmp_path: Path) -> None:
+    """Uvicorn found it once Stepline had opened the database and registered the workflows:
+    its two log lines, and its own exit status (3)."""
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    database = tmp_path / "stepline.sqlite3"
+    try:
+        done = subprocess.run(
+            [
+                *stepline_command(),
+                "serve",
+                "--port",
+                str(port),
+                "--database",
+                f"sqlite:///{database}",
+            ],
+            capture_output=True,
+            text=True,
+            env=clean_environment(),
+            timeout=60,
+            check=False,
+        )
+    finally:
+        taken.close()
+
+    line = _one_line(done)
+    assert line == (
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use: another server "
+        "listens there (stop it, or give another --port)"
+    )
+    assert not database.exists()
