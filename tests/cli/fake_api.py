@@ -53,8 +53,9 @@ class FakeState:
     workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     instances: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
-    canned_failures: list[tuple[int, str]] = field(default_factory=list)
-    """(HTTP status, raw body) answered, in order, before any real handling."""
+    canned_failures: list[tuple[int, str] | None] = field(default_factory=list)
+    """(HTTP status, raw body) answered, in order, before any real handling; None lets a
+    request through to it."""
     polls_until_complete: dict[str, int] = field(default_factory=dict)
     version_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     """By workflow: what its version view adds (limits, concurrency, default_retention)."""
@@ -362,8 +363,9 @@ def build_app(state: FakeState) -> Starlette:
         state.requests.append(
             Recorded(request.method, path, dict(request.query_params), body, dict(request.headers))
         )
-        if state.canned_failures:
-            status, text = state.canned_failures.pop(0)
+        canned = state.canned_failures.pop(0) if state.canned_failures else None
+        if canned is not None:
+            status, text = canned
             return Response(text, status_code=status, media_type="application/json")
         if request.headers.get("authorization") != f"Bearer {TOKEN}":
             return failure(401, 10000, "Authentication error")

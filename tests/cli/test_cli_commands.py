@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import CliInvoker, FakeServer
-from .fake_api import ACCOUNT_ID
+from .fake_api import ACCOUNT_ID, failure_text
 
 PREFIX = f"/accounts/{ACCOUNT_ID}/workflows"
 
@@ -364,6 +364,28 @@ def test_delete_reads_ids_from_a_file_and_chunks_them(
     assert len(json.loads(result.stdout)["deleted"]) == 150
     sizes = [len(r.body["instances"]) for r in api.state.requests if r.path.endswith("/delete")]
     assert sizes == [100, 50]
+
+
+def test_delete_says_what_went_before_a_request_that_failed(
+    cli: CliInvoker, api: FakeServer, tmp_path: Path
+) -> None:
+    """The second request of 100 failed: only its error was said, not the 100 deleted by
+    the first, which a second run then found missing."""
+    for number in range(150):
+        api.state.add_instance("checkout", f"bulk-{number}")
+    ids_file = tmp_path / "ids.json"
+    ids_file.write_text(json.dumps([f"bulk-{n}" for n in range(150)]))
+    api.state.canned_failures = [None, (500, failure_text(10001, "internal_server"))]
+
+    result = cli("instances", "delete", "checkout", "--filename", str(ids_file))
+
+    assert result.exit_code == 1
+    assert '"bulk-0"' in result.stdout and '"bulk-99"' in result.stdout
+    assert "failed to delete 50 workflow instance(s)" in result.stderr
+    said = "not deleted, its request failed: workflows.api.error.internal_server [code: 10001]"
+    assert f"bulk-100: {said}" in result.stderr and f"bulk-149: {said}" in result.stderr
+    left = [i for i in api.state.instances["checkout"] if i.startswith("bulk-")]
+    assert left == [f"bulk-{n}" for n in range(100, 150)]
 
 
 def test_terminate_all_with_status(cli: CliInvoker, api: FakeServer) -> None:

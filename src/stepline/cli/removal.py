@@ -26,8 +26,16 @@ from stepline.cli.options import (
     TokenOption,
     connect,
 )
-from stepline.cli.output import UserError, err_console, print_json, report_errors, say
-from stepline.client.http import HttpClient
+from stepline.cli.output import (
+    UserError,
+    err_console,
+    error_line,
+    print_json,
+    report_errors,
+    say,
+)
+from stepline.client.http import HttpClient, MalformedResponse, ServerUnreachable
+from stepline.errors import ApiError
 
 __all__ = ["DELETE_BATCH_LIMIT", "delete_instances", "terminate_all"]
 
@@ -58,7 +66,19 @@ async def _delete_in_batches(
     errors: list[Any] = []
     for offset in range(0, len(instance_ids), DELETE_BATCH_LIMIT):
         chunk = instance_ids[offset : offset + DELETE_BATCH_LIMIT]
-        result = await client.delete_batch(account_id, name, chunk)
+        try:
+            result = await client.delete_batch(account_id, name, chunk)
+        except (ApiError, ServerUnreachable, MalformedResponse) as exc:
+            if offset == 0:
+                raise  # nothing was deleted: the error says it all
+            # Those of the requests before are gone: said alone, the error left them unsaid,
+            # and a second run found them missing. The rest stop here.
+            reason = error_line(exc).plain.removeprefix("error: ")
+            errors.extend(
+                {"id": i, "message": f"not deleted, its request failed: {reason}"}
+                for i in instance_ids[offset:]
+            )
+            break
         deleted.extend(result.get("deleted") or [])
         errors.extend(result.get("errors") or [])
     return {"deleted": deleted, "errors": errors}
