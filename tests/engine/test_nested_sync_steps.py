@@ -138,6 +138,17 @@ _at_work = [0, 0]
 """Bodies working on their threads after the step inside them, now and at most."""
 
 
+def _work_a_while() -> str:
+    """A body's own work, on its thread, counted in ``_at_work``."""
+    with _AT_WORK:
+        _at_work[0] += 1
+        _at_work[1] = max(_at_work)
+    time.sleep(0.2)  # it waits for no step now
+    with _AT_WORK:
+        _at_work[0] -= 1
+    return "worked"
+
+
 class WorksAfterTheStepInside(WorkflowEntrypoint):
     """Sync step "outer" waits for a sync step inside it, then works on its thread."""
 
@@ -147,13 +158,7 @@ class WorksAfterTheStepInside(WorkflowEntrypoint):
         def outer() -> str:
             inner = step.do("inner", lambda: "inside")
             asyncio.run_coroutine_threadsafe(inner, loop).result()
-            with _AT_WORK:
-                _at_work[0] += 1
-                _at_work[1] = max(_at_work)
-            time.sleep(0.2)  # its own work: it waits for no step now
-            with _AT_WORK:
-                _at_work[0] -= 1
-            return "worked"
+            return _work_a_while()
 
         return await step.do("outer", outer, config=OUTER)
 
@@ -195,13 +200,7 @@ class GoesOnAfterItsInnerStepTimedOut(WorkflowEntrypoint):
                 asyncio.run_coroutine_threadsafe(inner, loop).result()
             except Exception:
                 pass  # given up: this body goes on without it
-            with _AT_WORK:
-                _at_work[0] += 1
-                _at_work[1] = max(_at_work)
-            time.sleep(0.2)
-            with _AT_WORK:
-                _at_work[0] -= 1
-            return "worked"
+            return _work_a_while()
 
         return await step.do("outer", outer, config=OUTER)
 
