@@ -224,3 +224,57 @@ async def test_a_body_whose_inner_step_was_given_up_counts_against_the_threads_a
     assert [(v["status"], v["output"]) for v in views] == [("complete", "worked")] * 3
     assert _at_work[1] == 1
     assert lent == 0
+
+
+class GoesOnAfterTheStepInsideTimedOutWaiting(WorkflowEntrypoint):
+    """Sync step "outer" calls sync step "middle", whose body waits for sync step "inner",
+    hung (until its own timeout); "middle" times out waiting, and "outer" then works on its
+    thread."""
+
+    async def run(self, event, step):
+        loop = asyncio.get_running_loop()
+
+        def middle() -> str:
+            inner = step.do(
+                "inner", _HUNG.wait, config={"retries": {"limit": 0}, "timeout": "2 seconds"}
+            )
+            return asyncio.run_coroutine_threadsafe(inner, loop).result()
+
+        def outer() -> str:
+            inside = step.do(
+                "middle", middle, config={"retries": {"limit": 0}, "timeout": "100 ms"}
+            )
+            try:
+                asyncio.run_coroutine_threadsafe(inside, loop).result()
+            except Exception:
+                pass  # given up: this body goes on without it
+            with _AT_WORK:
+                _at_work[0] += 1
+                _at_work[1] = max(_at_work)
+            time.sleep(0.2)
+            with _AT_WORK:
+                _at_work[0] -= 1
+            return "worked"
+
+        return await step.do("outer", outer, config=OUTER)
+
+
+async def test_a_body_whose_step_was_given_up_counts_again_though_a_step_inside_that_runs_on(
+    make_stepline: MakeStepline,
+):
+    """Step "inner" lent the threads of both bodies it ran inside, until it returned: "outer",
+    no longer waiting once "middle" was given up, went on working for no thread, and the
+    next queued body started beside it."""
+    stepline = await make_stepline(step_threads=1)
+    workflow = await stepline.register("middle-given-up", GoesOnAfterTheStepInsideTimedOutWaiting)
+    _at_work[:] = [0, 0]
+    _HUNG.clear()
+    try:
+        instances = [await workflow.create() for _ in range(3)]
+        views = [await finished(instance) for instance in instances]
+    finally:
+        _HUNG.set()
+
+    assert [(v["status"], v["output"]) for v in views] == [("complete", "worked")] * 3
+    assert _at_work[1] == 1
+    assert stepline.engine.step_threads.lent == 0

@@ -214,16 +214,23 @@ class StepAttempts:
     @staticmethod
     def _lending(enclosing: tuple[Enclosing, ...]) -> tuple[Loan, ...]:
         """A sync function is about to go on a step thread, from a branch inside the bodies
-        of ``enclosing``: those on a step thread wait for it there, and lend their threads
-        until it ends. Held by bodies that each wait for a step inside them, every thread
-        would be taken, and the steps they wait for would queue for ever."""
-        loans = []
-        for outer in enclosing:
-            if outer.on_thread and not outer.over:
+        of ``enclosing``: the innermost on a step thread waits for it there, and lends its
+        thread until it ends. Held by bodies that each wait for a step inside them, every
+        thread would be taken, and the steps they wait for would queue for ever.
+
+        Only the innermost: the bodies outside it wait for it, whose own work lends their
+        threads while it is on the threads. Once it is given up (it timed out) they wait no
+        more, though it, and the work inside it, may run on; lent by that work too, they
+        went on working for no thread until it returned. One that is over lends nothing:
+        nobody waits for what its body still starts."""
+        for outer in reversed(enclosing):
+            if outer.on_thread:
+                if outer.over:
+                    return ()
                 if outer.loan is None:
                     outer.loan = Loan()
-                loans.append(outer.loan)
-        return tuple(loans)
+                return (outer.loan,)
+        return ()
 
     def _cut_short(self: RunState, inside: Enclosing) -> bool:
         """Whether the attempt of ``inside``, over now, was cut short by the suspension that a
