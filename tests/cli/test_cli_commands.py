@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+
+from stepline.client.http import HttpClient, ServerUnreachable
 
 from .conftest import CliInvoker, FakeServer
 from .fake_api import ACCOUNT_ID, failure_text
@@ -386,6 +390,42 @@ def test_delete_says_what_went_before_a_request_that_failed(
     assert f"bulk-100: {said}" in result.stderr and f"bulk-149: {said}" in result.stderr
     left = [i for i in api.state.instances["checkout"] if i.startswith("bulk-")]
     assert left == [f"bulk-{n}" for n in range(100, 150)]
+
+
+def test_delete_does_not_say_not_deleted_of_ids_whose_answer_was_lost(
+    cli: CliInvoker, api: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second request of three reached the server, which deleted its 100, and its answer
+    never came (a read timeout): they were said "not deleted", and a second run found them
+    missing; the third request, never sent, was said to have failed."""
+    for number in range(250):
+        api.state.add_instance("checkout", f"bulk-{number}")
+    ids_file = tmp_path / "ids.json"
+    ids_file.write_text(json.dumps([f"bulk-{n}" for n in range(250)]))
+    requests = []
+    delete_batch = HttpClient.delete_batch
+
+    async def answer_lost_the_second_time(self: HttpClient, *args: Any) -> Any:
+        requests.append(args)
+        result = await delete_batch(self, *args)
+        if len(requests) == 2:
+            lost = httpx.ReadTimeout("timed out")
+            raise ServerUnreachable(f"{self.api_url} did not answer in time") from lost
+        return result
+
+    monkeypatch.setattr(HttpClient, "delete_batch", answer_lost_the_second_time)
+
+    result = cli("instances", "delete", "checkout", "--filename", str(ids_file))
+
+    assert result.exit_code == 1
+    assert len(requests) == 2
+    assert [i for i in api.state.instances["checkout"] if i.startswith("bulk-")] == [
+        f"bulk-{n}" for n in range(200, 250)
+    ]
+    sent = next(line for line in result.stderr.splitlines() if "bulk-100:" in line)
+    assert "not deleted" not in sent and "did not answer in time" in sent
+    unsent = next(line for line in result.stderr.splitlines() if "bulk-200:" in line)
+    assert "not deleted" in unsent and "its request failed" not in unsent
 
 
 def test_terminate_all_with_status(cli: CliInvoker, api: FakeServer) -> None:

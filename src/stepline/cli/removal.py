@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.text import Text
 
@@ -72,16 +73,32 @@ async def _delete_in_batches(
             if offset == 0:
                 raise  # nothing was deleted: the error says it all
             # Those of the requests before are gone: said alone, the error left them unsaid,
-            # and a second run found them missing. The rest stop here.
+            # and a second run found them missing. The rest are not sent.
             reason = error_line(exc).plain.removeprefix("error: ")
             errors.extend(
-                {"id": i, "message": f"not deleted, its request failed: {reason}"}
-                for i in instance_ids[offset:]
+                {"id": i, "message": f"{_fate_unanswered(exc)}, its request failed: {reason}"}
+                for i in chunk
             )
+            unsent = f"not deleted, not sent once a request before failed: {reason}"
+            errors.extend({"id": i, "message": unsent} for i in instance_ids[offset + len(chunk) :])
             break
         deleted.extend(result.get("deleted") or [])
         errors.extend(result.get("errors") or [])
     return {"deleted": deleted, "errors": errors}
+
+
+def _fate_unanswered(exc: Exception) -> str:
+    """What became of the ids of a request that failed with ``exc``. A refusal, or one that
+    never reached the server, deleted none; one whose answer was lost (a read timeout, a
+    connection closed before the answer, an answer that is no envelope) may have deleted
+    them all, and "not deleted" sent a second run after ids it found missing."""
+    if isinstance(exc, ApiError):
+        return "not deleted"
+    if isinstance(exc, ServerUnreachable) and isinstance(
+        exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout)
+    ):
+        return "not deleted"
+    return "perhaps deleted, perhaps not"
 
 
 def delete_instances(
