@@ -94,7 +94,6 @@ async def serve(options: ServerOptions) -> None:
     project = load_config(options.config) if options.config is not None else None
     account_id = resolve_account(options.account_id)
     env_auth = StaticTokenAuthenticator.from_env()  # refused settings: before any write
-    await _refuse_an_address_taken(options.host, options.port)
     stepline = Stepline(
         options.database,
         account_id=account_id,
@@ -105,7 +104,8 @@ async def serve(options: ServerOptions) -> None:
         step_threads=options.step_threads,
         run_engine=options.run_engine,
         import_scope=import_scope(project),
-    )
+    )  # nothing opened yet: a database URL it refuses is said before the address
+    await _refuse_an_address_taken(options.host, options.port)
     await stepline.start()
     with _StopSignals() as stop_signals:
         try:

@@ -223,3 +223,26 @@ def test_a_port_another_server_listens_on(tmp_path: Path) -> None:
         "listens there (stop it, or give another --port)"
     )
     assert not database.exists()
+
+
+def test_a_database_url_refused_is_said_before_a_port_taken(tmp_path: Path) -> None:
+    """As before the port was tried ahead of uvicorn: the URL is refused without opening
+    anything, and the address, found taken, hid it."""
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    try:
+        done = subprocess.run(
+            [*stepline_command(), "serve", "--port", str(port), "--database", "mysql://db/app"],
+            capture_output=True,
+            text=True,
+            env=clean_environment(),
+            timeout=60,
+            check=False,
+        )
+    finally:
+        taken.close()
+
+    assert _one_line(done) == (
+        "error: unsupported database URL 'mysql://db/app': use sqlite:///path or "
+        "postgresql://host/database"
+    )
