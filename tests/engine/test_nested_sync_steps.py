@@ -138,12 +138,12 @@ _at_work = [0, 0]
 """Bodies working on their threads after the step inside them, now and at most."""
 
 
-def _work_a_while() -> str:
+def _work_a_while(seconds: float = 0.2) -> str:
     """A body's own work, on its thread, counted in ``_at_work``."""
     with _AT_WORK:
         _at_work[0] += 1
         _at_work[1] = max(_at_work)
-    time.sleep(0.2)  # it waits for no step now
+    time.sleep(seconds)  # it waits for no step now
     with _AT_WORK:
         _at_work[0] -= 1
     return "worked"
@@ -276,5 +276,115 @@ async def test_a_body_whose_step_was_given_up_counts_again_though_a_step_inside_
         _HUNG.set()
 
     assert [(v["status"], v["output"]) for v in views] == [("complete", "worked")] * 3
+    assert _at_work[1] == 1
+    assert stepline.engine.step_threads.lent == 0
+
+
+class WaitsForWhatAStepInsideStarted(WorkflowEntrypoint):
+    """Sync step "outer" calls sync step "starter", whose body starts async step "later" and
+    returns without waiting; "later" calls sync step "last" once "starter" is over, and
+    "outer" waits for "later"."""
+
+    async def run(self, event, step):
+        loop = asyncio.get_running_loop()
+        started: list[Any] = []
+
+        async def later() -> str:
+            await asyncio.sleep(0.1)  # "starter" has returned by now
+            return await step.do("last", lambda: "last", config=OUTER)
+
+        def starter() -> str:
+            later_step = step.do("later", later, config=OUTER)
+            started.append(asyncio.run_coroutine_threadsafe(later_step, loop))
+            return "started"
+
+        def outer() -> str:
+            asyncio.run_coroutine_threadsafe(step.do("starter", starter), loop).result()
+            return started[0].result()
+
+        return await step.do("outer", outer, config=OUTER)
+
+
+async def test_a_body_waiting_for_what_a_returned_step_inside_it_started_lends_its_thread(
+    make_stepline: MakeStepline,
+):
+    """ "starter" over, "last" lent no thread: "outer" held the only one, waiting for it, and
+    "last" queued until "outer" timed out."""
+    stepline = await make_stepline(step_threads=1)
+    workflow = await stepline.register("waits-for-started", WaitsForWhatAStepInsideStarted)
+
+    view = await finished(await workflow.create())
+
+    assert (view["status"], view["output"]) == ("complete", "last")
+    assert stepline.engine.step_threads.lent == 0
+
+
+class ReturnsACoroutineThatWorks(WorkflowEntrypoint):
+    """Sync step "outer" is a lambda around an async call, which calls sync step "inner"."""
+
+    async def run(self, event, step):
+        async def inside() -> str:
+            return await step.do("inner", _work_a_while, config=OUTER)
+
+        return await step.do("outer", lambda: inside(), config=OUTER)
+
+
+async def test_a_sync_body_that_returned_a_coroutine_lends_no_thread(
+    make_stepline: MakeStepline,
+):
+    """Its thread free once the lambda returned, "outer" lent it to "inner" all the same:
+    the "inner" steps of three instances worked at once on one thread."""
+    stepline = await make_stepline(step_threads=1)
+    workflow = await stepline.register("returns-coroutine", ReturnsACoroutineThatWorks)
+    _at_work[:] = [0, 0]
+    instances = [await workflow.create() for _ in range(3)]
+
+    views = [await finished(instance) for instance in instances]
+
+    assert [(v["status"], v["output"]) for v in views] == [("complete", "worked")] * 3
+    assert _at_work[1] == 1
+    assert stepline.engine.step_threads.lent == 0
+
+
+class GivesUpAStepWhoseInnerStepWorksOn(WorkflowEntrypoint):
+    """Sync step "outer" calls sync step "middle", given up after 100 ms while it waits for
+    sync step "inner", which works for a second; "outer" then returns."""
+
+    async def run(self, event, step):
+        loop = asyncio.get_running_loop()
+
+        def middle() -> str:
+            inner = step.do("inner", lambda: _work_a_while(1.0), config=OUTER)
+            return asyncio.run_coroutine_threadsafe(inner, loop).result()
+
+        def outer() -> str:
+            _work_a_while(0.05)
+            given_up = {"retries": {"limit": 0}, "timeout": "100 ms"}
+            try:
+                asyncio.run_coroutine_threadsafe(
+                    step.do("middle", middle, config=given_up), loop
+                ).result()
+            except Exception:
+                pass  # given up: this body goes on without it
+            return "gave up"
+
+        return await step.do(
+            "outer", outer, config={"retries": {"limit": 0}, "timeout": "10 seconds"}
+        )
+
+
+async def test_a_step_inside_a_given_up_body_counts_against_the_threads(
+    make_stepline: MakeStepline,
+):
+    """ "middle", given up, was counted as such, and lent its thread to "inner" as well: each
+    "inner" worked for no thread, and the next queued "outer" started beside it."""
+    stepline = await make_stepline(step_threads=1)
+    workflow = await stepline.register("inner-works-on", GivesUpAStepWhoseInnerStepWorksOn)
+    _at_work[:] = [0, 0]
+    instances = [await workflow.create() for _ in range(3)]
+
+    views = [await finished(instance) for instance in instances]
+
+    assert [(v["status"], v["output"]) for v in views] == [("complete", "gave up")] * 3
     assert _at_work[1] == 1
     assert stepline.engine.step_threads.lent == 0

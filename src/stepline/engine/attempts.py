@@ -145,6 +145,7 @@ class StepAttempts:
         enclosing = ENCLOSING.get()
         ENCLOSING.set((*enclosing, inside))
         queued: Queued | None = None
+        on_thread: asyncio.Future[Any] | None = None
         try:
             if is_async:
                 work: Any = call(ctx)
@@ -157,6 +158,7 @@ class StepAttempts:
             else:
                 lending = self._lending(enclosing)
                 work, queued = self.engine.step_threads.run_queued(call, ctx, lending=lending)
+                on_thread = work
             if not inside.cut:
                 inside.counted = True
                 self._executing += 1
@@ -178,6 +180,7 @@ class StepAttempts:
             try:
                 with deadline:
                     value = await work
+                    inside.on_thread = False  # its body returned: no thread waits in it now
                     if type(value) is CoroutineType:  # not a generator: that is a (bad) result
                         # A function that is not ``async def`` returned it (a lambda around
                         # an async call): it is the attempt, and its time counts.
@@ -203,6 +206,10 @@ class StepAttempts:
             # runs this outside its task's context, where a token is refused.
             ENCLOSING.set(enclosing)
             inside.over = True
+            if on_thread is not None and on_thread.done() and not on_thread.cancelled():
+                inside.on_thread = False  # its body returned (or raised)
+            elif inside.on_thread and inside.loan is not None:
+                self.engine.step_threads.end_loan(inside.loan)  # given up: it may run on
             if inside.counted:
                 inside.counted = False
                 self._executing -= 1
@@ -221,8 +228,10 @@ class StepAttempts:
         Only the innermost: the bodies outside it wait for it, whose own work lends their
         threads while it is on the threads. Once it is given up (it timed out) they wait no
         more, though it, and the work inside it, may run on; lent by that work too, they
-        went on working for no thread until it returned. One that is over lends nothing:
-        nobody waits for what its body still starts."""
+        went on working for no thread until it returned. One given up lends nothing: its
+        thread is counted as given up already. One whose body has returned is on no thread
+        (``on_thread`` is cleared): the body outside it may wait for what it started (a task
+        whose future it kept), and lends its thread, as a step called from it would."""
         for outer in reversed(enclosing):
             if outer.on_thread:
                 if outer.over:

@@ -77,7 +77,8 @@ class Enclosing:
         self.attempt = attempt
         self.number = number
         self.on_thread = on_thread
-        """Its body is a sync function, which runs on a step thread."""
+        """Its body is a sync function, which runs on a step thread: cleared once it has
+        returned (given up, it may run on, and it stays set)."""
         self.loan: Loan | None = None
         """Its thread, lent while sync work inside it (a step's attempt, a delay function)
         is on the step threads: its body waits for that work (see ``_lending``)."""

@@ -40,11 +40,13 @@ class Loan:
     """The thread of a function that waits for sync work inside it (a step's body, for the
     steps it calls): lent while any such work is on the threads or queued for one."""
 
-    __slots__ = ("works",)
+    __slots__ = ("ended", "works")
 
     def __init__(self) -> None:
         self.works = 0
         """The work it waits for, not yet ended (under the threads' lock)."""
+        self.ended = False
+        """Its function was given up: its thread is counted as such, and lent no more."""
 
 
 class _Work:
@@ -183,11 +185,19 @@ class StepThreads:
             if not self._queue.empty() and not self._idle and not self._closed:
                 self._start_thread()
 
+    def end_loan(self, loan: Loan) -> None:
+        """The function of ``loan`` was given up while work it waits for is on the threads:
+        counted as given up, its thread is lent no more, or that work ran for no thread."""
+        with self._lock:
+            if not loan.ended and loan.works > 0:
+                self._lent -= 1
+            loan.ended = True
+
     def _borrow(self, loans: tuple[Loan, ...]) -> None:
         """Under ``_lock``: a function waits for work more on each of ``loans``."""
         for loan in loans:
             loan.works += 1
-            if loan.works == 1:
+            if loan.works == 1 and not loan.ended:
                 self._lent += 1
 
     def _repay(self, work: _Work) -> None:
@@ -195,7 +205,7 @@ class StepThreads:
         is given up. Once: the loans are emptied."""
         for loan in work.loans:
             loan.works -= 1
-            if loan.works == 0:
+            if loan.works == 0 and not loan.ended:
                 self._lent -= 1
         work.loans = ()
 
