@@ -32,9 +32,11 @@ class Present(WorkflowEntrypoint):
 """
 
 
-def _stepline(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _stepline(
+    *args: str, cwd: Path | None = None, port: int | None = None
+) -> subprocess.CompletedProcess[str]:
     if args[0] == "serve":
-        args = (*args, "--port", str(free_port()))
+        args = (*args, "--port", str(port or free_port()))
     return subprocess.run(
         [*stepline_command(), *args],
         capture_output=True,
@@ -192,30 +194,22 @@ def test_a_bad_account_for_a_token_is_said_without_the_api_label(tmp_path: Path)
     assert line == "error: account id 'bad name' must be 1-64 letters, digits, '-' or '_'"
 
 
+def _serve_on_a_port_taken(database: str) -> tuple[subprocess.CompletedProcess[str], int]:
+    """``stepline serve`` on a port that another socket listens on; and that port."""
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = taken.getsockname()[1]
+    try:
+        return _stepline("serve", "--database", database, port=port), port
+    finally:
+        taken.close()
+
+
 def test_a_port_another_server_listens_on(tmp_path: Path) -> None:
     """Uvicorn found it once Stepline had opened the database and registered the workflows:
     its two log lines, and its own exit status (3)."""
-    taken = socket.create_server(("127.0.0.1", 0))
-    port = taken.getsockname()[1]
     database = tmp_path / "stepline.sqlite3"
-    try:
-        done = subprocess.run(
-            [
-                *stepline_command(),
-                "serve",
-                "--port",
-                str(port),
-                "--database",
-                f"sqlite:///{database}",
-            ],
-            capture_output=True,
-            text=True,
-            env=clean_environment(),
-            timeout=60,
-            check=False,
-        )
-    finally:
-        taken.close()
+
+    done, port = _serve_on_a_port_taken(f"sqlite:///{database}")
 
     line = _one_line(done)
     assert line == (
@@ -228,19 +222,7 @@ def test_a_port_another_server_listens_on(tmp_path: Path) -> None:
 def test_a_database_url_refused_is_said_before_a_port_taken(tmp_path: Path) -> None:
     """As before the port was tried ahead of uvicorn: the URL is refused without opening
     anything, and the address, found taken, hid it."""
-    taken = socket.create_server(("127.0.0.1", 0))
-    port = taken.getsockname()[1]
-    try:
-        done = subprocess.run(
-            [*stepline_command(), "serve", "--port", str(port), "--database", "mysql://db/app"],
-            capture_output=True,
-            text=True,
-            env=clean_environment(),
-            timeout=60,
-            check=False,
-        )
-    finally:
-        taken.close()
+    done, _ = _serve_on_a_port_taken("mysql://db/app")
 
     assert _one_line(done) == (
         "error: unsupported database URL 'mysql://db/app': use sqlite:///path or "

@@ -30,21 +30,27 @@ from tests.workflows.probe import Probe
 ONE_ATTEMPT = {"retries": {"limit": 0}}
 
 
+def _branches(step, probe: Probe) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """``bad``, a step body that returns a set once released, and ``other``, a branch that
+    reaches a step boundary once let."""
+
+    async def bad():
+        probe.hit("bad")
+        await probe.gate("release").wait()
+        return {1}
+
+    async def other():
+        await probe.gate("boundary").wait()
+        return await step.do("x", lambda: 1)
+
+    return bad, other
+
+
 class FailsAsItParks(WorkflowEntrypoint):
     """``bad`` returns a set once released; ``other`` reaches a step boundary once let."""
 
     async def run(self, event, step):
-        probe = self.env
-
-        async def bad():
-            probe.hit("bad")
-            await probe.gate("release").wait()
-            return {1}
-
-        async def other():
-            await probe.gate("boundary").wait()
-            return await step.do("x", lambda: 1)
-
+        bad, other = _branches(step, self.env)
         how = event.payload
         if how == "task group":
             async with asyncio.TaskGroup() as group:
@@ -117,22 +123,13 @@ class FailsWhileItParks(WorkflowEntrypoint):
     must pass; ``other`` reaches a step boundary once let."""
 
     async def run(self, event, step):
-        probe = self.env
-
-        async def bad():
-            probe.hit("bad")
-            await probe.gate("release").wait()
-            return {1}
+        bad, other = _branches(step, self.env)
 
         async def caught():
             try:
                 return await step.do("bad", bad, config=ONE_ATTEMPT)
             except Exception as exc:
                 return f"caught {type(exc).__name__}"
-
-        async def other():
-            await probe.gate("boundary").wait()
-            return await step.do("x", lambda: 1)
 
         return await asyncio.gather(caught(), other())
 

@@ -169,16 +169,11 @@ async def test_a_body_done_waiting_counts_against_the_threads_again(
     """Lent until its body ended, each thread let one more start, which took up the next
     queued body: all four worked at once on one thread's worth, and with more instances the
     threads grew without bound."""
-    stepline = await make_stepline(step_threads=1)
-    workflow = await stepline.register("works-after", WorksAfterTheStepInside)
-    _at_work[:] = [0, 0]
-    instances = [await workflow.create() for _ in range(4)]
-
-    views = [await finished(instance) for instance in instances]
+    views, lent = await _on_one_thread(make_stepline, WorksAfterTheStepInside, 4)
 
     assert [(v["status"], v["output"]) for v in views] == [("complete", "worked")] * 4
     assert _at_work[1] == 1
-    assert stepline.engine.step_threads.lent == 0
+    assert lent == 0
 
 
 _HUNG = threading.Event()
@@ -210,16 +205,7 @@ async def test_a_body_whose_inner_step_was_given_up_counts_against_the_threads_a
 ):
     """Its thread stayed lent until the hung inner step returned, which may be never: the
     body went on working for no thread, and the next queued body started beside it."""
-    stepline = await make_stepline(step_threads=1)
-    workflow = await stepline.register("inner-given-up", GoesOnAfterItsInnerStepTimedOut)
-    _at_work[:] = [0, 0]
-    _HUNG.clear()
-    try:
-        instances = [await workflow.create() for _ in range(3)]
-        views = [await finished(instance) for instance in instances]
-        lent = stepline.engine.step_threads.lent
-    finally:
-        _HUNG.set()
+    views, lent = await _on_one_thread(make_stepline, GoesOnAfterItsInnerStepTimedOut, 3)
 
     assert [(v["status"], v["output"]) for v in views] == [("complete", "worked")] * 3
     assert _at_work[1] == 1
@@ -265,19 +251,11 @@ async def test_a_body_whose_step_was_given_up_counts_again_though_a_step_inside_
     """Step "inner" lent the threads of both bodies it ran inside, until it returned: "outer",
     no longer waiting once "middle" was given up, went on working for no thread, and the
     next queued body started beside it."""
-    stepline = await make_stepline(step_threads=1)
-    workflow = await stepline.register("middle-given-up", GoesOnAfterTheStepInsideTimedOutWaiting)
-    _at_work[:] = [0, 0]
-    _HUNG.clear()
-    try:
-        instances = [await workflow.create() for _ in range(3)]
-        views = [await finished(instance) for instance in instances]
-    finally:
-        _HUNG.set()
+    views, lent = await _on_one_thread(make_stepline, GoesOnAfterTheStepInsideTimedOutWaiting, 3)
 
     assert [(v["status"], v["output"]) for v in views] == [("complete", "worked")] * 3
     assert _at_work[1] == 1
-    assert stepline.engine.step_threads.lent == 0
+    assert lent == 0
 
 
 class WaitsForWhatAStepInsideStarted(WorkflowEntrypoint):
@@ -334,16 +312,11 @@ async def test_a_sync_body_that_returned_a_coroutine_lends_no_thread(
 ):
     """Its thread free once the lambda returned, "outer" lent it to "inner" all the same:
     the "inner" steps of three instances worked at once on one thread."""
-    stepline = await make_stepline(step_threads=1)
-    workflow = await stepline.register("returns-coroutine", ReturnsACoroutineThatWorks)
-    _at_work[:] = [0, 0]
-    instances = [await workflow.create() for _ in range(3)]
-
-    views = [await finished(instance) for instance in instances]
+    views, lent = await _on_one_thread(make_stepline, ReturnsACoroutineThatWorks, 3)
 
     assert [(v["status"], v["output"]) for v in views] == [("complete", "worked")] * 3
     assert _at_work[1] == 1
-    assert stepline.engine.step_threads.lent == 0
+    assert lent == 0
 
 
 class GivesUpAStepWhoseInnerStepWorksOn(WorkflowEntrypoint):
@@ -378,13 +351,26 @@ async def test_a_step_inside_a_given_up_body_counts_against_the_threads(
 ):
     """ "middle", given up, was counted as such, and lent its thread to "inner" as well: each
     "inner" worked for no thread, and the next queued "outer" started beside it."""
-    stepline = await make_stepline(step_threads=1)
-    workflow = await stepline.register("inner-works-on", GivesUpAStepWhoseInnerStepWorksOn)
-    _at_work[:] = [0, 0]
-    instances = [await workflow.create() for _ in range(3)]
-
-    views = [await finished(instance) for instance in instances]
+    views, lent = await _on_one_thread(make_stepline, GivesUpAStepWhoseInnerStepWorksOn, 3)
 
     assert [(v["status"], v["output"]) for v in views] == [("complete", "gave up")] * 3
     assert _at_work[1] == 1
-    assert stepline.engine.step_threads.lent == 0
+    assert lent == 0
+
+
+async def _on_one_thread(
+    make_stepline: MakeStepline, cls: type[WorkflowEntrypoint], count: int
+) -> tuple[list[dict[str, Any]], int]:
+    """``count`` instances of ``cls`` on one step thread, their bodies' own work counted in
+    ``_at_work``: their views once finished, and the threads still lent then (read before
+    ``_HUNG`` lets the inner steps that hang go)."""
+    stepline = await make_stepline(step_threads=1)
+    workflow = await stepline.register("on-one-thread", cls)
+    _at_work[:] = [0, 0]
+    _HUNG.clear()
+    try:
+        instances = [await workflow.create() for _ in range(count)]
+        views = [await finished(instance) for instance in instances]
+        return views, stepline.engine.step_threads.lent
+    finally:
+        _HUNG.set()
