@@ -155,8 +155,19 @@ async def test_unreachable_server_raises_server_unreachable() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     async with HttpClient(f"http://127.0.0.1:{port}/client/v4", timeout=5) as client:
-        with pytest.raises(ServerUnreachable, match="cannot reach"):
+        with pytest.raises(ServerUnreachable, match="cannot reach") as refused:
             await client.list_workflows("a")
+    assert refused.value.delivered_maybe is False  # no connection: nothing was carried out
+
+
+async def test_an_answer_lost_may_have_been_carried_out() -> None:
+    def read_timeout(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    async with scripted(read_timeout, []) as client:
+        with pytest.raises(ServerUnreachable, match="did not answer in time") as lost:
+            await client.list_workflows("a")
+    assert lost.value.delivered_maybe is True
 
 
 async def test_path_parameters_are_percent_encoded_in_full() -> None:

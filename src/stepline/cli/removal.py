@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.text import Text
 
@@ -94,9 +93,7 @@ def _fate_unanswered(exc: Exception) -> str:
     them all, and "not deleted" sent a second run after ids it found missing."""
     if isinstance(exc, ApiError):
         return "not deleted"
-    if isinstance(exc, ServerUnreachable) and isinstance(
-        exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout)
-    ):
+    if isinstance(exc, ServerUnreachable) and not exc.delivered_maybe:
         return "not deleted"
     return "perhaps deleted, perhaps not"
 

@@ -151,10 +151,16 @@ class HttpClient:
                 method, path, params=_drop_none(params or {}), content=content, headers=headers
             )
         except httpx.TimeoutException as exc:
-            raise ServerUnreachable(f"{self.api_url} did not answer in time ({exc!r})") from exc
+            raise ServerUnreachable(
+                f"{self.api_url} did not answer in time ({exc!r})",
+                delivered_maybe=not isinstance(exc, httpx.ConnectTimeout),
+            ) from exc
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
-            raise ServerUnreachable(f"cannot reach {self.api_url}: {reason}") from exc
+            raise ServerUnreachable(
+                f"cannot reach {self.api_url}: {reason}",
+                delivered_maybe=not isinstance(exc, httpx.ConnectError),
+            ) from exc
         try:
             return self._envelope_of(response)
         except RouteNotFound as exc:

@@ -23,7 +23,15 @@ __all__ = [
 
 
 class ServerUnreachable(SteplineError):
-    """The API could not be reached: connection refused, DNS failure, time-out."""
+    """The API could not be reached: connection refused, DNS failure, time-out.
+
+    ``delivered_maybe``: the request may have reached the server, and been carried out,
+    before its answer was lost (a read time-out, a connection closed mid-answer); False
+    when no connection was made."""
+
+    def __init__(self, message: str, *, delivered_maybe: bool = True) -> None:
+        super().__init__(message)
+        self.delivered_maybe = delivered_maybe
 
 
 class MalformedResponse(SteplineError):
