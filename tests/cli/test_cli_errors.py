@@ -283,6 +283,18 @@ def test_an_api_url_that_is_not_one(cli: CliInvoker, api_url: str, fragment: str
     assert_one_line_error(result.stderr, f"--api-url {api_url!r}", fragment)
 
 
+@pytest.mark.parametrize(
+    "api_url",
+    ["http://admin:s3cret@127.0.0.1:87877/client/v4", "ftp://admin:s3cret@127.0.0.1/client/v4"],
+)
+def test_an_api_url_error_hides_its_password(cli: CliInvoker, api_url: str) -> None:
+    result = cli("workflows", "list", "--api-url", api_url)
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "--api-url", "admin:***@127.0.0.1")
+    assert "s3cret" not in result.stderr
+
+
 @pytest.mark.parametrize("token", ["t\u00f6ken", "token\n"])
 def test_a_token_no_header_can_carry(cli: CliInvoker, api: FakeServer, token: str) -> None:
     # A non-ASCII one was a UnicodeEncodeError traceback; a line break, "cannot reach".

@@ -16,6 +16,7 @@ from stepline.client.http import (
     ServerUnreachable,
     UnrecognizedApiError,
     api_error_from_response,
+    shown_url,
 )
 from stepline.errors import (
     ApiError,
@@ -158,6 +159,34 @@ async def test_unreachable_server_raises_server_unreachable() -> None:
         with pytest.raises(ServerUnreachable, match="cannot reach") as refused:
             await client.list_workflows("a")
     assert refused.value.delivered_maybe is False  # no connection: nothing was carried out
+
+
+async def test_a_password_in_the_api_url_is_not_shown() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    api_url = f"http://admin:pa@ss@127.0.0.1:{port}/client/v4"
+    async with HttpClient(api_url, timeout=5) as client:
+        with pytest.raises(ServerUnreachable) as refused:
+            await client.list_workflows("a")
+    assert str(refused.value).startswith(f"cannot reach http://admin:***@127.0.0.1:{port}/")
+    assert "pa@ss" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://u:p@h:1/client/v4", "http://u:***@h:1/client/v4"),
+        ("https://u:p/w@h/x?y=1", "https://u:***@h/x?y=1"),  # a "/" in the password
+        ("u:pw@h:8787/client/v4", "u:***@h:8787/client/v4"),  # no scheme
+        ("http://u@h/client/v4", "http://u@h/client/v4"),  # a user, no password
+        ("http://[::1]:8787/client/v4", "http://[::1]:8787/client/v4"),
+        ("http://h/x?next=http://a:b@y", "http://h/x?next=http://a:b@y"),  # in the query
+        ("http://u:p@h/x?next=http://a:b@y", "http://u:***@h/x?next=http://a:b@y"),
+    ],
+)
+def test_shown_url(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
 
 
 async def test_an_answer_lost_may_have_been_carried_out() -> None:

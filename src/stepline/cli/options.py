@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import typer
 
 from stepline.cli.output import UserError
-from stepline.client.http import DEFAULT_API_URL, HttpClient
+from stepline.client.http import DEFAULT_API_URL, HttpClient, shown_url
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -89,15 +89,16 @@ class Connection:
 
 def connect(api_url: str, token: str | None, account_id: str | None) -> Connection:
     """Check the connection options and bundle them; a missing account is a user error."""
+    shown = shown_url(api_url)  # never a password in a message
     if not api_url.startswith(("http://", "https://")):
-        raise UserError(f"--api-url must start with http:// or https://, got {api_url!r}")
+        raise UserError(f"--api-url must start with http:// or https://, got {shown!r}")
     try:
         address = urlsplit(api_url)
         host, _ = address.hostname, address.port  # .port raises for a bad or too large port
     except ValueError as exc:  # else httpx's InvalidURL or the socket's OverflowError
-        raise UserError(f"--api-url {api_url!r} is not a URL: {exc}") from None
+        raise UserError(f"--api-url {shown!r} is not a URL: {exc}") from None
     if not host:
-        raise UserError(f"--api-url {api_url!r} names no host")
+        raise UserError(f"--api-url {shown!r} names no host")
     if token and not (token.isascii() and token.isprintable()):
         # Not shown: it is a secret. httpx raised UnicodeEncodeError (a traceback), or said
         # that it could not reach the server.

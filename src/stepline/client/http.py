@@ -40,10 +40,26 @@ __all__ = [
     "ServerUnreachable",
     "UnrecognizedApiError",
     "api_error_from_response",
+    "shown_url",
 ]
 
 API_PREFIX = "/client/v4"
 DEFAULT_API_URL = f"http://127.0.0.1:8787{API_PREFIX}"
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be shown in a message: a password in it (``http://user:pw@host``,
+    which httpx sends as Basic auth) replaced by ``***``. The user and password run to the
+    last ``@`` before any query, as a password may hold an ``@`` or ``/`` of its own."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or any(mark in scheme for mark in "/?#@"):
+        scheme, sep, rest = "", "", url
+    end = min((at for at in map(rest.find, "?#") if at >= 0), default=len(rest))
+    userinfo, at, after = rest[:end].rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.partition(":")[0]
+    return f"{scheme}{sep}{user}:***@{after}{rest[end:]}"
 
 
 def _user_agent() -> str:
@@ -152,13 +168,13 @@ class HttpClient:
             )
         except httpx.TimeoutException as exc:
             raise ServerUnreachable(
-                f"{self.api_url} did not answer in time ({exc!r})",
+                f"{shown_url(self.api_url)} did not answer in time ({exc!r})",
                 delivered_maybe=not isinstance(exc, httpx.ConnectTimeout),
             ) from exc
         except httpx.TransportError as exc:
             reason = str(exc) or type(exc).__name__
             raise ServerUnreachable(
-                f"cannot reach {self.api_url}: {reason}",
+                f"cannot reach {shown_url(self.api_url)}: {reason}",
                 delivered_maybe=not isinstance(exc, httpx.ConnectError),
             ) from exc
         try:
@@ -167,7 +183,8 @@ class HttpClient:
             # The usual cause is a base URL without the API prefix; say so where it shows.
             if urlsplit(self.api_url).path.endswith(API_PREFIX):
                 raise
-            hint = f"the API is served under {API_PREFIX}: did you mean {self.api_url}{API_PREFIX}?"
+            shown = shown_url(self.api_url)
+            hint = f"the API is served under {API_PREFIX}: did you mean {shown}{API_PREFIX}?"
             detail = f"{exc.detail}; {hint}" if exc.detail else hint
             raise RouteNotFound(detail) from None
 
