@@ -266,6 +266,19 @@ def test_a_concurrency_below_one(
     assert_one_line_error(result.stderr, f"--concurrency must be at least 1, not {concurrency}")
 
 
+@pytest.mark.parametrize("command", ["serve", "worker"])
+@pytest.mark.parametrize("lease", ["0", "50 ms"])
+def test_a_lease_that_lapses_at_once(
+    cli: CliInvoker, command: str, lease: str, tmp_path: Any
+) -> None:
+    # Taken, it was a traceback (the engine's ValueError); before that check, an engine whose
+    # runs stopped as they started and whose scheduler read the database without a pause.
+    result = cli(command, "--lease", lease, "--config", f"{tmp_path}/missing.toml")
+
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, f"--lease must be at least 100 ms, not {lease!r}")
+
+
 @pytest.mark.parametrize(
     ("api_url", "fragment"),
     [

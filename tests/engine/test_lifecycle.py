@@ -608,3 +608,20 @@ async def test_a_resume_while_the_pause_parks_the_instance_leaves_it_to_run(
         _GATE.set()
         view = await finished(instance, timeout=5)
     assert view["status"] == "complete"
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"concurrency": 0}, "concurrency must be a whole number above 0, not 0"),
+        ({"concurrency": -3}, "concurrency must be a whole number above 0, not -3"),
+        ({"concurrency": 2.5}, "concurrency must be a whole number above 0, not 2.5"),
+        ({"lease": 0}, "lease must be at least 100 ms, not 0 ms"),
+        ({"lease": "50 ms"}, "lease must be at least 100 ms, not 50 ms"),
+    ],
+)
+def test_an_engine_that_could_run_nothing_is_refused(tmp_path, option, message):
+    # Taken, an engine of none left every instance queued; and a lease of 0 lapsed as it was
+    # taken (each run stopped at once) while the scheduler read the database without a pause.
+    with pytest.raises(ValueError, match=message):
+        Stepline(f"sqlite:///{tmp_path}/db.sqlite3", **option)

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from stepline.cli.output import UserError, report_errors
+from stepline.durations import parse_duration_ms
+from stepline.engine.scheduler import MIN_LEASE_MS
 from stepline.engine.step_threads import DEFAULT_STEP_THREADS
 from stepline.sizes import parse_size
 from stepline.store.open import DEFAULT_DATABASE
@@ -24,6 +26,7 @@ __all__ = [
     "StorageLimitOption",
     "check_concurrency",
     "configure_logging",
+    "lease_ms",
     "serve_command",
     "storage_limit_bytes",
 ]
@@ -122,6 +125,15 @@ def storage_limit_bytes(text: str) -> int:
         raise UserError(str(exc)) from None
 
 
+def lease_ms(text: str) -> int:
+    """``--lease`` in ms; a user error below the engine's least (renewed every third of it,
+    a shorter one lapses between renewals)."""
+    lease = parse_duration_ms(text, what="--lease")
+    if lease < MIN_LEASE_MS:
+        raise UserError(f"--lease must be at least {MIN_LEASE_MS} ms, not {text!r}")
+    return lease
+
+
 def check_concurrency(concurrency: int) -> int:
     """``--concurrency``; a user error below 1 (an engine that would run no instance)."""
     if concurrency < 1:
@@ -164,7 +176,6 @@ def serve_command(
     """Serve the Cloudflare-compatible REST API and run workflow instances."""
     # Imported here: the server pulls in FastAPI and uvicorn, which every other command (each
     # one a fresh process) would otherwise pay for at start-up.
-    from stepline.durations import parse_duration_ms
     from stepline.server import ServerOptions, run_server
 
     with report_errors(local=True):
@@ -183,7 +194,7 @@ def serve_command(
                 synchronous=_sqlite_synchronous(synchronous),
                 concurrency=check_concurrency(concurrency),
                 run_engine=not no_engine,
-                lease_ms=parse_duration_ms(lease, what="lease"),
+                lease_ms=lease_ms(lease),
                 storage_limit=storage_limit_bytes(storage_limit),
                 step_threads=step_threads,
                 log_level=log_level,

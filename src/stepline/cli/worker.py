@@ -28,11 +28,11 @@ from stepline.cli.serve import (
     StorageLimitOption,
     check_concurrency,
     configure_logging,
+    lease_ms,
     storage_limit_bytes,
 )
 from stepline.config import load_config
 from stepline.declared import register_declared, resolve_account
-from stepline.durations import parse_duration_ms
 from stepline.engine.step_threads import DEFAULT_STEP_THREADS
 from stepline.engine.tuning import run_owned_process
 from stepline.store.open import DEFAULT_DATABASE
@@ -129,7 +129,7 @@ def worker_command(
             database=database,
             account_id=account_id,
             concurrency=check_concurrency(concurrency),
-            lease_ms=parse_duration_ms(lease, what="lease"),
+            lease_ms=lease_ms(lease),
             storage_limit=storage_limit_bytes(storage_limit),
             step_threads=step_threads,
             log_level=log_level,

@@ -33,10 +33,12 @@ from stepline.store.port import Notice, Store
 from stepline.store.records import InstanceRecord, StepRecord, VersionRecord
 from stepline.validation import MAX_INSTANCE_STORAGE_BYTES
 
-__all__ = ["Engine"]
+__all__ = ["MIN_LEASE_MS", "Engine"]
 
 log = logging.getLogger("stepline.engine")
 
+MIN_LEASE_MS = 100
+"""The shortest lease an engine takes (tests use a few hundred ms; production, seconds)."""
 _CLAIM_BATCH = 500
 _CANNOT_RUN_MS = 60_000
 """How long an engine leaves a workflow version whose class it cannot load to other engines
@@ -62,6 +64,13 @@ class Engine(Upkeep):
         env: Any = None,
         hooks: StepHooks = NO_HOOKS,
     ) -> None:
+        if type(concurrency) is not int or concurrency < 1:
+            # An engine of none runs no instance: every one would stay queued.
+            raise ValueError(f"concurrency must be a whole number above 0, not {concurrency!r}")
+        if lease_ms < MIN_LEASE_MS:
+            # Renewed every third of it: a shorter one lapses between renewals, its runs stop
+            # at once, and the scheduler looks at the database without a pause.
+            raise ValueError(f"lease must be at least {MIN_LEASE_MS} ms, not {lease_ms} ms")
         self.store = store
         self.classes = classes
         self.clock: Clock = clock or SystemClock()
