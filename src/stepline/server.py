@@ -147,7 +147,8 @@ async def _refuse_an_address_taken(host: str, port: int) -> None:
         reason = reason or str(exc)
         if exc.errno == errno.EADDRINUSE:
             reason += ": another server listens there (stop it, or give another --port)"
-        raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from None
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 as in a URL
+        raise ConfigError(f"cannot listen on {where}: {reason}") from None
     probe.close()
     await probe.wait_closed()
 

@@ -194,26 +194,31 @@ def test_a_bad_account_for_a_token_is_said_without_the_api_label(tmp_path: Path)
     assert line == "error: account id 'bad name' must be 1-64 letters, digits, '-' or '_'"
 
 
-def _serve_on_a_port_taken(database: str) -> tuple[subprocess.CompletedProcess[str], int]:
+def _serve_on_a_port_taken(
+    database: str, host: str = "127.0.0.1"
+) -> tuple[subprocess.CompletedProcess[str], int]:
     """``stepline serve`` on a port that another socket listens on; and that port."""
-    taken = socket.create_server(("127.0.0.1", 0))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    taken = socket.create_server((host, 0), family=family)
     port = taken.getsockname()[1]
     try:
-        return _stepline("serve", "--database", database, port=port), port
+        return _stepline("serve", "--database", database, "--host", host, port=port), port
     finally:
         taken.close()
 
 
-def test_a_port_another_server_listens_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("host", "shown"), [("127.0.0.1", "127.0.0.1"), ("::1", "[::1]")])
+def test_a_port_another_server_listens_on(tmp_path: Path, host: str, shown: str) -> None:
     """Uvicorn found it once Stepline had opened the database and registered the workflows:
-    its two log lines, and its own exit status (3)."""
+    its two log lines, and its own exit status (3). An IPv6 address is in brackets, as in a
+    URL: "::1:8787" read as an address of its own."""
     database = tmp_path / "stepline.sqlite3"
 
-    done, port = _serve_on_a_port_taken(f"sqlite:///{database}")
+    done, port = _serve_on_a_port_taken(f"sqlite:///{database}", host)
 
     line = _one_line(done)
     assert line == (
-        f"error: cannot listen on 127.0.0.1:{port}: Address already in use: another server "
+        f"error: cannot listen on {shown}:{port}: Address already in use: another server "
         "listens there (stop it, or give another --port)"
     )
     assert not database.exists()
