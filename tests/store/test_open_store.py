@@ -99,3 +99,35 @@ def test_a_postgresql_port_past_65535_is_refused(url: str) -> None:
     with pytest.raises(ConfigError, match="port 70968 is past 65535") as refused:
         open_store(url)
     assert "s3cret" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:s3cret@/flows?port=70968",
+        "postgresql:///flows?host=db&port=5432,70968",
+    ],
+)
+def test_a_port_past_65535_in_the_query_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="port 70968 is past 65535; correct the URL") as refused:
+        open_store(url)
+    assert "s3cret" not in str(refused.value)
+
+
+@pytest.mark.parametrize("query", ["port=70968", "port=5433", "port=abc", "host=db2"])
+def test_a_query_host_or_port_beside_a_host_is_refused(query: str) -> None:
+    # asyncpg reads no ?port= or ?host= when the URL names a host: with port 70968, 5433 or
+    # abc, it connected to 5432 (or to PGPORT's); with host db2, to db.
+    url = f"postgresql://app:s3cret@db/flows?sslmode=prefer&{query}"
+    name = query.partition("=")[0]
+    with pytest.raises(ConfigError, match=rf"its \?{name}= is not read when the URL names a host"):
+        open_store(url)
+
+
+def test_a_pgport_past_65535_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stepline.store.postgres import PostgresStore
+
+    monkeypatch.setenv("PGPORT", "70968")
+    with pytest.raises(ConfigError, match="cannot use PGPORT: port 70968 is past 65535"):
+        open_store("postgresql://db/flows")
+    assert isinstance(open_store("postgresql://db:5433/flows"), PostgresStore)  # not read

@@ -8,11 +8,12 @@ what PostgreSQL answered and what to do.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 import asyncpg
 
@@ -87,15 +88,37 @@ def _read_url(dsn: str) -> _Url:
 def refuse_impossible_port(dsn: str) -> None:
     """Refuse a URL with a port past 65535: a socket refuses it with an ``OverflowError`` (a
     traceback), and uvloop's takes it modulo 65536, connecting to another port than the one
-    the URL names (70968 to 5432)."""
-    hosts = (_read_url(dsn).where or "").partition("/")[0]
+    the URL names (70968 to 5432). The same for ``PGPORT``, which asyncpg reads when the URL
+    names no port. And a ``?port=`` or ``?host=`` beside hosts in the URL, which asyncpg
+    does not read: the server it names was not the one connected to (port 5432, or
+    ``PGPORT``'s)."""
+    url = _read_url(dsn)
+    hosts = (url.where or "").partition("/")[0]
+    named = []
     for host in hosts.split(","):
         _, colon, port = host.rpartition("]")[2].rpartition(":")  # past an IPv6 address
-        if colon and port.isdigit() and int(port) > 65535:
+        if colon and port:
+            named.append(port)
+    query = parse_qs(url.query, keep_blank_values=True)
+    for name in ("host", "port"):
+        if hosts and name in query:
             raise ConfigError(
-                f"cannot use the PostgreSQL URL {public_url(dsn)}: port {port} is past 65535; "
-                "correct the URL"
+                f"cannot use the PostgreSQL URL {public_url(dsn)}: its ?{name}= is not read "
+                "when the URL names a host; name hosts and ports before the database "
+                "(postgresql://host:5433/database)"
             )
+    for value in query.get("port", []):
+        named.extend(value.split(","))
+    if named:
+        _refuse_past_65535(named, f"the PostgreSQL URL {public_url(dsn)}", "correct the URL")
+    elif os.environ.get("PGPORT"):
+        _refuse_past_65535(os.environ["PGPORT"].split(","), "PGPORT", "correct PGPORT")
+
+
+def _refuse_past_65535(ports: list[str], source: str, fix: str) -> None:
+    for port in ports:
+        if port.strip().isdigit() and int(port) > 65535:
+            raise ConfigError(f"cannot use {source}: port {port.strip()} is past 65535; {fix}")
 
 
 def _ends(text: str, ending: re.Pattern[str]) -> int:
