@@ -63,7 +63,8 @@ def _utc_timestamp(text: str, *, end_of_day: bool, what: str) -> str:
     A bare date means the start of that day for ``--date-start`` and its last millisecond for
     ``--date-end``, as wrangler does, and so does a time that stops at the hour, the minute or
     the second (as a table prints it): ``--date-end 12:30:05`` takes in what was created at
-    12:30:05.400. A time without an offset is taken as UTC.
+    12:30:05.400. A time without an offset is in this machine's time zone, as the tables
+    print times and as wrangler reads one; a bare date is a UTC day, as wrangler reads it.
     """
     try:
         if len(text) == 10:
@@ -77,9 +78,7 @@ def _utc_timestamp(text: str, *, end_of_day: bool, what: str) -> str:
                 moment += (timedelta(seconds=1) if clock[2] else whole) - timedelta(microseconds=1)
     except ValueError:
         raise UserError(f"{what} {text!r} is not a date (YYYY-MM-DD) or ISO date-time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
+    moment = moment.astimezone(UTC)  # a naive one is taken as local time
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -106,10 +105,18 @@ def list_instances(
     page: Annotated[int, typer.Option(min=1, help="Page number to show.")] = 1,
     per_page: Annotated[int, typer.Option(min=1, max=100, help="Instances per page.")] = 50,
     date_start: Annotated[
-        str | None, typer.Option(help="Only instances created at or after this date/time (UTC).")
+        str | None,
+        typer.Option(
+            help="Only instances created at or after this date (a UTC day) or date-time (local "
+            "time, as the table shows it, unless it has an offset)."
+        ),
     ] = None,
     date_end: Annotated[
-        str | None, typer.Option(help="Only instances created at or before this date/time (UTC).")
+        str | None,
+        typer.Option(
+            help="Only instances created at or before this date (a UTC day) or date-time "
+            "(local time, as the table shows it, unless it has an offset)."
+        ),
     ] = None,
     api_url: ApiUrlOption = DEFAULT_API_URL,
     token: TokenOption = None,
