@@ -448,6 +448,47 @@ async def test_a_pause_withdraws_a_sync_step_that_still_queued(stepline: Steplin
     assert len(step(view, "count-1")["attempts"]) == 1
 
 
+class RaisesGeneratorExit(WorkflowEntrypoint):
+    async def run(self, event, step):
+        def on_a_thread():
+            raise GeneratorExit("from a sync step")
+
+        async def on_the_loop():
+            raise GeneratorExit("from an async step")
+
+        once = {"retries": {"limit": 0}}
+        if event.payload == "sync":
+            await step.do("sync", on_a_thread, config=once)
+        elif event.payload == "async":
+            await step.do("async", on_the_loop, config=once)
+        elif event.payload == "gathered":
+            await asyncio.gather(
+                step.do("stay", lambda: 1), step.do("async", on_the_loop, config=once)
+            )
+        raise GeneratorExit("from run")
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("sync", "from a sync step"),
+        ("async", "from an async step"),
+        ("gathered", "from an async step"),
+        ("run", "from run"),
+    ],
+)
+async def test_a_generator_exit_in_workflow_code_errors_its_instance(
+    stepline: Stepline, where: str, message: str
+):
+    # Let out as the close of the run's coroutine would be, it ended the run's task alone:
+    # the instance stayed running for good (and a restart replayed it into the same end).
+    workflow = await stepline.register("generator-exit", RaisesGeneratorExit)
+    view = await finished(await workflow.create(params=where))
+
+    assert view["status"] == "errored"
+    assert view["error"] == {"name": "GeneratorExit", "message": message}
+
+
 class ExitsInADecoratedStep(WorkflowEntrypoint):
     async def run(self, event, step):
         @step.do("leave", config={"retries": {"limit": 1, "delay": 10}})

@@ -178,6 +178,7 @@ class Runner(StepAttempts, Parking, WaitingSteps):
             if instance.schedule_cron is None
             else {"cron": instance.schedule_cron, "scheduledTime": instance.scheduled_time},
         )
+        running = asyncio.current_task()
         try:
             try:
                 # Past the limit already (a wake took an event for a wait, or the limit was
@@ -226,9 +227,11 @@ class Runner(StepAttempts, Parking, WaitingSteps):
                 # A branch's park was already being written: its write first, then the end.
                 await asyncio.wait({self._parked})
             await self._finish("errored", error=(fatal.name, fatal.message))
-        except (KeyboardInterrupt, GeneratorExit):
+        except KeyboardInterrupt:
             raise
         except BaseException as exc:
+            if _closing(exc, running):
+                raise
             # SystemExit too: a workflow that calls sys.exit() errors its instance. Let out,
             # it would end the engine's process, and every restart would replay it. And a
             # BaseException of the workflow's own, which would end the run's task alone.
@@ -399,6 +402,7 @@ class Runner(StepAttempts, Parking, WaitingSteps):
                     self._lost = "the engine's lease on it may have lapsed"
                     raise StoreLost(self._lost)
                 number = len(record.attempts) + 1
+                running = asyncio.current_task()
                 attempt = Attempt(start=self.clock.now_ms())
                 record.attempts.append(attempt)
                 ctx = StepContext(name, count, number, context_config)
@@ -424,9 +428,11 @@ class Runner(StepAttempts, Parking, WaitingSteps):
                     failure = self._failed(attempt, _escaped(cancelled))
                 except Exception as exc:
                     failure = self._failed(attempt, exc)
-                except (KeyboardInterrupt, GeneratorExit):
+                except KeyboardInterrupt:
                     raise
                 except BaseException as escaping:
+                    if _closing(escaping, running):
+                        raise
                     if isinstance(escaping, BaseExceptionGroup):
                         signal = self._unwrapped(escaping)  # steps in a step's task group
                         if signal is not escaping:
@@ -525,3 +531,17 @@ def _escaped(cancelled: asyncio.CancelledError, whose: str = "the step's") -> St
         str(cancelled) or f"{whose} code raised CancelledError: a task it awaited was cancelled",
         name="CancelledError",
     )
+
+
+def _closing(exc: BaseException, running: asyncio.Task[Any] | None) -> bool:
+    """Whether ``exc`` is the ``GeneratorExit`` of this coroutine being closed (its task was
+    dropped unfinished, at the loop's end), which must go on out, rather than one that
+    workflow code raised. A close comes from outside the task that ran the code (from none,
+    or another task, whose step collected the garbage); workflow code raises in that task.
+    Let out of a running task, it ended the task alone: its instance stayed running."""
+    if not isinstance(exc, GeneratorExit):
+        return False
+    try:
+        return asyncio.current_task() is not running
+    except RuntimeError:  # no loop runs: closed by the garbage collector, after the loop
+        return True

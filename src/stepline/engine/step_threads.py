@@ -31,6 +31,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from stepline.engine.step_errors import error_message
+from stepline.errors import StepFailedError
+
 __all__ = ["DEFAULT_STEP_THREADS", "Loan", "Queued", "StepThreads"]
 
 DEFAULT_STEP_THREADS = 32
@@ -262,6 +265,11 @@ class StepThreads:
             error = RuntimeError("function raised StopIteration")
             error.__cause__ = exc
             work.future.set_exception(error)
+        except GeneratorExit as exc:
+            # Awaited from an asyncio future, a GeneratorExit ends the coroutine that awaits
+            # it as a close would ("coroutine ignored GeneratorExit" at its next await): the
+            # failure is carried under its name instead, as a replay rebuilds it.
+            work.future.set_exception(StepFailedError(error_message(exc), name="GeneratorExit"))
         except BaseException as exc:
             work.future.set_exception(exc)
         else:
