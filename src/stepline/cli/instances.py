@@ -63,8 +63,7 @@ def _utc_timestamp(text: str, *, end_of_day: bool, what: str) -> str:
     A bare date means the start of that day for ``--date-start`` and its last millisecond for
     ``--date-end``, as wrangler does, and so does a time that stops at the hour, the minute or
     the second (as a table prints it): ``--date-end 12:30:05`` takes in what was created at
-    12:30:05.400. A time without an offset is in this machine's time zone, as the tables
-    print times and as wrangler reads one; a bare date is a UTC day, as wrangler reads it.
+    12:30:05.400. A time without an offset is taken as UTC, as wrangler takes it.
     """
     try:
         if len(text) == 10:
@@ -78,7 +77,9 @@ def _utc_timestamp(text: str, *, end_of_day: bool, what: str) -> str:
                 moment += (timedelta(seconds=1) if clock[2] else whole) - timedelta(microseconds=1)
     except ValueError:
         raise UserError(f"{what} {text!r} is not a date (YYYY-MM-DD) or ISO date-time") from None
-    moment = moment.astimezone(UTC)  # a naive one is taken as local time
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -107,15 +108,15 @@ def list_instances(
     date_start: Annotated[
         str | None,
         typer.Option(
-            help="Only instances created at or after this date (a UTC day) or date-time (local "
-            "time, as the table shows it, unless it has an offset)."
+            help="Only instances created at or after this date or date-time: UTC unless it "
+            "has an offset, as wrangler reads it (the table prints local time)."
         ),
     ] = None,
     date_end: Annotated[
         str | None,
         typer.Option(
-            help="Only instances created at or before this date (a UTC day) or date-time "
-            "(local time, as the table shows it, unless it has an offset)."
+            help="Only instances created at or before this date or date-time: UTC unless it "
+            "has an offset, as wrangler reads it (the table prints local time)."
         ),
     ] = None,
     api_url: ApiUrlOption = DEFAULT_API_URL,
