@@ -103,6 +103,26 @@ def test_bad_date(cli: CliInvoker) -> None:
     assert_one_line_error(result.stderr, "--date-start 'yesterday' is not a date")
 
 
+def test_a_date_start_after_the_date_end(cli: CliInvoker, api: FakeServer) -> None:
+    # Sent, the server found nothing, and "No instances found" was all the user was told.
+    requests_before = len(api.state.requests)
+
+    result = cli(
+        "instances", "list", "checkout", "--date-start", "2026-02-01", "--date-end", "2026-01-31"
+    )
+
+    assert result.exit_code == 1
+    assert_one_line_error(
+        result.stderr,
+        "--date-start (2026-02-01T00:00:00.000Z) is after --date-end (2026-01-31T23:59:59.999Z)",
+    )
+    assert len(api.state.requests) == requests_before
+    same_day = cli(
+        "instances", "list", "checkout", "--date-start", "2026-01-31", "--date-end", "2026-01-31"
+    )
+    assert same_day.exit_code == 0, same_day.output
+
+
 def test_latest_of_a_workflow_without_instances(cli: CliInvoker) -> None:
     result = cli("instances", "pause", "nightly-report", "latest")
 

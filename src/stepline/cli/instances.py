@@ -132,6 +132,9 @@ def list_instances(
             else None
         )
         end = _utc_timestamp(date_end, end_of_day=True, what="--date-end") if date_end else None
+        if start is not None and end is not None and start > end:  # fixed-width: as times
+            # As wrangler refuses it; asked, the server found nothing, and that was all it said.
+            raise UserError(f"--date-start ({start}) is after --date-end ({end}): no instance fits")
         connection = connect(api_url, token, account_id)
         result = connection.run(
             lambda client: client.list_instances(
