@@ -62,13 +62,13 @@ def _shown(url: str) -> str:
 def _postgres_store(url: str) -> Store:
     from stepline.store.postgres import PostgresStore  # asyncpg only when asked for
     from stepline.store.postgres_access import (
-        refuse_impossible_port,
+        refuse_misread_address,
         refuse_unencoded_credentials,
     )
 
     # Before any parsing: a password with a "/" or "?" would be cut, and its query mangled.
     refuse_unencoded_credentials(url)
-    refuse_impossible_port(url)
+    refuse_misread_address(url)
     # The rest goes to asyncpg as written: parsed and put together again, the URL lost the
     # "//" of postgresql:///db?host=/run/postgresql, and its query's "@" was encoded, the one
     # by which a password that holds "?name=" is told apart from the hosts (the URL shown

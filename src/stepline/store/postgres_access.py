@@ -31,7 +31,7 @@ __all__ = [
     "not_stepline_table",
     "public_url",
     "read_only_server",
-    "refuse_impossible_port",
+    "refuse_misread_address",
     "refuse_unencoded_credentials",
     "refused_setting",
     "said_at_start",
@@ -85,13 +85,13 @@ def _read_url(dsn: str) -> _Url:
     return _Url(scheme, rest[:at] if at >= 0 else None, where, query_text)
 
 
-def refuse_impossible_port(dsn: str) -> None:
-    """Refuse a URL with a port past 65535: a socket refuses it with an ``OverflowError`` (a
-    traceback), and uvloop's takes it modulo 65536, connecting to another port than the one
-    the URL names (70968 to 5432). The same for ``PGPORT``, which asyncpg reads when the URL
-    names no port. And a ``?port=`` or ``?host=`` beside hosts in the URL, which asyncpg
-    does not read: the server it names was not the one connected to (port 5432, or
-    ``PGPORT``'s)."""
+def refuse_misread_address(dsn: str) -> None:
+    """Refuse a URL whose server asyncpg would take for another. A port past 65535: a socket
+    refuses it with an ``OverflowError`` (a traceback), and uvloop's takes it modulo 65536,
+    connecting to another port than the one the URL names (70968 to 5432); the same for
+    ``PGPORT``, which asyncpg reads when the URL names no port. And a ``?port=`` or
+    ``?host=`` beside hosts in the URL, which asyncpg does not read: the server it names was
+    not the one connected to (port 5432, or ``PGPORT``'s)."""
     url = _read_url(dsn)
     hosts = (url.where or "").partition("/")[0]
     named = []
