@@ -210,3 +210,44 @@ async def test_awaiting_step_do_without_a_function_says_what_is_missing(stepline
     assert view["error"]["message"].startswith(
         "step.do('charge') was awaited without a function to run"
     )
+
+
+class KeywordName(WorkflowEntrypoint):
+    async def run(self, event, step):
+        @step.do(name="charge card", config={"retries": {"limit": 1}})
+        async def charge(ctx):
+            return ctx.step_name
+
+        refunded = await step.do(name="refund", fn=lambda: "refunded")
+        return [await charge(), refunded]
+
+
+async def test_the_step_name_may_be_given_by_keyword_as_cloudflares_sdk_takes_it(
+    stepline: Stepline,
+):
+    # Cloudflare's Python SDK declares ``step.do(name=None, *, concurrent, config)``.
+    view = await finished(await (await stepline.register("keyword", KeywordName)).create())
+
+    assert view["status"] == "complete", view["error"]
+    assert view["output"] == ["charge card", "refunded"]
+    assert step_names(view) == ["refund-1", "charge card-1"]
+
+
+class EmptyName(WorkflowEntrypoint):
+    async def run(self, event, step):
+        @step.do(event.payload["name"])
+        async def fetch_user():
+            return {"id": 7}
+
+        return await fetch_user()
+
+
+async def test_an_empty_step_name_is_refused_not_replaced_by_the_function_name(
+    stepline: Stepline,
+):
+    workflow = await stepline.register("empty-name", EmptyName)
+    view = await finished(await workflow.create(params={"name": ""}))
+
+    assert view["status"] == "errored"
+    assert view["error"]["message"].startswith("step name '' must be 1-256 characters")
+    assert step_names(view) == []

@@ -172,7 +172,6 @@ class WorkflowStep:
     def do(
         self,
         name: str | None = None,
-        /,
         *,
         config: StepConfigInput = None,
         concurrent: bool = False,
@@ -180,19 +179,19 @@ class WorkflowStep:
 
     @overload
     def do(
-        self, name: str, fn: Callable[..., Any], /, *, config: StepConfigInput = None
+        self, name: str, fn: Callable[..., Any], *, config: StepConfigInput = None
     ) -> Awaitable[Any]: ...
 
     def do(
         self,
         name: str | Callable[..., Any] | None = None,
         fn: Callable[..., Any] | None = None,
-        /,
         *,
         config: StepConfigInput = None,
         concurrent: bool = False,
     ) -> Any:
-        """Run a durable step, as a decorator or as a direct call.
+        """Run a durable step, as a decorator or as a direct call. ``name`` may be given by
+        keyword, as Cloudflare's Python SDK takes it (``@step.do(name="charge card")``).
 
         >>> @step.do("charge card", config={"retries": {"limit": 3}})
         ... async def charge(ctx):
@@ -216,7 +215,10 @@ class WorkflowStep:
         config: StepConfigInput,
         concurrent: bool,
     ) -> StepFunction:
-        declared = StepFunction(self, func, name or func.__name__, config, concurrent)
+        # Only a missing name defaults to the function's: an empty one is refused at the call,
+        # as Cloudflare's SDK passes it on to be refused.
+        step_name = func.__name__ if name is None else name
+        declared = StepFunction(self, func, step_name, config, concurrent)
         self._declared[func.__name__] = declared
         return declared
 
