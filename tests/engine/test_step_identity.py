@@ -113,3 +113,47 @@ async def test_a_sleep_is_keyed_by_its_duration(suspending: Stepline, probe):
     assert probe.calls["run"] >= 3, "the changed sleep should have been a new sleep"
     assert [s["type"] for s in view["steps"]].count("sleep") == 2
     assert step_names(view)[0] == "start-1"
+
+
+class ReadsLikeDicts(WorkflowEntrypoint):
+    async def run(self, event, step):
+        def read(ctx):
+            return {
+                "attempt": ctx.get("attempt"),
+                "missing": ctx.get("missing", "default"),
+                "has_config": "config" in ctx,
+                "keys": sorted(ctx),
+                "step": dict(ctx)["step"],
+            }
+
+        return {
+            "ctx": await step.do("read", read),
+            "payload": event.get("payload", {}),
+            "has_id": "instanceId" in event,
+            "keys": sorted(event.keys()),
+            "workflow": dict(event)["workflowName"],
+        }
+
+
+async def test_the_context_and_the_event_read_as_the_dicts_cloudflares_sdk_gives(
+    stepline: Stepline,
+):
+    # Cloudflare's Python SDK hands ``run`` and each step plain dicts (§2.2): code written
+    # for it calls ``.get``, tests keys with ``in`` and copies them with ``dict``.
+    workflow = await stepline.register("dicts", ReadsLikeDicts)
+    view = await finished(await workflow.create(params={"order": 1}))
+
+    assert view["status"] == "complete", view["error"]
+    assert view["output"] == {
+        "ctx": {
+            "attempt": 1,
+            "missing": "default",
+            "has_config": True,
+            "keys": ["attempt", "config", "step"],
+            "step": {"name": "read", "count": 1},
+        },
+        "payload": {"order": 1},
+        "has_id": True,
+        "keys": ["instanceId", "payload", "schedule", "timestamp", "workflowName"],
+        "workflow": "dicts",
+    }

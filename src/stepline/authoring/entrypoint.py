@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -14,9 +15,10 @@ __all__ = ["WorkflowEntrypoint", "WorkflowEvent"]
 
 
 @dataclass(frozen=True, slots=True)
-class WorkflowEvent:
-    """The event an instance was created with. Item access uses Cloudflare's keys too:
-    ``event["payload"]``, ``event["instanceId"]``, ``event["workflowName"]``.
+class WorkflowEvent(Mapping[str, Any]):
+    """The event an instance was created with. It is also the read-only mapping, with
+    Cloudflare's keys, that Cloudflare's Python SDK gives ``run`` (a dict there):
+    ``event["payload"]``, ``event.get("instanceId")``, ``event["workflowName"]``.
     ``schedule`` is ``{"cron", "scheduledTime"}`` for an instance a cron schedule created."""
 
     payload: Any
@@ -33,6 +35,15 @@ class WorkflowEvent:
             "workflowName": self.workflow_name,
             "schedule": self.schedule,
         }[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_EVENT_KEYS)
+
+    def __len__(self) -> int:
+        return len(_EVENT_KEYS)
+
+
+_EVENT_KEYS = ("payload", "timestamp", "instanceId", "workflowName", "schedule")
 
 
 class WorkflowEntrypoint(ABC):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import CodeType, FunctionType
@@ -22,10 +22,11 @@ StepConfigInput = Mapping[str, Any] | StepConfig | None
 
 
 @dataclass(frozen=True, slots=True)
-class StepContext:
+class StepContext(Mapping[str, Any]):
     """What a step function learns about its attempt: ``ctx.attempt`` (1-based),
-    ``ctx.step_name``, ``ctx.step_count`` and the resolved ``ctx.config``. Item access
-    follows Cloudflare's shape: ``ctx["step"]["name"]``, ``ctx["attempt"]``."""
+    ``ctx.step_name``, ``ctx.step_count`` and the resolved ``ctx.config``. It is also the
+    read-only mapping Cloudflare's Python SDK gives a step (a dict there):
+    ``ctx["step"]["name"]``, ``ctx.get("attempt")``, ``"config" in ctx``, ``dict(ctx)``."""
 
     step_name: str
     step_count: int
@@ -33,11 +34,23 @@ class StepContext:
     config: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
+        return self._as_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_CONTEXT_KEYS)
+
+    def __len__(self) -> int:
+        return len(_CONTEXT_KEYS)
+
+    def _as_dict(self) -> dict[str, Any]:
         return {
             "step": {"name": self.step_name, "count": self.step_count},
             "attempt": self.attempt,
             "config": self.config,
-        }[key]
+        }
+
+
+_CONTEXT_KEYS = ("step", "attempt", "config")
 
 
 class StepRuntime(Protocol):
