@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -143,7 +143,7 @@ def _parse(raw: Mapping[str, Any] | StepConfig | None) -> StepConfig:
         raise InvalidStepConfig("expected a mapping")
     unknown = set(raw) - {"retries", "timeout", "sensitive"}
     if unknown:
-        raise InvalidStepConfig(f"unknown key(s) {', '.join(sorted(unknown))}")
+        raise InvalidStepConfig(f"unknown key(s) {_listed(unknown)}")
     retries = _parse_retries(raw.get("retries"))
     timeout_ms = (
         DEFAULT_STEP_CONFIG.timeout_ms
@@ -167,7 +167,7 @@ def _parse_retries(raw: object) -> RetryConfig:
         raise InvalidStepConfig("retries must be a mapping")
     unknown = set(raw) - {"limit", "delay", "backoff"}
     if unknown:
-        raise InvalidStepConfig(f"unknown retries key(s) {', '.join(sorted(unknown))}")
+        raise InvalidStepConfig(f"unknown retries key(s) {_listed(unknown)}")
     limit = raw.get("limit", DEFAULT_STEP_CONFIG.retries.limit)
     if (
         isinstance(limit, bool)
@@ -186,3 +186,9 @@ def _parse_retries(raw: object) -> RetryConfig:
     if backoff not in _BACKOFFS:
         raise InvalidStepConfig(f"retries.backoff must be one of {', '.join(_BACKOFFS)}")
     return RetryConfig(limit=int(limit), delay_ms=delay_ms, backoff=backoff, delay_fn=delay_fn)
+
+
+def _listed(keys: Iterable[object]) -> str:
+    """Unknown keys as a config error names them, in order: a key that is no string (``{1:
+    ...}``) as its ``repr``, so that it is refused as the others are, not a ``TypeError``."""
+    return ", ".join(sorted(k if isinstance(k, str) else repr(k) for k in keys))

@@ -124,6 +124,9 @@ def test_config_durations_use_the_duration_grammar():
         {"timeout": 0},
         {"timeout": "soon"},
         {"sensitive": "input"},
+        {1: "one"},  # a TypeError from sorting the unknown keys' names, before
+        {"timeout": 1, 2: "two"},
+        {"retries": {"limit": 1, 3: "three"}},
         "not a mapping",
     ],
 )
@@ -162,6 +165,24 @@ async def test_a_step_with_an_invalid_config_fails_the_instance(stepline: Stepli
     assert view["error"]["message"].startswith(prefix)
     assert view["error"]["message"].count(prefix) == 1, view["error"]["message"]
     assert probe.calls["x"] == 0
+
+
+class KeyNotAString(WorkflowEntrypoint):
+    async def run(self, event, step):
+        try:
+            return await step.do("x", lambda: 1, config={"retries": {"limit": 1, 3: "three"}})
+        except Exception as exc:  # an invalid config is fatal, not catchable
+            return f"caught {type(exc).__name__}"
+
+
+async def test_a_config_key_that_is_not_a_string_fails_the_instance(stepline: Stepline):
+    view = await finished(await (await stepline.register("int-key", KeyNotAString)).create())
+
+    assert view["status"] == "errored"
+    assert view["error"] == {
+        "name": "WorkflowFatalError",
+        "message": 'Step config for "x-1" is in a invalid format: unknown retries key(s) 3',
+    }
 
 
 class BadCalls(WorkflowEntrypoint):
