@@ -75,7 +75,8 @@ def parse_duration_ms(value: object, *, what: str = "duration") -> int:
 
 
 def _checked(ms: float, what: str, original: object) -> int:
-    if not math.isfinite(ms) or ms < 0:
+    # An int is compared as it is: one past a float's range (10**400) has no float to check.
+    if (isinstance(ms, float) and not math.isfinite(ms)) or ms < 0:
         raise InvalidDuration(f"{what} {original!r} must be a finite, non-negative duration")
     if ms > MAX_DURATION_MS:
         raise InvalidDuration(f"{what} {original!r} is longer than 100,000 years")

@@ -163,3 +163,24 @@ async def test_a_finished_sleep_is_not_slept_again_on_replay(suspending: Steplin
     first, second = step(view, "first-1"), step(view, "second-1")
     assert ms(second["start"]) - ms(first["end"]) < 1_000
     assert ms(second["end"]) - ms(first["start"]) < 2 * 3_600_000 + 1_000
+
+
+class SleepsUntilNoTime(WorkflowEntrypoint):
+    async def run(self, event, step):
+        try:
+            await step.sleep_until("never", float(event.payload))
+        except ValueError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return "slept"
+
+
+@pytest.mark.parametrize("when", ["nan", "inf", "-inf"])
+async def test_sleep_until_a_time_that_is_no_number_says_so(stepline: Stepline, when):
+    # An OverflowError ("cannot convert float infinity to integer") or a ValueError about
+    # converting NaN, before: errors of the engine's arithmetic, not of the call.
+    workflow = await stepline.register("no-time", SleepsUntilNoTime)
+    view = await finished(await workflow.create(params=when))
+
+    assert view["output"] == (
+        f"ValueError: sleep_until needs a finite time in epoch milliseconds, not {float(when)}"
+    )

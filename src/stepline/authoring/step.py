@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import math
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -257,6 +258,10 @@ class WorkflowStep:
                 raise ValueError("sleep_until needs a timezone-aware datetime")
             when_ms = int(when.timestamp() * 1000)
         elif isinstance(when, int | float) and not isinstance(when, bool):
+            if isinstance(when, float) and not math.isfinite(when):
+                raise ValueError(
+                    f"sleep_until needs a finite time in epoch milliseconds, not {when}"
+                )
             when_ms = int(when)
         else:
             raise TypeError("sleep_until takes a datetime or epoch milliseconds")
