@@ -160,7 +160,13 @@ _CALL_SHAPES: dict[CodeType, tuple[bool, bool]] = {}
 
 
 def _inspect_wants_context(fn: Callable[..., Any]) -> bool:
-    for param in inspect.signature(fn).parameters.values():
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (ValueError, TypeError):
+        # A builtin that states no signature (``time.time``, ``time.time_ns``): called
+        # without the context, as it is written (``step.do("now", time.time)``).
+        return False
+    for param in parameters.values():
         if param.name == "ctx":
             return True
         if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
