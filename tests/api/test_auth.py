@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import httpx
 import pytest
 
 from stepline.api import ChainAuthenticator, Principal, StaticTokenAuthenticator
 from stepline.errors import ConfigError
+from stepline.store.port import Store
+from stepline.store.records import TokenRecord
+from stepline.tokens import StoreTokenAuthenticator, hash_token
 
 from api_asserts import assert_failure
 from conftest import ACCOUNT, BASE, OTHER_ACCOUNT, OTHER_TOKEN, READ_ONLY_TOKEN, TOKEN
@@ -148,3 +153,27 @@ def test_static_authenticator_from_env() -> None:
         StaticTokenAuthenticator.from_env(
             {"STEPLINE_ACCOUNT_ID": "not/valid", "STEPLINE_API_TOKEN": TOKEN}
         )
+
+
+class _TokenRows:
+    """The one store call a :class:`StoreTokenAuthenticator` makes, over saved rows."""
+
+    def __init__(self, *tokens: TokenRecord) -> None:
+        self._rows = {t.token_hash: t for t in tokens}
+
+    async def find_token(self, token_hash: str) -> TokenRecord | None:
+        return self._rows.get(token_hash)
+
+
+async def test_stored_token_is_found_in_either_credential_the_ts_sdk_sends() -> None:
+    """The TS SDK sends every credential it has (clients.md §1): a Bearer that is no Stepline
+    token beside an X-Auth-Key that is one is accepted, as the static token is."""
+    stored = "stpl_stored-secret"
+    rows = _TokenRows(TokenRecord(hash_token(stored), ACCOUNT, True, "ci", 0))
+    auth = StoreTokenAuthenticator(cast(Store, rows))
+    expected = Principal(account_id=ACCOUNT, can_write=True)
+    assert await auth.authenticate(stored, "a@b.c", "not-a-token") == expected
+    assert await auth.authenticate("not-a-token", "a@b.c", stored) == expected
+    assert await auth.authenticate(None, "a@b.c", stored) == expected
+    assert await auth.authenticate("not-a-token", None, stored) is None  # a key needs an email
+    assert await auth.authenticate("not-a-token", "a@b.c", "nor-this") is None
