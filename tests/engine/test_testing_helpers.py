@@ -1,17 +1,20 @@
 """The testing helpers as their docstrings promise. ``TestClock``: sleeps and backoffs are
 skipped, a ``wait_for_event`` deadline is neither skipped nor jumped past, and ``advance`` or
-``advance_to`` fires what comes due. ``wait_for_status``: gives up at once on an instance that
-has ended otherwise."""
+``advance_to`` fires what comes due, parked or waited in memory. ``wait_for_status``: gives up
+at once on an instance that has ended otherwise."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from stepline import Stepline, WorkflowEntrypoint, WorkflowTimeoutError
+from stepline import InstanceHandle, Stepline, WorkflowEntrypoint, WorkflowTimeoutError
 from stepline.testing import TestClock, wait_for_status
-from tests.engine.helpers import finished
+from tests.conftest import MakeStepline
+from tests.engine.helpers import FINISHED, finished
 
 
 class Approval(WorkflowEntrypoint):
@@ -56,6 +59,70 @@ async def test_moving_the_clock_past_a_deadline_fires_it(
         clock.advance_to(clock.now_ms() + 2 * 3_600_000)
     view = await finished(approval, timeout=5)
     assert view["output"] == "timed out"
+
+
+class Nap(WorkflowEntrypoint):
+    async def run(self, event, step):
+        await step.sleep("nap", "10 seconds")
+        return "rested"
+
+
+class Flaky(WorkflowEntrypoint):
+    async def run(self, event, step):
+        async def charge(ctx):
+            if ctx.attempt == 1:
+                raise ConnectionError("card network down")
+            return "charged"
+
+        retries = {"limit": 1, "delay": "10 seconds"}
+        return await step.do("charge", charge, config={"retries": retries})
+
+
+def sleeping(view: dict[str, Any]) -> bool:
+    return any(entry.get("name") == "nap-1" for entry in view["steps"])
+
+
+def backing_off(view: dict[str, Any]) -> bool:
+    return any(
+        attempt["success"] is False for entry in view["steps"] for attempt in entry["attempts"]
+    )
+
+
+async def until_view(instance: InstanceHandle, reached: Callable[[dict[str, Any]], bool]) -> None:
+    """Until ``reached`` holds of the describe view, for at most five seconds: a wait in
+    memory has begun, its end stored, so a clock moved from now on moves past it."""
+    for _ in range(500):
+        if reached(await instance.status()):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"not seen: {reached.__name__}")
+
+
+async def still_unfinished(instance: InstanceHandle) -> None:
+    await asyncio.sleep(0.2)
+    assert (await instance.status())["status"] not in FINISHED
+
+
+@pytest.mark.parametrize(
+    ("workflow", "reached", "output"),
+    [(Nap, sleeping, "rested"), (Flaky, backing_off, "charged")],
+    ids=["sleep", "retry backoff"],
+)
+async def test_moving_the_clock_ends_a_sleep_or_backoff_waited_in_memory(
+    make_stepline: MakeStepline,
+    workflow: type[WorkflowEntrypoint],
+    reached: Callable[[dict[str, Any]], bool],
+    output: str,
+):
+    clock = TestClock(auto_skip=False)
+    # Ten seconds in memory: without the move, the instance outlasts the wait below.
+    stepline = await make_stepline(clock=clock, suspend_after="1 hour")
+    instance = await (await stepline.register("flow", workflow)).create()
+    await until_view(instance, reached)
+    await still_unfinished(instance)  # not skipped: the clock is moved by hand only
+    clock.advance("1 minute")
+    view = await finished(instance, timeout=3)
+    assert view["output"] == output
 
 
 class Fails(WorkflowEntrypoint):

@@ -32,6 +32,11 @@ class Clock(Protocol):
         """Wait ``ms`` of this clock's time (a step's short sleep or retry backoff)."""
         ...
 
+    async def until_ms(self, when_ms: int) -> None:
+        """Return once :meth:`now_ms` has reached ``when_ms``, never skipped; a clock moved
+        by hand past it ends the wait then."""
+        ...
+
     def advance_to(self, when_ms: int) -> None:
         """Move the clock forward (only clocks that can skip do anything)."""
         ...
@@ -56,6 +61,11 @@ class SystemClock:
 
     async def sleep_ms(self, ms: int) -> None:
         await asyncio.sleep(ms / 1000)
+
+    async def until_ms(self, when_ms: int) -> None:
+        # One sleep, no second look: a timer that fires a hair early costs the caller one
+        # more turn of its own loop, which looks at the time anyway.
+        await asyncio.sleep(max(0, when_ms - self.now_ms()) / 1000)
 
     def advance_to(self, when_ms: int) -> None:
         """Wall-clock time cannot be moved; nothing happens."""

@@ -18,7 +18,8 @@ class TestClock:
     when nothing is running the engine jumps the clock to the next sleep or retry that is
     due. ``wait_for_event`` deadlines are *not* skipped (a test usually sends the event), nor
     jumped past: while a wait is pending, a sleep that ends after its deadline waits for the
-    event or for :meth:`advance`, which moves past them.
+    event or for :meth:`advance`, which moves past them. Without ``auto_skip``, sleeps and
+    backoffs take their time, or end as :meth:`advance` moves past them.
     """
 
     __test__ = False  # not a pytest test class
@@ -27,6 +28,8 @@ class TestClock:
         self.auto_skip = auto_skip
         self._offset_ms = 0
         self._listeners: list[Callable[[], None]] = []
+        self._waiters: set[asyncio.Future[None]] = set()
+        """One per :meth:`until_ms` in progress: each looks at the time again when moved."""
 
     def now_ms(self) -> int:
         return int(time.time() * 1000) + self._offset_ms
@@ -36,7 +39,21 @@ class TestClock:
             self._offset_ms += max(0, ms)
             await asyncio.sleep(0)
         else:
-            await asyncio.sleep(ms / 1000)
+            await self.until_ms(self.now_ms() + ms)
+
+    async def until_ms(self, when_ms: int) -> None:
+        """Return once the clock reads ``when_ms``: after that much real time, or as soon as
+        :meth:`advance` or :meth:`advance_to` moves it there. ``auto_skip`` skips none of it."""
+        loop = asyncio.get_running_loop()
+        while (remaining := when_ms - self.now_ms()) > 0:
+            moved: asyncio.Future[None] = loop.create_future()
+            timer = loop.call_later(remaining / 1000, _settle, moved)
+            self._waiters.add(moved)
+            try:
+                await moved
+            finally:
+                timer.cancel()
+                self._waiters.discard(moved)
 
     def advance(self, duration: Duration) -> None:
         """Move time forward by ``duration`` (ms or ``"1 day"``); due timers fire."""
@@ -49,8 +66,29 @@ class TestClock:
         self._moved()
 
     def _moved(self) -> None:
+        for moved in list(self._waiters):
+            _settle_from_any_thread(moved)
         for listener in self._listeners:
             listener()
 
     def on_advance(self, callback: Callable[[], None]) -> None:
         self._listeners.append(callback)
+
+
+def _settle(moved: asyncio.Future[None]) -> None:
+    if not moved.done():
+        moved.set_result(None)
+
+
+def _settle_from_any_thread(moved: asyncio.Future[None]) -> None:
+    """Settle ``moved`` now when called on its loop's thread; otherwise (a test that moves
+    the clock from another thread) on its loop, as a future may only be settled there."""
+    loop = moved.get_loop()
+    try:
+        here = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    if here is loop:
+        _settle(moved)
+    elif not loop.is_closed():
+        loop.call_soon_threadsafe(_settle, moved)
