@@ -15,6 +15,7 @@ from stepline import InstanceHandle, Stepline, WorkflowEntrypoint, WorkflowTimeo
 from stepline.testing import TestClock, wait_for_status
 from tests.conftest import MakeStepline
 from tests.engine.helpers import FINISHED, finished
+from tests.workflows.probe import Probe
 
 
 class Approval(WorkflowEntrypoint):
@@ -78,6 +79,16 @@ class Flaky(WorkflowEntrypoint):
         return await step.do("charge", charge, config={"retries": retries})
 
 
+class CountedApproval(WorkflowEntrypoint):
+    async def run(self, event, step):
+        self.env.hit("run")
+        try:
+            await step.wait_for_event("approval", "approved", timeout="1 hour")
+        except WorkflowTimeoutError:
+            return "timed out"
+        return "approved"
+
+
 def sleeping(view: dict[str, Any]) -> bool:
     return any(entry.get("name") == "nap-1" for entry in view["steps"])
 
@@ -86,6 +97,10 @@ def backing_off(view: dict[str, Any]) -> bool:
     return any(
         attempt["success"] is False for entry in view["steps"] for attempt in entry["attempts"]
     )
+
+
+def waiting_for_approval(view: dict[str, Any]) -> bool:
+    return any(entry.get("name") == "approval-1" for entry in view["steps"])
 
 
 async def until_view(instance: InstanceHandle, reached: Callable[[dict[str, Any]], bool]) -> None:
@@ -123,6 +138,22 @@ async def test_moving_the_clock_ends_a_sleep_or_backoff_waited_in_memory(
     clock.advance("1 minute")
     view = await finished(instance, timeout=3)
     assert view["output"] == output
+
+
+@pytest.mark.parametrize("auto_skip", [True, False], ids=["auto_skip", "manual"])
+@pytest.mark.parametrize("suspend_after", ["1 hour", "1 minute"], ids=["all hot", "hot first"])
+async def test_moving_the_clock_past_a_deadline_ends_a_wait_in_memory(
+    make_stepline: MakeStepline, probe: Probe, auto_skip: bool, suspend_after: str
+):
+    clock = TestClock(auto_skip=auto_skip)
+    stepline = await make_stepline(clock=clock, suspend_after=suspend_after)
+    approval = await (await stepline.register("approval", CountedApproval)).create()
+    await until_view(approval, waiting_for_approval)
+    await still_unfinished(approval)  # a deadline is never skipped
+    clock.advance("2 hours")
+    view = await finished(approval, timeout=3)
+    assert view["output"] == "timed out"
+    assert probe.calls["run"] == 1  # timed out in memory, not parked and replayed
 
 
 class Fails(WorkflowEntrypoint):

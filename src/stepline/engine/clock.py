@@ -33,8 +33,8 @@ class Clock(Protocol):
         ...
 
     async def until_ms(self, when_ms: int) -> None:
-        """Return once :meth:`now_ms` has reached ``when_ms``, never skipped; a clock moved
-        by hand past it ends the wait then."""
+        """Return once :meth:`now_ms` has reached ``when_ms``, never skipped (the hot phase
+        of ``wait_for_event``); a clock moved by hand past it ends the wait then."""
         ...
 
     def advance_to(self, when_ms: int) -> None:

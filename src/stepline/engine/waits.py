@@ -147,10 +147,12 @@ class WaitingSteps:
                 await self._save(record, now)
                 raise WorkflowTimeoutError(message)
             hot_ms = min(deadline - now, self.engine.suspend_after_ms)
-            outcome = await self._wait_for_signal(arrived, hot_ms)
+            outcome = await self._wait_for_signal(arrived, now + hot_ms)
             if outcome == "interrupted":
                 await self._suspend()
-            if outcome == "timeout" and deadline - now > hot_ms:
+            # The hot phase ended before the deadline: park, unless a clock moved by hand has
+            # passed the deadline since (the next turn times the wait out, with no replay).
+            if outcome == "timeout" and deadline - now > hot_ms and self.clock.now_ms() < deadline:
                 await self._suspend_when_idle()
             if arrived.done() and arrived is self._event_arrived:
                 self._event_arrived = asyncio.get_running_loop().create_future()
@@ -162,15 +164,17 @@ class WaitingSteps:
         if record.output is None:  # deleted or restarted since the claim: this run is over
             raise StaleRunError(f"step {record.key!r} of instance {self.pk} is gone")
 
-    async def _wait_for_signal(self: RunState, arrived: asyncio.Future[None], ms: int) -> str:
+    async def _wait_for_signal(self: RunState, arrived: asyncio.Future[None], until_ms: int) -> str:
         interrupt: asyncio.Future[Any] = asyncio.ensure_future(self._interrupt.wait())
+        # On the engine's clock, not a timeout of real time: a test's TestClock moved past
+        # the deadline ends the wait then, as it fires a parked one.
+        timer: asyncio.Future[None] = asyncio.ensure_future(self.clock.until_ms(until_ms))
         try:
-            waiting: set[asyncio.Future[Any]] = {arrived, interrupt}
-            done, _ = await asyncio.wait(
-                waiting, timeout=ms / 1000, return_when=asyncio.FIRST_COMPLETED
-            )
+            waiting: set[asyncio.Future[Any]] = {arrived, interrupt, timer}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
             interrupt.cancel()
+            timer.cancel()
         if self._interrupt.is_set():
             return "interrupted"
         return "signal" if arrived in done else "timeout"

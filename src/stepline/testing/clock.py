@@ -43,7 +43,8 @@ class TestClock:
 
     async def until_ms(self, when_ms: int) -> None:
         """Return once the clock reads ``when_ms``: after that much real time, or as soon as
-        :meth:`advance` or :meth:`advance_to` moves it there. ``auto_skip`` skips none of it."""
+        :meth:`advance` or :meth:`advance_to` moves it there. ``auto_skip`` skips none of it:
+        this is how ``wait_for_event`` waits for its deadline."""
         loop = asyncio.get_running_loop()
         while (remaining := when_ms - self.now_ms()) > 0:
             moved: asyncio.Future[None] = loop.create_future()
