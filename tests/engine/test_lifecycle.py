@@ -227,6 +227,39 @@ async def test_a_pause_written_during_the_last_step_is_kept_at_the_end(stepline:
     assert probe.calls["hold"] == 1
 
 
+async def test_a_pause_notice_that_finds_no_run_is_not_kept_for_a_later_instance(
+    stepline: Stepline, probe
+):
+    """The pause's notice comes once the run has parked the instance paused (another
+    process's pause), and the instance goes with its workflow, which no stop notice tells the
+    engine. The notice is not kept for good, one for each such pause: on SQLite the next
+    instance created takes the deleted one's number, and it would be paused as it starts."""
+    workflow = await stepline.register("holds-to-the-end", HoldsToTheEnd)
+    instance = await workflow.create()
+    await probe.wait_for("hold")
+    record = await stored_instance(stepline, "holds-to-the-end", instance.id)
+    await stepline.store.update_instance(
+        record.pk, expect=("running",), changes={"status": "waitingForPause"}
+    )
+    probe.gate("release").set()
+    await wait_for_status(instance, "paused")
+    stepline.engine.handle_notice(Notice("pause", record.pk, record.lease_owner))
+    assert stepline.engine._pending_pause == set()
+    # Again while another instance is being claimed for the engine (a create, say).
+    assert stepline.engine.promise(1)
+    stepline.engine.handle_notice(Notice("pause", record.pk, record.lease_owner))
+    stepline.engine.unpromise(1)
+    assert stepline.engine._pending_pause == set()
+
+    await stepline.client.delete_workflow(stepline.account_id, "holds-to-the-end")
+    workflow = await stepline.register("holds-to-the-end", HoldsToTheEnd)
+    again = await workflow.create()
+    if stepline.store.backend == "sqlite":
+        assert (await stored_instance(stepline, "holds-to-the-end", again.id)).pk == record.pk
+    view = await finished(again)
+    assert (view["status"], view["output"]) == ("complete", "held")
+
+
 async def test_pause_waits_for_every_in_flight_step(stepline: Stepline, probe):
     workflow = await stepline.register("two-in-flight", TwoInFlight)
     instance = await workflow.create()

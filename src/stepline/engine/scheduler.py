@@ -202,7 +202,16 @@ class Engine(Upkeep):
 
     def unpromise(self, count: int) -> None:
         """Give back slots held for claims that did not happen."""
+        self._give_back(count)
+
+    def _give_back(self, count: int) -> None:
         self._promised -= count
+        if not self._promised:
+            # No claim for this engine is in flight: a pause kept for a runner about to start
+            # was for one that did not (a store outage, a class it cannot load). Kept, it
+            # would pause whichever run of that instance (or, once deleted with its
+            # workflow, of the next instance given its number) starts here later.
+            self._pending_pause.clear()
 
     async def take(self, instance: InstanceRecord, steps: list[StepRecord]) -> None:
         """Run an instance that a control operation has claimed for this engine, on one of
@@ -215,7 +224,7 @@ class Engine(Upkeep):
                 return
             await self._start_runner(instance, steps)
         finally:
-            self._promised -= 1
+            self._give_back(1)
 
     async def wait_idle(self) -> None:
         """Until no runner is in memory (tests and graceful shutdown)."""
@@ -236,8 +245,10 @@ class Engine(Upkeep):
         elif notice.kind == "pause":
             if runner is not None:
                 runner.request_pause()
-            else:  # claimed here a moment ago; the runner is about to start
+            elif self._promised:  # claimed here a moment ago; the runner may be about to start
                 self._pending_pause.add(notice.pk)
+            # Else its run has ended: the notice came after the run had parked the instance
+            # paused (another process's pause), and there is nothing left to pause here.
         elif notice.kind == "unpause":
             self._pending_pause.discard(notice.pk)
             if notice.owner is None:  # resumed from paused: queued again, for any engine
