@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from stepline import InstanceHandle, InstanceNotFound, Stepline, WorkflowEntrypoint
+from stepline.engine import scheduler
 from stepline.errors import CannotTerminate
 from stepline.store.port import Notice
 from stepline.testing import TestClock, wait_for_status
@@ -658,3 +659,24 @@ def test_an_engine_that_could_run_nothing_is_refused(tmp_path, option, message):
     # taken (each run stopped at once) while the scheduler read the database without a pause.
     with pytest.raises(ValueError, match=message):
         Stepline(f"sqlite:///{tmp_path}/db.sqlite3", **option)
+
+
+class Deployed(WorkflowEntrypoint):
+    async def run(self, event, step):
+        return await step.do("one", lambda: event.payload)
+
+
+async def test_the_engine_keeps_a_bounded_number_of_versions_read(
+    stepline: Stepline, monkeypatch: pytest.MonkeyPatch
+):
+    """Each deploy makes a version, and a deleted workflow's are never read again: an engine
+    serving for weeks keeps the most recent it has read, not every one it ever ran."""
+    monkeypatch.setattr(scheduler, "_REMEMBERED", 3, raising=False)
+    for deploy in range(6):
+        workflow = await stepline.register(f"deployed-{deploy}", Deployed)
+        view = await finished(await workflow.create(params=deploy))
+        assert (view["status"], view["output"]) == ("complete", deploy)
+        await stepline.client.delete_workflow(stepline.account_id, f"deployed-{deploy}")
+
+    assert len(stepline.engine._versions) == 3
+    assert len(stepline.engine._workflow_names) == 3

@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from stepline.engine.clock import Clock, SystemClock, elapsed_s
 from stepline.engine.deadlines import Deadlines
@@ -36,10 +36,14 @@ from stepline.validation import MAX_INSTANCE_STORAGE_BYTES
 __all__ = ["MIN_LEASE_MS", "Engine"]
 
 log = logging.getLogger("stepline.engine")
+V = TypeVar("V")
 
 MIN_LEASE_MS = 100
 """The shortest lease an engine takes (tests use a few hundred ms; production, seconds)."""
 _CLAIM_BATCH = 500
+_REMEMBERED = 1_000
+"""How many workflow versions, and workflows' names, the engine keeps read: each deploy (a
+PUT, a changed class) makes a version, and a deleted workflow's are never needed again."""
 _CANNOT_RUN_MS = 60_000
 """How long an engine leaves a workflow version whose class it cannot load to other engines
 before it tries that class again (a module missing then may be installed by now)."""
@@ -470,7 +474,7 @@ class Engine(Upkeep):
             version = await self.store.get_version(instance.version_id)
             if version is None:
                 raise SteplineError(f"version {instance.version_id} of {instance.id} is gone")
-            self._versions[version.id] = version  # versions never change once written
+            _remember(self._versions, version.id, version)  # never changes once written
         cls = self.classes.load(version.script_name, version.class_name)
         name = self._workflow_names.get(version.workflow_id)
         if name is None:
@@ -478,7 +482,8 @@ class Engine(Upkeep):
             if workflow is None:
                 raise SteplineError(f"workflow {version.workflow_id} of {instance.id} is gone")
             # A workflow's name never changes for its id, so it is safe to remember.
-            name = self._workflow_names[version.workflow_id] = workflow.name
+            name = workflow.name
+            _remember(self._workflow_names, version.workflow_id, name)
         return Runner(self, instance, steps, cls, name, version.step_limit)
 
     async def _drive(self, runner: Runner) -> None:
@@ -495,6 +500,13 @@ class Engine(Upkeep):
             if not self.runners:
                 self._idle.set()
             self.wake()
+
+
+def _remember(cache: dict[str, V], key: str, value: V) -> None:
+    """Keep ``value`` in ``cache``, forgetting the longest kept beyond ``_REMEMBERED``."""
+    if len(cache) >= _REMEMBERED:
+        del cache[next(iter(cache))]
+    cache[key] = value
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:
