@@ -521,6 +521,19 @@ async def test_renew_leases_extends_only_the_owners_active_instances(store: Stor
     assert await store.renew_leases("nobody", NOW) == set()
 
 
+async def test_pausing_among_names_the_instances_asked_to_pause(store: Store) -> None:
+    """What an engine reads at its lease renewal, for the pause notices it may have missed."""
+    workflow = await make_workflow(store)
+    await add(store, workflow, "a", "b", "c")
+    a = await claim_one(store, "e1")
+    b = await claim_one(store, "e1")
+    c = await claim_one(store, "e2")
+    for pk in (b.pk, c.pk):
+        await store.update_instance(pk, expect=("running",), changes={"status": "waitingForPause"})
+    assert await store.pausing_among([a.pk, b.pk]) == {b.pk}
+    assert await store.pausing_among([]) == set()
+
+
 async def test_a_lease_that_lapsed_is_not_renewed(store: Store) -> None:
     """Another engine may have taken the instance over already: the renewal says so by
     leaving it out, and its run stops starting attempts."""

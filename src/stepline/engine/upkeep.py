@@ -34,6 +34,7 @@ class Upkeep:
     owner: str
     lease_ms: int
     _lease_margin_s: float
+    _pause_notices: int
     retention_sweep_ms: int
     wake: Callable[[], None]
 
@@ -103,6 +104,22 @@ class Upkeep:
         until = started + self.lease_ms / 1000 - self._lease_margin_s
         for runner in runners:
             runner.held_until = until if runner.pk in renewed else -math.inf
+        await self._find_lost_pauses([r for r in runners if r.pk in renewed])
+
+    async def _find_lost_pauses(self, runners: list[Runner]) -> None:
+        """Pause the runs whose instance was asked to pause while this engine did not hear
+        the notice (its LISTEN connection was down or silent): else they went on running
+        steps until the run parked or ended."""
+        unasked = [r for r in runners if not r.pause_requested]
+        if not unasked:
+            return
+        notices = self._pause_notices
+        pausing = await self.store.pausing_among([r.pk for r in unasked])
+        if self._pause_notices != notices:
+            return  # a notice came meanwhile, newer than what was read: the next look
+        for runner in unasked:
+            if runner.pk in pausing and self.runners.get(runner.pk) is runner:
+                runner.request_pause()
 
     async def _retention_loop(self) -> None:
         while True:

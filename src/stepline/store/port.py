@@ -281,6 +281,12 @@ class Store(Protocol):
         back, as another engine may have taken its instance over already."""
         ...
 
+    async def pausing_among(self, pks: Sequence[int]) -> set[int]:
+        """The pks among ``pks`` whose instance is ``waitingForPause``: an engine that shares
+        the store looks for the pauses asked of what it runs, whose notices it may have
+        missed."""
+        ...
+
     async def claim_runnable(
         self,
         now: int,

@@ -155,6 +155,9 @@ class PostgresStore(PostgresInstances, PostgresCatalog):
         rows = await self._fetch(q.RENEW_LEASES, until, owner, chosen, valid_at)
         return {row[0] for row in rows}
 
+    async def pausing_among(self, pks: Sequence[int]) -> set[int]:
+        return {row[0] for row in await self._fetch(q.PAUSING_AMONG, list(pks))}
+
     async def claim_runnable(
         self,
         now: int,

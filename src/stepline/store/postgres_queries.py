@@ -228,6 +228,9 @@ RENEW_LEASES = (
 )
 """The rows are locked in pk order, as a batch of step writes locks them (``SAVE_STEPS_OF_MANY``):
 an update in the order of the table's pages deadlocked with it."""
+PAUSING_AMONG = (
+    "SELECT pk FROM instances WHERE pk = ANY($1::bigint[]) AND status = 'waitingForPause'"
+)
 _CLAIM = (
     "WITH due AS (SELECT pk, wake_at FROM instances WHERE status = 'waiting' "
     "AND wake_at <= $1 {only} ORDER BY wake_at LIMIT $2 FOR UPDATE SKIP LOCKED), "

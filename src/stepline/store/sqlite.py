@@ -107,6 +107,13 @@ class SqliteStore(SqliteConnections, SqliteInstances, SqliteCatalog):
         renewed: set[int] = await self._writer.run(NoSync(op))
         return renewed
 
+    async def pausing_among(self, pks: Sequence[int]) -> set[int]:
+        found: set[int] = set()
+        for chunk in chunks(list(pks), 500):
+            sql = q.PAUSING_AMONG.format(marks=marks(len(chunk)))
+            found.update(row[0] for row in self._lookup_rows(sql, tuple(chunk)))
+        return found
+
     async def claim_runnable(
         self,
         now: int,

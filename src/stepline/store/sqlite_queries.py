@@ -138,6 +138,7 @@ _RENEW_LEASES = (
 )
 RENEW_LEASES = _RENEW_LEASES + " RETURNING pk"
 RENEW_SOME_LEASES = _RENEW_LEASES + " AND pk IN ({marks}) RETURNING pk"
+PAUSING_AMONG = "SELECT pk FROM instances WHERE status = 'waitingForPause' AND pk IN ({marks})"
 RELEASE = (
     # A pause written since the claim: no step has run, so it takes effect now.
     "UPDATE instances SET status = CASE status WHEN 'running' THEN 'queued' ELSE 'paused' END, "
