@@ -228,6 +228,14 @@ async def test_a_pause_written_during_the_last_step_is_kept_at_the_end(stepline:
     assert probe.calls["hold"] == 1
 
 
+async def _no_claim_in_flight(stepline: Stepline) -> None:
+    for _ in range(500):
+        if not stepline.engine._promised:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("a claim stayed in flight for 5 s")
+
+
 async def test_a_pause_notice_that_finds_no_run_is_not_kept_for_a_later_instance(
     stepline: Stepline, probe
 ):
@@ -244,9 +252,13 @@ async def test_a_pause_notice_that_finds_no_run_is_not_kept_for_a_later_instance
     )
     probe.gate("release").set()
     await wait_for_status(instance, "paused")
+    # Each check in one turn of the loop, once no claim of the scheduler's is in flight (on
+    # PostgreSQL it looks for work every third of a lease): none can start in between.
+    await _no_claim_in_flight(stepline)
     stepline.engine.handle_notice(Notice("pause", record.pk, record.lease_owner))
     assert stepline.engine._pending_pause == set()
     # Again while another instance is being claimed for the engine (a create, say).
+    await _no_claim_in_flight(stepline)
     assert stepline.engine.promise(1)
     stepline.engine.handle_notice(Notice("pause", record.pk, record.lease_owner))
     stepline.engine.unpromise(1)
