@@ -26,14 +26,14 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(90)]
 
 
 @contextmanager
-def pause_notices_lost(*engines: Stepline) -> Iterator[None]:
-    """The engines miss every pause notice, as over a LISTEN connection that is down."""
+def notices_lost(*engines: Stepline, kind: str = "pause") -> Iterator[None]:
+    """The engines miss every notice of ``kind``, as over a LISTEN connection that is down."""
     handlers = []
     for stepline in engines:
         engine = stepline.engine
 
         def deaf(notice: Notice, handle: Callable[[Notice], None] = engine.handle_notice) -> None:
-            if notice.kind != "pause":
+            if notice.kind != kind:
                 handle(notice)
 
         engine.store.unsubscribe(engine.handle_notice)
@@ -54,7 +54,7 @@ async def test_a_pause_whose_notice_was_lost_takes_effect_at_the_next_step_bound
     async with two_engines(
         tmp_path, probe, "3 seconds", Blocking, "tests.engine.test_lifecycle"
     ) as (first, second):
-        with pause_notices_lost(first, second):
+        with notices_lost(first, second):
             instance = await first.workflow("flow").create()
             await probe.wait_for("hold")
             assert await instance.pause() == "waitingForPause"
@@ -64,6 +64,25 @@ async def test_a_pause_whose_notice_was_lost_takes_effect_at_the_next_step_bound
             # Paused where "hold" ended: "after" has not run, and runs once resumed.
             assert probe.calls["after"] == 0, view
             await instance.resume()
+            view = await wait_for_status(instance, "complete", timeout=10)
+    assert view["output"] == "after"
+    assert (probe.calls["hold"], probe.calls["after"]) == (1, 1)
+
+
+async def test_a_resume_whose_notice_was_lost_does_not_leave_the_instance_paused(
+    tmp_path: Path, probe: Probe
+) -> None:
+    # The pause is heard, the resume is not: the run parks at the next step boundary as if
+    # still asked to pause. It stayed paused, though the resume had answered "running".
+    async with two_engines(
+        tmp_path, probe, "3 seconds", Blocking, "tests.engine.test_lifecycle"
+    ) as (first, second):
+        with notices_lost(first, second, kind="unpause"):
+            instance = await first.workflow("flow").create()
+            await probe.wait_for("hold")
+            assert await instance.pause() == "waitingForPause"
+            assert await instance.resume() == "running"
+            probe.gate("release").set()
             view = await wait_for_status(instance, "complete", timeout=10)
     assert view["output"] == "after"
     assert (probe.calls["hold"], probe.calls["after"]) == (1, 1)

@@ -839,12 +839,29 @@ async def test_suspend_as_paused_records_when(store: Store) -> None:
     workflow = await make_workflow(store)
     await add(store, workflow, "a")
     run = await claim_one(store)
+    await store.update_instance(run.pk, expect=("running",), changes={"status": "waitingForPause"})
     assert not await store.suspend(
         run.pk, run.generation, status="paused", wake_at=None, wake_kind=None, steps=[],
         now=NOW + 3,
     )  # fmt: skip
     paused = await store.get_instance_by_pk(run.pk)
     assert paused is not None and (paused.status, paused.paused_on) == ("paused", NOW + 3)
+
+
+async def test_suspend_as_paused_after_a_resume_parks_due_at_once(store: Store) -> None:
+    """The run was asked to pause and the pause was taken back (a resume, whose notice did
+    not reach its engine): parked paused, the instance stayed so, though the resume had
+    answered "running". It is due at once, and the answer says to look now."""
+    workflow = await make_workflow(store)
+    await add(store, workflow, "a")
+    run = await claim_one(store)
+    assert await store.suspend(
+        run.pk, run.generation, status="paused", wake_at=None, wake_kind=None, steps=[],
+        now=NOW + 3,
+    )  # fmt: skip
+    parked = await store.get_instance_by_pk(run.pk)
+    assert parked is not None
+    assert (parked.status, parked.wake_at, parked.paused_on) == ("waiting", NOW + 3, None)
 
 
 @pytest.mark.parametrize(
@@ -1122,6 +1139,7 @@ async def test_resume_shifts_pending_timers_by_the_paused_time(store: Store) -> 
     run = await claim_one(store)
     sleep = StepRecord(run.pk, "sleep:9:1:z", 1, "sleep", "z-1", "waiting", NOW, wake_at=NOW + 9)
     done = do_step(run.pk, "s", 2, status="complete", wake_at=NOW + 1)
+    await store.update_instance(run.pk, expect=("running",), changes={"status": "waitingForPause"})
     await store.suspend(
         run.pk, run.generation, status="paused", wake_at=NOW + 9, wake_kind="timer",
         steps=[sleep, done], now=NOW + 100,

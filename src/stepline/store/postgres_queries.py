@@ -290,6 +290,11 @@ SUSPEND = (
     f"{_UPSERT_STEP}), "
     "pausing AS (SELECT status = 'waitingForPause' AND $3::text = 'waiting' AS yes "
     "FROM instances WHERE pk = $1), "
+    # A run that parks as "paused" while its pause was taken back (a resume, whose notice was
+    # lost on the way to this engine) parks it due at once instead: else it stayed paused,
+    # though the resume had answered "running".
+    "resumed AS (SELECT status <> 'waitingForPause' AND $3::text = 'paused' AS yes "
+    "FROM instances WHERE pk = $1), "
     "ready AS (SELECT $3::text = 'waiting' AND NOT (SELECT yes FROM pausing) "
     "AND EXISTS (SELECT 1 FROM events e "
     "WHERE e.instance_pk = $1 AND e.consumed_by IS NULL AND (e.type = ANY($8::text[]) "
@@ -297,11 +302,14 @@ SUSPEND = (
     "AND status = 'waiting' AND NOT (key = ANY($9::text[]))))) AS woken) "
     # A run that parks as "waiting" while a pause was written (waitingForPause; its notice
     # had not reached the runner) parks the instance paused: waits are interrupted at once.
-    "UPDATE instances SET status = CASE WHEN pausing.yes THEN 'paused' ELSE $3::text END, "
-    "wake_at = CASE WHEN ready.woken THEN $7::bigint ELSE $4::bigint END, "
-    "wake_kind = $5::text, paused_on = CASE WHEN pausing.yes THEN $7::bigint ELSE $6::bigint END, "
-    "modified_on = $7::bigint, lease_owner = NULL, lease_expires = NULL FROM ready, pausing "
-    "WHERE pk = $1 AND generation = $2 RETURNING ready.woken"
+    "UPDATE instances SET status = CASE WHEN pausing.yes THEN 'paused' "
+    "WHEN resumed.yes THEN 'waiting' ELSE $3::text END, "
+    "wake_at = CASE WHEN ready.woken OR resumed.yes THEN $7::bigint ELSE $4::bigint END, "
+    "wake_kind = CASE WHEN resumed.yes THEN 'timer' ELSE $5::text END, "
+    "paused_on = CASE WHEN pausing.yes THEN $7::bigint WHEN resumed.yes THEN NULL "
+    "ELSE $6::bigint END, "
+    "modified_on = $7::bigint, lease_owner = NULL, lease_expires = NULL FROM ready, pausing, "
+    "resumed WHERE pk = $1 AND generation = $2 RETURNING ready.woken OR resumed.yes"
 )
 # A run that completes while a pause was written (waitingForPause; its notice had not reached
 # the runner) parks the instance paused instead: the end is a step boundary too (§3.2), and

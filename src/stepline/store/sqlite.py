@@ -203,12 +203,19 @@ class SqliteStore(SqliteConnections, SqliteInstances, SqliteCatalog):
 
         def op(conn: sqlite3.Connection) -> bool:
             _save_steps(conn, pk, generation, values)
-            woken = bool(
-                status == "waiting" and conn.execute(q.EVENT_READY_FOR_WAIT, (pk,)).fetchone()
-            )
+            parked, kind = status, wake_kind
+            if (
+                status == "paused"
+                and conn.execute(q.RESUMED_SINCE_PAUSE, (pk, generation)).fetchone()
+            ):
+                parked, kind, woken = "waiting", "timer", True
+            else:
+                woken = bool(
+                    status == "waiting" and conn.execute(q.EVENT_READY_FOR_WAIT, (pk,)).fetchone()
+                )
             due = now if woken else wake_at
-            paused_on = now if status == "paused" else None
-            conn.execute(q.SUSPEND, (status, due, wake_kind, paused_on, now, pk, generation))
+            paused_on = now if parked == "paused" else None
+            conn.execute(q.SUSPEND, (parked, due, kind, paused_on, now, pk, generation))
             return woken
 
         return await self._write(op)

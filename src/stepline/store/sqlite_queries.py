@@ -231,6 +231,12 @@ EVENT_READY_FOR_WAIT = (
     "AND e.type = s.event_type AND e.consumed_by IS NULL "
     "WHERE s.instance_pk = ? AND s.kind = 'wait' AND s.status = 'waiting' LIMIT 1"
 )
+RESUMED_SINCE_PAUSE = (
+    "SELECT 1 FROM instances WHERE pk = ? AND generation = ? AND status <> 'waitingForPause'"
+)
+"""A run that parks as "paused" while its pause was taken back (a resume, whose notice did
+not reach the engine) parks the instance due at once instead: else it stayed paused, though
+the resume had answered "running"."""
 SUSPEND = (
     # A run that parks as "waiting" while a pause was written (waitingForPause; its notice
     # had not reached the runner) parks the instance paused: waits are interrupted at once.
