@@ -692,3 +692,36 @@ async def test_the_engine_keeps_a_bounded_number_of_versions_read(
 
     assert len(stepline.engine._versions) == 3
     assert len(stepline.engine._workflow_names) == 3
+
+
+@pytest.mark.parametrize("noticed", ["another instance", "this instance"])
+async def test_a_look_for_lost_pauses_yields_only_to_the_notices_of_its_instance(
+    stepline: Stepline, probe, noticed: str
+):
+    """The look an engine sharing the database makes at each lease renewal, for pauses whose
+    notice it missed: a notice for the same instance while it reads is newer, and wins; one
+    for another instance (a resume elsewhere in the fleet) does not void the look, as a
+    count of every notice did, so that steady pauses and resumes hid a lost pause for good."""
+    workflow = await stepline.register("lost-pause", Blocking)
+    instance = await workflow.create()
+    await probe.wait_for("hold")
+    record = await stored_instance(stepline, "lost-pause", instance.id)
+    runner = stepline.engine.runners[record.pk]
+    # Asked to pause, with no notice: as when it was lost.
+    await stepline.store.update_instance(
+        record.pk, expect=("running",), changes={"status": "waitingForPause"}
+    )
+    read = stepline.store.pausing_among
+    other = record.pk if noticed == "this instance" else record.pk + 1
+
+    async def read_as_a_notice_comes(pks):
+        stepline.engine.handle_notice(Notice("unpause", other, None))
+        return await read(pks)
+
+    stepline.store.pausing_among = read_as_a_notice_comes  # type: ignore[method-assign]
+    try:
+        await stepline.engine._find_lost_pauses([runner])
+    finally:
+        stepline.store.pausing_among = read  # type: ignore[method-assign]
+    assert runner.pause_requested is (noticed == "another instance")
+    probe.gate("release").set()

@@ -864,6 +864,25 @@ async def test_suspend_as_paused_after_a_resume_parks_due_at_once(store: Store) 
     assert (parked.status, parked.wake_at, parked.paused_on) == ("waiting", NOW + 3, None)
 
 
+async def test_suspend_as_paused_of_an_instance_paused_meanwhile_keeps_it_paused(
+    store: Store,
+) -> None:
+    """A late park of a run whose instance another engine recovered as paused (a stalled
+    engine, past its lease): only a resume makes a park as paused one as waiting."""
+    workflow = await make_workflow(store)
+    await add(store, workflow, "a")
+    run = await claim_one(store)
+    await store.update_instance(
+        run.pk, expect=("running",), changes={"status": "paused", "paused_on": NOW + 1}
+    )
+    assert not await store.suspend(
+        run.pk, run.generation, status="paused", wake_at=None, wake_kind=None, steps=[],
+        now=NOW + 3,
+    )  # fmt: skip
+    parked = await store.get_instance_by_pk(run.pk)
+    assert parked is not None and parked.status == "paused"
+
+
 @pytest.mark.parametrize(
     ("status", "retention"), [("complete", "success_retention_ms"), ("errored", None)]
 )

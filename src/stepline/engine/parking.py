@@ -123,7 +123,6 @@ class Parking:
             # it was taken back meanwhile (a resume). It is due at once, for whichever engine
             # is next; parked with no wake time, nothing would ever run it again.
             wake_at, wake_kind = self.clock.now_ms(), "timer"
-        self._parking_paused = status == "paused"
         woken = await self._durable(
             self.store.suspend(
                 self.pk,

@@ -46,7 +46,6 @@ class RunState(Protocol):
     _saved: asyncio.Future[None] | None
     _suspending: bool
     _parked: asyncio.Future[None] | None
-    _parking_paused: bool
     _draining: bool
     _fatal: FatalInstanceError | None
     _park_writing: bool

@@ -137,9 +137,7 @@ class Runner(StepAttempts, Parking, WaitingSteps):
         self._event_arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pause_requested = False
         self._suspending = False
-        self._parking_paused = False
         self._draining = False
-        self.resume_after_park = False
         self.task: asyncio.Task[None] | None = None
         if instance.wake_kind == RECOVERED:
             self._careful = True
@@ -150,10 +148,10 @@ class Runner(StepAttempts, Parking, WaitingSteps):
         self._interrupt.set()
 
     def cancel_pause(self) -> None:
+        # Taken back while the run parks it paused, the park finds the instance running
+        # again in the store and parks it due at once instead (``Store.suspend``).
         self.pause_requested = False
-        if self._parking_paused:
-            self.resume_after_park = True
-        elif not self._suspending:
+        if not self._suspending:
             self._interrupt.clear()
 
     def drain(self) -> None:

@@ -104,9 +104,10 @@ class Engine(Upkeep):
         """Slots held for instances claimed for this engine whose runners have not started
         yet (a claim's or a create's write is in flight): the cap counts them as running."""
         self._pending_pause: set[int] = set()
-        self._pause_notices = 0
-        """Pause and unpause notices handled so far: a look at the database for pauses whose
-        notice was lost acts only if none came while it looked (a notice is newer)."""
+        self._pause_noticed: set[int] | None = None
+        """While the engine looks in the database for pauses whose notice was lost: the
+        instances a pause or unpause notice came for meanwhile, whose notice is newer than
+        what the look read."""
         self._stopping: set[asyncio.Task[None]] = set()
         self._poked = False
         """Set by :meth:`wake`; the scheduling pass clears it as it starts."""
@@ -250,7 +251,8 @@ class Engine(Upkeep):
                 runner.notify_event()
             self.wake()
         elif notice.kind == "pause":
-            self._pause_notices += 1
+            if self._pause_noticed is not None:
+                self._pause_noticed.add(notice.pk)
             if runner is not None:
                 runner.request_pause()
             elif self._promised:  # claimed here a moment ago; the runner may be about to start
@@ -258,7 +260,8 @@ class Engine(Upkeep):
             # Else its run has ended: the notice came after the run had parked the instance
             # paused (another process's pause), and there is nothing left to pause here.
         elif notice.kind == "unpause":
-            self._pause_notices += 1
+            if self._pause_noticed is not None:
+                self._pause_noticed.add(notice.pk)
             self._pending_pause.discard(notice.pk)
             if notice.owner is None:  # resumed from paused: queued again, for any engine
                 self.wake()
@@ -494,9 +497,6 @@ class Engine(Upkeep):
     async def _drive(self, runner: Runner) -> None:
         try:
             await runner.run()
-            if runner.resume_after_park:
-                # The pause was cancelled while the runner was already parking it as paused.
-                await self.store.resume(runner.pk, now=self.clock.now_ms())
         except Exception:
             log.exception("runner of %s failed", runner.instance.id)
         finally:

@@ -34,7 +34,7 @@ class Upkeep:
     owner: str
     lease_ms: int
     _lease_margin_s: float
-    _pause_notices: int
+    _pause_noticed: set[int] | None
     retention_sweep_ms: int
     wake: Callable[[], None]
 
@@ -113,12 +113,14 @@ class Upkeep:
         unasked = [r for r in runners if not r.pause_requested]
         if not unasked:
             return
-        notices = self._pause_notices
-        pausing = await self.store.pausing_among([r.pk for r in unasked])
-        if self._pause_notices != notices:
-            return  # a notice came meanwhile, newer than what was read: the next look
+        noticed = self._pause_noticed = set()
+        try:
+            pausing = await self.store.pausing_among([r.pk for r in unasked])
+        finally:
+            self._pause_noticed = None
         for runner in unasked:
-            if runner.pk in pausing and self.runners.get(runner.pk) is runner:
+            # An instance a notice came for meanwhile goes by the notice, newer than the read.
+            if runner.pk in pausing - noticed and self.runners.get(runner.pk) is runner:
                 runner.request_pause()
 
     async def _retention_loop(self) -> None:

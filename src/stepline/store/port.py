@@ -335,7 +335,10 @@ class Store(Protocol):
         now: int,
     ) -> bool:
         """Park an instance (waiting or paused) with its pending steps. When a buffered event
-        is already there for one of its waits, it is parked due at once and True returned."""
+        is already there for one of its waits, it is parked due at once and True returned.
+        Parked waiting while a pause was written (``waitingForPause``), it is parked paused;
+        parked paused once that pause was taken back (``running`` again: a resume whose
+        notice the run did not hear), it is parked waiting, due at once, and True returned."""
         ...
 
     async def finish(

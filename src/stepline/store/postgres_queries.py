@@ -293,7 +293,7 @@ SUSPEND = (
     # A run that parks as "paused" while its pause was taken back (a resume, whose notice was
     # lost on the way to this engine) parks it due at once instead: else it stayed paused,
     # though the resume had answered "running".
-    "resumed AS (SELECT status <> 'waitingForPause' AND $3::text = 'paused' AS yes "
+    "resumed AS (SELECT status = 'running' AND $3::text = 'paused' AS yes "
     "FROM instances WHERE pk = $1), "
     "ready AS (SELECT $3::text = 'waiting' AND NOT (SELECT yes FROM pausing) "
     "AND EXISTS (SELECT 1 FROM events e "

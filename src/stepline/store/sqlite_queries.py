@@ -232,7 +232,7 @@ EVENT_READY_FOR_WAIT = (
     "WHERE s.instance_pk = ? AND s.kind = 'wait' AND s.status = 'waiting' LIMIT 1"
 )
 RESUMED_SINCE_PAUSE = (
-    "SELECT 1 FROM instances WHERE pk = ? AND generation = ? AND status <> 'waitingForPause'"
+    "SELECT 1 FROM instances WHERE pk = ? AND generation = ? AND status = 'running'"
 )
 """A run that parks as "paused" while its pause was taken back (a resume, whose notice did
 not reach the engine) parks the instance due at once instead: else it stayed paused, though
