@@ -318,14 +318,19 @@ def test_an_api_url_that_is_not_one(cli: CliInvoker, api_url: str, fragment: str
 
 @pytest.mark.parametrize(
     "api_url",
-    ["http://admin:s3cret@127.0.0.1:87877/client/v4", "ftp://admin:s3cret@127.0.0.1/client/v4"],
+    [
+        "http://admin:s3cret@127.0.0.1:87877/client/v4",
+        "ftp://admin:s3cret@127.0.0.1/client/v4",
+        # Cut at the "/", the parser took "s3c" for a port and said so.
+        "http://admin:s3c/ret@127.0.0.1:8787/client/v4",
+    ],
 )
 def test_an_api_url_error_hides_its_password(cli: CliInvoker, api_url: str) -> None:
     result = cli("workflows", "list", "--api-url", api_url)
 
     assert result.exit_code == 1
     assert_one_line_error(result.stderr, "--api-url", "admin:***@127.0.0.1")
-    assert "s3cret" not in result.stderr
+    assert "s3c" not in result.stderr
 
 
 @pytest.mark.parametrize("token", ["t\u00f6ken", "token\n"])

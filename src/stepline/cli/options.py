@@ -96,7 +96,9 @@ def connect(api_url: str, token: str | None, account_id: str | None) -> Connecti
         address = urlsplit(api_url)
         host, _ = address.hostname, address.port  # .port raises for a bad or too large port
     except ValueError as exc:  # else httpx's InvalidURL or the socket's OverflowError
-        raise UserError(f"--api-url {shown!r} is not a URL: {exc}") from None
+        # The parser's words may quote a piece of a password (taken for a port): then none.
+        reason = f": {exc}" if shown == api_url else ""
+        raise UserError(f"--api-url {shown!r} is not a URL{reason}") from None
     if not host:
         raise UserError(f"--api-url {shown!r} names no host")
     if token and not (token.isascii() and token.isprintable()):

@@ -50,16 +50,16 @@ DEFAULT_API_URL = f"http://127.0.0.1:8787{API_PREFIX}"
 def shown_url(url: str) -> str:
     """``url`` as it may be shown in a message: a password in it (``http://user:pw@host``,
     which httpx sends as Basic auth) replaced by ``***``. The user and password run to the
-    last ``@`` before any query, as a password may hold an ``@`` or ``/`` of its own."""
+    last ``@``, as a password may hold an ``@``, ``/``, ``?`` or ``#`` of its own; a query
+    value with an ``@`` after a ``:`` is hidden too, which costs nothing but the view."""
     scheme, sep, rest = url.partition("://")
     if not sep or any(mark in scheme for mark in "/?#@"):
         scheme, sep, rest = "", "", url
-    end = min((at for at in map(rest.find, "?#") if at >= 0), default=len(rest))
-    userinfo, at, after = rest[:end].rpartition("@")
+    userinfo, at, after = rest.rpartition("@")
     if not at or ":" not in userinfo:
         return url
     user = userinfo.partition(":")[0]
-    return f"{scheme}{sep}{user}:***@{after}{rest[end:]}"
+    return f"{scheme}{sep}{user}:***@{after}"
 
 
 def _user_agent() -> str:
