@@ -268,3 +268,18 @@ async def test_a_builtin_that_states_no_signature_is_a_step_function(stepline: S
 
     assert view["status"] == "complete", view["error"]
     assert view["output"] == {"started": "float", "nanos": "int"}
+
+
+class NotAFunction(WorkflowEntrypoint):
+    async def run(self, event, step):
+        return await step.do("forty-two", 42)
+
+
+async def test_a_step_that_is_no_function_is_refused_at_once(stepline: Stepline):
+    # Taken for a builtin without a signature, it was a step whose every attempt failed:
+    # the instance errored after its retries' backoff (some 5 minutes by default).
+    view = await finished(await (await stepline.register("not-a-function", NotAFunction)).create())
+
+    assert view["status"] == "errored"
+    assert view["error"]["name"] == "TypeError"
+    assert step_names(view) == []

@@ -162,7 +162,7 @@ _CALL_SHAPES: dict[CodeType, tuple[bool, bool]] = {}
 def _inspect_wants_context(fn: Callable[..., Any]) -> bool:
     try:
         parameters = inspect.signature(fn).parameters
-    except (ValueError, TypeError):
+    except ValueError:
         # A builtin that states no signature (``time.time``, ``time.time_ns``): called
         # without the context, as it is written (``step.do("now", time.time)``).
         return False
