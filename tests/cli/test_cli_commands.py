@@ -171,6 +171,7 @@ def test_instances_list_dates_go_out_as_utc_milliseconds(cli: CliInvoker, api: F
         ("2026-05-04 12:30", "2026-05-04T12:30:59.999Z"),
         ("2026-05-04T12:30:05+02:00", "2026-05-04T10:30:05.999Z"),
         ("2026-05-04T12:30:05.250Z", "2026-05-04T12:30:05.250Z"),
+        ("0999-05-04T12:30:05", "0999-05-04T12:30:05.999Z"),  # strftime gave "999-05-04"
     ],
 )
 def test_instances_list_date_end_takes_in_the_whole_second_or_minute_it_names(
