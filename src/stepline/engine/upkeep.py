@@ -118,9 +118,10 @@ class Upkeep:
             pausing = await self.store.pausing_among([r.pk for r in unasked])
         finally:
             self._pause_noticed = None
+        # An instance a notice came for meanwhile goes by the notice, newer than the read.
+        lost = pausing - noticed
         for runner in unasked:
-            # An instance a notice came for meanwhile goes by the notice, newer than the read.
-            if runner.pk in pausing - noticed and self.runners.get(runner.pk) is runner:
+            if runner.pk in lost and self.runners.get(runner.pk) is runner:
                 runner.request_pause()
 
     async def _retention_loop(self) -> None:
