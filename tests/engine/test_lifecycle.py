@@ -10,6 +10,7 @@ from stepline import InstanceHandle, InstanceNotFound, Stepline, WorkflowEntrypo
 from stepline.engine import scheduler
 from stepline.errors import CannotTerminate
 from stepline.store.port import Notice
+from stepline.store.records import InstanceRecord
 from stepline.testing import TestClock, wait_for_status
 from tests.conftest import HOT, SUSPEND, MakeStepline
 from tests.engine.helpers import cancelled_inside, finished, ms, poke, step, stored_instance
@@ -201,17 +202,26 @@ async def test_pause_during_the_last_step_pauses_before_the_end(stepline: Stepli
     assert probe.calls["hold"] == 1
 
 
+async def _pause_unheard(
+    stepline: Stepline, probe: Probe, cls: type[WorkflowEntrypoint]
+) -> tuple[InstanceHandle, InstanceRecord]:
+    """An instance of ``cls`` in its step "hold", and a pause written for it with no notice
+    (as another process's, not yet heard, or lost): its handle and its stored record."""
+    workflow = await stepline.register("paused-unheard", cls)
+    instance = await workflow.create()
+    await probe.wait_for("hold")
+    record = await stored_instance(stepline, "paused-unheard", instance.id)
+    await stepline.store.update_instance(
+        record.pk, expect=("running",), changes={"status": "waitingForPause"}
+    )
+    return instance, record
+
+
 async def test_a_pause_written_during_the_last_step_is_kept_at_the_end(stepline: Stepline, probe):
     """The pause is written (waitingForPause) while the last step runs, its notice not yet
     at the runner, as another process's pause is: the end of the run parks the instance
     paused, rather than completing it over the pause."""
-    workflow = await stepline.register("holds-to-the-end", HoldsToTheEnd)
-    instance = await workflow.create()
-    await probe.wait_for("hold")
-    record = await stored_instance(stepline, "holds-to-the-end", instance.id)
-    await stepline.store.update_instance(
-        record.pk, expect=("running",), changes={"status": "waitingForPause"}
-    )
+    instance, record = await _pause_unheard(stepline, probe, HoldsToTheEnd)
 
     probe.gate("release").set()
     view = await wait_for_status(instance, "paused")
@@ -243,13 +253,7 @@ async def test_a_pause_notice_that_finds_no_run_is_not_kept_for_a_later_instance
     process's pause), and the instance goes with its workflow, which no stop notice tells the
     engine. The notice is not kept for good, one for each such pause: on SQLite the next
     instance created takes the deleted one's number, and it would be paused as it starts."""
-    workflow = await stepline.register("holds-to-the-end", HoldsToTheEnd)
-    instance = await workflow.create()
-    await probe.wait_for("hold")
-    record = await stored_instance(stepline, "holds-to-the-end", instance.id)
-    await stepline.store.update_instance(
-        record.pk, expect=("running",), changes={"status": "waitingForPause"}
-    )
+    instance, record = await _pause_unheard(stepline, probe, HoldsToTheEnd)
     probe.gate("release").set()
     await wait_for_status(instance, "paused")
     # Each check in one turn of the loop, once no claim of the scheduler's is in flight (on
@@ -264,11 +268,11 @@ async def test_a_pause_notice_that_finds_no_run_is_not_kept_for_a_later_instance
     stepline.engine.unpromise(1)
     assert stepline.engine._pending_pause == set()
 
-    await stepline.client.delete_workflow(stepline.account_id, "holds-to-the-end")
-    workflow = await stepline.register("holds-to-the-end", HoldsToTheEnd)
+    await stepline.client.delete_workflow(stepline.account_id, "paused-unheard")
+    workflow = await stepline.register("paused-unheard", HoldsToTheEnd)
     again = await workflow.create()
     if stepline.store.backend == "sqlite":
-        assert (await stored_instance(stepline, "holds-to-the-end", again.id)).pk == record.pk
+        assert (await stored_instance(stepline, "paused-unheard", again.id)).pk == record.pk
     view = await finished(again)
     assert (view["status"], view["output"]) == ("complete", "held")
 
@@ -702,15 +706,9 @@ async def test_a_look_for_lost_pauses_yields_only_to_the_notices_of_its_instance
     notice it missed: a notice for the same instance while it reads is newer, and wins; one
     for another instance (a resume elsewhere in the fleet) does not void the look, as a
     count of every notice did, so that steady pauses and resumes hid a lost pause for good."""
-    workflow = await stepline.register("lost-pause", Blocking)
-    instance = await workflow.create()
-    await probe.wait_for("hold")
-    record = await stored_instance(stepline, "lost-pause", instance.id)
-    runner = stepline.engine.runners[record.pk]
     # Asked to pause, with no notice: as when it was lost.
-    await stepline.store.update_instance(
-        record.pk, expect=("running",), changes={"status": "waitingForPause"}
-    )
+    _, record = await _pause_unheard(stepline, probe, Blocking)
+    runner = stepline.engine.runners[record.pk]
     read = stepline.store.pausing_among
     other = record.pk if noticed == "this instance" else record.pk + 1
 
