@@ -16,7 +16,13 @@ from datetime import timedelta
 
 from stepline.errors import InvalidDuration
 
-__all__ = ["MAX_DURATION_MS", "Duration", "format_duration_ms", "parse_duration_ms"]
+__all__ = [
+    "MAX_DURATION_MS",
+    "MAX_WAIT_MS",
+    "Duration",
+    "format_duration_ms",
+    "parse_duration_ms",
+]
 
 Duration = int | float | str | timedelta
 
@@ -32,6 +38,9 @@ _UNIT_MS = {
     "year": int(365.25 * 86_400_000),
 }
 MAX_DURATION_MS = 100_000 * _UNIT_MS["year"]
+MAX_WAIT_MS = 365 * _UNIT_MS["day"]
+"""The longest an instance waits in one go: a sleep, an event's timeout (as Cloudflare's
+limits), and a retry's backoff, however far its doubling goes."""
 _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s+([A-Za-z]+)\s*$")
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from stepline.durations import parse_duration_ms
+from stepline.durations import MAX_WAIT_MS, parse_duration_ms
 from stepline.errors import InvalidDuration, InvalidStepConfig
 
 __all__ = [
@@ -41,7 +41,8 @@ class RetryConfig:
     delay_ms: int = 10_000
     """The base delay before a retry, in milliseconds."""
     backoff: Backoff = "exponential"
-    """constant: delay; linear: delay × n; exponential: delay × 2^(n−1), n the failed attempt."""
+    """constant: delay; linear: delay × n; exponential: delay × 2^(n−1), n the failed attempt;
+    each wait at most 365 days (the longest sleep), however far the doubling goes."""
     delay_fn: Callable[..., Any] | None = None
     """A dynamic delay, called as ``delay_fn(ctx, error)`` after a failed attempt for the base
     delay (then ``backoff`` applies); ``delay_ms`` is unused with it."""
@@ -57,10 +58,12 @@ class RetryConfig:
         base delay: ``base_ms`` (a delay function's answer) or ``delay_ms``."""
         base = self.delay_ms if base_ms is None else base_ms
         if self.backoff == "constant":
-            return base
-        if self.backoff == "linear":
-            return base * attempt
-        return int(base * 2 ** (attempt - 1))
+            delay = base
+        elif self.backoff == "linear":
+            delay = base * attempt
+        else:  # past 2^64 any base of one millisecond or more is over the cap
+            delay = base * 2 ** min(attempt - 1, 64)
+        return min(delay, MAX_WAIT_MS)
 
 
 @dataclass(frozen=True, slots=True)

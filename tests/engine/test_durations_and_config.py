@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stepline import Stepline, WorkflowEntrypoint
-from stepline.durations import MAX_DURATION_MS, parse_duration_ms
+from stepline.durations import MAX_DURATION_MS, MAX_WAIT_MS, parse_duration_ms
 from stepline.errors import InvalidDuration, InvalidStepConfig
 from stepline.step_config import parse_step_config
 from tests.engine.helpers import finished
@@ -148,6 +148,15 @@ def test_invalid_configs_are_rejected(raw):
 
 def test_a_retry_limit_of_10000_is_allowed():
     assert parse_step_config({"retries": {"limit": 10_000}}).retries.limit == 10_000
+
+
+@pytest.mark.parametrize("backoff", ["constant", "linear", "exponential"])
+def test_no_retry_waits_longer_than_the_longest_sleep(backoff):
+    retries = parse_step_config({"retries": {"delay": "200 days", "backoff": backoff}}).retries
+    assert retries.delay_after(1) == 200 * 86_400_000
+    assert retries.delay_after(2) == (200 if backoff == "constant" else 365) * 86_400_000
+    assert retries.delay_after(10_000) == (200 if backoff == "constant" else 365) * 86_400_000
+    assert retries.delay_after(10_000, base_ms=MAX_DURATION_MS) == MAX_WAIT_MS == 365 * 86_400_000
 
 
 class BadConfig(WorkflowEntrypoint):

@@ -92,6 +92,19 @@ async def test_backoff_delays_between_attempts(any_stepline: Stepline, backoff, 
         assert wanted <= actual < wanted + 1_000, delays
 
 
+async def test_a_backoff_waits_at_most_365_days_however_far_it_doubles(stepline: Stepline):
+    workflow = await stepline.register("always-fails", AlwaysFails)
+    config = {"retries": {"limit": 40, "delay": "1 day", "backoff": "exponential"}}
+    view = await finished(await workflow.create(params=config))
+
+    day = 86_400_000
+    delays = gaps([ms(a["start"]) for a in step(view, "flaky-1")["attempts"]])
+    expected = [min(2**n, 365) * day for n in range(40)]  # 1, 2, ... 256 days, then a year
+    assert len(delays) == 40
+    for actual, wanted in zip(delays, expected, strict=True):
+        assert abs(actual - wanted) < 1_000, delays
+
+
 async def test_every_failed_attempt_is_logged_with_its_error(stepline: Stepline):
     workflow = await stepline.register("always-fails", AlwaysFails)
     config = {"retries": {"limit": 2, "delay": 1000}}

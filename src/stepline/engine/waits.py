@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from stepline.durations import MAX_WAIT_MS
 from stepline.errors import InvalidStepConfig, StaleRunError, WorkflowTimeoutError
 from stepline.store.records import StepRecord
 from stepline.validation import check_event_type, check_step_name, dump_json, utf8_size
@@ -20,9 +21,7 @@ from stepline.validation import check_event_type, check_step_name, dump_json, ut
 if TYPE_CHECKING:
     from stepline.engine.run_state import RunState
 
-__all__ = ["MAX_SLEEP_MS", "WaitingSteps"]
-
-MAX_SLEEP_MS = 365 * 86_400_000
+__all__ = ["WaitingSteps"]
 
 
 class WaitingSteps:
@@ -30,7 +29,7 @@ class WaitingSteps:
 
     # -- sleeps --------------------------------------------------------------------------------
     async def sleep_for(self: RunState, name: str, duration_ms: int) -> None:
-        if duration_ms > MAX_SLEEP_MS:
+        if duration_ms > MAX_WAIT_MS:
             raise InvalidStepConfig(f"sleep {name!r} is longer than 365 days")
         await self._sleep(name, f"{duration_ms}", lambda now: now + duration_ms)
 
@@ -38,7 +37,7 @@ class WaitingSteps:
         def wake_at(now: int) -> int:
             if when_ms < now:
                 raise ValueError("You can't sleep until a time in the past, time-traveler")
-            if when_ms - now > MAX_SLEEP_MS:
+            if when_ms - now > MAX_WAIT_MS:
                 raise InvalidStepConfig(f"sleep_until {name!r} is more than 365 days away")
             return when_ms
 
@@ -83,7 +82,7 @@ class WaitingSteps:
         self._guard()
         check_step_name(name)
         check_event_type(event_type)
-        if not 1_000 <= timeout_ms <= MAX_SLEEP_MS:
+        if not 1_000 <= timeout_ms <= MAX_WAIT_MS:
             raise InvalidStepConfig("wait_for_event timeout must be 1 second to 365 days")
         scoped, shown = self._scoped(name)
         count = self._occurrence("wait", scoped)
