@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stepline.store.records import (
@@ -30,16 +30,28 @@ __all__ = [
 ]
 
 OUTPUT_PREVIEW_CHARS = 1024
+_CYCLE_MS = 146_097 * 86_400_000  # 400 Gregorian years, to the day
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LAST_PYTHON_MS = (datetime(9999, 12, 31, 23, 59, 59, 999_000, UTC) - _EPOCH) // timedelta(
+    milliseconds=1
+)
 _TRUNCATED = "[truncated output]"
 _REDACTED = "[REDACTED]"
 
 
 def iso(ms: int | None) -> str | None:
-    """Milliseconds to ``YYYY-MM-DDTHH:MM:SS.sssZ`` (fixed width, so text order is time order)."""
+    """Milliseconds to ``YYYY-MM-DDTHH:MM:SS.sssZ`` (fixed width, so text order is time order).
+
+    Past year 9999 (a test clock's, after years of retries), as JavaScript's ``toISOString``
+    writes it: ``+YYYYYY-...``. Python's dates end at 9999; the calendar repeats every 400
+    years, so the date is that of as many 400-year cycles earlier, its year added back."""
     if ms is None:
         return None
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    cycles = max(0, (ms - _LAST_PYTHON_MS) // _CYCLE_MS + 1)
+    moment = _EPOCH + timedelta(milliseconds=ms - cycles * _CYCLE_MS)
+    clock = moment.strftime("-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    year = moment.year + 400 * cycles
+    return (f"{year:04d}" if year <= 9999 else f"+{year:06d}") + clock
 
 
 def parse_iso(text: str) -> int:
