@@ -121,13 +121,21 @@ STEP_LABEL_MAX = STEP_SHOWN_NAME_MAX_BYTES + len("-999999999")
 
 
 def check_step_name(name: object) -> str:
-    """A name that workflow code gives a step: 1-256 characters."""
-    if not isinstance(name, str) or not 1 <= len(name) <= 256 or _CONTROL.search(name):
+    """A name that workflow code gives a step: 1-256 characters, counted as JavaScript counts
+    them (UTF-16 units: an emoji past U+FFFF is two)."""
+    if not isinstance(name, str) or not 1 <= _js_length(name) <= 256 or _CONTROL.search(name):
         raise InvalidRequest(
             f"step name {shown_step_name(name)} must be 1-256 characters without control "
             "characters or lone surrogates"
         )
     return name
+
+
+def _js_length(text: str) -> int:
+    """``text.length`` in JavaScript; only a string over 128 characters can count past 256."""
+    if len(text) <= 128:
+        return len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def check_step_full_name(name: object) -> str:

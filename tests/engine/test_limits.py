@@ -147,7 +147,11 @@ class NamedStep(WorkflowEntrypoint):
         return await step.do(event.payload, lambda: "ran")
 
 
-@pytest.mark.parametrize("name", ["s" * 256, "with spaces and ünïcode"])
+@pytest.mark.parametrize(
+    "name",
+    ["s" * 256, "with spaces and ünïcode", "é" * 256, "\U0001f680" * 128, "s" + "\U0001f680" * 127],
+    ids=["256 ascii", "unicode", "256 accented", "128 rockets", "a letter and 127 rockets"],
+)
 async def test_step_names_up_to_256_characters_are_allowed(stepline: Stepline, name):
     workflow = await stepline.register("named-step", NamedStep)
     view = await finished(await workflow.create(params=name))
@@ -156,7 +160,10 @@ async def test_step_names_up_to_256_characters_are_allowed(stepline: Stepline, n
     assert view["steps"][0]["name"] == f"{name}-1"
 
 
-@pytest.mark.parametrize("name", ["s" * 257, "tab\there", "new\nline", ""])
+@pytest.mark.parametrize(
+    "name",  # JavaScript counts a character past U+FFFF (a rocket) as two
+    ["s" * 257, "\U0001f680" * 129, "sss" + "\U0001f680" * 127, "tab\there", "new\nline", ""],
+)
 async def test_invalid_step_names_fail_the_instance(stepline: Stepline, name):
     workflow = await stepline.register("named-step", NamedStep)
     view = await finished(await workflow.create(params=name))
