@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 
@@ -283,3 +284,39 @@ async def test_a_step_that_is_no_function_is_refused_at_once(stepline: Stepline)
     assert view["status"] == "errored"
     assert view["error"]["name"] == "TypeError"
     assert step_names(view) == []
+
+
+def logged(fn):
+    """A decorator as users write them: every function it wraps runs the same code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def attempt_number(ctx):
+    return ctx.attempt
+
+
+def constant():
+    return "no context"
+
+
+class WrappedSteps(WorkflowEntrypoint):
+    async def run(self, event, step):
+        first = await step.do("takes the context", logged(attempt_number))
+        second = await step.do("takes nothing", logged(constant))
+        return [first, second]
+
+
+async def test_functions_a_decorator_wraps_are_each_called_as_their_own_signature_says(
+    stepline: Stepline,
+):
+    # The shape of a call was kept per code object: the second wrapper, whose code is the
+    # first's, was given the context it does not take, and failed every attempt.
+    view = await finished(await (await stepline.register("wrapped", WrappedSteps)).create())
+
+    assert view["status"] == "complete", view["steps"]
+    assert view["output"] == [1, "no context"]

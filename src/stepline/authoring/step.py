@@ -146,17 +146,21 @@ def _call_shape(fn: Callable[..., Any]) -> tuple[bool, bool]:
     It gets the context when it names ``ctx`` or has a required positional parameter
     (Cloudflare's ``(ctx) => ...``); ``lambda n=n: n`` gets nothing. A function defined
     inside ``run()`` is a new object on every call, but its code is not: plain functions
-    are looked at once per code object."""
-    if type(fn) is not FunctionType:
+    are looked at once per code object. Not one with attributes: ``functools.wraps`` gives
+    every function a decorator wraps the same code and each its own signature."""
+    if type(fn) is not FunctionType or fn.__dict__:
         return _inspect_wants_context(fn), inspect.iscoroutinefunction(fn)
     code = fn.__code__
     shape = _CALL_SHAPES.get(code)
     if shape is None:
+        if len(_CALL_SHAPES) >= _CALL_SHAPES_KEPT:  # modules reloaded again and again
+            _CALL_SHAPES.clear()
         shape = _CALL_SHAPES[code] = (_inspect_wants_context(fn), inspect.iscoroutinefunction(fn))
     return shape
 
 
 _CALL_SHAPES: dict[CodeType, tuple[bool, bool]] = {}
+_CALL_SHAPES_KEPT = 10_000
 
 
 def _inspect_wants_context(fn: Callable[..., Any]) -> bool:
