@@ -6,6 +6,8 @@ at once on an instance that has ended otherwise."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -170,3 +172,19 @@ async def test_waiting_for_a_status_an_ended_instance_will_not_reach_fails_at_on
     with pytest.raises(TimeoutError, match=r"ended 'errored'.*no such order"):
         await wait_for_status(instance, "complete", timeout=30)
     assert asyncio.get_running_loop().time() - started < 5
+
+
+async def test_a_clock_shared_by_tests_keeps_no_engine_it_outlives(tmp_path):
+    clock = TestClock(auto_skip=False)
+    async with Stepline(f"sqlite:///{tmp_path / 'first.sqlite3'}", clock=clock) as first:
+        engine = weakref.ref(first.engine)
+    del first
+    gc.collect()
+    assert engine() is None
+
+    # The second engine's sleeper is parked; moving the clock past its day makes it look.
+    async with Stepline(f"sqlite:///{tmp_path / 'second.sqlite3'}", clock=clock) as second:
+        instance = await (await second.register("reminder", Reminder)).create()
+        await until_view(instance, lambda view: view["status"] == "waiting")
+        clock.advance("2 days")
+        assert (await finished(instance, timeout=5))["output"] == "reminded"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
+import weakref
 from collections.abc import Callable
 
 from stepline.durations import Duration, parse_duration_ms
@@ -27,7 +29,9 @@ class TestClock:
     def __init__(self, *, auto_skip: bool = True) -> None:
         self.auto_skip = auto_skip
         self._offset_ms = 0
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[], Callable[[], None] | None]] = []
+        """Each gives the callback to call, or None once it is gone: a method is held weakly,
+        so that an engine this clock outlives (a test's) is not kept for it."""
         self._waiters: set[asyncio.Future[None]] = set()
         """One per :meth:`until_ms` in progress: each looks at the time again when moved."""
 
@@ -69,11 +73,19 @@ class TestClock:
     def _moved(self) -> None:
         for moved in list(self._waiters):
             _settle_from_any_thread(moved)
-        for listener in self._listeners:
-            listener()
+        callbacks = [(listener, listener()) for listener in self._listeners]
+        self._listeners = [listener for listener, callback in callbacks if callback is not None]
+        for _, callback in callbacks:
+            if callback is not None:
+                callback()
 
     def on_advance(self, callback: Callable[[], None]) -> None:
-        self._listeners.append(callback)
+        """Call ``callback`` whenever the clock is moved by hand; a bound method only for as
+        long as its object lives elsewhere."""
+        if inspect.ismethod(callback):
+            self._listeners.append(weakref.WeakMethod(callback))
+        else:
+            self._listeners.append(lambda: callback)
 
 
 def _settle(moved: asyncio.Future[None]) -> None:
