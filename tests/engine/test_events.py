@@ -262,6 +262,26 @@ async def test_a_timed_out_wait_is_catchable_and_does_not_eat_a_later_event(
     }
 
 
+async def test_a_forced_timeout_times_out_a_wait_whose_event_was_sent_before_it(
+    any_stepline: Stepline, mocks: StepMocks, probe
+):
+    """``force_event_timeout`` times the wait out at once, as it says: an event already
+    buffered for it is not taken instead."""
+    mocks.force_event_timeout("wait 0")
+    workflow = await any_stepline.register("waits-for", WaitsFor)
+    instance = await workflow.create(params={"hold": True, "types": ["approved"]})
+    await probe.wait_for("holding")
+    await instance.send_event("approved", "sent before the wait")
+    probe.gate("go").set()
+
+    view = await finished(instance)
+    assert view["status"] == "errored"
+    assert view["error"] == {
+        "name": "WorkflowTimeoutError",
+        "message": "Execution timed out after 3600000ms",
+    }
+
+
 async def test_a_suspended_wait_times_out_when_the_clock_passes_its_deadline(
     make_stepline: MakeStepline, clock: TestClock, probe
 ):

@@ -114,7 +114,8 @@ class WaitingSteps:
             self.store.queue_step(self.pk, self.generation, record, now=now)
         deadline = record.wake_at
         assert deadline is not None
-        if self.engine.hooks.forced_timeout(name):
+        forced = self.engine.hooks.forced_timeout(name)
+        if forced:
             deadline = self.clock.now_ms()
         mocked, payload = self.engine.hooks.mocked_event(event_type)
         if mocked:
@@ -129,9 +130,12 @@ class WaitingSteps:
             self._guard()
             arrived = self._event_arrived
             now = self.clock.now_ms()
-            event = await self._durable(
-                self.store.consume_event(self.pk, self.generation, record, now=now)
-            )
+            # A forced timeout takes no event, not even one sent before the wait began.
+            event = None
+            if not forced:
+                event = await self._durable(
+                    self.store.consume_event(self.pk, self.generation, record, now=now)
+                )
             if event is not None:
                 record.status, record.end, record.output = "complete", now, event.payload
                 record.wake_at = event.created_on  # what the wait returns as its timestamp
