@@ -492,3 +492,48 @@ async def test_a_wait_returns_when_its_event_was_sent_not_when_it_took_it(
     assert before <= view["output"] <= after
     took = datetime.fromisoformat(step(view, "approval-1")["end"].replace("Z", "+00:00"))
     assert took.timestamp() * 1000 >= after + 300_000
+
+
+class RenamesItsWait(WorkflowEntrypoint):
+    """Waits for "ping" as first written (``env.seen["version"]`` empty); redeployed, it holds
+    at step "hold" until gate "go" and then waits for "pong" instead."""
+
+    async def run(self, event, step):
+        self.env.hit("run")
+        if not self.env.seen["version"]:
+            return await step.wait_for_event("old wait", "ping", timeout="1 hour")
+
+        @step.do("hold")
+        async def hold():
+            self.env.hit("holding")
+            await self.env.gate("go").wait()
+
+        await hold()
+        got = await step.wait_for_event("new wait", "pong", timeout="1 hour")
+        return got["payload"]
+
+
+async def test_an_event_for_a_wait_the_code_no_longer_reaches_does_not_replay_it_again_and_again(
+    suspending: Stepline, probe
+):
+    """A wait stored by an earlier run, that the code as it is now never reaches, takes no
+    event: one of its type, sent while the instance ran, must not make every park of it due
+    at once (the instance was replayed over and over, as fast as the engine could)."""
+    workflow = await suspending.register("renames-its-wait", RenamesItsWait)
+    instance = await workflow.create()
+    await wait_for_status(instance, "waiting")
+    probe.hit("version", 2)  # the code changes, as at a redeploy
+    await instance.pause()
+    await wait_for_status(instance, "paused")
+    await instance.resume()
+    await probe.wait_for("holding")
+    await instance.send_event("ping", "for the old wait")
+    probe.gate("go").set()
+    await wait_for_status(instance, "waiting")
+    runs = probe.calls["run"]
+
+    await asyncio.sleep(0.5)
+
+    assert probe.calls["run"] == runs
+    await instance.send_event("pong", "for the new wait")
+    assert (await finished(instance))["output"] == "for the new wait"

@@ -246,7 +246,6 @@ class PostgresStore(PostgresInstances, PostgresCatalog):
                     paused_on,
                     now,
                     [r[15] for r in waits],
-                    [r[1] for r in rows],
                     *_step_columns(rows),
                 )
             return bool(woken)

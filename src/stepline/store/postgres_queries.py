@@ -286,7 +286,7 @@ SAVE_STEPS_OF_MANY = (
 """Many instances' step rows at once; answers the pks that passed the fence."""
 LOCK_FENCED = "SELECT generation FROM instances WHERE pk = $1 FOR UPDATE"
 SUSPEND = (
-    f"WITH saved AS (INSERT INTO steps ({STEP_COLUMNS}) SELECT * FROM {_unnest_steps(10)} "
+    f"WITH saved AS (INSERT INTO steps ({STEP_COLUMNS}) SELECT * FROM {_unnest_steps(9)} "
     f"{_UPSERT_STEP}), "
     "pausing AS (SELECT status = 'waitingForPause' AND $3::text = 'waiting' AS yes "
     "FROM instances WHERE pk = $1), "
@@ -295,11 +295,13 @@ SUSPEND = (
     # though the resume had answered "running".
     "resumed AS (SELECT status = 'running' AND $3::text = 'paused' AS yes "
     "FROM instances WHERE pk = $1), "
+    # Due at once for an untaken event of a type the parking run waits for ($8), not of
+    # every wait stored waiting: one an earlier run stored and this run's code no longer
+    # reaches takes nothing, and its event would make every park of the instance due at once.
     "ready AS (SELECT $3::text = 'waiting' AND NOT (SELECT yes FROM pausing) "
     "AND EXISTS (SELECT 1 FROM events e "
-    "WHERE e.instance_pk = $1 AND e.consumed_by IS NULL AND (e.type = ANY($8::text[]) "
-    "OR e.type IN (SELECT event_type FROM steps WHERE instance_pk = $1 AND kind = 'wait' "
-    "AND status = 'waiting' AND NOT (key = ANY($9::text[]))))) AS woken) "
+    "WHERE e.instance_pk = $1 AND e.consumed_by IS NULL AND e.type = ANY($8::text[])) "
+    "AS woken) "
     # A run that parks as "waiting" while a pause was written (waitingForPause; its notice
     # had not reached the runner) parks the instance paused: waits are interrupted at once.
     "UPDATE instances SET status = CASE WHEN pausing.yes THEN 'paused' "

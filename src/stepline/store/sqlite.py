@@ -200,6 +200,8 @@ class SqliteStore(SqliteConnections, SqliteInstances, SqliteCatalog):
         now: int,
     ) -> bool:
         values = [step_to_row(s) for s in steps]
+        types = {s.event_type for s in steps if s.kind == "wait" and s.status == "waiting"}
+        waited_for = sorted(t for t in types if t is not None)
 
         def op(conn: sqlite3.Connection) -> bool:
             _save_steps(conn, pk, generation, values)
@@ -210,9 +212,7 @@ class SqliteStore(SqliteConnections, SqliteInstances, SqliteCatalog):
             ):
                 parked, kind, woken = "waiting", "timer", True
             else:
-                woken = bool(
-                    status == "waiting" and conn.execute(q.EVENT_READY_FOR_WAIT, (pk,)).fetchone()
-                )
+                woken = status == "waiting" and _event_ready(conn, pk, waited_for)
             due = now if woken else wake_at
             paused_on = now if parked == "paused" else None
             conn.execute(q.SUSPEND, (parked, due, kind, paused_on, now, pk, generation))
@@ -320,6 +320,15 @@ def _fence(conn: sqlite3.Connection, pk: int, generation: int) -> None:
     row = conn.execute(q.GENERATION_OF, (pk,)).fetchone()
     if row is None or row[0] != generation:
         raise StaleRunError(f"instance {pk} moved on from generation {generation}")
+
+
+def _event_ready(conn: sqlite3.Connection, pk: int, types: list[str]) -> bool:
+    """Whether an untaken event of one of ``types`` is there for the parking run's waits."""
+    for part in chunks(types, 500):
+        sql = q.EVENT_READY_FOR_WAITS.format(marks=marks(len(part)))
+        if conn.execute(sql, (pk, *part)).fetchone():
+            return True
+    return False
 
 
 def _save_steps(

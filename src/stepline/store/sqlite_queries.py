@@ -226,11 +226,13 @@ UPSERT_STEPS_FENCED = (
 )
 """``UPSERT_STEP_FENCED`` for many rows at once: ``{rows}`` holds that many rows of 18
 parameters each, the step's 16 columns and then the instance's pk and generation."""
-EVENT_READY_FOR_WAIT = (
-    "SELECT 1 FROM steps s JOIN events e ON e.instance_pk = s.instance_pk "
-    "AND e.type = s.event_type AND e.consumed_by IS NULL "
-    "WHERE s.instance_pk = ? AND s.kind = 'wait' AND s.status = 'waiting' LIMIT 1"
+EVENT_READY_FOR_WAITS = (
+    "SELECT 1 FROM events WHERE instance_pk = ? AND consumed_by IS NULL "
+    "AND type IN ({marks}) LIMIT 1"
 )
+"""An untaken event of one of the types that the parking run waits for. Not
+of every wait stored waiting: one an earlier run stored and this run's code no longer
+reaches takes nothing, and its event would make every park of the instance due at once."""
 RESUMED_SINCE_PAUSE = (
     "SELECT 1 FROM instances WHERE pk = ? AND generation = ? AND status = 'running'"
 )
