@@ -8,8 +8,11 @@ import asyncio
 
 import pytest
 
-from stepline import Stepline, WorkflowEntrypoint
+from stepline import Stepline, WorkflowEntrypoint, WorkflowTimeoutError
+from stepline.testing import StepMocks
+from tests.conftest import MakeStepline
 from tests.engine.helpers import finished, ms, step
+from tests.workflows.probe import Probe
 
 
 class TwoSleeps(WorkflowEntrypoint):
@@ -117,3 +120,68 @@ async def test_steps_beside_a_long_sleep_run_before_it_ends(suspending: Stepline
     nap = step(view, "nap-1")
     for name in ("first-1", "second-1", "third-1"):
         assert ms(step(view, name)["start"]) < ms(nap["end"]), name
+
+
+class FiveWaitsOfOneType(WorkflowEntrypoint):
+    async def run(self, event, step):
+        waits = [
+            step.wait_for_event(f"ping {n}", "ping", timeout=f"{n + 1} hours") for n in range(5)
+        ]
+        return [got["payload"] for got in await asyncio.gather(*waits)]
+
+
+async def test_waits_of_one_type_side_by_side_take_its_events_in_the_order_they_began(
+    stepline: Stepline,
+):
+    # On PostgreSQL each wait took its event in a statement of its own, on a connection of
+    # its own: whichever committed first won, and an event sent first could go to a wait
+    # begun later (which, timing out later, left the earlier one to fail the instance).
+    instance = await (await stepline.register("five-waits", FiveWaitsOfOneType)).create()
+    for _ in range(300):
+        view = await instance.status()
+        if sum(entry.get("type") == "waitForEvent" for entry in view["steps"]) == 5:
+            break
+        await asyncio.sleep(0.01)
+    for n in range(5):
+        await instance.send_event("ping", n)
+    view = await finished(instance)
+    assert view["output"] == [0, 1, 2, 3, 4]
+
+
+class TwoWaitsAfterAHold(WorkflowEntrypoint):
+    """Step "hold" blocks until gate "go" opens; then waits "first" and "second" for a ping,
+    side by side."""
+
+    async def run(self, event, step):
+        @step.do("hold")
+        async def hold():
+            self.env.hit("holding")
+            await self.env.gate("go").wait()
+
+        await hold()
+
+        async def first():
+            try:
+                return (await step.wait_for_event("first", "ping", timeout="1 hour"))["payload"]
+            except WorkflowTimeoutError:
+                return "timed out"
+
+        second = step.wait_for_event("second", "ping", timeout="2 hours")
+        took_first, took_second = await asyncio.gather(first(), second)
+        return [took_first, took_second["payload"]]
+
+
+async def test_a_wait_that_ends_without_its_event_leaves_it_to_the_next(
+    make_stepline: MakeStepline, mocks: StepMocks, probe: Probe
+):
+    # The first wait's turn ends as it times out; the second, asleep already, takes the
+    # event that was there all along, not only when another comes (or a replay, an hour on).
+    mocks.force_event_timeout("first")
+    stepline = await make_stepline(suspend_after="1 hour")
+    instance = await (await stepline.register("two-waits", TwoWaitsAfterAHold)).create()
+    await probe.wait_for("holding")
+    await instance.send_event("ping", "sent before both")
+    probe.gate("go").set()
+
+    view = await finished(instance, timeout=5)
+    assert view["output"] == ["timed out", "sent before both"]

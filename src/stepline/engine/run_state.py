@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from stepline.engine.clock import Clock
@@ -39,6 +39,7 @@ class RunState(Protocol):
     _started_steps: int
     _interrupt: asyncio.Event
     _event_arrived: asyncio.Future[None]
+    _event_queues: dict[str, list[StepRecord]] | None
     _careful: bool
     _executing: int
     _quiet: asyncio.Event
@@ -69,8 +70,19 @@ class RunState(Protocol):
 
     async def _durable(self, write: Awaitable[T]) -> T: ...
 
+    def notify_event(self) -> None: ...
+
     # -- the waits' ----------------------------------------------------------------------------
     async def _sleep(self, name: str, identity: str, wake_at: Callable[[int], int]) -> None: ...
+
+    async def _take_event(
+        self,
+        record: StepRecord,
+        deadline: int,
+        timeout_ms: int,
+        forced: bool,
+        queue: list[StepRecord],
+    ) -> dict[str, Any]: ...
 
     async def _wait_for_signal(self, arrived: asyncio.Future[None], until_ms: int) -> str: ...
 

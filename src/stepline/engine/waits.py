@@ -126,13 +126,38 @@ class WaitingSteps:
             record.wake_at = now  # a mocked event is sent as the wait takes it
             await self._save(record, now)
             return _event_value(record)
+        # Of the run's waits for one type, the one begun first takes its events, then the
+        # next: each took its own side by side, and on PostgreSQL (a connection each) the
+        # first event sent could go to the wait begun last. One that ends, whatever ends it,
+        # leaves its turn to the next, which it wakes.
+        queues = self._event_queues
+        if queues is None:
+            queues = {}
+            self._event_queues = queues
+        queue = queues.setdefault(event_type, [])
+        queue.append(record)
+        try:
+            return await self._take_event(record, deadline, timeout_ms, forced, queue)
+        finally:
+            queue.remove(record)
+            if queue:
+                self.notify_event()
+
+    async def _take_event(
+        self: RunState,
+        record: StepRecord,
+        deadline: int,
+        timeout_ms: int,
+        forced: bool,
+        queue: list[StepRecord],
+    ) -> dict[str, Any]:
         while True:
             self._guard()
             arrived = self._event_arrived
             now = self.clock.now_ms()
             # A forced timeout takes no event, not even one sent before the wait began.
             event = None
-            if not forced:
+            if not forced and queue[0] is record:
                 event = await self._durable(
                     self.store.consume_event(self.pk, self.generation, record, now=now)
                 )
