@@ -7,6 +7,7 @@ A workflow may carry schedules (``PUT`` ``{"schedules": [{"cron": "*/5 * * * *"}
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 
 from croniter import CroniterBadDateError, croniter
@@ -23,6 +24,9 @@ __all__ = [
 
 MAX_CRON_LENGTH = 256
 MAX_SCHEDULES_PER_ACCOUNT = 100
+_DRAWN_FIELD = re.compile(r"[HhRr]")
+"""croniter's hashed (``H``) and random (``R``) fields, no cron's: ``R`` is drawn afresh at
+each firing, so such a schedule fired at random times. No standard field starts with H or R."""
 
 
 def check_cron(expression: object) -> str:
@@ -30,7 +34,12 @@ def check_cron(expression: object) -> str:
     if not isinstance(expression, str) or not 1 <= len(expression) <= MAX_CRON_LENGTH:
         raise InvalidRequest(f"cron must be a string of 1-{MAX_CRON_LENGTH} characters")
     text = " ".join(expression.split())
-    if len(text.split(" ")) != 5 or not croniter.is_valid(text):
+    fields = text.split(" ")
+    if (
+        len(fields) != 5
+        or any(_DRAWN_FIELD.match(field) for field in fields)
+        or not croniter.is_valid(text)
+    ):
         raise InvalidRequest(
             f"cron {expression!r} is not a valid five-field expression (minute hour "
             "day-of-month month day-of-week)"

@@ -80,7 +80,11 @@ async def test_changing_or_clearing_schedules(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "cron",
-    ["", "* * * *", "61 * * * *", "* * * * * * *", "x" * 300, "0 0 31 4 *", "0 0 30 2 *"],
+    [
+        *("", "* * * *", "61 * * * *", "* * * * * * *", "x" * 300, "0 0 31 4 *", "0 0 30 2 *"),
+        # croniter's own fields: R is a minute (hour, ...) drawn at random at each firing
+        *("R * * * *", "0 r * * *", "R(0-29)/5 * * * *", "0 0 * * R", "H * * * *"),
+    ],
 )
 async def test_invalid_cron_expressions_are_refused(tmp_path, cron: str) -> None:
     async with Stepline(f"sqlite:///{tmp_path}/s.sqlite3") as stepline:
