@@ -10,7 +10,7 @@ import os
 from stepline.app import DEFAULT_ACCOUNT, Stepline
 from stepline.config import ProjectConfig
 from stepline.engine.import_scope import ImportScope
-from stepline.errors import ConfigError, WorkflowClassNotFound
+from stepline.errors import ConfigError, InvalidRequest, WorkflowClassNotFound
 from stepline.store.port import WorkflowSettings
 
 __all__ = ["import_scope", "register_declared", "resolve_account"]
@@ -41,19 +41,24 @@ async def register_declared(stepline: Stepline, project: ProjectConfig, account_
             raise ConfigError(
                 f"{project.path}: workflow {declared.name!r}: {exc.detail or exc}"
             ) from exc
-        workflow, version = await stepline.control.register(
-            account_id,
-            declared.name,
-            cls,
-            WorkflowSettings(
-                step_limit=declared.step_limit,
-                success_retention_ms=declared.success_retention_ms,
-                error_retention_ms=declared.error_retention_ms,
-                concurrency_limit=declared.concurrency_limit,
-            ),
-            script_name=declared.script_name,
-            schedules=declared.schedules,
-        )
+        try:
+            workflow, version = await stepline.control.register(
+                account_id,
+                declared.name,
+                cls,
+                WorkflowSettings(
+                    step_limit=declared.step_limit,
+                    success_retention_ms=declared.success_retention_ms,
+                    error_retention_ms=declared.error_retention_ms,
+                    concurrency_limit=declared.concurrency_limit,
+                ),
+                script_name=declared.script_name,
+                schedules=declared.schedules,
+            )
+        except InvalidRequest as exc:  # the account's 100 schedules, counted in the store
+            raise ConfigError(
+                f"{project.path}: workflow {declared.name!r}: {exc.detail or exc}"
+            ) from exc
         log.info(
             "workflow %s -> %s.%s (version %s)",
             workflow.name,

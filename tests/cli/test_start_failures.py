@@ -186,6 +186,24 @@ def test_a_declared_class_that_does_not_exist(tmp_path: Path, command: str) -> N
     )
 
 
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_declared_schedules_past_the_account_limit_name_the_file(
+    tmp_path: Path, command: str
+) -> None:
+    (tmp_path / "present_flows.py").write_text(FLOWS)
+    crons = ", ".join(f'"{minute} {hour} * * *"' for minute in range(51) for hour in (1, 2))
+    config = tmp_path / "stepline.toml"
+    config.write_text(
+        '[[workflows]]\nname = "present"\nclass_name = "Present"\n'
+        f'script_name = "present_flows"\nschedules = [{crons}]\n'
+    )
+    database = f"sqlite:///{tmp_path / 'stepline.sqlite3'}"
+
+    line = _one_line(_stepline(command, "--config", str(config), "--database", database))
+
+    assert line == f"error: {config}: workflow 'present': an account may have at most 100 schedules"
+
+
 def test_a_bad_account_for_a_token_is_said_without_the_api_label(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'stepline.sqlite3'}"
 
