@@ -270,6 +270,20 @@ def test_watch_polls_until_the_instance_finishes(cli: CliInvoker, api: FakeServe
     assert len(describes) == 3
 
 
+def test_watch_into_a_file_or_pipe_ends_its_last_line(cli: CliInvoker, api: FakeServer) -> None:
+    # Without a terminal there is nothing to redraw: the final screen is printed once, its
+    # last line ended, as without --watch (rich's live view left it open, and `| tail` or a
+    # shell prompt ran on from the last step's output).
+    api.state.polls_until_complete["order-3"] = 2
+
+    result = cli("instances", "describe", "checkout", "order-3", "--watch", "--interval", "0.1")
+    once = cli("instances", "describe", "checkout", "order-3")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout == once.stdout
+    assert result.stdout.endswith("\n")
+
+
 def test_watch_with_json_prints_only_the_final_state(cli: CliInvoker, api: FakeServer) -> None:
     api.state.polls_until_complete["order-3"] = 2
 

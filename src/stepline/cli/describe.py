@@ -101,8 +101,10 @@ def describe_instance(
                 output_limit=truncate_output_limit,
             )
 
-        # With --json only the final state is printed; otherwise the screen is redrawn live.
-        if as_json:
+        # With --json, or into a file or pipe (nothing to redraw, and rich's live view leaves
+        # its last line unended there), only the final state is printed; otherwise the screen
+        # is redrawn live.
+        if as_json or not console.is_terminal:
             return target, await poll(None)
         with Live(console=console, auto_refresh=False) as live:
             return target, await poll(live)
@@ -116,7 +118,7 @@ def describe_instance(
             raise typer.Exit(130) from None
     if as_json:
         print_json(details)
-    elif not watch:
+    elif not watch or not console.is_terminal:
         screen = render_instance(
             name, target, details, show_output=step_output, output_limit=truncate_output_limit
         )
