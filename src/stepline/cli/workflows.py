@@ -54,8 +54,10 @@ def list_workflows(
     account_id: AccountIdOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the workflows of the account: pages go by name, each shown newest first (as
-    wrangler shows them), so a newer workflow may be on a later page."""
+    """List the workflows of the account, newest first on each page.
+
+    Pages go by name, as wrangler's do: a newer workflow may be on a later page.
+    """
     with report_errors():
         connection = connect(api_url, token, account_id)
         result = connection.run(
