@@ -60,7 +60,12 @@ def test_unreachable_server(cli: CliInvoker) -> None:
     result = cli("workflows", "list", "--api-url", f"http://127.0.0.1:{port}/client/v4")
 
     assert result.exit_code == 1
-    assert_one_line_error(result.stderr, f"cannot reach http://127.0.0.1:{port}/client/v4")
+    # httpx's own words for a refused connection were "All connection attempts failed".
+    assert_one_line_error(
+        result.stderr,
+        f"cannot reach http://127.0.0.1:{port}/client/v4: connection refused",
+        "is a server running there?",
+    )
 
 
 def test_missing_account_id(cli: CliInvoker) -> None:

@@ -104,6 +104,17 @@ def _page_from(envelope: Mapping[str, Any], *, requested_page: int | None, per_p
 _NO_BODY = object()
 
 
+def _refused(exc: BaseException) -> str | None:
+    """The words for a connection refused, most often no server started on that port: httpx
+    says "All connection attempts failed" for it, the refusal only among its causes."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused (is a server running there?)"
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 class HttpClient:
     """The Client contract over HTTP. Use it as an async context manager, or call ``aclose``.
 
@@ -172,7 +183,7 @@ class HttpClient:
                 delivered_maybe=not isinstance(exc, httpx.ConnectTimeout),
             ) from exc
         except httpx.TransportError as exc:
-            reason = str(exc) or type(exc).__name__
+            reason = _refused(exc) or str(exc) or type(exc).__name__
             raise ServerUnreachable(
                 f"cannot reach {shown_url(self.api_url)}: {reason}",
                 delivered_maybe=not isinstance(exc, httpx.ConnectError),
