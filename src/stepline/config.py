@@ -58,9 +58,15 @@ def load_config(path: str | Path) -> ProjectConfig:
     """Read ``path`` and put its folder on ``sys.path`` so ``script_name`` modules import."""
     file = Path(path)
     try:
-        raw = tomllib.loads(file.read_text())
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{file}: no such file (pass --config path/to/stepline.toml)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{file}: is a folder (pass --config path/to/stepline.toml)") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file}: not valid TOML: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
     unknown = set(raw) - {"workflows", "modules"}

@@ -204,6 +204,20 @@ def test_declared_schedules_past_the_account_limit_name_the_file(
     assert line == f"error: {config}: workflow 'present': an account may have at most 100 schedules"
 
 
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_config_that_is_a_folder_or_not_text(tmp_path: Path, command: str) -> None:
+    # --config . (the folder of the stepline.toml) was an IsADirectoryError traceback.
+    database = f"sqlite:///{tmp_path / 'stepline.sqlite3'}"
+    binary = tmp_path / "stepline.sqlite3.toml"
+    binary.write_bytes(b"\xff\xfe not text")
+
+    folder = _one_line(_stepline(command, "--config", str(tmp_path), "--database", database))
+    not_text = _one_line(_stepline(command, "--config", str(binary), "--database", database))
+
+    assert folder == (f"error: {tmp_path}: is a folder (pass --config path/to/stepline.toml)")
+    assert not_text.startswith(f"error: {binary}: not valid TOML: not UTF-8 text")
+
+
 def test_a_bad_account_for_a_token_is_said_without_the_api_label(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'stepline.sqlite3'}"
 
