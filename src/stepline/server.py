@@ -126,6 +126,14 @@ async def serve(options: ServerOptions) -> None:
                 lifespan="off",
                 timeout_keep_alive=KEEP_ALIVE_S,
             )
+            if env_auth is None:
+                # Else a server that no client can use says nothing of it: each request is
+                # a 401 (a start that fails before this has its one line alone). At info:
+                # tokens of the database alone are a deployment's right choice too.
+                log.info(
+                    "no STEPLINE_API_TOKEN is set: only tokens made with `stepline tokens "
+                    "create` on this database are accepted"
+                )
             if not stop_signals.received:  # none came while the workflows were registered
                 await uvicorn.Server(config).serve()
         finally:
