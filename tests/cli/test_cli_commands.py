@@ -330,6 +330,14 @@ def test_terminate_with_rollback(cli: CliInvoker, api: FakeServer) -> None:
     assert last_request(api)[3] == {"status": "terminate", "rollback": True}
 
 
+def test_terminate_help_says_rollback_does_nothing_on_stepline(cli: CliInvoker) -> None:
+    # It said "Run the instance's rollback steps first.", and a Stepline server runs none.
+    result = cli("instances", "terminate", "--help", COLUMNS="200")
+
+    assert "Run the instance's rollback steps first on Cloudflare;" in result.stdout
+    assert "a Stepline server accepts it and has none to run." in result.stdout
+
+
 def test_restart_from_a_step(cli: CliInvoker, api: FakeServer) -> None:
     result = cli(
         "instances",

@@ -312,7 +312,12 @@ def terminate_instance(
     name: WorkflowName,
     instance_id: InstanceId,
     rollback: Annotated[
-        bool, typer.Option("--rollback", help="Run the instance's rollback steps first.")
+        bool,
+        typer.Option(
+            "--rollback",
+            help="Run the instance's rollback steps first on Cloudflare; a Stepline server "
+            "accepts it and has none to run.",
+        ),
     ] = False,
     api_url: ApiUrlOption = DEFAULT_API_URL,
     token: TokenOption = None,
