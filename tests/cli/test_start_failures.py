@@ -218,6 +218,34 @@ def test_a_config_that_is_a_folder_or_not_text(tmp_path: Path, command: str) -> 
     assert not_text.startswith(f"error: {binary}: not valid TOML: not UTF-8 text")
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        # Two slashes: "data" was read as a host and dropped, and /s.sqlite3 made at the root.
+        (
+            "sqlite://data/s.sqlite3",
+            "error: 'sqlite://data/s.sqlite3' names a host, 'data', and SQLite has none: "
+            "did you mean sqlite:///data/s.sqlite3 (three slashes before a relative path, "
+            "four before an absolute one)?",
+        ),
+        # A query was made part of the file's name, "s.sqlite3?mode=ro".
+        (
+            "sqlite:///s.sqlite3?mode=ro",
+            "error: 'sqlite:///s.sqlite3?mode=ro' has a query, and a SQLite URL takes none: "
+            "name the file alone, sqlite:///s.sqlite3",
+        ),
+    ],
+)
+def test_a_sqlite_url_misread_as_another_file_is_refused(
+    tmp_path: Path, url: str, said: str
+) -> None:
+    line = _one_line(_stepline("migrate", "--database", url, cwd=tmp_path))
+
+    assert line == said
+    assert list(tmp_path.iterdir()) == []
+    assert not Path("/s.sqlite3").exists()
+
+
 def test_a_bad_account_for_a_token_is_said_without_the_api_label(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'stepline.sqlite3'}"
 

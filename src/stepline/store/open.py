@@ -37,6 +37,7 @@ def open_store(url: str = DEFAULT_DATABASE, *, synchronous: str = "FULL") -> Sto
         return _postgres_store(url)
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
+        _refuse_misread_sqlite(url)
         path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else parsed.path
         if not path:
             raise ConfigError(f"{url!r} names no file: use sqlite:///path/to/file.sqlite3")
@@ -44,6 +45,27 @@ def open_store(url: str = DEFAULT_DATABASE, *, synchronous: str = "FULL") -> Sto
     raise ConfigError(
         f"unsupported database URL {_shown(url)!r}: use sqlite:///path or postgresql://host/database"
     )
+
+
+def _refuse_misread_sqlite(url: str) -> None:
+    """A SQLite URL that would name another file than meant: one with a host (two slashes,
+    ``sqlite://data/s.sqlite3``, dropped ``data`` and made ``/s.sqlite3``) or a query (taken
+    into the file's name, ``s.sqlite3?mode=ro``)."""
+    rest = url[len("sqlite://") :]
+    host, _, path = rest.partition("/")
+    if host:
+        said = f"{_shown(url)!r} names a host"
+        if not re.search(r"[@:?#]", host):  # else it may hold a password: no suggestion
+            said += f", {host!r}, and SQLite has none: did you mean sqlite:///{host}/{path}"
+            raise ConfigError(
+                f"{said} (three slashes before a relative path, four before an absolute one)?"
+            )
+        raise ConfigError(f"{said}, and SQLite has none: use sqlite:///path/to/file.sqlite3")
+    if "?" in path:
+        raise ConfigError(
+            f"{url!r} has a query, and a SQLite URL takes none: name the file alone, "
+            f"sqlite:///{path.partition('?')[0]}"
+        )
 
 
 def _shown(url: str) -> str:
