@@ -183,6 +183,41 @@ def test_update_after_an_edit_runs_the_edited_code(
     assert versions[0] != versions[1]
 
 
+def test_update_after_an_edit_that_does_not_compile_is_refused_and_keeps_the_code(
+    sdk: Cloudflare, lenient: Cloudflare, account: str, server: RunningServer
+) -> None:
+    """An edit with a syntax error is refused as any edit that does not import is (400,
+    10201, the error's words), and what ran before runs on; it was a 500 internal_server."""
+    module = server.log_path.parent / "miscompiled_flows.py"
+    flow = (
+        "from stepline import WorkflowEntrypoint\n\n"
+        "class Flow(WorkflowEntrypoint):\n"
+        "    async def run(self, event, step):\n"
+        "        return 'v1'\n"
+    )
+
+    def deploy() -> Any:
+        return sdk.workflows.update(
+            "sdk-miscompiled",
+            account_id=account,
+            class_name="Flow",
+            script_name="miscompiled_flows",
+        )
+
+    module.write_text(flow)
+    deployed = deploy()
+    module.write_text(flow + "oops = (\n")
+    with pytest.raises(cloudflare.BadRequestError) as refused:
+        deploy()
+    assert refused.value.errors[0].code == 10201
+    assert "cannot import module 'miscompiled_flows': SyntaxError" in str(refused.value)
+
+    created = sdk.workflows.instances.create("sdk-miscompiled", account_id=account)
+    assert created.version_id == deployed.version_id
+    done = wait_sdk(lenient, account, "sdk-miscompiled", created.id, TERMINAL)
+    assert (done.status, done.output) == ("complete", "v1")
+
+
 @pytest.mark.parametrize("script_name", ["no_such_module", "../../etc/passwd", ".relative"])
 def test_update_with_a_class_the_server_cannot_import(
     sdk: Cloudflare, account: str, script_name: str

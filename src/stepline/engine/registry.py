@@ -118,7 +118,10 @@ class WorkflowClasses:
         module = importlib.util.module_from_spec(spec)
         # From the source read, not through the bytecode cache: an edit of the same size in
         # the same second as the cached code would pass for it.
-        code = spec.loader.source_to_code(source, spec.origin or name)
+        try:
+            code = spec.loader.source_to_code(source, spec.origin or name)
+        except (SyntaxError, ValueError) as exc:  # ValueError: a null byte in the source
+            raise _cannot_import(name, exc) from exc
         sys.modules[name] = module
         try:
             exec(code, module.__dict__)
