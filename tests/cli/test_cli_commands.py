@@ -36,6 +36,24 @@ def test_workflows_list_shows_a_table_newest_first(cli: CliInvoker, api: FakeSer
     assert last_request(api)[2] == {"page": "1", "per_page": "10"}
 
 
+def test_workflows_list_in_80_columns_cuts_no_name_short(cli: CliInvoker, api: FakeServer) -> None:
+    # Names are what the next command is given: they were cut to "QuarterlyRe…".
+    api.state.add_workflow("quarterly-revenue-reconciliation", created_at=120)
+
+    result = cli("workflows", "list", COLUMNS="80")
+
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    rows = [line.split("│")[1:4] for line in result.stdout.splitlines() if line.startswith("│")]
+    columns = ["".join(cell.strip() for cell in cells) for cells in zip(*rows, strict=True)]
+    for whole in (
+        "quarterly-revenue-reconciliation",
+        "quarterly-revenue-reconciliation-script",
+        "QuarterlyRevenueReconciliation",
+    ):
+        assert any(whole in column for column in columns), columns
+
+
 def test_workflows_list_json_prints_the_result(cli: CliInvoker) -> None:
     result = cli("workflows", "list", "--json", "--per-page", "1", "--page", "2")
 

@@ -237,7 +237,9 @@ def _instance_counts(counts: object) -> Text:
 def workflows_table(workflows: list[dict[str, Any]]) -> Table:
     table = Table(box=box.ROUNDED, header_style="bold")
     for column in ("Name", "Script name", "Class name", "Created", "Modified", "Instances"):
-        table.add_column(column)
+        # Names are what the next command is given: fold them rather than cut them short.
+        folded = column in ("Name", "Script name", "Class name")
+        table.add_column(column, overflow="fold" if folded else "ellipsis")
     for workflow in workflows:
         table.add_row(
             _cell(workflow.get("name")),
