@@ -330,6 +330,28 @@ def test_restart_from_a_step(cli: Cli, live_server: LiveServer) -> None:
     assert steps[0]["output"] == "prepared"
 
 
+def test_restart_from_a_step_named_as_the_timeline_shows_it(
+    cli: Cli, live_server: LiveServer
+) -> None:
+    # describe shows "prepare-1" and "nap-1"; given as names, they were "not found" alone.
+    live_server.create("sleepy", "again-3")
+    live_server.wait_for_status("sleepy", "again-3", "waiting")
+
+    do_step, sleep_step = cli.run_many(
+        ("instances", "restart", "sleepy", "again-3", "--from-step-name", "prepare-1"),
+        ("instances", "restart", "sleepy", "again-3", "--from-step-name", "nap-1"),
+    )
+
+    assert do_step.failed(10402).endswith(
+        'Step "prepare-1" not found in execution history; the timeline shows step "prepare" '
+        'of count 1 as "prepare-1": restart from name "prepare", count 1, type do'
+    )
+    assert sleep_step.failed(10402).endswith(
+        'Step "nap-1" not found in execution history; the timeline shows step "nap" '
+        'of count 1 as "nap-1": restart from name "nap", count 1, type sleep'
+    )
+
+
 def test_restart_errors(cli: Cli) -> None:
     no_name, missing, pause_missing = cli.run_many(
         ("instances", "restart", "sleepy", "x", "--from-step-count", "2"),

@@ -360,7 +360,10 @@ class Control:
             steps = await self.store.load_steps(instance.pk)
             from_seq = _find_step_seq(steps, from_name, count, _STEP_TYPES[step_type])
             if from_seq is None:
-                raise CannotRestart(f'Step "{from_name}" not found in execution history')
+                raise CannotRestart(
+                    f'Step "{from_name}" not found in execution history'
+                    + _name_as_shown_hint(steps, from_name)
+                )
         now = self.clock.now_ms()
         restarted = await self.store.restart(instance.pk, from_seq=from_seq, now=now)
         if restarted is None:
@@ -431,6 +434,22 @@ def _find_step_seq(steps: list[StepRecord], name: str, count: int, kind: str) ->
     ordered = sorted(steps, key=lambda s: s.seq)
     step = nth_step_shown_as(ordered, name, count, kind)
     return None if step is None else _outermost_enclosing(ordered, step)
+
+
+def _name_as_shown_hint(steps: list[StepRecord], name: str) -> str:
+    """What ``name`` stands for when it is a step's name as the timeline (the describe view)
+    shows it, its count after a dash ("charge card-1"): the one a user sees and copies."""
+    base, dash, number = name.rpartition("-")
+    if not (dash and base and number.isdigit() and int(number) >= 1):
+        return ""
+    count = int(number)
+    for step_type, kind in _STEP_TYPES.items():
+        if _find_step_seq(steps, base, count, kind) is not None:
+            return (
+                f'; the timeline shows step "{base}" of count {count} as "{name}": restart '
+                f'from name "{base}", count {count}, type {step_type}'
+            )
+    return ""
 
 
 def nth_step_shown_as(
