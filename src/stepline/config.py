@@ -100,21 +100,28 @@ def _modules(raw: object, where: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
+_WORKFLOW_KEYS = (
+    "name",
+    "class_name",
+    "script_name",
+    "concurrency",
+    "schedules",
+    "step_limit",
+    "success_retention",
+    "error_retention",
+)
+"""The keys of a ``[[workflows]]`` table, in the order a refusal lists them."""
+
+
 def _declared(entry: Any, where: str) -> DeclaredWorkflow:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where} must be a table")
-    unknown = set(entry) - {
-        "name",
-        "class_name",
-        "script_name",
-        "step_limit",
-        "success_retention",
-        "error_retention",
-        "concurrency",
-        "schedules",
-    }
+    unknown = set(entry) - set(_WORKFLOW_KEYS)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))} (a workflow takes "
+            f"{', '.join(_WORKFLOW_KEYS)})"
+        )
     try:
         for key in ("name", "class_name", "script_name"):
             if not isinstance(entry.get(key), str) or not entry[key]:

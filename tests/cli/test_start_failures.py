@@ -246,6 +246,25 @@ def test_a_sqlite_url_misread_as_another_file_is_refused(
     assert not Path("/s.sqlite3").exists()
 
 
+def test_an_unknown_key_of_a_declared_workflow_is_said_with_the_keys_it_takes(
+    tmp_path: Path,
+) -> None:
+    # The README shows five keys; the other three (step_limit, the retentions) were found
+    # only in the source.
+    config = tmp_path / "stepline.toml"
+    config.write_text(
+        '[[workflows]]\nname = "c"\nclass_name = "C"\nscript_name = "flows"\nretention = "1 day"\n'
+    )
+
+    line = _one_line(_stepline("serve", "--config", str(config), cwd=tmp_path))
+
+    assert line == (
+        f"error: {config}: workflow #1: unknown key(s) retention (a workflow takes name, "
+        "class_name, script_name, concurrency, schedules, step_limit, success_retention, "
+        "error_retention)"
+    )
+
+
 def test_a_bad_account_for_a_token_is_said_without_the_api_label(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path / 'stepline.sqlite3'}"
 
