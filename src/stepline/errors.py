@@ -31,6 +31,7 @@ The hierarchy::
     │   ├── EngineAlreadyRunning      a second engine on a SQLite file
     │   ├── SchemaTooNew              a database a newer Stepline migrated
     │   └── DatabaseNotWritable       a database (or its folder) this process may not write
+    ├── NotStarted                    a Stepline used before its start or after its stop
     └── StaleRunError                 a runner's write lost to terminate/restart/delete (internal)
 
 Errors raised *inside* workflow code are plain exceptions, as in Cloudflare:
@@ -66,6 +67,7 @@ __all__ = [
     "MissingCredentials",
     "NonRetryableDelayError",
     "NonRetryableError",
+    "NotStarted",
     "PayloadTooLarge",
     "PermissionDenied",
     "RouteNotFound",
@@ -227,6 +229,16 @@ class DatabaseNotWritable(ConfigError):
     file or folder without write permission or on a read-only file system, a PostgreSQL user
     without the privilege to use Stepline's tables or to apply their pending migrations, a
     read-only PostgreSQL server."""
+
+
+class NotStarted(SteplineError, RuntimeError):
+    """A Stepline used before it was started, or after it stopped: its database is not open."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this Stepline is not started: use it inside `async with Stepline(...) as "
+            "stepline:`, or call `await stepline.start()` first (a stopped one starts no more)"
+        )
 
 
 class StaleRunError(SteplineError):

@@ -17,6 +17,7 @@ mixins of :class:`Runner`, in modules of their own.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import math
@@ -186,7 +187,13 @@ class Runner(StepAttempts, Parking, WaitingSteps):
                 # lowered since): nothing to count, and no run.
                 self.count_stored(0)
                 entry = self.workflow_cls(env=self.engine.env)
-                output = await entry.run(event, WorkflowStep(self))
+                ran = entry.run(event, WorkflowStep(self))
+                if not inspect.isawaitable(ran):  # written ``def run``: its steps never ran
+                    raise TypeError(
+                        f"{type(entry).__qualname__}.run returned {type(ran).__name__}, not "
+                        "a coroutine: define it as async def run(self, event, step)"
+                    )
+                output = await ran
             except BaseExceptionGroup as group:
                 raise self._unwrapped(group) from None
             await self._quiet.wait()

@@ -18,7 +18,7 @@ from typing import NoReturn, TypeVar
 
 import asyncpg
 
-from stepline.errors import StoreUnavailable
+from stepline.errors import NotStarted, StoreUnavailable
 from stepline.store.postgres_access import (
     may_quote_password,
     no_connect_right,
@@ -87,6 +87,9 @@ class Database:
         self.on_reconnect = on_reconnect
         self._pool: asyncpg.Pool | None = None
         self._up = asyncio.Event()
+        self._ever_opened = False
+        """Once ``open`` has begun: before, a call is a Stepline used unstarted (not a
+        database down, for which a pool closed by a stop is taken, as in the past)."""
         self._watcher: asyncio.Task[None] | None = None
         self._down_since = 0.0
         self._closing = False
@@ -118,6 +121,7 @@ class Database:
         return conn
 
     async def open(self) -> None:
+        self._ever_opened = True
         self._closing = False
         try:
             self._pool = await asyncpg.create_pool(
@@ -175,6 +179,8 @@ class Database:
         """
         deadline = time.monotonic() + wait_s
         deadlocks = 0
+        if not self._ever_opened:
+            raise NotStarted()
         while True:
             if not self._up.is_set():
                 await self._wait_up(deadline)

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from stepline.errors import StoreUnavailable
+from stepline.errors import NotStarted, StoreUnavailable
 from stepline.store import sqlite_queries as q
 from stepline.store.migrations import Migration, load_migrations, refuse_newer_schema
 from stepline.store.port import Notice
@@ -65,6 +65,8 @@ class SqliteConnections:
     _sender: NoticeSender
     _deliver: Callable[[Notice], None]
     _applied_at_open: list[Migration]
+    _is_open: bool
+    """Between ``open`` and ``close``: before, a reader would make a file with no tables."""
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -96,6 +98,8 @@ class SqliteConnections:
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            if not self._is_open:
+                raise NotStarted()
             conn = self._connect()
             conn.execute("PRAGMA query_only = ON")
             self._local.conn = conn
@@ -135,9 +139,11 @@ class SqliteConnections:
     async def open(self) -> None:
         check_writable(self.path)  # else SQLite's words, or a traceback, or a later failure
         self._engine_lock.attach()  # before any connection: see sqlite_engine_lock
+        self._is_open = True
         try:
             await self._open_writer()
         except BaseException:
+            self._is_open = False
             self._engine_lock.detach()
             raise
 
@@ -215,6 +221,7 @@ class SqliteConnections:
             for conn in self._read_connections:
                 close_unless_lost(conn, self._writer.lost)
             self._read_connections.clear()
+        self._is_open = False  # no reader is made again: the threads' pool is shut down
         self._local = threading.local()  # the calling thread's connection is closed too
         self._sender.close()
         self.release_engine()  # last: nothing of this process's is left to write

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from stepline.errors import StoreUnavailable
+from stepline.errors import NotStarted, StoreUnavailable
 from stepline.store.sqlite_errors import as_store_error
 from stepline.store.sqlite_file_watch import REFUSAL, FileWatch
 from stepline.store.sqlite_lock_wait import LockHeld, LockWaitingConnection
@@ -139,7 +139,7 @@ class SqliteWriter:
         it is durable. (A plain function, not a coroutine: a step's write is awaited through
         no extra frame, and its place in the order is fixed at the call.)"""
         if self._thread is None:
-            raise RuntimeError("the SQLite writer is stopped")  # its future would never settle
+            raise NotStarted()  # its future would never settle
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._submit((operation, future, loop, key), loop)
