@@ -24,6 +24,7 @@ __all__ = [
     "LeaseOption",
     "LogLevelOption",
     "StorageLimitOption",
+    "WorkerLogLevelOption",
     "check_concurrency",
     "configure_logging",
     "lease_ms",
@@ -96,15 +97,15 @@ StorageLimitOption = Annotated[
 ]
 
 
+_LOG_LEVEL_HELP = (
+    "debug, info, warning: at info, the engine's own events too (recoveries, instances that "
+    "errored, with their tracebacks); at debug, every failed attempt"
+)
 LogLevelOption = Annotated[
-    str,
-    typer.Option(
-        "--log-level",
-        help="debug, info, warning: at info, the engine's own events too (recoveries, "
-        "instances that errored, with their tracebacks); at debug, every request and "
-        "failed attempt.",
-    ),
+    str, typer.Option("--log-level", help=f"{_LOG_LEVEL_HELP}, and every request.")
 ]
+WorkerLogLevelOption = Annotated[str, typer.Option("--log-level", help=f"{_LOG_LEVEL_HELP}.")]
+"""A worker's: it serves no requests."""
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 

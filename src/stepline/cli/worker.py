@@ -23,9 +23,9 @@ from stepline.cli.serve import (
     ConfigOption,
     DatabaseOption,
     LeaseOption,
-    LogLevelOption,
     StepThreadsOption,
     StorageLimitOption,
+    WorkerLogLevelOption,
     check_concurrency,
     configure_logging,
     lease_ms,
@@ -117,7 +117,7 @@ def worker_command(
     lease: LeaseOption = "30 seconds",
     storage_limit: StorageLimitOption = "1GiB",
     step_threads: StepThreadsOption = DEFAULT_STEP_THREADS,
-    log_level: LogLevelOption = "info",
+    log_level: WorkerLogLevelOption = "info",
 ) -> None:
     """Run workflow instances without serving HTTP (one of many workers on PostgreSQL)."""
     with report_errors(local=True):
