@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from typing import Any
 
 import pytest
@@ -65,6 +66,32 @@ def test_unreachable_server(cli: CliInvoker) -> None:
         result.stderr,
         f"cannot reach http://127.0.0.1:{port}/client/v4: connection refused",
         "is a server running there?",
+    )
+
+
+def test_https_to_a_server_of_plain_http(cli: CliInvoker) -> None:
+    # A server that answers what any plain HTTP server answers a TLS hello.
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    answering = threading.Thread(target=answer, daemon=True)
+    answering.start()
+    with server:
+        result = cli("workflows", "list", "--api-url", f"https://127.0.0.1:{port}/client/v4")
+        answering.join(5)
+
+    assert result.exit_code == 1
+    # It said "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)".
+    assert_one_line_error(
+        result.stderr,
+        f"cannot reach https://127.0.0.1:{port}/client/v4: it does not answer TLS",
+        "then use http://",
     )
 
 

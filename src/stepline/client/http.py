@@ -15,6 +15,7 @@ raises :class:`MalformedResponse`.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
@@ -104,13 +105,17 @@ def _page_from(envelope: Mapping[str, Any], *, requested_page: int | None, per_p
 _NO_BODY = object()
 
 
-def _refused(exc: BaseException) -> str | None:
-    """The words for a connection refused, most often no server started on that port: httpx
-    says "All connection attempts failed" for it, the refusal only among its causes."""
+def _known_cause(exc: BaseException) -> str | None:
+    """The words for two common mistakes, which httpx's own hide: a connection refused, most
+    often no server started on that port ("All connection attempts failed", the refusal only
+    among its causes), and https:// to a server of plain HTTP, as Stepline's is
+    ("[SSL: WRONG_VERSION_NUMBER] wrong version number")."""
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ConnectionRefusedError):
             return "connection refused (is a server running there?)"
+        if isinstance(cause, ssl.SSLError) and cause.reason == "WRONG_VERSION_NUMBER":
+            return "it does not answer TLS (a server of plain HTTP? then use http://)"
         cause = cause.__cause__ or cause.__context__
     return None
 
@@ -183,7 +188,7 @@ class HttpClient:
                 delivered_maybe=not isinstance(exc, httpx.ConnectTimeout),
             ) from exc
         except httpx.TransportError as exc:
-            reason = _refused(exc) or str(exc) or type(exc).__name__
+            reason = _known_cause(exc) or str(exc) or type(exc).__name__
             raise ServerUnreachable(
                 f"cannot reach {shown_url(self.api_url)}: {reason}",
                 delivered_maybe=not isinstance(exc, httpx.ConnectError),
