@@ -9,8 +9,8 @@ import asyncio
 import pytest
 
 from stepline import Stepline, WorkflowEntrypoint, WorkflowTimeoutError
-from stepline.testing import StepMocks
-from tests.conftest import MakeStepline
+from stepline.testing import StepMocks, wait_for_status
+from tests.conftest import HOT, MakeStepline
 from tests.engine.helpers import finished, ms, step
 from tests.workflows.probe import Probe
 
@@ -185,3 +185,66 @@ async def test_a_wait_that_ends_without_its_event_leaves_it_to_the_next(
 
     view = await finished(instance, timeout=5)
     assert view["output"] == ["timed out", "sent before both"]
+
+
+class WaitsReachedOutOfOrderOnReplay(WorkflowEntrypoint):
+    """Wait "early" begins first (its step "quick" finishes at once); wait "late" begins
+    once step "hold" is let go by gate "go". Replayed, with both steps cached, "late" is
+    reached first: "hold" is awaited in place, "quick" as a task of its own."""
+
+    async def run(self, event, step):
+        async def late():
+            async def hold():
+                self.env.hit("holding")
+                await self.env.gate("go").wait()
+
+            await step.do("hold", hold)
+            return (await step.wait_for_event("late", "ping", timeout="2 hours"))["payload"]
+
+        async def early():
+            @step.do("quick")
+            async def quick():
+                return 1
+
+            await quick()
+            return (await step.wait_for_event("early", "ping", timeout="1 hour"))["payload"]
+
+        took_late, took_early = await asyncio.gather(late(), early())
+        return {"early": took_early, "late": took_late}
+
+
+async def _until(instance, reached) -> None:
+    for _ in range(500):
+        if reached(await instance.status()):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(await instance.status())
+
+
+def _waits(view) -> list[dict]:
+    return [entry for entry in view["steps"] if entry.get("type") == "waitForEvent"]
+
+
+async def test_waits_of_one_type_keep_the_order_they_began_when_replayed(
+    make_stepline: MakeStepline, probe: Probe
+):
+    # Queued in the order a replay reached them, the wait begun last took the first event
+    # sent after the replay (while a parked instance hands it to the one begun first).
+    stepline = await make_stepline(suspend_after=HOT)
+    workflow = await stepline.register("out-of-order", WaitsReachedOutOfOrderOnReplay)
+    instance = await workflow.create()
+    await probe.wait_for("holding")
+    await _until(instance, lambda view: len(_waits(view)) == 1)  # "early" has begun
+    probe.gate("go").set()
+    await _until(instance, lambda view: len(_waits(view)) == 2)
+    await instance.pause()  # and resumed: a replay
+    await wait_for_status(instance, "paused")
+    await instance.resume()
+    await _until(instance, lambda view: view["status"] in ("running", "waiting"))
+    await asyncio.sleep(0.2)  # both waits are waiting again in the replay
+    await instance.send_event("ping", "first sent")
+    await _until(instance, lambda view: any(wait["finished"] for wait in _waits(view)))
+    await instance.send_event("ping", "second sent")
+
+    view = await finished(instance)
+    assert view["output"] == {"early": "first sent", "late": "second sent"}

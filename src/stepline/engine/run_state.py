@@ -39,7 +39,7 @@ class RunState(Protocol):
     _started_steps: int
     _interrupt: asyncio.Event
     _event_arrived: asyncio.Future[None]
-    _event_queues: dict[str, list[StepRecord]] | None
+    _event_queues: dict[str, tuple[list[StepRecord], asyncio.Lock]] | None
     _careful: bool
     _executing: int
     _quiet: asyncio.Event
@@ -82,6 +82,7 @@ class RunState(Protocol):
         timeout_ms: int,
         forced: bool,
         queue: list[StepRecord],
+        taking: asyncio.Lock,
     ) -> dict[str, Any]: ...
 
     async def _wait_for_signal(self, arrived: asyncio.Future[None], until_ms: int) -> str: ...

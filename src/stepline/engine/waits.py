@@ -8,6 +8,7 @@ waits and suspension) through :class:`~stepline.engine.run_state.RunState`.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -130,14 +131,20 @@ class WaitingSteps:
         # next: each took its own side by side, and on PostgreSQL (a connection each) the
         # first event sent could go to the wait begun last. One that ends, whatever ends it,
         # leaves its turn to the next, which it wakes.
+        # In the order they began (``seq``), not the order this run reaches them: a replay
+        # reaches a wait whose branch had a step before it (cached now) ahead of one begun
+        # earlier, and a parked instance hands an event to the wait of lowest seq.
         queues = self._event_queues
         if queues is None:
             queues = {}
             self._event_queues = queues
-        queue = queues.setdefault(event_type, [])
-        queue.append(record)
+        entry = queues.get(event_type)
+        if entry is None:
+            entry = queues[event_type] = ([], asyncio.Lock())
+        queue, taking = entry
+        bisect.insort(queue, record, key=_began)
         try:
-            return await self._take_event(record, deadline, timeout_ms, forced, queue)
+            return await self._take_event(record, deadline, timeout_ms, forced, queue, taking)
         finally:
             queue.remove(record)
             if queue:
@@ -150,6 +157,7 @@ class WaitingSteps:
         timeout_ms: int,
         forced: bool,
         queue: list[StepRecord],
+        taking: asyncio.Lock,
     ) -> dict[str, Any]:
         while True:
             self._guard()
@@ -158,9 +166,13 @@ class WaitingSteps:
             # A forced timeout takes no event, not even one sent before the wait began.
             event = None
             if not forced and queue[0] is record:
-                event = await self._durable(
-                    self.store.consume_event(self.pk, self.generation, record, now=now)
-                )
+                # One take of a type at a time: a wait a replay placed ahead of the first
+                # does not take beside the take that one has in flight.
+                async with taking:
+                    if queue[0] is record:
+                        event = await self._durable(
+                            self.store.consume_event(self.pk, self.generation, record, now=now)
+                        )
             if event is not None:
                 record.status, record.end, record.output = "complete", now, event.payload
                 record.wake_at = event.created_on  # what the wait returns as its timestamp
@@ -214,6 +226,10 @@ def take_value(record: StepRecord) -> Any:
     again, and an instance that takes a thousand 1 MiB results does not hold a GiB."""
     text, record.output = record.output, None
     return None if text is None else json.loads(text)
+
+
+def _began(record: StepRecord) -> int:
+    return record.seq
 
 
 def _event_value(record: StepRecord) -> dict[str, Any]:
