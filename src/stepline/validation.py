@@ -123,12 +123,19 @@ STEP_LABEL_MAX = STEP_SHOWN_NAME_MAX_BYTES + len("-999999999")
 def check_step_name(name: object) -> str:
     """A name that workflow code gives a step: 1-256 characters, counted as JavaScript counts
     them (UTF-16 units: an emoji past U+FFFF is two)."""
-    if not isinstance(name, str) or not 1 <= _js_length(name) <= 256 or _CONTROL.search(name):
-        raise InvalidRequest(
-            f"step name {shown_step_name(name)} must be 1-256 characters without control "
-            "characters or lone surrogates"
-        )
-    return name
+    if isinstance(name, str) and not _CONTROL.search(name):
+        length = _js_length(name)
+        if 1 <= length <= 256:
+            return name
+        if length > len(name):  # else the count the refusal quotes says it fits
+            raise InvalidRequest(
+                f"step name {shown_step_name(name)} is {length} characters as JavaScript "
+                "counts them (one past U+FFFF, an emoji, counts as two): it must be 1-256"
+            )
+    raise InvalidRequest(
+        f"step name {shown_step_name(name)} must be 1-256 characters without control "
+        "characters or lone surrogates"
+    )
 
 
 def _js_length(text: str) -> int:
