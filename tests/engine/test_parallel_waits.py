@@ -5,6 +5,7 @@ together, and their steps run now, not after the wait."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -248,3 +249,41 @@ async def test_waits_of_one_type_keep_the_order_they_began_when_replayed(
 
     view = await finished(instance)
     assert view["output"] == {"early": "first sent", "late": "second sent"}
+
+
+class WaitBesideAHeldChain(WorkflowEntrypoint):
+    """A wait for "ping" (an hour) beside step "hold", held at gate "go", then step "after"."""
+
+    async def run(self, event, step):
+        async def chain():
+            @step.do("hold")
+            async def hold():
+                self.env.hit("holding")
+                await self.env.gate("go").wait()
+
+            await hold()
+            return await step.do("after", lambda: self.env.hit("after"))
+
+        _, after = await asyncio.gather(
+            step.wait_for_event("ping", "ping", timeout="1 hour"), chain()
+        )
+        return after
+
+
+async def test_a_branch_an_engine_stop_cuts_off_between_steps_runs_on_the_next_engine(
+    make_stepline: MakeStepline, probe: Probe, tmp_path: Path
+):
+    # The stop let "hold" finish and parked the instance before "after", for its wait's
+    # time: the next engine ran "after" an hour later, when the wait timed out.
+    first = await make_stepline(tmp_path, suspend_after="1 hour")
+    await (await first.register("held-chain", WaitBesideAHeldChain)).create(id="held")
+    await probe.wait_for("holding")
+    stopping = asyncio.create_task(first.stop())
+    await asyncio.sleep(0.05)
+    probe.gate("go").set()  # the attempt the stop waits for ends
+    await stopping
+    assert probe.calls["after"] == 0
+
+    second = await make_stepline(tmp_path, suspend_after="1 hour")
+    await second.register("held-chain", WaitBesideAHeldChain)
+    await probe.wait_for("after", timeout=5)

@@ -118,10 +118,12 @@ class Parking:
             wake_at, kind = min(timers)
             wake_kind = "event" if kind == "wait" else "timer"
         status = "paused" if self.pause_requested else "waiting"
-        if status == "waiting" and wake_at is None:
-            # Nothing it waits for has a time: the engine is stopping, or a pause that parked
-            # it was taken back meanwhile (a resume). It is due at once, for whichever engine
-            # is next; parked with no wake time, nothing would ever run it again.
+        if status == "waiting" and (wake_at is None or self._draining):
+            # The engine is stopping, or a pause that parked it was taken back meanwhile (a
+            # resume): due at once, for whichever engine is next. Parked with no wake time,
+            # nothing would ever run it again; parked for its waits' time, the branches that
+            # the stop cut off between steps (or at a step it let finish) would wait with
+            # them, and the next step, runnable now, would run only at a wait's deadline.
             wake_at, wake_kind = self.clock.now_ms(), "timer"
         woken = await self._durable(
             self.store.suspend(
