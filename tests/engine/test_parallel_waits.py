@@ -287,3 +287,47 @@ async def test_a_branch_an_engine_stop_cuts_off_between_steps_runs_on_the_next_e
     second = await make_stepline(tmp_path, suspend_after="1 hour")
     await second.register("held-chain", WaitBesideAHeldChain)
     await probe.wait_for("after", timeout=5)
+
+
+class TakeBesideALongerWait(WorkflowEntrypoint):
+    """Wait "a" for a ping (an hour), then step "after a"; beside it, wait "b" for a pong
+    (two hours)."""
+
+    async def run(self, event, step):
+        async def first():
+            await step.wait_for_event("a", "ping", timeout="1 hour")
+            return await step.do("after a", lambda: self.env.hit("after a"))
+
+        async def second():
+            return (await step.wait_for_event("b", "pong", timeout="2 hours"))["payload"]
+
+        return await asyncio.gather(first(), second())
+
+
+async def test_a_park_while_a_wait_takes_its_event_waits_for_the_take(
+    make_stepline: MakeStepline, probe: Probe
+):
+    # Wait "b" parked the instance (its time in memory over) while "a" had its event in
+    # hand but not yet its answer: the park wrote "a" as waiting over its take, the event
+    # was no longer there to wake the instance, and "after a" ran at a's deadline.
+    stepline = await make_stepline(suspend_after=500)
+    take = stepline.store.consume_event
+
+    async def slow_take(*args, **kwargs):
+        event = await take(*args, **kwargs)
+        if event is not None:
+            await asyncio.sleep(0.8)  # answered late: b's half second ends meanwhile
+        return event
+
+    stepline.store.consume_event = slow_take
+    instance = await (await stepline.register("take", TakeBesideALongerWait)).create()
+    for _ in range(300):
+        view = await instance.status()
+        if sum(entry.get("type") == "waitForEvent" for entry in view["steps"]) == 2:
+            break
+        await asyncio.sleep(0.01)
+    await instance.send_event("ping", "now")
+
+    await probe.wait_for("after a", timeout=3)
+    await instance.send_event("pong", "then")
+    assert (await finished(instance))["output"] == [1, "then"]

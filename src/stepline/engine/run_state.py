@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from stepline.engine.scheduler import Engine
     from stepline.engine.step_threads import Loan, Queued
     from stepline.store.port import Store
-    from stepline.store.records import Attempt, InstanceRecord, StepRecord
+    from stepline.store.records import Attempt, EventRecord, InstanceRecord, StepRecord
 
 __all__ = ["RunState"]
 
@@ -84,6 +84,8 @@ class RunState(Protocol):
         queue: list[StepRecord],
         taking: asyncio.Lock,
     ) -> dict[str, Any]: ...
+
+    async def _take(self, record: StepRecord, now: int) -> EventRecord | None: ...
 
     async def _wait_for_signal(self, arrived: asyncio.Future[None], until_ms: int) -> str: ...
 

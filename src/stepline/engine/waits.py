@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from stepline.durations import MAX_WAIT_MS
 from stepline.errors import InvalidStepConfig, StaleRunError, WorkflowTimeoutError
-from stepline.store.records import StepRecord
+from stepline.store.records import EventRecord, StepRecord
 from stepline.validation import check_event_type, check_step_name, dump_json, utf8_size
 
 if TYPE_CHECKING:
@@ -170,12 +170,8 @@ class WaitingSteps:
                 # does not take beside the take that one has in flight.
                 async with taking:
                     if queue[0] is record:
-                        event = await self._durable(
-                            self.store.consume_event(self.pk, self.generation, record, now=now)
-                        )
+                        event = await self._take(record, now)
             if event is not None:
-                record.status, record.end, record.output = "complete", now, event.payload
-                record.wake_at = event.created_on  # what the wait returns as its timestamp
                 # Taken already: past the storage limit, the instance fails after the wait.
                 self.count_stored(utf8_size(event.payload))
                 return _event_value(record)
@@ -196,6 +192,27 @@ class WaitingSteps:
                 await self._suspend_when_idle()
             if arrived.done() and arrived is self._event_arrived:
                 self._event_arrived = asyncio.get_running_loop().create_future()
+
+    async def _take(self: RunState, record: StepRecord, now: int) -> EventRecord | None:
+        """Take the wait's event, if one is there; the wait is complete in memory when it was.
+        Counted as executing, as an attempt is: a suspension meanwhile (another branch's,
+        for a pause or a stop) writes the steps once it is done, or it would write the wait
+        as waiting over the take, and the instance, its event taken, would sleep to the
+        wait's deadline."""
+        self._executing += 1
+        self._quiet.clear()
+        try:
+            event = await self._durable(
+                self.store.consume_event(self.pk, self.generation, record, now=now)
+            )
+            if event is not None:
+                record.status, record.end, record.output = "complete", now, event.payload
+                record.wake_at = event.created_on  # what the wait returns as its timestamp
+            return event
+        finally:
+            self._executing -= 1
+            if self._executing == 0:
+                self._quiet.set()
 
     async def _read_deferred(self: RunState, record: StepRecord) -> None:
         """Read the output the claim left in the store for being large, as its replay needs it."""
