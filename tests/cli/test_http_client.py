@@ -15,6 +15,7 @@ from stepline.client.http import (
     MalformedResponse,
     ServerUnreachable,
     UnrecognizedApiError,
+    _known_cause,
     api_error_from_response,
     shown_url,
 )
@@ -248,3 +249,11 @@ async def test_batch_create_returns_only_what_was_created(
 
     assert [item["id"] for item in created] == ["order-9"]
     assert state.requests[-1].body == [{"instance_id": "order-1"}, {"instance_id": "order-9"}]
+
+
+def test_a_transport_error_whose_causes_loop_is_said_as_it_is() -> None:
+    # The look for a known cause followed __context__ round the loop for ever.
+    outer, inner = httpx.ConnectError("boom"), OSError("down")
+    outer.__context__, inner.__context__ = inner, outer
+
+    assert _known_cause(outer) is None

@@ -231,8 +231,8 @@ def test_a_config_that_is_a_folder_or_not_text(tmp_path: Path, command: str) -> 
         # A query was made part of the file's name, "s.sqlite3?mode=ro".
         (
             "sqlite:///s.sqlite3?mode=ro",
-            "error: 'sqlite:///s.sqlite3?mode=ro' has a query, and a SQLite URL takes none: "
-            "name the file alone, sqlite:///s.sqlite3",
+            "error: a SQLite URL takes no query (what follows its '?'): name the file alone, "
+            "sqlite:///s.sqlite3",
         ),
     ],
 )

@@ -41,6 +41,19 @@ def test_urls_that_name_no_database_are_refused(url: str, said: str) -> None:
         open_store(url)
 
 
+def test_a_sqlite_url_with_a_query_is_refused_without_quoting_it() -> None:
+    with pytest.raises(ConfigError) as refused:
+        open_store("sqlite:///app.sqlite3?key=s3cret")
+    assert "s3cret" not in str(refused.value)
+    assert str(refused.value).endswith("name the file alone, sqlite:///app.sqlite3")
+
+
+def test_a_sqlite_url_on_localhost_is_refused_with_the_absolute_path_meant() -> None:
+    # As in a file:// URL, localhost is this machine: it was told sqlite:///localhost/...
+    with pytest.raises(ConfigError, match=r"did you mean sqlite:////tmp/x\.sqlite3 "):
+        open_store("sqlite://localhost/tmp/x.sqlite3")
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [

@@ -111,7 +111,9 @@ def _known_cause(exc: BaseException) -> str | None:
     among its causes), and https:// to a server of plain HTTP, as Stepline's is
     ("[SSL: WRONG_VERSION_NUMBER] wrong version number")."""
     cause: BaseException | None = exc
-    while cause is not None:
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:  # a chain may loop
+        seen.add(id(cause))
         if isinstance(cause, ConnectionRefusedError):
             return "connection refused (is a server running there?)"
         if isinstance(cause, ssl.SSLError) and cause.reason == "WRONG_VERSION_NUMBER":

@@ -56,14 +56,16 @@ def _refuse_misread_sqlite(url: str) -> None:
     if host:
         said = f"{_shown(url)!r} names a host"
         if not re.search(r"[@:?#]", host):  # else it may hold a password: no suggestion
-            said += f", {host!r}, and SQLite has none: did you mean sqlite:///{host}/{path}"
+            # localhost is this machine, as in a file:// URL: the path after it is absolute.
+            meant = f"/{path}" if host.lower() == "localhost" else f"{host}/{path}"
+            said += f", {host!r}, and SQLite has none: did you mean sqlite:///{meant}"
             raise ConfigError(
                 f"{said} (three slashes before a relative path, four before an absolute one)?"
             )
         raise ConfigError(f"{said}, and SQLite has none: use sqlite:///path/to/file.sqlite3")
-    if "?" in path:
+    if "?" in path:  # not shown: a query may hold what a log should not
         raise ConfigError(
-            f"{url!r} has a query, and a SQLite URL takes none: name the file alone, "
+            "a SQLite URL takes no query (what follows its '?'): name the file alone, "
             f"sqlite:///{path.partition('?')[0]}"
         )
 
