@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,7 @@ from stepline import InstanceHandle, Stepline, WorkflowEntrypoint
 from stepline.errors import CannotRestart, InvalidRequest
 from stepline.testing import wait_for_status
 from tests.engine.helpers import finished, step_names, stored_instance
+from tests.engine.test_testing_helpers import until_view
 
 
 class ThreeSteps(WorkflowEntrypoint):
@@ -101,6 +103,48 @@ async def test_restart_of_a_running_instance_cancels_and_reruns(stepline: Stepli
     assert view["output"] == 2
     assert probe.calls["hold"] == 2
     assert len(view["steps"]) == 1
+
+
+class HoldBeside(WorkflowEntrypoint):
+    """Step "hold" (no retries) blocks on its first run while step "beside", begun after it
+    in a gather, returns at once."""
+
+    async def run(self, event, step):
+        @step.do(config={"retries": {"limit": 0, "delay": 1}})
+        async def hold():
+            runs = self.env.hit("hold")
+            if runs == 1:
+                await self.env.gate("never").wait()
+            return runs
+
+        @step.do()
+        async def beside():
+            return self.env.hit("beside")
+
+        return list(await asyncio.gather(hold(), beside()))
+
+
+def beside_stored(view: dict[str, Any]) -> bool:
+    return "beside-1" in step_names(view)
+
+
+async def test_a_restart_from_a_step_runs_again_the_attempt_it_cut_off_before_it(
+    stepline: Stepline, probe
+):
+    workflow = await stepline.register("hold-beside", HoldBeside)
+    instance = await workflow.create()
+    await probe.wait_for("hold")
+    await until_view(instance, beside_stored)
+
+    await instance.restart(from_="beside")
+
+    # The attempt of "hold" that the restart cancelled is no failure (no retry left, it
+    # failed the instance with "Attempt failed due to internal workflows error").
+    view = await finished(instance)
+    assert view["status"] == "complete"
+    assert view["output"] == [2, 2]
+    attempts = view["steps"][0]["attempts"]
+    assert [a["success"] for a in attempts] == [True]
 
 
 async def test_restart_of_a_terminated_running_instance(stepline: Stepline, probe):

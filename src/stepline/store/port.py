@@ -407,7 +407,8 @@ class Store(Protocol):
 
     async def restart(self, pk: int, *, from_seq: int | None, now: int) -> InstanceRecord | None:
         """Wipe all steps (or those from ``from_seq`` on) and queue the instance again. Every
-        event no wait has taken goes too, as do those the wiped waits took (§3.3)."""
+        event no wait has taken goes too, as do those the wiped waits took (§3.3). A kept
+        step's attempt that was running is dropped: the restart cancelled it."""
         ...
 
     async def delete_instances(self, pks: Sequence[int]) -> set[int]:

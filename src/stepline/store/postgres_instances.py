@@ -26,7 +26,12 @@ from stepline.store.buffered import check_buffered
 from stepline.store.port import WORKFLOW_GONE, BufferedEvent, InstanceFilter
 from stepline.store.postgres_catalog import PostgresStatements
 from stepline.store.records import FINISHED_STATUSES, InstanceRecord, ScheduleRecord, StepRecord
-from stepline.store.sqlite_rows import INSTANCE_COLUMNS, instance_from_row, step_from_row
+from stepline.store.sqlite_rows import (
+    INSTANCE_COLUMNS,
+    instance_from_row,
+    step_from_row,
+    without_cut_attempt,
+)
 
 __all__ = ["PostgresInstances"]
 
@@ -232,6 +237,10 @@ class PostgresInstances(PostgresStatements):
                 else:
                     await conn.execute(q.DELETE_EVENTS_OF_WIPED, pk, from_seq)
                     await conn.execute(q.DELETE_STEPS_FROM, pk, from_seq)
+                    for key, attempts in await conn.fetch(q.RUNNING_STEPS, pk):
+                        kept = without_cut_attempt(attempts)
+                        if kept is not None:
+                            await conn.execute(q.SET_STEP_ATTEMPTS, kept, pk, key)
             return instance_from_row(row)
 
         return await self._db.run(op)

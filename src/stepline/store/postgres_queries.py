@@ -444,6 +444,8 @@ DELETE_EVENTS_OF_WIPED = (
 DELETE_STEPS_FROM = (
     "DELETE FROM steps WHERE instance_pk = $1 AND (seq >= $2 OR kind = 'termination')"
 )
+RUNNING_STEPS = "SELECT key, attempts FROM steps WHERE instance_pk = $1 AND status = 'running'"
+SET_STEP_ATTEMPTS = "UPDATE steps SET attempts = $1 WHERE instance_pk = $2 AND key = $3"
 DELETE_INSTANCES = "DELETE FROM instances WHERE pk = ANY($1::bigint[]) RETURNING pk"
 SELECT_PKS_BY_STATUS = (
     "SELECT pk FROM instances WHERE workflow_id = $1 AND status = ANY($2::text[]) "

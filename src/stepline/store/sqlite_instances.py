@@ -33,6 +33,7 @@ from stepline.store.sqlite_rows import (
     marks,
     step_from_row,
     value_rows,
+    without_cut_attempt,
 )
 
 __all__ = ["SqliteInstances"]
@@ -241,6 +242,10 @@ class SqliteInstances:
             else:
                 conn.execute(q.DELETE_EVENTS_OF_WIPED, (pk, pk, from_seq))
                 conn.execute(q.DELETE_STEPS_FROM, (pk, from_seq))
+                for key, attempts in conn.execute(q.RUNNING_STEPS, (pk,)).fetchall():
+                    kept = without_cut_attempt(attempts)
+                    if kept is not None:
+                        conn.execute(q.SET_STEP_ATTEMPTS, (kept, pk, key))
             row = conn.execute(q.RESTART, (now, pk)).fetchone()
             return None if row is None else instance_from_row(row)
 

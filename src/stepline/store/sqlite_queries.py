@@ -337,6 +337,8 @@ DELETE_EVENTS_OF_WIPED = (
     "(SELECT key FROM steps WHERE instance_pk = ? AND seq >= ?))"
 )
 DELETE_STEPS_FROM = "DELETE FROM steps WHERE instance_pk = ? AND (seq >= ? OR kind = 'termination')"
+RUNNING_STEPS = "SELECT key, attempts FROM steps WHERE instance_pk = ? AND status = 'running'"
+SET_STEP_ATTEMPTS = "UPDATE steps SET attempts = ? WHERE instance_pk = ? AND key = ?"
 # A restart runs the workflow's code as it is now, and says so: the instance takes the
 # workflow's current version (spec §3.3 leaves the version at restart open).
 _CURRENT_VERSION = "(SELECT w.version_id FROM workflows w WHERE w.id = instances.workflow_id)"

@@ -36,6 +36,7 @@ __all__ = [
     "token_from_row",
     "value_rows",
     "version_from_row",
+    "without_cut_attempt",
     "workflow_from_row",
 ]
 
@@ -104,6 +105,16 @@ def step_from_row(row: Sequence[Any]) -> StepRecord:
     values = list(row)
     values[9] = [Attempt.from_json(a) for a in json.loads(values[9])]
     return StepRecord(*values)
+
+
+def without_cut_attempt(attempts: str) -> str | None:
+    """A kept step's attempts less the one a restart cut off (its last, with no end), or
+    None when it has none: the restart cancelled that attempt, which is no failure, and the
+    replay makes it again. Left, it counted as an attempt a crash had cut off."""
+    kept = json.loads(attempts)
+    if not kept or kept[-1].get("end") is not None:
+        return None
+    return attempts_text([Attempt.from_json(a) for a in kept[:-1]])
 
 
 def step_to_row(step: StepRecord, null: Any = None) -> tuple[Any, ...]:
