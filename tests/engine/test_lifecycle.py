@@ -441,6 +441,35 @@ async def test_resume_of_waiting_for_pause_cancels_the_pause(
     assert probe.calls["after"] == 1
 
 
+async def test_a_resume_that_finds_the_pause_parking_tries_again(
+    make_stepline: MakeStepline, probe, clock
+):
+    """The resume looks for ``paused``, then for ``waitingForPause``; the run parks paused in
+    between (its last step ended): the resume finds ``paused`` and resumes it, rather than
+    answering ``paused`` and leaving the instance paused for good."""
+    stepline, instance = await in_status(make_stepline, probe, clock, "waitingForPause")
+    real = stepline.store.resume
+    looks: list[str] = []
+
+    async def parks_after_the_look(pk, *, now):
+        looks.append("paused")
+        resumed = await real(pk, now=now)
+        if len(looks) == 1:
+            probe.gate("release").set()  # the step ends and the run parks paused
+            await wait_for_status(instance, "paused")
+        return resumed
+
+    stepline.store.resume = parks_after_the_look  # type: ignore[method-assign]
+    try:
+        assert await instance.resume() == "queued"
+    finally:
+        stepline.store.resume = real  # type: ignore[method-assign]
+    assert looks == ["paused", "paused"]
+    view = await finished(instance)
+    assert view["status"] == "complete"
+    assert probe.calls["after"] == 1
+
+
 @pytest.mark.parametrize("status", ["queued", "running"])
 async def test_resume_is_a_no_op(make_stepline: MakeStepline, probe, clock, status):
     _, instance = await in_status(make_stepline, probe, clock, status)

@@ -292,20 +292,25 @@ class Control:
 
     @_runs_to_the_end
     async def resume(self, instance: InstanceRecord) -> str:
-        now = self.clock.now_ms()
-        resumed = await self.store.resume(instance.pk, now=now)
-        if resumed is not None:
-            # To every engine (no owner): a pause notice that came after the run had parked
-            # is dropped, not kept for the run this resume starts, and the engines wake.
-            await self.store.publish(Notice("unpause", instance.pk))
-            return resumed.status
-        unpaused = await self.store.update_instance(
-            instance.pk, expect=("waitingForPause",), changes={"status": "running"}
-        )
-        if unpaused is not None:
-            await self.store.publish(Notice("unpause", instance.pk, unpaused.lease_owner))
-            return "running"
-        return await self._current_status(instance)
+        # Twice at most: between the two looks the run may park the pause it was asked for
+        # (waitingForPause becomes paused), and a resume that answered "paused" left it so.
+        for _ in range(2):
+            resumed = await self.store.resume(instance.pk, now=self.clock.now_ms())
+            if resumed is not None:
+                # To every engine (no owner): a pause notice that came after the run had
+                # parked is dropped, not kept for the run this resume starts; engines wake.
+                await self.store.publish(Notice("unpause", instance.pk))
+                return resumed.status
+            unpaused = await self.store.update_instance(
+                instance.pk, expect=("waitingForPause",), changes={"status": "running"}
+            )
+            if unpaused is not None:
+                await self.store.publish(Notice("unpause", instance.pk, unpaused.lease_owner))
+                return "running"
+            current = await self._current_status(instance)
+            if current != "paused":
+                break
+        return current
 
     @_runs_to_the_end
     async def terminate(self, instance: InstanceRecord) -> str:
