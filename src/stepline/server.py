@@ -28,6 +28,7 @@ from stepline.declared import import_scope, register_declared, resolve_account
 from stepline.engine.step_threads import DEFAULT_STEP_THREADS
 from stepline.engine.tuning import run_owned_process
 from stepline.errors import ConfigError
+from stepline.http_protocol import BoundedHttpToolsProtocol
 from stepline.store.open import DEFAULT_DATABASE
 from stepline.tokens import StoreTokenAuthenticator
 from stepline.validation import MAX_INSTANCE_STORAGE_BYTES
@@ -122,7 +123,7 @@ async def serve(options: ServerOptions) -> None:
                 port=options.port,
                 log_level=options.log_level,
                 access_log=options.log_level == "debug",  # a line a request: off for speed
-                http="httptools",
+                http=BoundedHttpToolsProtocol,
                 lifespan="off",
                 timeout_keep_alive=KEEP_ALIVE_S,
             )

@@ -1,15 +1,19 @@
 """What the whole server takes and refuses as a create's body: the JSON edge cases the API
-decodes, and the 1 MiB limit on params, which the engine checks for every trigger."""
+decodes, and the 1 MiB limit on params, which the engine checks for every trigger; and what
+it holds of a request's head (request line and headers) before it ends, token or not."""
 
 from __future__ import annotations
 
 import json
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from stepline.http_protocol import HEAD_TIMEOUT_S, MAX_HEAD_BYTES
 from tests.clients.server import RunningServer
 
 pytestmark = pytest.mark.clients
@@ -100,3 +104,41 @@ def test_what_json_allows_comes_back_as_sent(http: httpx.Client) -> None:
     assert sorted(item["id"] for item in answer.json()["result"]) == sorted(cases)
     for instance_id, (_, params) in cases.items():
         assert _params_of(http, instance_id) == params
+
+
+def _answer_of(sock: socket.socket) -> bytes:
+    """All the server sends until it closes the connection."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def test_a_head_over_64_kib_is_431_and_its_connection_closed(server: RunningServer) -> None:
+    # Unbounded, a header of 200 MB held the event loop for 40 s (the parser copies it whole
+    # at each read) and the process's memory grew by as much: no request was answered.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (4 * MAX_HEAD_BYTES)
+        try:
+            sock.sendall(head)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused and closed before the rest was read
+        answer = _answer_of(sock)
+    status, _, body = answer.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 431 "), answer[:300]
+    envelope = json.loads(body)
+    assert envelope["success"] is False and envelope["result"] is None
+    assert envelope["errors"] == [{"code": 10002, "message": "workflows.api.error.body"}]
+    with httpx.Client(timeout=10) as client:
+        # A head under the bound is served as before.
+        fine = client.get(f"http://127.0.0.1:{server.port}/healthz", headers={"X-Big": "a" * 8000})
+        assert fine.status_code == 200
+
+
+def test_a_head_left_unfinished_has_its_connection_closed(server: RunningServer) -> None:
+    # Each such connection was held forever: a client could use up the server's descriptors.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=HEAD_TIMEOUT_S + 10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        assert _answer_of(sock) == b""
+        assert HEAD_TIMEOUT_S - 1 < time.monotonic() - started < HEAD_TIMEOUT_S + 5
