@@ -39,7 +39,7 @@ class RunState(Protocol):
     _started_steps: int
     _interrupt: asyncio.Event
     _event_arrived: asyncio.Future[None]
-    _event_queues: dict[str, tuple[list[StepRecord], asyncio.Lock]] | None
+    _event_queues: dict[str, tuple[list[StepRecord], asyncio.Lock]]
     _careful: bool
     _executing: int
     _quiet: asyncio.Event

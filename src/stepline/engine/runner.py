@@ -136,10 +136,9 @@ class Runner(StepAttempts, Parking, WaitingSteps):
         self._quiet.set()
         self._interrupt = asyncio.Event()
         self._event_arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._event_queues: dict[str, tuple[list[StepRecord], asyncio.Lock]] | None = None
+        self._event_queues: dict[str, tuple[list[StepRecord], asyncio.Lock]] = {}
         """The run's waits for events of each type, in the order they began (``seq``), and
-        the lock a take holds: only the first takes (``WaitingSteps.wait_for_event``). Made
-        by its first wait."""
+        the lock a take holds: only the first takes (``WaitingSteps.wait_for_event``)."""
         self.pause_requested = False
         self._suspending = False
         self._draining = False

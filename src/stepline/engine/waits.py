@@ -134,13 +134,9 @@ class WaitingSteps:
         # In the order they began (``seq``), not the order this run reaches them: a replay
         # reaches a wait whose branch had a step before it (cached now) ahead of one begun
         # earlier, and a parked instance hands an event to the wait of lowest seq.
-        queues = self._event_queues
-        if queues is None:
-            queues = {}
-            self._event_queues = queues
-        entry = queues.get(event_type)
+        entry = self._event_queues.get(event_type)
         if entry is None:
-            entry = queues[event_type] = ([], asyncio.Lock())
+            entry = self._event_queues[event_type] = ([], asyncio.Lock())
         queue, taking = entry
         bisect.insort(queue, record, key=_began)
         try:

@@ -75,9 +75,9 @@ class SqliteStore(SqliteConnections, SqliteInstances, SqliteCatalog):
         self._subscribers: list[Callable[[Notice], None]] = []
         self._engine_lock = EngineLock(self.path)
         self._inbox: NoticeInbox | None = None
+        """While this process runs the file's engine: the notices of the other processes."""
         self._applied_at_open: list[Migration] = []
         self._is_open = False
-        """While this process runs the file's engine: the notices of the other processes."""
         self._sender = NoticeSender(socket_path(self.path))
 
     # -- the engine's operations -------------------------------------------------------------
